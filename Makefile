@@ -1,0 +1,58 @@
+# raypod: `make demo` runs a job end to end; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+IMAGE_TAG_BASE ?= raypod
+VERSION ?= $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' raypod/__init__.py)
+IMG ?= $(IMAGE_TAG_BASE):$(VERSION)
+WHEELHOUSE ?= wheelhouse
+
+.PHONY: help venv demo test check lint typecheck bench wheelhouse docker-build docker-push clean
+
+help:
+	@echo "make demo          run a job end to end on a local Ray and a local S3 (both started for you)"
+	@echo "make test          install the test dependencies and run the whole suite"
+	@echo "make check         ruff and mypy"
+	@echo "make bench         compare raypod with the Ray SDK (bench/)"
+	@echo "make wheelhouse    collect the runtime wheels for an offline image build"
+	@echo "make docker-build  build \$$IMAGE_TAG_BASE:\$$VERSION;  make docker-push  push it"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# One stamp per extra set, so a change of setup.cfg reinstalls.
+$(VENV)/.installed-%: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[$(subst +,$(comma),$*)]"
+	touch $@
+
+comma := ,
+
+venv: $(VENV)/.installed-test+yaml+dev
+
+demo: $(VENV)/.installed-demo+yaml
+	$(BIN)/python samples/demo.py
+
+test: $(VENV)/.installed-test+yaml+dev
+	$(BIN)/python -m pytest -q -ra
+
+check: $(VENV)/.installed-test+yaml+dev
+	$(BIN)/ruff check raypod tests bench samples
+	$(BIN)/ruff format --check raypod
+	$(BIN)/mypy raypod
+
+bench: $(VENV)/.installed-test+yaml+dev
+	$(BIN)/python bench/run.py
+
+wheelhouse: | $(BIN)/python
+	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
+	$(BIN)/python -m pip wheel --quiet --wheel-dir $(WHEELHOUSE) .
+
+docker-build:
+	docker build -t $(IMG) .
+
+docker-push:
+	docker push $(IMG)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache $(WHEELHOUSE)

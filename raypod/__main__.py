@@ -1,0 +1,3 @@
+from raypod.cli import main
+
+raise SystemExit(main())

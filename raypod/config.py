@@ -1,0 +1,516 @@
+"""Parse the Bridge ConfigMap's string keys into typed settings. Pure: no I/O.
+
+Every problem is collected, not only the first, so ``validate`` can list them all.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from raypod.errors import ConfigError
+
+RESOURCE_URL = "resourceURL"
+UPDATE_INTERVAL = "updateInterval"
+JOB_SCRIPT = "jobdata.jobScript"
+SCRIPT_LOCATION = "jobdata.scriptLocation"
+SCRIPT_METADATA = "jobdata.scriptMetadata"
+JOB_PARAMETERS = "jobdata.jobParameters"
+SCRIPT_EXTRA_LOCATION = "jobdata.scriptExtraLocation"
+ADDITIONAL_DATA = "jobdata.additionalData"
+JOB_PROPERTIES = "jobproperties"
+S3_ENDPOINT = "s3.endpoint"
+S3_SECURE = "s3.secure"
+S3_SECRET = "s3.secret"
+S3_UPLOAD_BUCKET = "s3upload.bucket"
+S3_UPLOAD_FILES = "s3upload.files"
+KILL = "kill"
+ID = "id"
+
+DEFAULT_UPDATE_INTERVAL = 20.0
+SCRIPT_LOCATIONS = ("inline", "s3", "remote")
+EXTRA_LOCATIONS = ("inline", "s3")
+INLINE_SCRIPT_NAME = "script.py"
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """An S3 object written as ``bucket:object``."""
+
+    bucket: str
+    object_name: str
+
+    def __str__(self) -> str:
+        return f"{self.bucket}:{self.object_name}"
+
+    @property
+    def base_name(self) -> str:
+        return posixpath.basename(self.object_name)
+
+
+@dataclass(frozen=True)
+class Metadata:
+    pip: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobProperties:
+    """The ``jobproperties`` JSON: Ray entrypoint resources and raypod's own knobs."""
+
+    entrypoint_num_cpus: float | None = None
+    entrypoint_num_gpus: float | None = None
+    entrypoint_memory: int | None = None
+    entrypoint_resources: Mapping[str, float] = field(default_factory=dict)
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    runtime_env: Mapping[str, Any] = field(default_factory=dict)
+    active_deadline_seconds: float | None = None
+    submission_id_prefix: str | None = None
+    auth: str = "none"
+    follow_logs: bool | None = None
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    endpoint: str
+    secure: bool
+    secret_name: str
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    """Everything raypod needs from the ConfigMap, checked."""
+
+    resource_url: str
+    update_interval: float
+    script_location: str
+    #: inline text, ``bucket:object`` (as S3Location) or a path on the Ray nodes
+    script: str | S3Location
+    extra_location: str
+    #: raw inline JSON, or the S3 object holding it; None when the key is empty
+    metadata: str | S3Location | None
+    parameters: str | S3Location | None
+    additional_data: tuple[S3Location, ...]
+    properties: JobProperties
+    s3: S3Settings | None
+    upload_bucket: str | None
+    upload_files: tuple[str, ...]
+    kill: bool
+    submission_id: str | None
+
+    @property
+    def script_name(self) -> str:
+        """The script's file name in the job's working directory (or its remote path)."""
+        if isinstance(self.script, S3Location):
+            return self.script.base_name
+        if self.script_location == "inline":
+            return INLINE_SCRIPT_NAME
+        return self.script
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+
+    def add(self, key: str, problem: str) -> None:
+        self.items.append((key, problem))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise ConfigError(self.items)
+
+
+def value_of(data: Mapping[str, str], key: str) -> str:
+    """A key's value with surrounding whitespace removed; '' when absent."""
+    value = data.get(key)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def parse_bool(text: str, key: str, default: bool) -> bool:
+    lowered = text.strip().lower()
+    if not lowered:
+        return default
+    if lowered in ("true", "yes", "1"):
+        return True
+    if lowered in ("false", "no", "0"):
+        return False
+    raise ConfigError.single(key, f"expected true or false, got {text!r}")
+
+
+def parse_location(text: str, key: str) -> S3Location:
+    """Parse ``bucket:object``."""
+    bucket, sep, object_name = text.strip().partition(":")
+    if not sep:
+        raise ConfigError.single(key, f"expected bucket:object, got {text!r} (no ':')")
+    bucket, object_name = bucket.strip(), object_name.strip().lstrip("/")
+    if not bucket or not object_name:
+        raise ConfigError.single(key, f"expected bucket:object with both parts, got {text!r}")
+    return S3Location(bucket, object_name)
+
+
+def parse_resource_url(text: str) -> str:
+    if not text:
+        raise ConfigError.single(
+            RESOURCE_URL, "missing: set it to the Ray dashboard address, e.g. http://ray-head:8265"
+        )
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError.single(RESOURCE_URL, f"expected an http:// or https:// address, got {text!r}")
+    if parts.username or parts.password:
+        raise ConfigError.single(RESOURCE_URL, "must not hold a user or password; use the credentials directory")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as error:
+        raise ConfigError.single(RESOURCE_URL, f"bad port in {text!r}") from error
+    return text.rstrip("/")
+
+
+def parse_positive_number(text: str, key: str) -> float:
+    try:
+        number = float(text)
+    except ValueError as error:
+        raise ConfigError.single(key, f"expected a number of seconds, got {text!r}") from error
+    if not math.isfinite(number) or number <= 0:
+        raise ConfigError.single(key, f"expected a positive number of seconds, got {text!r}")
+    return number
+
+
+def parse_json_object(text: str, key: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(text)
+    except ValueError as error:
+        raise ConfigError.single(key, f"is not valid JSON ({error})") from error
+    if not isinstance(parsed, dict):
+        raise ConfigError.single(key, f"must be a JSON object, got {type(parsed).__name__}")
+    return parsed
+
+
+def parse_metadata(text: str, key: str = SCRIPT_METADATA) -> Metadata:
+    """Parse ``{"pip": {...} | [...], "env": {...}}``."""
+    if not text.strip():
+        return Metadata()
+    obj = parse_json_object(text, key)
+    unknown = sorted(set(obj) - {"pip", "env"})
+    if unknown:
+        raise ConfigError.single(key, f"unknown field(s) {', '.join(unknown)}; known: pip, env")
+    return Metadata(pip=_parse_pip(obj.get("pip"), key), env=_parse_env(obj.get("env"), key))
+
+
+def _parse_pip(pip: Any, key: str) -> tuple[str, ...]:
+    if pip is None:
+        return ()
+    if isinstance(pip, dict):
+        return tuple(_requirement(name, version, key) for name, version in pip.items())
+    if isinstance(pip, list) and all(isinstance(item, str) and item.strip() for item in pip):
+        return tuple(item.strip() for item in pip)
+    raise ConfigError.single(key, "pip must be an object of name to version, or a list of requirement strings")
+
+
+def _requirement(name: str, version: Any, key: str) -> str:
+    if not isinstance(version, (str, int, float)) or isinstance(version, bool):
+        raise ConfigError.single(key, f"pip version of {name!r} must be a string")
+    spec = str(version).strip()
+    if spec in ("", "*", "latest"):
+        return name
+    if spec[0] in "<>=!~":
+        return f"{name}{spec}"
+    return f"{name}=={spec}"
+
+
+def _parse_env(env: Any, key: str) -> dict[str, str]:
+    if env is None:
+        return {}
+    if not isinstance(env, dict):
+        raise ConfigError.single(key, "env must be an object of variable name to value")
+    result = {}
+    for name, value in env.items():
+        if not name or "=" in name:
+            raise ConfigError.single(key, f"env variable name {name!r} is not valid")
+        result[name] = scalar_text(value, key, f"env {name}")
+    return result
+
+
+def scalar_text(value: Any, key: str, what: str) -> str:
+    """A JSON value as the text the job sees: strings as they are, the rest as JSON."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        raise ConfigError.single(key, f"{what} is null")
+    return json.dumps(value, separators=(",", ":"))
+
+
+def parse_parameters(text: str, key: str = JOB_PARAMETERS) -> dict[str, str]:
+    """Parse the parameters object. Keys and values must survive ``token.split('=')``."""
+    if not text.strip():
+        return {}
+    obj = parse_json_object(text, key)
+    problems = _Problems()
+    params: dict[str, str] = {}
+    for name, value in obj.items():
+        if not name.strip() or "=" in name or any(c.isspace() for c in name):
+            problems.add(key, f"parameter name {name!r} must be non-empty, without '=' or spaces")
+            continue
+        try:
+            text_value = scalar_text(value, key, f"parameter {name!r}")
+        except ConfigError as error:
+            problems.items.extend(error.problems)
+            continue
+        if "=" in text_value:
+            problems.add(
+                key,
+                f"parameter {name!r} has '=' in its value; the job's ParseKwargs splits each "
+                "token on '=' and cannot read it",
+            )
+            continue
+        params[name] = text_value
+    problems.raise_if_any()
+    return params
+
+
+def parse_additional_data(text: str, reserved_name: str | None) -> tuple[S3Location, ...]:
+    """Comma-separated ``bucket:object`` list; each lands in the working dir under its base name."""
+    problems = _Problems()
+    locations: list[S3Location] = []
+    seen: dict[str, S3Location] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            location = parse_location(item, ADDITIONAL_DATA)
+        except ConfigError as error:
+            problems.items.extend(error.problems)
+            continue
+        name = location.base_name
+        parts = location.object_name.split("/")
+        if not name or name in (".", "..") or ".." in parts or location.object_name.startswith("/"):
+            problems.add(ADDITIONAL_DATA, f"{item!r} would land outside the job's working directory")
+            continue
+        if name in seen:
+            problems.add(ADDITIONAL_DATA, f"{item!r} and {str(seen[name])!r} have the same file name {name!r}")
+            continue
+        if name == reserved_name:
+            problems.add(ADDITIONAL_DATA, f"{item!r} has the same file name as the script ({name!r})")
+            continue
+        seen[name] = location
+        locations.append(location)
+    problems.raise_if_any()
+    return tuple(locations)
+
+
+def parse_s3_endpoint(text: str) -> tuple[str, bool | None]:
+    """``host:port``, tolerating a scheme, which then decides https."""
+    secure: bool | None = None
+    endpoint = text
+    if "://" in text:
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+            raise ConfigError.single(S3_ENDPOINT, f"expected host:port, got {text!r}")
+        secure = parts.scheme == "https"
+        endpoint = parts.netloc
+    if not endpoint or "/" in endpoint or " " in endpoint:
+        raise ConfigError.single(S3_ENDPOINT, f"expected host:port, got {text!r}")
+    return endpoint, secure
+
+
+_PROPERTY_KEYS = {
+    "entrypoint_num_cpus",
+    "entrypoint_num_gpus",
+    "entrypoint_memory",
+    "entrypoint_resources",
+    "metadata",
+    "runtime_env",
+    "activeDeadlineSeconds",
+    "submissionIdPrefix",
+    "auth",
+    "followLogs",
+}
+KNOWN_PROPERTIES = tuple(sorted(_PROPERTY_KEYS))
+
+
+def parse_job_properties(text: str) -> JobProperties:
+    if not text.strip():
+        return JobProperties()
+    obj = parse_json_object(text, JOB_PROPERTIES)
+    problems = _Problems()
+    unknown = sorted(set(obj) - _PROPERTY_KEYS)
+    if unknown:
+        problems.add(JOB_PROPERTIES, f"unknown key(s) {', '.join(unknown)}; known keys: {', '.join(KNOWN_PROPERTIES)}")
+
+    def number(name: str, integer: bool = False) -> Any:
+        value = obj.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            problems.add(JOB_PROPERTIES, f"{name} must be a non-negative number, got {value!r}")
+            return None
+        if integer and value != int(value):
+            problems.add(JOB_PROPERTIES, f"{name} must be a whole number of bytes, got {value!r}")
+            return None
+        return int(value) if integer else value
+
+    def mapping(name: str, check: Any, what: str) -> dict[str, Any]:
+        value = obj.get(name, {})
+        if not isinstance(value, dict) or not all(isinstance(k, str) and check(v) for k, v in value.items()):
+            problems.add(JOB_PROPERTIES, f"{name} must be an object of {what}")
+            return {}
+        return value
+
+    cpus = number("entrypoint_num_cpus")
+    gpus = number("entrypoint_num_gpus")
+    memory = number("entrypoint_memory", integer=True)
+    resources = mapping(
+        "entrypoint_resources",
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
+        "name to amount",
+    )
+    metadata = mapping("metadata", lambda v: isinstance(v, str), "string to string")
+    runtime_env = mapping("runtime_env", lambda v: True, "runtime_env fields")
+
+    deadline = obj.get("activeDeadlineSeconds")
+    if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or deadline <= 0):
+        problems.add(JOB_PROPERTIES, f"activeDeadlineSeconds must be a positive number, got {deadline!r}")
+        deadline = None
+
+    prefix = obj.get("submissionIdPrefix")
+    if prefix is not None and (
+        not isinstance(prefix, str) or not prefix or not all(c.isalnum() or c in "-_." for c in prefix)
+    ):
+        problems.add(JOB_PROPERTIES, "submissionIdPrefix must be letters, digits, '-', '_' or '.'")
+        prefix = None
+
+    auth = obj.get("auth", "none")
+    if auth not in ("none", "basic"):
+        problems.add(JOB_PROPERTIES, f"auth must be 'none' or 'basic', got {auth!r}")
+        auth = "none"
+
+    follow = obj.get("followLogs")
+    if follow is not None and not isinstance(follow, bool):
+        problems.add(JOB_PROPERTIES, f"followLogs must be true or false, got {follow!r}")
+        follow = None
+
+    problems.raise_if_any()
+    return JobProperties(
+        entrypoint_num_cpus=cpus,
+        entrypoint_num_gpus=gpus,
+        entrypoint_memory=memory,
+        entrypoint_resources={k: float(v) for k, v in resources.items()},
+        metadata=dict(metadata),
+        runtime_env=dict(runtime_env),
+        active_deadline_seconds=deadline,
+        submission_id_prefix=prefix,
+        auth=auth,
+        follow_logs=follow,
+    )
+
+
+def _inline_or_location(text: str, extra_location: str, key: str) -> str | S3Location | None:
+    if not text:
+        return None
+    if extra_location == "s3":
+        return parse_location(text, key)
+    return text
+
+
+def parse_config(data: Mapping[str, str]) -> BridgeConfig:
+    """Check every key and build the settings; raise ConfigError listing every problem."""
+    problems = _Problems()
+
+    def attempt(fn: Any, *args: Any, default: Any = None) -> Any:
+        try:
+            return fn(*args)
+        except ConfigError as error:
+            problems.items.extend(error.problems)
+            return default
+
+    resource_url = attempt(parse_resource_url, value_of(data, RESOURCE_URL), default="")
+    interval_text = value_of(data, UPDATE_INTERVAL)
+    interval = (
+        attempt(parse_positive_number, interval_text, UPDATE_INTERVAL, default=DEFAULT_UPDATE_INTERVAL)
+        if interval_text
+        else DEFAULT_UPDATE_INTERVAL
+    )
+
+    script_location = value_of(data, SCRIPT_LOCATION).lower() or "remote"
+    if script_location not in SCRIPT_LOCATIONS:
+        problems.add(
+            SCRIPT_LOCATION, f"unknown location {script_location!r}; expected one of {', '.join(SCRIPT_LOCATIONS)}"
+        )
+    script_text = data.get(JOB_SCRIPT) or ""
+    script: str | S3Location = ""
+    if not script_text.strip():
+        problems.add(JOB_SCRIPT, "missing: give the script text, its bucket:object, or its path on the Ray nodes")
+    elif script_location == "s3":
+        script = attempt(parse_location, script_text, JOB_SCRIPT, default="")
+    elif script_location == "remote":
+        script = script_text.strip()
+    else:
+        script = script_text
+
+    extra_location = value_of(data, SCRIPT_EXTRA_LOCATION).lower() or "inline"
+    if extra_location not in EXTRA_LOCATIONS:
+        problems.add(
+            SCRIPT_EXTRA_LOCATION, f"unknown location {extra_location!r}; expected one of {', '.join(EXTRA_LOCATIONS)}"
+        )
+        extra_location = "inline"
+    metadata = attempt(_inline_or_location, value_of(data, SCRIPT_METADATA), extra_location, SCRIPT_METADATA)
+    parameters = attempt(_inline_or_location, value_of(data, JOB_PARAMETERS), extra_location, JOB_PARAMETERS)
+    # Inline JSON is checked now, so bad input fails before anything is contacted.
+    if isinstance(metadata, str):
+        attempt(parse_metadata, metadata, SCRIPT_METADATA)
+    if isinstance(parameters, str):
+        attempt(parse_parameters, parameters, JOB_PARAMETERS)
+
+    reserved = (
+        posixpath.basename(script.object_name)
+        if isinstance(script, S3Location)
+        else (INLINE_SCRIPT_NAME if script_location == "inline" else None)
+    )
+    additional = attempt(parse_additional_data, value_of(data, ADDITIONAL_DATA), reserved, default=())
+    properties = attempt(parse_job_properties, value_of(data, JOB_PROPERTIES), default=JobProperties())
+
+    s3: S3Settings | None = None
+    endpoint_text = value_of(data, S3_ENDPOINT)
+    secure_flag = attempt(parse_bool, value_of(data, S3_SECURE), S3_SECURE, False, default=False)
+    if endpoint_text:
+        parsed_endpoint = attempt(parse_s3_endpoint, endpoint_text)
+        if parsed_endpoint:
+            endpoint, scheme_secure = parsed_endpoint
+            s3 = S3Settings(
+                endpoint, secure_flag if scheme_secure is None else scheme_secure, value_of(data, S3_SECRET)
+            )
+    uses_s3 = script_location == "s3" or (extra_location == "s3" and (metadata or parameters)) or bool(additional)
+    if uses_s3 and not endpoint_text:
+        problems.add(S3_ENDPOINT, "missing, but the job's inputs are in S3")
+
+    upload_bucket = value_of(data, S3_UPLOAD_BUCKET) or None
+    upload_files = tuple(f.strip() for f in value_of(data, S3_UPLOAD_FILES).split(",") if f.strip())
+    for name in upload_files:
+        if name.startswith("/") or ".." in name.split("/"):
+            problems.add(S3_UPLOAD_FILES, f"{name!r} must be a path relative to the job's S3 prefix")
+    if upload_files and not (endpoint_text and upload_bucket):
+        problems.add(S3_UPLOAD_FILES, f"needs {S3_ENDPOINT} and {S3_UPLOAD_BUCKET}")
+
+    kill = attempt(parse_bool, value_of(data, KILL), KILL, False, default=False)
+
+    problems.raise_if_any()
+    return BridgeConfig(
+        resource_url=resource_url,
+        update_interval=interval,
+        script_location=script_location,
+        script=script,
+        extra_location=extra_location,
+        metadata=metadata,
+        parameters=parameters,
+        additional_data=additional,
+        properties=properties,
+        s3=s3,
+        upload_bucket=upload_bucket,
+        upload_files=upload_files,
+        kill=kill,
+        submission_id=value_of(data, ID) or None,
+    )

@@ -1,0 +1,106 @@
+"""Pure builders of what is sent to Ray: the entrypoint, the runtime_env and the POST body."""
+
+from __future__ import annotations
+
+import secrets
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from raypod.config import JOB_PROPERTIES, JobProperties, Metadata, S3Settings
+from raypod.errors import ConfigError
+
+#: Fields of runtime_env that raypod fills itself, from the jobdata keys.
+RAYPOD_RUNTIME_ENV_FIELDS = {
+    "working_dir": "the script and jobdata.additionalData",
+    "env_vars": "the env of jobdata.scriptMetadata",
+    "pip": "the pip of jobdata.scriptMetadata",
+}
+
+
+def kwargs_tokens(params: Mapping[str, str], *, s3: S3Settings | None, bucket: str | None, job_name: str) -> list[str]:
+    """The ``key=value`` tokens after ``--kwargs``: the four s3_ ones first when S3 is configured."""
+    tokens = []
+    if s3 is not None:
+        tokens += [
+            f"s3_secret={s3.secret_name}",
+            f"s3_bucket={bucket or ''}",
+            f"s3_prefix={job_name}/",
+            f"s3_secure={'true' if s3.secure else 'false'}",
+        ]
+    tokens += [f"{key}={value}" for key, value in params.items()]
+    return tokens
+
+
+def build_entrypoint(script: str, tokens: Sequence[str], folder: str | None = None, python: str = "python") -> str:
+    """``[cd <folder> &&] python <script> --kwargs k=v ...`` with every word shell-quoted.
+
+    ``folder`` is where the package put the script and its files, so the script finds
+    them next to itself and in its working directory.
+    """
+    command = " ".join([python, shlex.quote(script), "--kwargs", *(shlex.quote(token) for token in tokens)])
+    return f"cd {shlex.quote(folder)} && {command}" if folder else command
+
+
+def build_runtime_env(
+    package_uri: str | None, metadata: Metadata, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """raypod's runtime_env, merged with the jobproperties' extra fields; a clash is an error."""
+    env: dict[str, Any] = {}
+    if package_uri:
+        env["working_dir"] = package_uri
+    if metadata.pip:
+        env["pip"] = list(metadata.pip)
+    if metadata.env:
+        env["env_vars"] = dict(metadata.env)
+    for name, value in (extra or {}).items():
+        if name == "pip" and isinstance(value, dict) and "packages" not in value:
+            # pip options (index URL for a mirror, pip_check, pip_version) around raypod's packages.
+            env["pip"] = {**value, "packages": list(metadata.pip)}
+            continue
+        if name in env:
+            raise ConfigError.single(
+                JOB_PROPERTIES,
+                f"runtime_env.{name} clashes with the one raypod sets from {RAYPOD_RUNTIME_ENV_FIELDS[name]}",
+            )
+        env[name] = value
+    return env
+
+
+def new_submission_id(job_name: str, prefix: str | None = None) -> str:
+    base = prefix or (f"raypod-{job_name}" if job_name else "raypod")
+    return f"{base}-{secrets.token_hex(6)}"
+
+
+def job_metadata(properties: JobProperties, job_name: str, namespace: str) -> dict[str, str]:
+    """The user's metadata plus the two keys that trace a job back to its BridgeJob."""
+    own = {"bridge-job": job_name, "bridge-namespace": namespace}
+    clash = sorted(set(own) & set(properties.metadata))
+    if clash:
+        raise ConfigError.single(JOB_PROPERTIES, f"metadata key(s) {', '.join(clash)} are set by raypod")
+    return {**properties.metadata, **{k: v for k, v in own.items() if v}}
+
+
+def build_submission(
+    *,
+    submission_id: str,
+    entrypoint: str,
+    runtime_env: Mapping[str, Any],
+    metadata: Mapping[str, str],
+    properties: JobProperties,
+) -> dict[str, Any]:
+    """The body of ``POST /api/jobs/``; fields left unset are not sent."""
+    body: dict[str, Any] = {"entrypoint": entrypoint, "submission_id": submission_id}
+    if runtime_env:
+        body["runtime_env"] = dict(runtime_env)
+    if metadata:
+        body["metadata"] = dict(metadata)
+    if properties.entrypoint_num_cpus is not None:
+        body["entrypoint_num_cpus"] = properties.entrypoint_num_cpus
+    if properties.entrypoint_num_gpus is not None:
+        body["entrypoint_num_gpus"] = properties.entrypoint_num_gpus
+    if properties.entrypoint_memory is not None:
+        body["entrypoint_memory"] = properties.entrypoint_memory
+    if properties.entrypoint_resources:
+        body["entrypoint_resources"] = dict(properties.entrypoint_resources)
+    return body

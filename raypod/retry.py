@@ -1,0 +1,54 @@
+"""The retry policy, defined once as data and applied with tenacity."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+import tenacity
+
+from raypod.errors import RaypodError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def is_transient(error: BaseException) -> bool:
+    """Connection errors, timeouts, 5xx and 429 are worth another try; nothing else is."""
+    return isinstance(error, RaypodError) and error.transient
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter, bounded by attempts and by total time."""
+
+    attempts: int = 8
+    initial_wait: float = 0.5
+    max_wait: float = 10.0
+    deadline: float = 60.0
+
+    def with_deadline(self, seconds: float) -> RetryPolicy:
+        return replace(self, deadline=seconds)
+
+    def call(self, fn: Callable[[], T], what: str) -> T:
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(is_transient),
+            stop=tenacity.stop_after_attempt(self.attempts) | tenacity.stop_after_delay(self.deadline),
+            wait=tenacity.wait_random_exponential(multiplier=self.initial_wait, max=self.max_wait),
+            before_sleep=lambda state: _log_retry(what, state),
+            reraise=True,
+        )
+        return retrying(fn)
+
+
+def _log_retry(what: str, state: tenacity.RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0.0
+    log.warning("%s failed (attempt %d): %s; retrying in %.1fs", what, state.attempt_number, error, wait)
+
+
+#: One try only, for calls whose caller has its own loop (the watch loop's polls).
+NO_RETRY = RetryPolicy(attempts=1, deadline=0.0)

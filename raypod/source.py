@@ -1,0 +1,108 @@
+"""Where the ConfigMap's keys come from outside the Kubernetes API: a mounted directory or a manifest file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Protocol
+
+from raypod.errors import ConfigError
+
+
+class ConfigSource(Protocol):
+    """Anything that can (re-)read the ConfigMap's data as strings."""
+
+    description: str
+
+    def read(self) -> dict[str, str]: ...
+
+
+class DirectorySource:
+    """A ConfigMap mounted as a volume: one file per key.
+
+    Kubernetes keeps the real files under ``..data``-style hidden entries; those are skipped.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.description = f"directory {path}"
+
+    def read(self) -> dict[str, str]:
+        try:
+            entries = sorted(self.path.iterdir())
+        except OSError as error:
+            raise ConfigError.single("--config", f"cannot read directory {self.path}: {error.strerror}") from error
+        data = {}
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.is_file():
+                continue
+            try:
+                data[entry.name] = entry.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as error:
+                raise ConfigError.single(entry.name, f"cannot read {entry}: {error}") from error
+        return data
+
+
+class ManifestSource:
+    """A ConfigMap manifest in JSON, or YAML when the optional ``yaml`` extra is installed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.description = f"manifest {path}"
+
+    def read(self) -> dict[str, str]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigError.single("--config", f"cannot read {self.path}: {error.strerror}") from error
+        document = _parse_manifest(text, self.path)
+        if not isinstance(document, dict):
+            raise ConfigError.single("--config", f"{self.path} must hold one ConfigMap object")
+        kind = document.get("kind")
+        if kind is not None and kind != "ConfigMap":
+            raise ConfigError.single("--config", f"{self.path} holds a {kind}, not a ConfigMap")
+        data = document.get("data") or {}
+        if not isinstance(data, dict):
+            raise ConfigError.single("--config", f"{self.path}: data must be a mapping of key to string")
+        return {str(key): _as_text(value) for key, value in data.items()}
+
+
+def _as_text(value: Any) -> str:
+    # YAML turns `updateInterval: 20` into an int; a ConfigMap's values are strings.
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    return str(value) if isinstance(value, (int, float)) else json.dumps(value)
+
+
+def _parse_manifest(text: str, path: Path) -> Any:
+    if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
+        try:
+            return json.loads(text)
+        except ValueError as error:
+            raise ConfigError.single("--config", f"{path} is not valid JSON ({error})") from error
+    try:
+        import yaml
+    except ImportError as error:
+        raise ConfigError.single(
+            "--config", f"{path} looks like YAML; install the extra with `pip install raypod[yaml]`, or use JSON"
+        ) from error
+    try:
+        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as error:
+        raise ConfigError.single("--config", f"{path} is not valid YAML ({error})") from error
+    configmaps = [doc for doc in documents if isinstance(doc, dict) and doc.get("kind", "ConfigMap") == "ConfigMap"]
+    if len(configmaps) != 1:
+        raise ConfigError.single("--config", f"{path} must hold exactly one ConfigMap, found {len(configmaps)}")
+    return configmaps[0]
+
+
+def open_source(path: Path) -> ConfigSource:
+    if path.is_dir():
+        return DirectorySource(path)
+    if path.is_file():
+        return ManifestSource(path)
+    raise ConfigError.single("--config", f"{path} does not exist")

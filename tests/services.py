@@ -1,0 +1,186 @@
+"""Local services for tests, the demo and the benchmark: a real Ray head and an S3 server.
+
+Each is started on loopback with free ports, in its own process session, and stopped
+by killing exactly that session: nothing else on the machine is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import requests
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_http(url: str, timeout: float, headers: Mapping[str, str] | None = None) -> None:
+    limit = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < limit:
+        try:
+            response = requests.get(url, timeout=2, headers=headers)
+            if response.status_code < 500:
+                return
+            last = response.status_code
+        except requests.RequestException as error:
+            last = error
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s (last: {last})")
+
+
+def _stop_session(process: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM the whole session the process leads, then SIGKILL what is left."""
+    sid = process.pid
+    try:
+        os.killpg(sid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        pass
+    for pid in _session_members(sid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        os.killpg(sid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _session_members(sid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getsid(int(entry.name)) == sid:
+                members.append(int(entry.name))
+        except (ProcessLookupError, PermissionError):
+            continue
+    return members
+
+
+class LocalRay:
+    """``ray start --head --block`` with the dashboard on 127.0.0.1 and free ports."""
+
+    def __init__(self, env: Mapping[str, str] | None = None, num_cpus: int = 2) -> None:
+        self.env = dict(env or {})
+        self.num_cpus = num_cpus
+        self.process: subprocess.Popen[bytes] | None = None
+        # Ray's socket paths must stay short, so not under pytest's long tmp paths.
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="rp", dir="/tmp"))
+        self.port = free_port()
+        self.address = f"http://127.0.0.1:{self.port}"
+        self.log_path = self.temp_dir / "ray-start.log"
+
+    def start(self, timeout: float = 120.0) -> LocalRay:
+        args = [
+            str(BIN / "ray"),
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--dashboard-host",
+            "127.0.0.1",
+            "--dashboard-port",
+            str(self.port),
+            "--port",
+            str(free_port()),
+            "--ray-client-server-port",
+            str(free_port()),
+            "--dashboard-agent-listen-port",
+            str(free_port()),
+            "--dashboard-agent-grpc-port",
+            str(free_port()),
+            "--runtime-env-agent-port",
+            str(free_port()),
+            "--metrics-export-port",
+            str(free_port()),
+            "--num-cpus",
+            str(self.num_cpus),
+            "--include-dashboard",
+            "true",
+            "--disable-usage-stats",
+            "--temp-dir",
+            str(self.temp_dir),
+        ]
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **self.env}
+        self.process = subprocess.Popen(
+            args, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        headers = {"Authorization": f"Bearer {self.env['RAY_AUTH_TOKEN']}"} if "RAY_AUTH_TOKEN" in self.env else None
+        try:
+            wait_for_http(f"{self.address}/api/version", timeout, headers)
+            # The job agent answers a little after the dashboard head does.
+            wait_for_http(f"{self.address}/api/jobs/", timeout, headers)
+        except RuntimeError:
+            self.stop()
+            raise RuntimeError(f"Ray head did not start; see {self.log_path}") from None
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop_session(self.process, grace=5)
+            self.process = None
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+class LocalS3:
+    """moto's standalone S3 server, a real S3-protocol endpoint on 127.0.0.1."""
+
+    ACCESS_KEY = "raypod-test-access"
+    SECRET_KEY = "raypod-test-secret-key"
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.endpoint = f"127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> LocalS3:
+        self.process = subprocess.Popen(
+            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_for_http(f"http://{self.endpoint}/", timeout)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop_session(self.process, grace=5)
+            self.process = None
+
+    def write_credentials(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "accesskey").write_text(self.ACCESS_KEY + "\n")
+        (directory / "secretkey").write_text(self.SECRET_KEY + "\n")
+        return directory
+
+    def client(self):  # type: ignore[no-untyped-def]
+        from minio import Minio
+
+        return Minio(self.endpoint, access_key=self.ACCESS_KEY, secret_key=self.SECRET_KEY, secure=False)

@@ -1,0 +1,152 @@
+"""Pure builders: entrypoint, runtime_env, submission body, package naming, status mapping."""
+
+from __future__ import annotations
+
+import shlex
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from raypod.config import JobProperties, Metadata, S3Settings
+from raypod.entrypoint import (
+    build_entrypoint,
+    build_runtime_env,
+    build_submission,
+    job_metadata,
+    kwargs_tokens,
+    new_submission_id,
+)
+from raypod.errors import ConfigError
+from raypod.package import build_package
+from raypod.status import bridge_status, exit_code, format_ray_time, format_time, parse_time
+
+
+def test_s3_tokens_come_first_and_only_when_s3_is_configured() -> None:
+    s3 = S3Settings("minio:9000", False, "my-secret")
+    assert kwargs_tokens({"a": "1"}, s3=s3, bucket="bkt", job_name="job") == [
+        "s3_secret=my-secret",
+        "s3_bucket=bkt",
+        "s3_prefix=job/",
+        "s3_secure=false",
+        "a=1",
+    ]
+    assert kwargs_tokens({"a": "1"}, s3=None, bucket=None, job_name="job") == ["a=1"]
+
+
+def test_entrypoint_tokens_survive_the_shell_unchanged() -> None:
+    tokens = ["greeting=hello  world", 'quote=it\'s "q"', "dollar=$HOME", "semi=a;b", "empty="]
+    entrypoint = build_entrypoint("my script.py", tokens)
+    assert shlex.split(entrypoint) == ["python", "my script.py", "--kwargs", *tokens]
+
+
+def test_entrypoint_has_no_comma_joined_tokens() -> None:
+    assert build_entrypoint("code.py", ["a=1", "b=2"]) == "python code.py --kwargs a=1 b=2"
+
+
+def test_entrypoint_runs_the_script_inside_the_package_folder() -> None:
+    assert build_entrypoint("code.py", ["a=1"], "raypod_job") == "cd raypod_job && python code.py --kwargs a=1"
+
+
+def test_runtime_env_from_package_and_metadata() -> None:
+    env = build_runtime_env("gcs://_ray_pkg_x.zip", Metadata(pip=("numpy==1",), env={"A": "b"}))
+    assert env == {"working_dir": "gcs://_ray_pkg_x.zip", "pip": ["numpy==1"], "env_vars": {"A": "b"}}
+    assert build_runtime_env(None, Metadata()) == {}
+
+
+def test_runtime_env_extra_fields_merge_and_pip_options_wrap_packages() -> None:
+    env = build_runtime_env(
+        "gcs://p.zip",
+        Metadata(pip=("six",)),
+        {
+            "pip": {"pip_install_options": ["--index-url", "http://mirror/simple"]},
+            "config": {"setup_timeout_seconds": 9},
+        },
+    )
+    assert env["pip"] == {"pip_install_options": ["--index-url", "http://mirror/simple"], "packages": ["six"]}
+    assert env["config"] == {"setup_timeout_seconds": 9}
+
+
+@pytest.mark.parametrize("field", ["working_dir", "env_vars"])
+def test_runtime_env_field_clashing_with_raypods_is_an_error(field: str) -> None:
+    with pytest.raises(ConfigError, match=f"runtime_env.{field} clashes"):
+        build_runtime_env("gcs://p.zip", Metadata(env={"A": "1"}), {field: "x"})
+
+
+def test_metadata_always_traces_back_to_the_bridge_job() -> None:
+    props = JobProperties(metadata={"team": "x"})
+    assert job_metadata(props, "job", "ns") == {"team": "x", "bridge-job": "job", "bridge-namespace": "ns"}
+    with pytest.raises(ConfigError, match="bridge-job"):
+        job_metadata(JobProperties(metadata={"bridge-job": "other"}), "job", "ns")
+
+
+def test_submission_body_sends_only_what_is_set() -> None:
+    body = build_submission(
+        submission_id="s1",
+        entrypoint="python x.py --kwargs",
+        runtime_env={},
+        metadata={},
+        properties=JobProperties(entrypoint_num_cpus=0.5, entrypoint_resources={"r": 1.0}),
+    )
+    assert body == {
+        "entrypoint": "python x.py --kwargs",
+        "submission_id": "s1",
+        "entrypoint_num_cpus": 0.5,
+        "entrypoint_resources": {"r": 1.0},
+    }
+
+
+def test_submission_ids_are_unique_and_carry_the_prefix() -> None:
+    first, second = new_submission_id("job"), new_submission_id("job")
+    assert first != second and first.startswith("raypod-job-")
+    assert new_submission_id("job", "nightly").startswith("nightly-")
+
+
+def test_package_name_depends_only_on_content(tmp_path: Path) -> None:
+    def make(folder: str, text: str) -> str:
+        work = tmp_path / folder
+        work.mkdir()
+        (work / "script.py").write_text(text)
+        (work / "data.csv").write_text("1,2\n")
+        return build_package({"script.py": work / "script.py", "data.csv": work / "data.csv"}, work).name
+
+    same_a, same_b, other = make("a", "print(1)"), make("b", "print(1)"), make("c", "print(2)")
+    assert same_a == same_b != other
+    assert same_a.startswith("_ray_pkg_") and same_a.endswith(".zip")
+
+
+def test_package_holds_files_in_its_job_folder(tmp_path: Path) -> None:
+    (tmp_path / "s.py").write_text("x")
+    package = build_package({"s.py": tmp_path / "s.py"}, tmp_path)
+    with zipfile.ZipFile(package.path) as archive:
+        assert archive.namelist() == ["raypod_job/s.py"]
+    assert package.uri == f"gcs://{package.name}"
+
+
+@pytest.mark.parametrize(
+    ("ray", "bridge"),
+    [
+        ("PENDING", "PENDING"),
+        ("RUNNING", "RUNNING"),
+        ("SUCCEEDED", "SUCCEEDED"),
+        ("FAILED", "FAILED"),
+        ("STOPPED", "KILL"),
+        ("WEIRD", "UNKNOWN"),
+    ],
+)
+def test_ray_status_maps_to_bridge_status(ray: str, bridge: str) -> None:
+    assert bridge_status(ray) == bridge
+
+
+def test_exit_code_is_zero_only_for_success() -> None:
+    assert [exit_code(s) for s in ("SUCCEEDED", "FAILED", "KILL", "UNKNOWN")] == [0, 1, 1, 1]
+
+
+def test_times_use_the_operators_go_layout_in_utc() -> None:
+    moment = datetime(2022, 4, 19, 21, 32, 40, tzinfo=timezone.utc)
+    assert format_time(moment) == "2022-04-19T21:32:40Z"
+    assert format_ray_time(int(moment.timestamp() * 1000)) == "2022-04-19T21:32:40Z"
+    assert format_ray_time(None) is None
+    assert parse_time("2022-04-19T21:32:40Z") == moment
+    assert parse_time("19/04/2022 21:32:40") is None
