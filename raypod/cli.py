@@ -10,8 +10,13 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from raypod import __version__
+
+if TYPE_CHECKING:
+    from raypod.source import ConfigSource
+    from raypod.status import StatusSink
 
 log = logging.getLogger("raypod")
 
@@ -136,25 +141,39 @@ def install_terminate_handler() -> threading.Event:
     return event
 
 
+def open_run_target(args: argparse.Namespace) -> tuple[ConfigSource, StatusSink]:
+    """Where `run` reads the ConfigMap from and writes its status to.
+
+    Outside a cluster: ``--config`` and ``--status-file`` (or stdout only).
+    """
+    from raypod.errors import ConfigError
+    from raypod.source import open_source
+    from raypod.status import NullSink, StatusFile
+
+    sink: StatusSink = StatusFile(args.status_file) if args.status_file else NullSink()
+    if args.config is None:
+        raise ConfigError.single("--config", "missing: give a ConfigMap directory or manifest")
+    return open_source(args.config), sink
+
+
 def command_run(args: argparse.Namespace) -> int:
     from raypod.credentials import RayCredentials
     from raypod.errors import ConfigError
     from raypod.lifecycle import EXIT_BAD_INPUT, JobRunner, RunOptions
-    from raypod.source import open_source
-    from raypod.status import NullSink, StatusFile, StatusReporter, StatusSink
+    from raypod.status import NullSink, StatusFile, StatusReporter
 
-    sink: StatusSink = StatusFile(args.status_file) if args.status_file else NullSink()
     try:
-        if args.config is None:
-            raise ConfigError.single("--config", "missing: give a ConfigMap directory or manifest")
+        source, sink = open_run_target(args)
         if not args.job_name:
             raise ConfigError.single("JOBNAME", "missing: set $JOBNAME or pass --job-name")
-        source = open_source(args.config)
         ray_credentials = RayCredentials.from_dir(args.credentials)
     except ConfigError as error:
         for line in error.lines:
             log.error("bad input: %s", line)
-        StatusReporter(sink).update({"status.jobStatus": "FAILED", "status.message": f"Bad input: {error.lines[0]}"})
+        fallback = StatusFile(args.status_file) if args.status_file else NullSink()
+        StatusReporter(fallback).update(
+            {"status.jobStatus": "FAILED", "status.message": f"Bad input: {error.lines[0]}"}
+        )
         return EXIT_BAD_INPUT
     options = RunOptions(
         job_name=args.job_name,
