@@ -37,7 +37,7 @@ test: $(VENV)/.installed-test+yaml+dev
 	$(BIN)/python -m pytest -q -ra
 
 check: $(VENV)/.installed-test+yaml+dev
-	$(BIN)/ruff check raypod tests bench samples
+	$(BIN)/ruff check raypod tests samples $(wildcard bench)
 	$(BIN)/ruff format --check raypod
 	$(BIN)/mypy raypod
 
