@@ -6,6 +6,11 @@ IMAGE_TAG_BASE ?= raypod
 VERSION ?= $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' raypod/__init__.py)
 IMG ?= $(IMAGE_TAG_BASE):$(VERSION)
 WHEELHOUSE ?= wheelhouse
+# The Python and platform of the image (Dockerfile's PYTHON_IMAGE), for `make wheelhouse`.
+IMAGE_PYTHON ?= 3.12
+# pip does not widen an explicit --platform to older manylinux tags, so they are listed.
+IMAGE_ARCH ?= $(shell uname -m)
+IMAGE_PLATFORMS ?= $(foreach tag,manylinux_2_28 manylinux_2_17 manylinux2014 manylinux_2_5 manylinux1,$(tag)_$(IMAGE_ARCH))
 
 .PHONY: help venv demo test check lint typecheck bench wheelhouse docker-build docker-push clean
 
@@ -42,14 +47,19 @@ check: $(VENV)/.installed-test+yaml+dev
 	$(BIN)/mypy raypod
 
 bench: $(VENV)/.installed-test+yaml+dev
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
+# raypod itself (pure Python) is built here; its dependencies and setuptools (for the image's
+# offline build of raypod) are fetched as wheels for the image's Python and platform.
 wheelhouse: | $(BIN)/python
 	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
-	$(BIN)/python -m pip wheel --quiet --wheel-dir $(WHEELHOUSE) .
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir $(WHEELHOUSE) .
+	$(BIN)/python -m pip download --quiet --dest $(WHEELHOUSE) --only-binary=:all: \
+		--python-version $(IMAGE_PYTHON) $(addprefix --platform ,$(IMAGE_PLATFORMS)) \
+		$(WHEELHOUSE)/raypod-*.whl "setuptools>=70.1"
 
 docker-build:
-	docker build -t $(IMG) .
+	DOCKER_BUILDKIT=1 docker build -t $(IMG) .
 
 docker-push:
 	docker push $(IMG)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import posixpath
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,10 +108,23 @@ class BridgeConfig:
     def script_name(self) -> str:
         """The script's file name in the job's working directory (or its remote path)."""
         if isinstance(self.script, S3Location):
-            return self.script.base_name
+            return runnable_name(self.script.base_name)
         if self.script_location == "inline":
             return INLINE_SCRIPT_NAME
         return self.script
+
+
+def runnable_name(name: str) -> str:
+    """The file name a script from S3 runs under in the job's folder.
+
+    Python puts the script's own folder first on ``sys.path``, so a script named like a module
+    that Ray's driver imports (the classic ``code.py``: ray -> pdb -> code) imports itself and
+    fails. Such a script runs as ``job_<name>``.
+    """
+    stem = name.removesuffix(".py")
+    if stem in sys.stdlib_module_names or stem == "ray":
+        return f"job_{name}"
+    return name
 
 
 class _Problems:
@@ -287,7 +301,9 @@ def parse_additional_data(text: str, reserved_name: str | None) -> tuple[S3Locat
             continue
         name = location.base_name
         parts = location.object_name.split("/")
-        if not name or name in (".", "..") or ".." in parts or location.object_name.startswith("/"):
+        # parse_location drops a leading '/', so an absolute name is checked on the raw text.
+        absolute = item.partition(":")[2].strip().startswith("/")
+        if not name or name in (".", "..") or ".." in parts or absolute:
             problems.add(ADDITIONAL_DATA, f"{item!r} would land outside the job's working directory")
             continue
         if name in seen:

@@ -37,8 +37,12 @@ class ApiError(RaypodError):
 
     service = "HTTP"
 
-    def __init__(self, method: str, url: str, status: int | None, reason: str, body: str = "") -> None:
+    def __init__(
+        self, method: str, url: str, status: int | None, reason: str, body: str = "", *, retryable: bool | None = None
+    ) -> None:
         self.method = method
+        #: Overrides the status-based rule, e.g. a TLS certificate failure has no status but never heals.
+        self.retryable = retryable
         self.body = body
         self.url = url
         self.status = status
@@ -49,6 +53,8 @@ class ApiError(RaypodError):
 
     @property
     def transient(self) -> bool:  # type: ignore[override]
+        if self.retryable is not None:
+            return self.retryable
         return self.status is None or self.status == 429 or self.status >= 500
 
     @property
@@ -66,6 +72,10 @@ class RayApiError(ApiError):
 
 class KubeApiError(ApiError):
     service = "Kubernetes API"
+
+
+class Terminated(RaypodError):
+    """SIGTERM arrived while raypod was waiting to retry: leave now, the Ray job keeps running."""
 
 
 class S3Error(RaypodError):

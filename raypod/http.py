@@ -158,8 +158,15 @@ class HttpClient:
                 timeout=(timeouts or self.timeouts).as_tuple(),
             )
         except requests.exceptions.SSLError as error:
+            reason = _root_cause(error)
+            # A certificate that does not verify stays so: retrying only delays the clear error.
+            bad_certificate = "CERTIFICATE_VERIFY_FAILED" in reason or "hostname" in reason.lower()
             raise self.error_class(
-                method, shown_url, None, f"TLS verification failed ({_root_cause(error)})"
+                method,
+                shown_url,
+                None,
+                f"TLS verification failed ({reason})",
+                retryable=False if bad_certificate else None,
             ) from error
         except requests.RequestException as error:
             raise self.error_class(method, shown_url, None, _root_cause(error)) from error
@@ -178,6 +185,11 @@ def abort_stream(response: requests.Response) -> None:
     connection = getattr(response.raw, "connection", None)
     sock = getattr(connection, "sock", None)
     if sock is None:
+        # After "Connection: close" (a proxy, an ingress) http.client hands the socket over to
+        # the response itself: reach it through the response's file object.
+        file = getattr(getattr(response.raw, "_fp", None), "fp", None)
+        sock = getattr(getattr(file, "raw", None), "_sock", None)
+    if not isinstance(sock, socket.socket):
         return
     try:
         sock.shutdown(socket.SHUT_RDWR)

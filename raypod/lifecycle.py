@@ -6,7 +6,7 @@ import logging
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,11 +22,12 @@ from raypod.entrypoint import (
     kwargs_tokens,
     new_submission_id,
 )
-from raypod.errors import ConfigError, RayApiError, RaypodError
+from raypod.errors import ConfigError, RayApiError, RaypodError, Terminated
+from raypod.http import Timeouts
 from raypod.inputs import JobInputs, fetch_inputs
 from raypod.logs import LineEcho, LogFollower, upload_log
 from raypod.package import JOB_FOLDER, build_package
-from raypod.ray import JobInfo, RayJobsClient, is_duplicate_submission
+from raypod.ray import JobInfo, RayJobsClient, is_duplicate_submission, is_wrapped_rejection
 from raypod.retry import NO_RETRY, RetryPolicy
 from raypod.s3 import S3Store
 from raypod.source import ConfigSource
@@ -42,6 +43,8 @@ EXIT_TERMINATED = 143
 #: Statuses that say Ray accepted the job; a 404 for such an id means Ray lost it.
 _CONFIRMED = (st.SUBMITTED, st.PENDING, st.RUNNING, st.SUCCEEDED, st.FAILED, st.KILL)
 MAX_MESSAGE = 300
+#: Read timeout of one status poll: short enough that SIGTERM is honoured well within 30 s.
+POLL_READ_TIMEOUT = 10.0
 
 
 def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
@@ -93,11 +96,17 @@ class JobRunner:
         self.options = options
         self.out = out
         self.terminate = terminate or threading.Event()
+        # SIGTERM cuts short any wait between retries (the pod has 30 s to go).
+        options.retry = options.retry.interruptible(self.terminate)
         self.reporter = st.StatusReporter(sink, out)
         self.ray: RayJobsClient | None = None
         self.s3: S3Store | None = None
         self.echo = LineEcho(out, enabled=options.follow_logs)
         self._submitted = False
+        #: The CLI's `submit` without --wait: return once Ray has the job, without watching it.
+        self.submit_only = False
+        #: Called with every status Ray answers while watching (the CLI's progress line).
+        self.on_poll: Callable[[JobInfo], None] | None = None
 
     # -- entry point ---------------------------------------------------------------
     def run(self) -> int:
@@ -109,12 +118,21 @@ class JobRunner:
         except SubmissionRejected as error:
             log.error("%s", error)
             return self._finish(Outcome(st.FAILED, one_line(str(error), 400)), None)
+        except Terminated:
+            return self._leave(self.reporter.get(st.ID))
         except RaypodError as error:
             log.error("%s", error)
             if not self._submitted:
                 return self._finish(Outcome(st.FAILED, one_line(f"Not submitted: {error}", 400)), None)
-            # The job may be running: leave its status alone; a new pod re-attaches by id.
-            return EXIT_FAILED
+            # The job may be running on Ray: say that its state is unknown rather than leave a stale
+            # status (the operator calls a pod that fails without a final status a pod error).
+            job_id = self.reporter.get(st.ID)
+            try:
+                message = one_line(f"Lost track of Ray job {job_id}: {error}", 400)
+                return self._finish(Outcome(st.UNKNOWN, message), None)
+            except RaypodError as write_error:
+                log.error("could not write the final status: %s", write_error)
+                return EXIT_FAILED
         finally:
             if self.ray is not None:
                 self.ray.close()
@@ -155,6 +173,8 @@ class JobRunner:
             submission_id = self._submit(config, submission_id)
         assert submission_id is not None
         self._submitted = True
+        if self.submit_only:
+            return EXIT_SUCCEEDED
         outcome, job = self._watch(config, submission_id)
         if outcome is None:
             return EXIT_TERMINATED
@@ -168,9 +188,20 @@ class JobRunner:
         try:
             job = self.ray.get_job(submission_id, retry=self._connect_policy())
         except RayApiError as error:
+            confirmed = persisted.get(st.JOB_STATUS) in _CONFIRMED
+            if error.transient and confirmed:
+                # Ray had this job: the watch loop rides out the outage, up to --status-timeout.
+                log.warning("cannot reach Ray to re-attach to %s yet (%s); watching it", submission_id, error)
+                return JobInfo(submission_id, "UNKNOWN")
+            if error.transient:
+                # Its POST may have reached Ray: FAILED could be a lie about a running job.
+                return Outcome(
+                    st.UNKNOWN,
+                    one_line(f"Cannot tell whether Ray has job {submission_id}: {error}", 400),
+                )
             if not error.not_found:
-                raise ConfigError.single(RESOURCE_URL, f"cannot reach the Ray dashboard: {error}") from error
-            if persisted.get(st.JOB_STATUS) in _CONFIRMED:
+                raise self._unreachable(error) from error
+            if confirmed:
                 return Outcome(st.UNKNOWN, f"Ray no longer knows job {submission_id} (was the head restarted?)")
             log.info("job %s was never accepted by Ray; submitting it with that id", submission_id)
             return None
@@ -180,6 +211,34 @@ class JobRunner:
 
     def _connect_policy(self) -> RetryPolicy:
         return self.options.retry.with_deadline(self.options.connect_timeout)
+
+    def _unreachable(self, error: RayApiError) -> ConfigError:
+        """resourceURL is wrong, refuses raypod, or does not answer: say which, and what to check."""
+        if error.unauthorized:
+            return ConfigError.single(
+                RESOURCE_URL,
+                f"the Ray dashboard refused access (HTTP {error.status}: {one_line(error.reason, 80)}); check the "
+                "token file in the credentials directory (Ray token auth) or, with auth 'basic', username/password",
+            )
+        if "TLS" in error.reason:
+            return ConfigError.single(
+                RESOURCE_URL,
+                "the dashboard's https certificate did not verify; give its CA in RAYPOD_RAY_CA_BUNDLE or as "
+                f"ca.crt in the credentials directory ({error})",
+            )
+        return ConfigError.single(RESOURCE_URL, f"cannot reach the Ray dashboard: {error}")
+
+    def _leave(self, submission_id: str) -> int:
+        """SIGTERM: write what is pending and go; the Ray job is not touched."""
+        try:
+            self.reporter.flush()
+        except RaypodError as error:
+            log.error("could not write the last status: %s", error)
+        where = "nothing was submitted"
+        if submission_id:
+            where = f"Ray job {submission_id} keeps running; the next pod re-attaches to it by id"
+        print(f"{st.now_text()} terminating: {where}", file=self.out, flush=True)
+        return EXIT_TERMINATED
 
     def _submit(self, config: BridgeConfig, submission_id: str | None) -> str:
         assert self.ray is not None
@@ -195,11 +254,7 @@ class JobRunner:
             try:
                 version = self.ray.version(retry=self._connect_policy())
             except RayApiError as error:
-                if error.unauthorized:
-                    raise ConfigError.single(
-                        RESOURCE_URL, f"{error} (check the token or basic-auth credentials)"
-                    ) from error
-                raise ConfigError.single(RESOURCE_URL, f"cannot reach the Ray dashboard: {error}") from error
+                raise self._unreachable(error) from error
             log.info("Ray dashboard %s answers (Ray %s)", config.resource_url, version.get("ray_version", "?"))
             if package is not None and not self.ray.package_exists(package.name):
                 log.info("uploading working-dir package %s", package.name)
@@ -210,6 +265,8 @@ class JobRunner:
         try:
             self._post_once(payload, submission_id)
         except RayApiError as error:
+            if error.transient:
+                raise  # Ray may have the job: run() reports UNKNOWN, not a rejection
             raise SubmissionRejected(error) from error
         self.reporter.update(
             {
@@ -231,6 +288,8 @@ class JobRunner:
                 if is_duplicate_submission(error):
                     log.info("Ray already has %s: the earlier POST went through", submission_id)
                     return
+                if is_wrapped_rejection(error):
+                    raise SubmissionRejected(error) from error
                 if not error.transient:
                     raise
                 # The answer may be lost after Ray accepted the job: ask before posting again.
@@ -242,7 +301,7 @@ class JobRunner:
                     raise error from None
                 log.info("Ray accepted %s although its answer was lost", submission_id)
 
-        self.options.retry.call(attempt, what=f"submission of {submission_id}")
+        self._connect_policy().call(attempt, what=f"submission of {submission_id}")
 
     # -- watch -----------------------------------------------------------------------------
     def _watch(self, config: BridgeConfig, submission_id: str) -> tuple[Outcome | None, JobInfo | None]:
@@ -251,7 +310,9 @@ class JobRunner:
         follower: LogFollower | None = None
         poll_policy = RetryPolicy(
             attempts=3, initial_wait=0.5, max_wait=2.0, deadline=min(10.0, config.update_interval)
-        )
+        ).interruptible(self.terminate)
+        # A poll that hangs must not keep SIGTERM waiting past the pod's 30 s grace period.
+        poll_timeouts = Timeouts(ray.http.timeouts.connect, POLL_READ_TIMEOUT)
         last_answer = time.monotonic()
         job: JobInfo | None = None
         try:
@@ -259,8 +320,10 @@ class JobRunner:
                 if self._kill_requested(config):
                     return self._stop(submission_id, st.KILL, "Stopped at the operator's request (kill=true)."), job
                 try:
-                    job = ray.get_job(submission_id, retry=poll_policy)
+                    job = ray.get_job(submission_id, retry=poll_policy, timeouts=poll_timeouts)
                     last_answer = time.monotonic()
+                    if self.on_poll is not None:
+                        self.on_poll(job)
                 except RayApiError as error:
                     if error.not_found:
                         return Outcome(
@@ -347,24 +410,32 @@ class JobRunner:
         elif status == st.KILL:
             message = "Job was stopped on Ray."
         else:
-            reason = one_line(job.message, 200)
-            message = f"Job failed: {reason}" if reason else "Job failed."
+            # Ray appends "last available logs (truncated ...):" and the log itself; the log goes to S3.
+            reason = one_line(job.message.split(", last available logs", 1)[0], 200).rstrip(":.")
+            message = f"Job failed: {reason}." if reason else "Job failed."
         return Outcome(status, message, st.format_ray_time(job.end_time_ms))
 
     # -- finish ----------------------------------------------------------------------------
     def _finish(self, outcome: Outcome, job: JobInfo | None, config: BridgeConfig | None = None) -> int:
         message = outcome.message
-        if job is not None and config is not None:
+        # UNKNOWN: the job may still be running, so its log is not complete yet.
+        if job is not None and config is not None and outcome.status != st.UNKNOWN:
             message = f"{message.rstrip('.')}; {self._upload_results(config, job)}"
-        self.reporter.update(
-            {
-                st.JOB_STATUS: outcome.status,
-                st.START_TIME: st.format_ray_time(job.start_time_ms) if job else None,
-                st.END_TIME: outcome.end_time or st.now_text(),
-                st.MESSAGE: one_line(message, 500),
-            },
-            must_persist=True,
-        )
+        try:
+            self.reporter.update(
+                {
+                    st.JOB_STATUS: outcome.status,
+                    st.START_TIME: st.format_ray_time(job.start_time_ms) if job else None,
+                    st.END_TIME: outcome.end_time or st.now_text(),
+                    st.MESSAGE: one_line(message, 500),
+                },
+                must_persist=True,
+            )
+        except RaypodError as error:
+            # Every retry is spent (or the write is refused): say so and fail the pod, which the
+            # operator then reports as a pod error instead of waiting on a stale status.
+            log.error("could not write the final status %s to %s: %s", outcome.status, self.sink.description, error)
+            return EXIT_FAILED
         return st.exit_code(outcome.status)
 
     def _upload_results(self, config: BridgeConfig, job: JobInfo) -> str:
@@ -382,7 +453,11 @@ class JobRunner:
         log.info("uploaded %d bytes of log to s3://%s/%s", size, bucket, object_name)
         text = f"log uploaded to s3://{bucket}/{object_name}"
         if config.upload_files:
-            missing = [name for name in config.upload_files if not self.s3.object_exists(bucket, prefix + name)]
+            try:
+                missing = [name for name in config.upload_files if not self.s3.object_exists(bucket, prefix + name)]
+            except RaypodError as error:
+                log.error("result file check failed: %s", error)
+                return f"{text}; the result files could not be checked: {one_line(str(error), 150)}."
             if missing:
                 text += f"; result file(s) missing under s3://{bucket}/{prefix}: {', '.join(missing)}"
             else:

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import requests
 
 from raypod.credentials import RayCredentials
-from raypod.errors import RayApiError
+from raypod.errors import ConfigError, RayApiError
 from raypod.http import HttpClient, Timeouts
 from raypod.retry import NO_RETRY, RetryPolicy
 
@@ -62,6 +62,11 @@ def is_duplicate_submission(error: RayApiError) -> bool:
     return error.status in (400, 409, 500) and any(marker in error.body for marker in DUPLICATE_ID_MARKERS)
 
 
+def is_wrapped_rejection(error: RayApiError) -> bool:
+    """The dashboard's 500 around its job agent's 4xx: Ray refused the request; retrying cannot help."""
+    return error.status == 500 and "Request failed with status code 4" in error.body
+
+
 def ray_tls_verify(credentials: RayCredentials) -> bool | str:
     """A CA bundle from RAYPOD_RAY_CA_BUNDLE or the credentials' ca.crt; else the system's."""
     bundle = os.environ.get("RAYPOD_RAY_CA_BUNDLE") or (str(credentials.ca_bundle) if credentials.ca_bundle else "")
@@ -85,13 +90,16 @@ class RayJobsClient:
         timeouts: Timeouts = Timeouts(),
     ) -> RayJobsClient:
         headers: dict[str, str] = {}
-        if credentials.token:
-            headers["Authorization"] = f"Bearer {credentials.token}"
         auth = None
         if basic_auth:
             if not (credentials.username and credentials.password):
-                raise RayApiError("GET", address, None, "auth is 'basic' but username/password are missing")
+                raise ConfigError.single(
+                    "jobproperties", "auth is 'basic' but the credentials directory has no username and password"
+                )
             auth = (credentials.username, credentials.password)
+        if credentials.token:
+            # Basic auth takes the Authorization header (for the ingress); Ray also reads this one.
+            headers["X-Ray-Authorization" if auth else "Authorization"] = f"Bearer {credentials.token}"
         http = HttpClient(
             address,
             error_class=RayApiError,
@@ -143,8 +151,12 @@ class RayJobsClient:
         data = self.http.json("POST", "/api/jobs/", json_body=dict(payload), retry=retry)
         return str(data.get("submission_id") or payload.get("submission_id"))
 
-    def get_job(self, submission_id: str, retry: RetryPolicy | None = None) -> JobInfo:
-        return JobInfo.from_api(self.http.json("GET", f"/api/jobs/{quote(submission_id)}", retry=retry))
+    def get_job(
+        self, submission_id: str, retry: RetryPolicy | None = None, timeouts: Timeouts | None = None
+    ) -> JobInfo:
+        return JobInfo.from_api(
+            self.http.json("GET", f"/api/jobs/{quote(submission_id)}", retry=retry, timeouts=timeouts)
+        )
 
     def list_jobs(self) -> list[JobInfo]:
         data = self.http.json("GET", "/api/jobs/")

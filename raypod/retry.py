@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import tenacity
 
-from raypod.errors import RaypodError
+from raypod.errors import RaypodError, Terminated
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +30,15 @@ class RetryPolicy:
     initial_wait: float = 0.5
     max_wait: float = 10.0
     deadline: float = 60.0
+    #: Set by SIGTERM: a wait between attempts ends at once and raises Terminated.
+    interrupt: threading.Event | None = field(default=None, compare=False, repr=False)
 
     def with_deadline(self, seconds: float) -> RetryPolicy:
-        return replace(self, deadline=seconds)
+        """Bounded by time only: with full jitter, a count of attempts could end an outage wait early."""
+        return replace(self, deadline=seconds, attempts=1_000_000)
+
+    def interruptible(self, event: threading.Event) -> RetryPolicy:
+        return replace(self, interrupt=event)
 
     def call(self, fn: Callable[[], T], what: str) -> T:
         retrying = tenacity.Retrying(
@@ -39,9 +46,16 @@ class RetryPolicy:
             stop=tenacity.stop_after_attempt(self.attempts) | tenacity.stop_after_delay(self.deadline),
             wait=tenacity.wait_random_exponential(multiplier=self.initial_wait, max=self.max_wait),
             before_sleep=lambda state: _log_retry(what, state),
+            sleep=self._sleep,
             reraise=True,
         )
         return retrying(fn)
+
+    def _sleep(self, seconds: float) -> None:
+        if self.interrupt is None:
+            tenacity.nap.sleep(seconds)
+        elif self.interrupt.wait(seconds):
+            raise Terminated("terminated while waiting to retry")
 
 
 def _log_retry(what: str, state: tenacity.RetryCallState) -> None:

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+import mmap
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 from raypod.config import S3Location, S3Settings
 from raypod.credentials import S3Credentials
-from raypod.errors import ConfigError, S3Error
+from raypod.errors import ConfigError, RaypodError, S3Error
 from raypod.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from minio import Minio
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 #: Multipart part size: S3's minimum, so a streamed upload holds little in memory.
 PART_SIZE = 5 * 1024 * 1024
@@ -26,28 +29,47 @@ _MISSING_CODES = ("NoSuchKey", "NoSuchBucket", "NoSuchObject")
 
 class S3Store:
     def __init__(self, settings: S3Settings, credentials: S3Credentials, retry: RetryPolicy = RetryPolicy()) -> None:
-        # Imported here: a run without S3 never pays for minio.
-        import certifi
-        import urllib3
-        from minio import Minio
-
         self.settings = settings
         self.retry = retry
-        # Retries disabled in urllib3: the retry policy is raypod's own, applied once.
-        http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=5.0, read=60.0),
-            retries=False,
-            maxsize=2,
-            cert_reqs="CERT_REQUIRED",
-            ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
-        )
-        self.client: Minio = Minio(
-            settings.endpoint,
-            access_key=credentials.access_key,
-            secret_key=credentials.secret_key,
-            secure=settings.secure,
-            http_client=http,
-        )
+        self._credentials = credentials
+        self._client: Minio | None = None
+        # An S3 server may echo the access key in an error; messages must never carry either key.
+        self._secrets = tuple(k for k in (credentials.access_key, credentials.secret_key) if k)
+
+    @property
+    def client(self) -> Minio:
+        """The minio client, made on first use: a job whose inputs are not in S3 submits before
+        minio is even imported (a faster cold start), and a run without S3 never pays for it.
+        Every S3 call goes through ``_call``/``_do``, so an error here becomes an S3Error."""
+        if self._client is None:
+            import certifi
+            import urllib3
+
+            minio_class = _import_minio()
+            # Retries disabled in urllib3: the retry policy is raypod's own, applied once.
+            http = urllib3.PoolManager(
+                timeout=urllib3.Timeout(connect=5.0, read=60.0),
+                retries=False,
+                maxsize=2,
+                cert_reqs="CERT_REQUIRED",
+                ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+            )
+            self._client = minio_class(
+                self.settings.endpoint,
+                access_key=self._credentials.access_key,
+                secret_key=self._credentials.secret_key,
+                secure=self.settings.secure,
+                http_client=http,
+            )
+        return self._client
+
+    def _scrub(self, error: Exception) -> Exception:
+        if not isinstance(error, S3Error) or not any(secret in str(error) for secret in self._secrets):
+            return error
+        text = str(error)
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return S3Error(text, transient=error.transient)
 
     def url(self, bucket: str, object_name: str = "") -> str:
         return f"s3://{bucket}/{object_name}"
@@ -59,7 +81,7 @@ class S3Store:
             try:
                 return fn()
             except Exception as error:
-                raise _translate(error, what, key) from error
+                raise self._scrub(_translate(error, what, key)) from error
 
         return self.retry.call(once, what=what)
 
@@ -73,12 +95,13 @@ class S3Store:
                 response.release_conn()
             if len(data) > MAX_TEXT_OBJECT:
                 raise ConfigError.single(key, f"{location} is larger than {MAX_TEXT_OBJECT} bytes")
-            return data.decode("utf-8")
+            try:
+                return data.decode("utf-8")
+            except UnicodeDecodeError as error:
+                # Raised here: past _call, every other exception has become an S3Error.
+                raise ConfigError.single(key, f"{location} is not UTF-8 text") from error
 
-        try:
-            return self._call(fetch, f"read of {location}", key)
-        except UnicodeDecodeError as error:
-            raise ConfigError.single(key, f"{location} is not UTF-8 text") from error
+        return self._call(fetch, f"read of {location}", key)
 
     def download(self, location: S3Location, target: Path, key: str) -> None:
         self._call(
@@ -121,7 +144,11 @@ class S3Store:
                 content_type=content_type,
             )
         except Exception as error:
-            raise _translate(error, f"upload to {self.url(bucket, object_name)}", None) from error
+            raise self._scrub(_translate(error, f"upload to {self.url(bucket, object_name)}", None)) from error
+
+    def open_part_upload(self, bucket: str, object_name: str, content_type: str = "text/plain") -> PartUpload:
+        """A writer that sends S3 multipart parts from one fixed buffer: memory stays flat at any size."""
+        return PartUpload(self, bucket, object_name, content_type)
 
     def read_object(self, bucket: str, object_name: str) -> bytes:
         """Whole object in memory: for tests and the demo's read-back, not for logs in the pod."""
@@ -137,13 +164,50 @@ class S3Store:
         return self._call(fetch, f"read of {self.url(bucket, object_name)}")
 
 
+class _AdminNotLoaded:
+    """Stands in for ``minio.MinioAdmin``, which raypod never uses."""
+
+    def __init__(self, *_args: object, **_kwargs: object) -> None:
+        raise ImportError("minio.MinioAdmin was not loaded by raypod; import minio.minioadmin directly")
+
+
+def _import_minio() -> type[Minio]:
+    """``minio.Minio`` without ``minio.MinioAdmin``.
+
+    minio's ``__init__`` imports its admin client, which loads pycryptodome, argon2 and cffi:
+    about 3 MiB of resident memory and 60 ms at start-up in a pod limited to 100Mi, for an API
+    raypod never calls. A placeholder module stands in while minio is first imported; the
+    real ``minio.minioadmin`` can still be imported afterwards.
+    """
+    import sys
+    import types
+
+    if "minio" not in sys.modules and "minio.minioadmin" not in sys.modules:
+        placeholder = types.ModuleType("minio.minioadmin")
+        placeholder.MinioAdmin = _AdminNotLoaded  # type: ignore[attr-defined]
+        sys.modules["minio.minioadmin"] = placeholder
+        try:
+            import minio
+        finally:
+            if sys.modules.get("minio.minioadmin") is placeholder:
+                del sys.modules["minio.minioadmin"]
+        return minio.Minio
+    from minio import Minio
+
+    return Minio
+
+
 def _translate(error: Exception, what: str, key: str | None) -> Exception:
     from minio.error import InvalidResponseError, ServerError
     from minio.error import S3Error as MinioS3Error
     from urllib3.exceptions import HTTPError
 
-    if isinstance(error, (ConfigError, S3Error)):
+    if isinstance(error, RaypodError):
+        # Already raypod's, e.g. the Ray log stream broke under an upload: keep whether it is transient.
         return error
+    if isinstance(error, ValueError) and not isinstance(error, UnicodeError) and key is not None:
+        # minio checks names before any request: e.g. inline JSON where bucket:object was expected.
+        return ConfigError.single(key, f"is not a valid S3 bucket:object ({_short(error)})")
     if isinstance(error, MinioS3Error):
         if key is not None and error.code in _MISSING_CODES:
             return ConfigError.single(key, f"S3 object {error.bucket_name}:{error.object_name} does not exist")
@@ -152,11 +216,102 @@ def _translate(error: Exception, what: str, key: str | None) -> Exception:
     if isinstance(error, ServerError):
         status = error.status_code
         return S3Error(f"{what} failed: HTTP {status}", transient=status == 429 or status >= 500)
+    if isinstance(error, InvalidResponseError):
+        # A non-XML answer, e.g. from a proxy or ingress: its status decides, as for any HTTP call.
+        code = getattr(error, "_code", None)
+        status = code if isinstance(code, int) else 500
+        return S3Error(f"{what} failed: HTTP {status} (not an S3 answer)", transient=status == 429 or status >= 500)
     # urllib3 connection errors, timeouts and resets, and minio's garbled answers, are passing faults.
-    transient = isinstance(error, (OSError, HTTPError, InvalidResponseError))
+    transient = isinstance(error, (OSError, HTTPError))
     return S3Error(f"{what} failed: {type(error).__name__}: {_short(error)}", transient=transient)
 
 
 def _short(error: Exception) -> str:
     text = str(error)
     return text if len(text) < 300 else text[:300] + "..."
+
+
+class PartUpload:
+    """An S3 object written in multipart parts from one reused ``PART_SIZE`` buffer.
+
+    minio's ``put_object(length=-1)`` copies each part three times and keeps the previous
+    one alive (about 25 MiB for 5 MiB parts); this writer holds exactly one part. It uses
+    minio's per-request methods, so signing, regions and errors stay minio's. One attempt:
+    on failure the caller aborts and starts again from the source.
+    """
+
+    def __init__(self, store: S3Store, bucket: str, object_name: str, content_type: str) -> None:
+        self._store = store
+        self.bucket = bucket
+        self.object_name = object_name
+        self._content_type = content_type
+        # Anonymous memory, not a bytearray (which is zero-filled at once): pages become resident
+        # only as they are written, so a small log costs its own size, a large one PART_SIZE.
+        self._view = memoryview(mmap.mmap(-1, PART_SIZE))
+        self._fill = 0
+        self._upload_id: str | None = None
+        self._parts: list[tuple[int, str]] = []
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            if self._fill == PART_SIZE:
+                # Sent only once more data arrives: the last part may be short, the others may not.
+                self._send_part()
+            take = min(PART_SIZE - self._fill, len(view))
+            self._view[self._fill : self._fill + take] = view[:take]
+            self._fill += take
+            self.size += take
+            view = view[take:]
+
+    def finish(self) -> None:
+        """Send what is buffered and complete the object."""
+        # A view of the buffer, not a copy: minio only hashes and sends the body, which any buffer allows.
+        body = cast(bytes, self._view[: self._fill])
+        if self._upload_id is None:
+            # Smaller than one part: one plain PUT.
+            self._do(lambda: self._store.client._put_object(self.bucket, self.object_name, body, self._headers()))
+            return
+        if self._fill:
+            self._send_part()
+        from minio.datatypes import Part
+
+        parts = [Part(number, etag) for number, etag in self._parts]
+        upload_id = self._upload_id
+        self._do(lambda: self._store.client._complete_multipart_upload(self.bucket, self.object_name, upload_id, parts))
+        self._upload_id = None
+
+    def abort(self) -> None:
+        """Best effort: drop the parts of an unfinished upload (S3 lifecycle rules catch the rest)."""
+        upload_id, self._upload_id = self._upload_id, None
+        if upload_id is None:
+            return
+        try:
+            self._store.client._abort_multipart_upload(self.bucket, self.object_name, upload_id)
+        except Exception as error:  # noqa: BLE001 - already failing; the first error is the one to report
+            log.debug("could not abort multipart upload %s: %s", upload_id, type(error).__name__)
+
+    def _headers(self) -> dict[str, Any]:
+        return {"Content-Type": self._content_type}
+
+    def _send_part(self) -> None:
+        if self._upload_id is None:
+            self._upload_id = self._do(
+                lambda: self._store.client._create_multipart_upload(self.bucket, self.object_name, self._headers())
+            )
+        number = len(self._parts) + 1
+        body = cast(bytes, self._view[: self._fill])
+        upload_id = self._upload_id
+        etag = self._do(
+            lambda: self._store.client._upload_part(self.bucket, self.object_name, body, None, upload_id, number)
+        )
+        self._parts.append((number, str(etag)))
+        self._fill = 0
+
+    def _do(self, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except Exception as error:
+            what = f"upload to {self._store.url(self.bucket, self.object_name)}"
+            raise self._store._scrub(_translate(error, what, None)) from error

@@ -127,7 +127,9 @@ class LocalRay:
             "--temp-dir",
             str(self.temp_dir),
         ]
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **self.env}
+        # The job's `python` must be this environment's, as it is the cluster's on a real Ray node.
+        path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+        env = {**os.environ, "PATH": path, "RAY_USAGE_STATS_ENABLED": "0", **self.env}
         self.process = subprocess.Popen(
             args, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True
         )

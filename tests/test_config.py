@@ -77,7 +77,8 @@ def test_s3_script_location_is_parsed() -> None:
         }
     )
     assert config.script == S3Location("mybucket", "ray/code.py")
-    assert config.script_name == "code.py"
+    # Named like the standard library's `code` (which Ray imports), it runs under another name.
+    assert config.script_name == "job_code.py"
 
 
 def test_s3_inputs_without_an_endpoint_is_an_error() -> None:

@@ -111,8 +111,10 @@ def test_everything_in_s3_with_additional_data(bridge_job: BridgeJob, s3_client)
     }
     assert printed(lines, "DATA") == {"a.txt": "first file", "b.txt": "second"}
     assert printed(lines, "ENV") == "yes"
-    # code.py shadows the standard library's `code` module; it must not reach the workers' sys.path.
-    assert "cd raypod_job && python code.py --kwargs" in ray_job(bridge_job.services, result.status["id"])["entrypoint"]
+    # code.py shadows the standard library's `code` module (ray -> pdb -> code): it runs under another name,
+    # from a folder that is not on the workers' sys.path.
+    entrypoint = ray_job(bridge_job.services, result.status["id"])["entrypoint"]
+    assert "cd raypod_job && python job_code.py --kwargs" in entrypoint
 
 
 def test_remote_script_runs_from_its_path_on_the_ray_nodes(bridge_job: BridgeJob, tmp_path: Path) -> None:

@@ -1,0 +1,50 @@
+"""The baseline: what a user writes without raypod. Ray SDK + minio, same lifecycle.
+
+Submit the job, poll its status until it ends, fetch its log, upload the log to S3.
+Run by bench/run.py in its own virtualenv (``ray[default]``, ``kubernetes``, ``minio``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import time
+
+from minio import Minio
+from ray.job_submission import JobStatus, JobSubmissionClient
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--address", required=True)
+    parser.add_argument("--entrypoint", required=True)
+    parser.add_argument("--submission-id", required=True)
+    parser.add_argument("--s3-endpoint", required=True)
+    parser.add_argument("--access-key", required=True)
+    parser.add_argument("--secret-key", required=True)
+    parser.add_argument("--bucket", required=True)
+    parser.add_argument("--object", required=True)
+    parser.add_argument("--interval", type=float, default=1.0)
+    parser.add_argument("--timeout", type=float, default=1800.0)
+    args = parser.parse_args()
+
+    client = JobSubmissionClient(args.address)
+    submission_id = client.submit_job(entrypoint=args.entrypoint, submission_id=args.submission_id)
+    limit = time.monotonic() + args.timeout
+    status = client.get_job_status(submission_id)
+    while status not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+        if time.monotonic() > limit:
+            raise SystemExit(f"job {submission_id} did not end within {args.timeout:.0f} s")
+        time.sleep(args.interval)
+        status = client.get_job_status(submission_id)
+
+    logs = client.get_job_logs(submission_id).encode("utf-8")
+    s3 = Minio(args.s3_endpoint, access_key=args.access_key, secret_key=args.secret_key, secure=False)
+    if not s3.bucket_exists(args.bucket):
+        s3.make_bucket(args.bucket)
+    s3.put_object(args.bucket, args.object, io.BytesIO(logs), len(logs), content_type="text/plain")
+    return 0 if status == JobStatus.SUCCEEDED else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

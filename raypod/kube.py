@@ -1,0 +1,210 @@
+"""The BridgeJob's ConfigMap through the Kubernetes REST API: plain HTTP, no client library.
+
+One object is both where the job is read from (``ConfigSource``) and where its status
+goes (``StatusSink``). Only two calls are used, so the Role needs only ``get`` and
+``patch`` on ``configmaps``:
+
+- ``GET /api/v1/namespaces/<ns>/configmaps/<name>`` on start-up and on every poll (for ``kill``);
+- ``PATCH`` of the same path with a JSON merge patch of raypod's own keys. A merge patch
+  never carries a ``resourceVersion`` and touches no other key, so a ``kill`` (or any key)
+  the operator writes in between is never overwritten and never causes a conflict.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from raypod.config import KILL, parse_bool, value_of
+from raypod.credentials import read_secret_file
+from raypod.errors import ConfigError, KubeApiError, RaypodError
+from raypod.http import HttpClient, Timeouts
+from raypod.retry import RetryPolicy
+from raypod.source import ConfigSource
+from raypod.status import OWNED_KEYS
+
+log = logging.getLogger(__name__)
+
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+#: Test and out-of-cluster overrides.
+API_ENV = "RAYPOD_KUBE_API"
+SERVICE_ACCOUNT_ENV = "RAYPOD_SERVICE_ACCOUNT_DIR"
+CONFIGMAP_SUFFIX = "-bridge-cm"
+MERGE_PATCH = "application/merge-patch+json"
+RBAC_RULE = 'apiGroups: [""], resources: ["configmaps"], verbs: ["get", "patch"]'
+
+
+def configmap_name(job_name: str) -> str:
+    return f"{job_name}{CONFIGMAP_SUFFIX}"
+
+
+@dataclass(frozen=True)
+class ServiceAccount:
+    """The mounted service-account directory: token, ca.crt and namespace."""
+
+    directory: Path
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServiceAccount:
+        env = os.environ if environ is None else environ
+        return cls(Path(env.get(SERVICE_ACCOUNT_ENV) or SERVICE_ACCOUNT_DIR))
+
+    @property
+    def token_path(self) -> Path:
+        return self.directory / "token"
+
+    @property
+    def ca_path(self) -> Path:
+        return self.directory / "ca.crt"
+
+    def present(self) -> bool:
+        """A token file is what says raypod runs in a pod with a service account."""
+        return self.token_path.is_file()
+
+    def token(self) -> str:
+        # Read for every request: projected tokens are rotated by the kubelet (about hourly).
+        token = read_secret_file(self.token_path)
+        if token is None:
+            raise ConfigError.single("service account", f"{self.token_path} is missing or empty")
+        return token
+
+    def namespace(self) -> str | None:
+        return read_secret_file(self.directory / "namespace")
+
+
+def api_base_url(environ: Mapping[str, str] | None = None) -> str:
+    """``RAYPOD_KUBE_API``, else ``https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT``."""
+    env = os.environ if environ is None else environ
+    override = (env.get(API_ENV) or "").strip()
+    if override:
+        return override.rstrip("/")
+    host = (env.get("KUBERNETES_SERVICE_HOST") or "").strip()
+    if not host:
+        raise ConfigError.single(
+            "KUBERNETES_SERVICE_HOST",
+            f"not set, so the Kubernetes API cannot be found; set it (or {API_ENV}), or pass --config",
+        )
+    port = (env.get("KUBERNETES_SERVICE_PORT") or "443").strip()
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address in a URL
+    return f"https://{host}:{port}"
+
+
+class KubeConfigMap:
+    """``<JOBNAME>-bridge-cm`` read with GET and written with merge patches.
+
+    Implements both ``ConfigSource`` (``read``) and ``StatusSink`` (``load``/``write``).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        account: ServiceAccount,
+        namespace: str,
+        name: str,
+        *,
+        retry: RetryPolicy = RetryPolicy(),
+        timeouts: Timeouts = Timeouts(connect=5.0, read=30.0),
+    ) -> None:
+        self.account = account
+        self.namespace = namespace
+        self.name = name
+        self.description = f"ConfigMap {namespace}/{name}"
+        self.path = f"/api/v1/namespaces/{quote(namespace, safe='')}/configmaps/{quote(name, safe='')}"
+        # A path, not True: requests never lets REQUESTS_CA_BUNDLE override a per-request path.
+        verify: bool | str = str(account.ca_path) if account.ca_path.is_file() else True
+        self.http = HttpClient(
+            base_url,
+            error_class=KubeApiError,
+            verify=verify,
+            headers=self._headers,
+            retry=retry,
+            timeouts=timeouts,
+        )
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.account.token()}", "Accept": "application/json"}
+
+    def close(self) -> None:
+        self.http.close()
+
+    # -- ConfigSource -------------------------------------------------------------------
+    def read(self) -> dict[str, str]:
+        try:
+            document = self.http.json("GET", self.path)
+        except KubeApiError as error:
+            explained = self._explain(error, "get")
+            if explained is not error:
+                # Missing ConfigMap or missing rights: the deployment is wrong, like a bad key
+                # (exit 2 at start-up; during the watch the runner only logs it).
+                raise ConfigError.single("ConfigMap", str(explained)) from error
+            raise
+        data = document.get("data") if isinstance(document, dict) else None
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise ConfigError.single(self.description, "its data is not a mapping of key to string")
+        return {str(key): "" if value is None else str(value) for key, value in data.items()}
+
+    # -- StatusSink ----------------------------------------------------------------------
+    def load(self) -> dict[str, str]:
+        return {key: value for key, value in self.read().items() if key in OWNED_KEYS}
+
+    def write(self, changes: Mapping[str, str]) -> None:
+        body = json.dumps({"data": dict(changes)})
+        try:
+            self.http.request("PATCH", self.path, data=body, headers={"Content-Type": MERGE_PATCH})
+        except KubeApiError as error:
+            raise self._explain(error, "patch") from error
+
+    # -- errors ----------------------------------------------------------------------------
+    def _explain(self, error: KubeApiError, verb: str) -> KubeApiError:
+        """The same error, with what to fix when the cause is on the cluster's side."""
+        rule = (
+            f"the pod's service account needs a Role in namespace {self.namespace} with {{{RBAC_RULE}}} "
+            "and a RoleBinding to it"
+        )
+        if error.status == 401:
+            hint = (
+                f"the service-account token in {self.account.token_path} was not accepted: check that the pod "
+                f"mounts its service account's token (automountServiceAccountToken); {rule}"
+            )
+        elif error.status == 403:
+            hint = f"{verb} was denied: {rule}"
+        elif error.status == 404:
+            hint = (
+                f"ConfigMap {self.name} not found in namespace {self.namespace}: the operator creates "
+                "<JOBNAME>-bridge-cm before it starts the pod; check JOBNAME and NAMESPACE"
+            )
+        else:
+            return error
+        return KubeApiError(error.method, error.url, error.status, f"{error.reason} ({hint})", error.body)
+
+
+class KillFromEither:
+    """``--config DIR`` inside a cluster: the job from the directory, ``kill`` from either source.
+
+    A mounted ConfigMap lags the API by the kubelet's sync period (a minute or more), so the
+    API usually sees ``kill`` first; the directory still counts when the API cannot be read.
+    """
+
+    def __init__(self, primary: ConfigSource, api: KubeConfigMap) -> None:
+        self.primary = primary
+        self.api = api
+        self.description = f"{primary.description} (kill also from {api.description})"
+
+    def read(self) -> dict[str, str]:
+        data = self.primary.read()
+        try:
+            api_kill = value_of(self.api.read(), KILL)
+        except RaypodError as error:
+            log.warning("could not read kill from %s: %s", self.api.description, error)
+            return data
+        if parse_bool(api_kill, KILL, False):
+            data[KILL] = "true"
+        return data

@@ -1,0 +1,120 @@
+"""What the human-facing commands print: tables, and a progress line for long waits.
+
+Import-light on purpose (standard library only): ``python -m raypod --help`` must stay fast.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from typing import TextIO
+
+#: Without a terminal, a progress line is printed at most this often (a heartbeat for CI logs).
+PLAIN_EVERY = 30.0
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], max_width: int = 60) -> str:
+    """Left-aligned columns; cells longer than ``max_width`` are cut with an ellipsis."""
+
+    def cut(cell: str) -> str:
+        cell = " ".join(cell.split())  # one line per row, whatever the cell holds
+        return cell if len(cell) <= max_width else cell[: max_width - 3] + "..."
+
+    cells = [[cut(h) for h in headers], *[[cut(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def key_values(pairs: Sequence[tuple[str, str]]) -> str:
+    """``key: value`` lines with the values aligned."""
+    width = max((len(key) for key, _ in pairs), default=0)
+    return "\n".join(f"{key + ':':<{width + 1}} {value}" for key, value in pairs)
+
+
+def elapsed_text(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s"
+
+
+def utc_now_text() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Progress:
+    """The status and elapsed time of a long wait.
+
+    On a terminal it is one line rewritten in place (carriage return); the streams made
+    by ``clearing`` wipe it before they print, so output and progress never mix. Without
+    a terminal (CI logs, pipes) it is a plain line every ``PLAIN_EVERY`` seconds, and on
+    each status change unless ``plain_on_change`` is off (when status lines are printed
+    anyway).
+    """
+
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        tty: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        plain_on_change: bool = True,
+    ) -> None:
+        self.stream = stream
+        self.tty = stream.isatty() if tty is None else tty
+        self.clock = clock
+        self.plain_on_change = plain_on_change
+        self.started = clock()
+        self._shown = False
+        self._last_status = ""
+        self._last_plain = self.started
+
+    def show(self, what: str, status: str) -> None:
+        now = self.clock()
+        text = f"{what}: {status}, {elapsed_text(now - self.started)} elapsed"
+        if self.tty:
+            self.stream.write("\r\x1b[K" + text)
+            self.stream.flush()
+            self._shown = True
+            return
+        changed = status != self._last_status and self.plain_on_change
+        if changed or now - self._last_plain >= PLAIN_EVERY:
+            self.stream.write(f"{utc_now_text()} {text}\n")
+            self.stream.flush()
+            self._last_status, self._last_plain = status, now
+
+    def clear(self) -> None:
+        if self._shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._shown = False
+
+    def clearing(self, stream: TextIO) -> TextIO:
+        """``stream``, wiping the progress line before anything is written to it."""
+        if not self.tty:
+            return stream
+        return _Clearing(stream, self)  # type: ignore[return-value]
+
+
+class _Clearing:
+    """The few TextIO methods raypod's printers use (write, flush, isatty)."""
+
+    def __init__(self, stream: TextIO, progress: Progress) -> None:
+        self._stream = stream
+        self._progress = progress
+
+    def write(self, text: str) -> int:
+        self._progress.clear()
+        return self._stream.write(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()

@@ -1,0 +1,375 @@
+"""A small fake Kubernetes API server for tests: ConfigMaps only, over real HTTPS.
+
+- TLS with a throwaway CA (trustme); the service-account directory it writes holds that CA,
+  a bearer token and the namespace, laid out as a pod sees them.
+- Only the current token is accepted; ``rotate_token()`` replaces the file and rejects the old one.
+- ``GET``, ``PATCH`` (JSON merge patch, RFC 7386) and ``PUT`` (409 on a stale ``resourceVersion``)
+  of ``/api/v1/namespaces/<ns>/configmaps/<name>``; ``resourceVersion`` grows on every change.
+- ``deny()`` answers 401/403 the way the real server does; ``fail()`` injects transient errors.
+- Just enough discovery (``/api``, ``/apis``, ...) for ``kubectl apply --dry-run=client``.
+
+Runs in a thread on 127.0.0.1 with a free port. Every request is recorded for assertions.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import secrets
+import ssl
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import requests
+import trustme
+
+CONFIGMAP_PATH = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/configmaps/(?P<name>[^/]+)$")
+#: Any other object path: /api/v1/namespaces/ns/pods/x or /apis/group/version/namespaces/ns/plural/x.
+OBJECT_PATH = re.compile(r"^/apis?/(?:[^/]+/)?[^/]+/(?:namespaces/[^/]+/)?(?P<plural>[^/]+)/(?P<name>[^/]+)$")
+
+#: (group, version, kind, plural, namespaced) served by the discovery endpoints.
+RESOURCES = [
+    ("", "v1", "ConfigMap", "configmaps", True),
+    ("", "v1", "Secret", "secrets", True),
+    ("", "v1", "ServiceAccount", "serviceaccounts", True),
+    ("", "v1", "Pod", "pods", True),
+    ("", "v1", "Namespace", "namespaces", False),
+    ("rbac.authorization.k8s.io", "v1", "Role", "roles", True),
+    ("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", True),
+    ("bridgejob.ibm.com", "v1alpha1", "BridgeJob", "bridgejobs", True),
+]
+
+
+def status_body(code: int, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386: objects merge key by key, null deletes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    content_type: str
+    body: Any
+    status: int
+
+
+@dataclass
+class Fault:
+    verb: str
+    status: int
+    remaining: int | None  # None: until cleared
+
+
+@dataclass
+class FakeKube:
+    root: Path
+    namespace: str = "bridge-test"
+    service_account: str = "bridge-cm-viewer"
+    requests: list[Recorded] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.ca = trustme.CA()
+        self.sa_dir = self.root / "serviceaccount"
+        self.sa_dir.mkdir(parents=True, exist_ok=True)
+        self.ca_path = self.sa_dir / "ca.crt"
+        self.ca.cert_pem.write_to_path(str(self.ca_path))
+        (self.sa_dir / "namespace").write_text(self.namespace)
+        self.token = ""
+        self.tokens_seen: dict[str, int] = {}
+        self._objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self._version = 100
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.rotate_token()
+
+    # -- life cycle -------------------------------------------------------------------------
+    def start(self) -> FakeKube:
+        server = _QuietServer(("127.0.0.1", 0), _make_handler(self))
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+        # The handshake happens in the handler thread, so one slow client cannot stall the others.
+        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def __enter__(self) -> FakeKube:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"https://127.0.0.1:{self._server.server_address[1]}"
+
+    def env(self) -> dict[str, str]:
+        """What raypod needs to find this server instead of the in-cluster one."""
+        return {"RAYPOD_KUBE_API": self.url, "RAYPOD_SERVICE_ACCOUNT_DIR": str(self.sa_dir)}
+
+    # -- test controls ------------------------------------------------------------------------
+    def rotate_token(self) -> str:
+        """A new token in the file (replaced atomically, as the kubelet does); the old one stops working."""
+        new = secrets.token_urlsafe(24)
+        temp = self.sa_dir / ".token.tmp"
+        temp.write_text(new)
+        os.replace(temp, self.sa_dir / "token")
+        with self._lock:
+            self.token = new
+            self.tokens_seen.setdefault(new, 0)
+        return new
+
+    def deny(self, verb: str, status: int = 403) -> None:
+        """Answer every `verb` ("get", "patch", "put") with 401 or 403 until cleared."""
+        self.fail(verb, status, None)
+
+    def fail(self, verb: str, status: int, count: int | None = 1) -> None:
+        with self._lock:
+            self._faults.append(Fault(verb, status, count))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def create_configmap(self, name: str, data: Mapping[str, str], namespace: str | None = None) -> dict[str, Any]:
+        ns = namespace or self.namespace
+        with self._lock:
+            obj = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": ns, "uid": secrets.token_hex(8)},
+                "data": dict(data),
+            }
+            self._store(ns, name, obj)
+            return copy.deepcopy(obj)
+
+    def configmap(self, name: str, namespace: str | None = None) -> dict[str, Any]:
+        with self._lock:
+            return copy.deepcopy(self._objects[(namespace or self.namespace, name)])
+
+    def data(self, name: str, namespace: str | None = None) -> dict[str, str]:
+        return dict(self.configmap(name, namespace).get("data") or {})
+
+    def session(self) -> requests.Session:
+        """A client as the operator would be: verifies the CA and sends the current token."""
+        session = requests.Session()
+        # Else REQUESTS_CA_BUNDLE in the environment would replace the session's verify.
+        session.trust_env = False
+        session.verify = str(self.ca_path)
+        session.headers["Authorization"] = f"Bearer {self.token}"
+        return session
+
+    def calls(self, method: str) -> list[Recorded]:
+        with self._lock:
+            return [r for r in self.requests if r.method == method]
+
+    # -- internals -------------------------------------------------------------------------
+    def _store(self, ns: str, name: str, obj: dict[str, Any]) -> None:
+        self._version += 1
+        obj["metadata"]["resourceVersion"] = str(self._version)
+        self._objects[(ns, name)] = obj
+
+    def _fault_for(self, verb: str) -> int | None:
+        for fault in self._faults:
+            if fault.verb == verb and (fault.remaining is None or fault.remaining > 0):
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                return fault.status
+        return None
+
+    def handle(self, method: str, path: str, headers: Mapping[str, str], raw: bytes) -> tuple[int, Any]:
+        content_type = headers.get("content-type", "")
+        body: Any = None
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = raw.decode("utf-8", "replace")
+        with self._lock:
+            status, answer = self._answer(method, path, headers, content_type, body)
+            self.requests.append(Recorded(method, path, content_type, body, status))
+        return status, answer
+
+    def _answer(
+        self, method: str, path: str, headers: Mapping[str, str], content_type: str, body: Any
+    ) -> tuple[int, Any]:
+        presented = headers.get("authorization", "")
+        if presented != f"Bearer {self.token}":
+            return 401, status_body(401, "Unauthorized", "Unauthorized")
+        self.tokens_seen[self.token] = self.tokens_seen.get(self.token, 0) + 1
+        verb = {"GET": "get", "PATCH": "patch", "PUT": "update"}.get(method, method.lower())
+        match = CONFIGMAP_PATH.match(path)
+        if match:
+            injected = self._fault_for(verb)
+            if injected is not None:
+                return injected, self._refusal(injected, verb, match["ns"], match["name"])
+            return self._configmap(method, match["ns"], match["name"], content_type, body)
+        return self._discovery_or_other(method, path)
+
+    def _refusal(self, status: int, verb: str, ns: str, name: str) -> dict[str, Any]:
+        if status == 401:
+            return status_body(401, "Unauthorized", "Unauthorized")
+        if status == 403:
+            user = f"system:serviceaccount:{self.namespace}:{self.service_account}"
+            return status_body(
+                403,
+                "Forbidden",
+                f'configmaps "{name}" is forbidden: User "{user}" cannot {verb} resource "configmaps" '
+                f'in API group "" in the namespace "{ns}"',
+            )
+        return status_body(status, "InternalError", f"injected failure {status}")
+
+    def _configmap(self, method: str, ns: str, name: str, content_type: str, body: Any) -> tuple[int, Any]:
+        current = self._objects.get((ns, name))
+        if current is None:
+            return 404, status_body(404, "NotFound", f'configmaps "{name}" not found')
+        if method == "GET":
+            return 200, copy.deepcopy(current)
+        if method == "PATCH":
+            if content_type.split(";")[0].strip() != "application/merge-patch+json":
+                return 415, status_body(
+                    415, "UnsupportedMediaType", f"the media type {content_type!r} is not supported"
+                )
+            if not isinstance(body, dict):
+                return 400, status_body(400, "BadRequest", "the patch is not a JSON object")
+            updated = merge_patch(current, body)
+            return self._replace(ns, name, current, updated)
+        if method == "PUT":
+            if not isinstance(body, dict) or (body.get("metadata") or {}).get("name") != name:
+                return 400, status_body(400, "BadRequest", "the body must be this ConfigMap")
+            wanted = (body.get("metadata") or {}).get("resourceVersion")
+            if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
+                return 409, status_body(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on configmaps "{name}": the object has been modified; '
+                    "please apply your changes to the latest version and try again",
+                )
+            return self._replace(ns, name, current, copy.deepcopy(body))
+        return 405, status_body(405, "MethodNotAllowed", f"{method} is not supported here")
+
+    def _replace(self, ns: str, name: str, current: dict[str, Any], updated: dict[str, Any]) -> tuple[int, Any]:
+        data = updated.get("data") or {}
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            return 422, status_body(422, "Invalid", "data values must be strings")
+        # Fields the server owns stay the server's.
+        updated["metadata"] = {**(updated.get("metadata") or {}), "uid": current["metadata"]["uid"]}
+        updated["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        if updated != current:
+            self._store(ns, name, updated)
+        return 200, copy.deepcopy(self._objects[(ns, name)])
+
+    def _discovery_or_other(self, method: str, path: str) -> tuple[int, Any]:
+        groups = sorted({(g, v) for g, v, *_ in RESOURCES if g})
+        if method == "GET" and path == "/api":
+            return 200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+        if method == "GET" and path == "/apis":
+            return 200, {
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [
+                    {
+                        "name": g,
+                        "versions": [{"groupVersion": f"{g}/{v}", "version": v}],
+                        "preferredVersion": {"groupVersion": f"{g}/{v}", "version": v},
+                    }
+                    for g, v in groups
+                ],
+            }
+        for group, version in [("", "v1"), *groups]:
+            prefix = "/api/v1" if not group else f"/apis/{group}/{version}"
+            if method == "GET" and path == prefix:
+                return 200, {
+                    "kind": "APIResourceList",
+                    "apiVersion": "v1",
+                    "groupVersion": f"{group}/{version}".lstrip("/"),
+                    "resources": [
+                        {
+                            "name": plural,
+                            "singularName": kind.lower(),
+                            "namespaced": namespaced,
+                            "kind": kind,
+                            "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+                        }
+                        for g, v, kind, plural, namespaced in RESOURCES
+                        if (g, v) == (group, version)
+                    ],
+                }
+        match = OBJECT_PATH.match(path)
+        if method == "GET" and match:
+            return 404, status_body(404, "NotFound", f'{match["plural"]} "{match["name"]}" not found')
+        return 404, status_body(404, "NotFound", "the server could not find the requested resource")
+
+    def iter_patched_keys(self) -> Iterator[str]:
+        for call in self.calls("PATCH"):
+            if isinstance(call.body, dict):
+                yield from (call.body.get("data") or {}).keys()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return None  # a client that rejects our certificate is what some tests want
+
+
+def _make_handler(fake: FakeKube) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            path = self.path.split("?", 1)[0]
+            headers = {key.lower(): value for key, value in self.headers.items()}
+            status, answer = fake.handle(self.command, path, headers, raw)
+            payload = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_PATCH = do_PUT = do_POST = do_DELETE = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None  # quiet: the recorded requests are the log
+
+    return Handler

@@ -1,0 +1,132 @@
+"""Each `jobproperties` key, checked where it lands: in the real Ray job (no HTTP mocking)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import BridgeJob, Services, ray_job, wait_for_ray_status
+
+pytestmark = pytest.mark.integration
+
+
+def supervisor_resources(services: Services, submission_id: str) -> dict[str, float]:
+    """What Ray reserved for the job's entrypoint: the resources of its JobSupervisor actor.
+
+    Ray's job info does not echo entrypoint_num_cpus & co.; the actor that runs the
+    entrypoint is scheduled with exactly them, and the state API shows it.
+    """
+    response = requests.get(
+        f"{services.ray_address}/api/v0/actors",
+        params={
+            "detail": "true",
+            "filter_keys": "name",
+            "filter_predicates": "=",
+            "filter_values": f"_ray_internal_job_actor_{submission_id}",
+        },
+        timeout=30,
+    )
+    response.raise_for_status()
+    actors: list[dict[str, Any]] = response.json()["data"]["result"]["result"]
+    assert len(actors) == 1, actors
+    return dict(actors[0]["required_resources"])
+
+
+def test_entrypoint_resources_metadata_runtime_env_and_id_prefix_reach_the_ray_job(bridge_job: BridgeJob) -> None:
+    properties = {
+        "entrypoint_num_cpus": 0.5,
+        "entrypoint_num_gpus": 0,
+        "entrypoint_memory": 100_000_000,
+        # Every head node has this resource, so the job can run on the test's one-node cluster.
+        "entrypoint_resources": {"node:__internal_head__": 0.001},
+        "metadata": {"team": "ml", "run": "nightly"},
+        "runtime_env": {"config": {"setup_timeout_seconds": 300}},
+        "submissionIdPrefix": "nightly-etl",
+    }
+    bridge_job.set(
+        jobdata__scriptLocation="inline",
+        jobdata__jobScript="print('properties job ran')\n",
+        jobproperties=json.dumps(properties),
+    )
+    result = bridge_job.run()
+    assert result.returncode == 0, result.stdout + result.stderr
+    submission_id = result.status["id"]
+    assert submission_id.startswith("nightly-etl-")
+    info = ray_job(bridge_job.services, submission_id)
+    assert info["metadata"] == {
+        "team": "ml",
+        "run": "nightly",
+        "bridge-job": bridge_job.name,
+        "bridge-namespace": "test-ns",
+    }
+    assert info["runtime_env"]["config"]["setup_timeout_seconds"] == 300
+    # entrypoint_num_gpus 0 reserves no GPU: Ray leaves a zero amount out.
+    assert supervisor_resources(bridge_job.services, submission_id) == {
+        "CPU": 0.5,
+        "memory": 100_000_000.0,
+        "node:__internal_head__": 0.001,
+    }
+    assert "properties job ran" in bridge_job.log_text()
+
+
+def test_active_deadline_stops_a_long_job_and_ends_failed(bridge_job: BridgeJob) -> None:
+    bridge_job.set(
+        jobdata__scriptLocation="inline",
+        jobdata__jobScript="import time\nprint('long job started', flush=True)\ntime.sleep(600)\n",
+        jobproperties=json.dumps({"activeDeadlineSeconds": 3}),
+    )
+    result = bridge_job.run()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.status["status.jobStatus"] == "FAILED"
+    assert "activeDeadlineSeconds (3 s) passed" in result.status["status.message"]
+    assert "stopped" in result.status["status.message"]
+    assert wait_for_ray_status(bridge_job.services, result.status["id"], {"STOPPED"}) == "STOPPED"
+
+
+def test_pip_options_wrap_the_packages_in_the_runtime_env_ray_receives(services: Services, tmp_path: Path) -> None:
+    script = tmp_path / "mirror_job.py"
+    script.write_text("print('never runs')\n")
+    properties = {
+        "runtime_env": {"pip": {"pip_install_options": ["--index-url", "http://127.0.0.1:9/simple"]}},
+        # A resource no node has: the job stays pending, so Ray never builds the pip env (slow)
+        # and the test sees exactly what Ray accepted.
+        "entrypoint_resources": {"raypod_test_no_such_resource": 1},
+    }
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "raypod",
+            "submit",
+            "--address",
+            services.ray_address,
+            "--credentials",
+            str(tmp_path),
+            "--script",
+            str(script),
+            "--pip",
+            "raypod-test-package==1.0",
+            "--properties",
+            json.dumps(properties),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    submission_id = completed.stdout.strip()
+    try:
+        info = ray_job(services, submission_id)
+        assert info["runtime_env"]["pip"] == {
+            "packages": ["raypod-test-package==1.0"],
+            "pip_install_options": ["--index-url", "http://127.0.0.1:9/simple"],
+        }
+        assert info["status"] == "PENDING"
+    finally:
+        requests.post(f"{services.ray_address}/api/jobs/{submission_id}/stop", timeout=30)

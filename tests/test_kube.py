@@ -1,0 +1,453 @@
+"""The ConfigMap through the Kubernetes API: a fake API server over HTTPS, the real Ray and S3."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import trustme
+
+from raypod.cli import open_run_target
+from raypod.errors import ConfigError, KubeApiError, RaypodError
+from raypod.kube import KillFromEither, KubeConfigMap, ServiceAccount, api_base_url
+from raypod.lifecycle import JobRunner, RunOptions
+from raypod.retry import RetryPolicy
+from raypod.status import OWNED_KEYS, TIME_LAYOUT, StatusReporter
+from tests.conftest import PARSE_KWARGS_SCRIPT, BridgeJob, jobs_of, ray_job
+from tests.fake_kube import FakeKube
+
+QUICK = RetryPolicy(attempts=2, initial_wait=0.05, max_wait=0.1, deadline=2.0)
+
+
+@pytest.fixture
+def fake_kube(tmp_path: Path) -> Iterator[FakeKube]:
+    with FakeKube(tmp_path / "kube") as fake:
+        yield fake
+
+
+class KubeJob:
+    """A BridgeJob whose ConfigMap lives in the fake API; raypod runs as in a pod (no --config)."""
+
+    def __init__(self, job: BridgeJob, fake: FakeKube) -> None:
+        self.job = job
+        self.fake = fake
+        self.cm = f"{job.name}-bridge-cm"
+
+    def create(self, **keys: str) -> None:
+        self.job.set(**keys)
+        self.fake.create_configmap(self.cm, self.job.data)
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "raypod",
+            "run",
+            "--credentials",
+            str(self.job.credentials_dir),
+            "--s3-credentials",
+            str(self.job.s3_credentials_dir),
+        ]
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("NAMESPACE", "JOBNAME")}
+        return {**env, **self.fake.env(), "JOBNAME": self.job.name, "PYTHONUNBUFFERED": "1", **extra}
+
+    def run(self, **extra_env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.command(), capture_output=True, text=True, timeout=300, env=self.env(**extra_env))
+
+    def start(self) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env()
+        )
+
+    def data(self) -> dict[str, str]:
+        return self.fake.data(self.cm)
+
+    def wait_for(self, key: str, wanted: str | None = None, timeout: float = 120) -> dict[str, str]:
+        limit = time.monotonic() + timeout
+        while time.monotonic() < limit:
+            data = self.data()
+            if key in data and (wanted is None or data[key] == wanted):
+                return data
+            time.sleep(0.2)
+        raise AssertionError(f"{key} never became {wanted}; last: {self.data()}")
+
+    def operator_update(self, **keys: str) -> int:
+        """What the operator does: GET the object, change keys, PUT it back with its resourceVersion."""
+        session = self.fake.session()
+        url = f"{self.fake.url}/api/v1/namespaces/{self.fake.namespace}/configmaps/{self.cm}"
+        current = session.get(url, timeout=10).json()
+        current["data"].update(keys)
+        return session.put(url, json=current, timeout=10).status_code
+
+
+@pytest.fixture
+def kube_job(bridge_job: BridgeJob, fake_kube: FakeKube) -> KubeJob:
+    return KubeJob(bridge_job, fake_kube)
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=30)
+
+
+def other_ca_bundle(path: Path) -> Path:
+    trustme.CA().cert_pem.write_to_path(str(path))
+    return path
+
+
+# -- end to end: raypod as a pod runs it, against the real Ray and S3 ----------------------------
+
+
+@pytest.mark.integration
+def test_status_reaches_the_configmap_through_merge_patches_of_owned_keys_only(
+    kube_job: KubeJob, tmp_path: Path
+) -> None:
+    kube_job.create(jobdata__scriptLocation="inline", jobdata__jobScript=PARSE_KWARGS_SCRIPT)
+    operator_keys = kube_job.data()
+    # A wrong CA bundle in the environment must not replace the service account's ca.crt.
+    wrong = str(other_ca_bundle(tmp_path / "wrong-ca.pem"))
+    result = kube_job.run(REQUESTS_CA_BUNDLE=wrong, CURL_CA_BUNDLE=wrong)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    data = kube_job.data()
+    assert data["status.jobStatus"] == "SUCCEEDED"
+    assert data["id"].startswith(f"raypod-{kube_job.job.name}-")
+    assert "log uploaded to s3://" in data["status.message"]
+    for key in ("status.submitTime", "status.startTime", "status.endTime"):
+        datetime.strptime(data[key], TIME_LAYOUT)
+    assert {k: v for k, v in data.items() if k not in OWNED_KEYS} == operator_keys
+    patches = kube_job.fake.calls("PATCH")
+    assert patches and all(p.content_type == "application/merge-patch+json" for p in patches)
+    assert all(set(p.body) == {"data"} for p in patches)
+    assert set(kube_job.fake.iter_patched_keys()) <= set(OWNED_KEYS)
+    assert kube_job.fake.calls("PUT") == []
+    # NAMESPACE was not set: the service account's namespace file named it.
+    assert ray_job(kube_job.job.services, data["id"])["metadata"]["bridge-namespace"] == kube_job.fake.namespace
+
+
+@pytest.mark.integration
+def test_kill_set_through_the_api_stops_the_running_job(kube_job: KubeJob) -> None:
+    kube_job.create(
+        jobdata__scriptLocation="inline",
+        jobdata__jobScript="import time\nprint('started', flush=True)\ntime.sleep(600)\n",
+    )
+    process = kube_job.start()
+    try:
+        running = kube_job.wait_for("status.jobStatus", "RUNNING")
+        assert kube_job.operator_update(kill="true") == 200
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        stop(process)
+    assert process.returncode == 1, stderr
+    data = kube_job.data()
+    assert data["status.jobStatus"] == "KILL"
+    assert "kill=true" in data["status.message"]
+    assert data["kill"] == "true"
+    assert ray_job(kube_job.job.services, running["id"])["status"] == "STOPPED"
+
+
+@pytest.mark.integration
+def test_a_key_the_operator_writes_while_the_job_runs_survives(kube_job: KubeJob) -> None:
+    kube_job.create(
+        jobdata__scriptLocation="inline",
+        jobdata__jobScript="import time\nfor i in range(4):\n    print('tick', i, flush=True)\n    time.sleep(1)\n",
+    )
+    stale = kube_job.fake.configmap(kube_job.cm)
+    process = kube_job.start()
+    try:
+        kube_job.wait_for("status.jobStatus", "RUNNING")
+        assert kube_job.operator_update(**{"operator.note": "written mid-run"}) == 200
+        # raypod's patches moved the resourceVersion on, so an update based on the old read conflicts.
+        session = kube_job.fake.session()
+        url = f"{kube_job.fake.url}/api/v1/namespaces/{kube_job.fake.namespace}/configmaps/{kube_job.cm}"
+        assert session.put(url, json=stale, timeout=10).status_code == 409
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        stop(process)
+    assert process.returncode == 0, stderr
+    data = kube_job.data()
+    assert data["operator.note"] == "written mid-run"
+    assert data["status.jobStatus"] == "SUCCEEDED"
+
+
+@pytest.mark.integration
+def test_a_token_rotated_in_the_middle_of_a_job_is_picked_up(kube_job: KubeJob) -> None:
+    kube_job.create(
+        jobdata__scriptLocation="inline",
+        jobdata__jobScript="import time\nfor i in range(5):\n    print('tick', i, flush=True)\n    time.sleep(1)\n",
+    )
+    first = kube_job.fake.token
+    process = kube_job.start()
+    try:
+        kube_job.wait_for("status.jobStatus", "RUNNING")
+        second = kube_job.fake.rotate_token()
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        stop(process)
+    assert process.returncode == 0, stderr
+    assert kube_job.fake.tokens_seen[first] > 0 and kube_job.fake.tokens_seen[second] > 0
+    assert kube_job.data()["status.jobStatus"] == "SUCCEEDED"
+    assert first not in stderr and second not in stderr
+
+
+DENIED = {
+    "missing ConfigMap": (None, 0, ["-bridge-cm not found in namespace bridge-test", "JOBNAME"]),
+    "get forbidden": ("get", 403, ["cannot get resource", 'verbs: ["get", "patch"]', "RoleBinding"]),
+    "token rejected": ("get", 401, ["token was not accepted", 'verbs: ["get", "patch"]']),
+}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("case", sorted(DENIED))
+def test_unreadable_configmap_exits_2_with_what_to_fix(kube_job: KubeJob, case: str) -> None:
+    verb, status, phrases = DENIED[case]
+    kube_job.job.set(jobdata__scriptLocation="inline", jobdata__jobScript="print('never runs')\n")
+    if verb is not None:
+        kube_job.create()
+        kube_job.fake.deny(verb, status)
+    result = kube_job.run()
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    for phrase in phrases:
+        assert phrase in result.stderr, result.stderr
+    assert kube_job.fake.token not in result.stderr + result.stdout
+    assert jobs_of(kube_job.job.services, kube_job.job.name) == []
+
+
+@pytest.mark.integration
+def test_patch_forbidden_submits_nothing_and_exits_1_naming_the_rule(kube_job: KubeJob) -> None:
+    kube_job.create(jobdata__scriptLocation="inline", jobdata__jobScript="print('never runs')\n")
+    kube_job.fake.deny("patch", 403)
+    result = kube_job.run()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "cannot patch resource" in result.stderr and 'verbs: ["get", "patch"]' in result.stderr
+    assert jobs_of(kube_job.job.services, kube_job.job.name) == []
+    assert "id" not in kube_job.data()
+
+
+# -- the watch rides out an API outage: in-process runner, real Ray ---------------------------------
+
+
+def run_in_thread(runner: JobRunner) -> tuple[threading.Thread, dict[str, Any]]:
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["code"] = runner.run()
+        except BaseException as error:  # the test asserts there was none
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def in_process_runner(kube_job: KubeJob) -> tuple[JobRunner, io.StringIO]:
+    api = KubeConfigMap(
+        kube_job.fake.url, ServiceAccount(kube_job.fake.sa_dir), kube_job.fake.namespace, kube_job.cm, retry=QUICK
+    )
+    options = RunOptions(
+        job_name=kube_job.job.name,
+        namespace=kube_job.fake.namespace,
+        s3_credentials_dir=kube_job.job.s3_credentials_dir,
+        follow_logs=False,
+    )
+    out = io.StringIO()
+    return JobRunner(api, api, options, out=out), out
+
+
+def wait_until(condition: Any, what: str, timeout: float = 120) -> None:
+    limit = time.monotonic() + timeout
+    while time.monotonic() < limit:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.integration
+def test_status_writes_failing_past_every_retry_do_not_fail_the_job(kube_job: KubeJob) -> None:
+    kube_job.create(
+        jobdata__scriptLocation="inline",
+        jobdata__jobScript="import time\nfor i in range(5):\n    print('tick', i, flush=True)\n    time.sleep(1)\n",
+    )
+    runner, out = in_process_runner(kube_job)
+    thread, outcome = run_in_thread(runner)
+    kube_job.wait_for("id")  # the pre-POST write went through: the job is submitted once
+    kube_job.fake.fail("patch", 503, None)
+    # Two polls' writes failed, each after all its attempts: the job keeps being watched.
+    wait_until(lambda: sum(r.status == 503 for r in kube_job.fake.calls("PATCH")) >= 2 * QUICK.attempts, "503s")
+    assert thread.is_alive()
+    kube_job.fake.clear_faults()
+    thread.join(timeout=120)
+    assert outcome == {"code": 0}, out.getvalue()
+    data = kube_job.data()
+    assert data["status.jobStatus"] == "SUCCEEDED"
+    assert data["status.startTime"] and data["status.submitTime"]
+
+
+@pytest.mark.integration
+def test_final_status_that_cannot_be_written_fails_the_pod_cleanly(kube_job: KubeJob) -> None:
+    kube_job.create(jobdata__scriptLocation="inline", jobdata__jobScript="print('done quickly')\n")
+    runner, _ = in_process_runner(kube_job)
+    thread, outcome = run_in_thread(runner)
+    kube_job.wait_for("id")
+    kube_job.fake.fail("patch", 503, None)
+    thread.join(timeout=120)
+    # Exit 1 (the operator sees a pod error), no exception escaping; the job itself ran on Ray.
+    assert outcome == {"code": 1}
+    assert kube_job.data().get("status.jobStatus") != "SUCCEEDED"
+    assert ray_job(kube_job.job.services, kube_job.data()["id"])["status"] in ("RUNNING", "SUCCEEDED")
+
+
+# -- the client alone, against the fake API ----------------------------------------------------
+
+
+def test_status_kept_when_retries_are_spent_and_written_on_the_next_update(fake_kube: FakeKube) -> None:
+    fake_kube.create_configmap("j-bridge-cm", {"resourceURL": "http://ray:8265"})
+    api = KubeConfigMap(
+        fake_kube.url, ServiceAccount(fake_kube.sa_dir), fake_kube.namespace, "j-bridge-cm", retry=QUICK
+    )
+    reporter = StatusReporter(api, io.StringIO())
+    fake_kube.fail("patch", 503, None)
+    reporter.update({"status.jobStatus": "RUNNING"})
+    assert "status.jobStatus" not in fake_kube.data("j-bridge-cm")
+    with pytest.raises(RaypodError):
+        reporter.update({"status.message": "must land"}, must_persist=True)
+    fake_kube.clear_faults()
+    reporter.flush()
+    data = fake_kube.data("j-bridge-cm")
+    assert data["status.jobStatus"] == "RUNNING" and data["status.message"] == "must land"
+    assert data["resourceURL"] == "http://ray:8265"
+
+
+def test_transient_errors_are_retried_within_one_write(fake_kube: FakeKube) -> None:
+    fake_kube.create_configmap("j-bridge-cm", {})
+    api = KubeConfigMap(
+        fake_kube.url,
+        ServiceAccount(fake_kube.sa_dir),
+        fake_kube.namespace,
+        "j-bridge-cm",
+        retry=RetryPolicy(attempts=4, initial_wait=0.05, max_wait=0.1, deadline=5),
+    )
+    fake_kube.fail("patch", 503, 1)
+    fake_kube.fail("patch", 429, 1)
+    api.write({"id": "abc"})
+    assert fake_kube.data("j-bridge-cm") == {"id": "abc"}
+
+
+def test_token_file_is_read_for_every_request(fake_kube: FakeKube) -> None:
+    fake_kube.create_configmap("j-bridge-cm", {"a": "1"})
+    api = KubeConfigMap(
+        fake_kube.url, ServiceAccount(fake_kube.sa_dir), fake_kube.namespace, "j-bridge-cm", retry=QUICK
+    )
+    assert api.read() == {"a": "1"}
+    fake_kube.rotate_token()
+    assert api.read() == {"a": "1"}
+
+
+def test_wrong_requests_ca_bundle_does_not_override_the_service_account_ca(
+    fake_kube: FakeKube, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_kube.create_configmap("j-bridge-cm", {"a": "1"})
+    wrong = str(other_ca_bundle(tmp_path / "wrong.pem"))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", wrong)
+    monkeypatch.setenv("CURL_CA_BUNDLE", wrong)
+    # The control: a plain requests call does take the bundle from the environment, and fails.
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"{fake_kube.url}/api", timeout=10)
+    api = KubeConfigMap(
+        fake_kube.url, ServiceAccount(fake_kube.sa_dir), fake_kube.namespace, "j-bridge-cm", retry=QUICK
+    )
+    assert api.read() == {"a": "1"}
+
+
+def test_server_certificate_from_another_ca_is_refused(fake_kube: FakeKube, tmp_path: Path) -> None:
+    fake_kube.create_configmap("j-bridge-cm", {"a": "1"})
+    account_dir = tmp_path / "other-sa"
+    account_dir.mkdir()
+    (account_dir / "token").write_text(fake_kube.token)
+    other_ca_bundle(account_dir / "ca.crt")
+    api = KubeConfigMap(fake_kube.url, ServiceAccount(account_dir), fake_kube.namespace, "j-bridge-cm", retry=QUICK)
+    with pytest.raises(KubeApiError, match="TLS verification failed"):
+        api.read()
+    assert fake_kube.calls("GET") == []
+
+
+def test_api_url_from_service_env_brackets_ipv6_and_yields_to_override() -> None:
+    assert api_base_url({"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}) == (
+        "https://10.0.0.1:443"
+    )
+    assert api_base_url({"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "6443"}) == (
+        "https://[fd00::1]:6443"
+    )
+    assert api_base_url({"KUBERNETES_SERVICE_HOST": "10.0.0.1", "RAYPOD_KUBE_API": "https://127.0.0.1:1/"}) == (
+        "https://127.0.0.1:1"
+    )
+    with pytest.raises(ConfigError, match="KUBERNETES_SERVICE_HOST"):
+        api_base_url({})
+
+
+def run_args(**values: Any) -> argparse.Namespace:
+    defaults: dict[str, Any] = {"config": None, "status_file": None, "job_name": "j", "namespace": None}
+    return argparse.Namespace(**{**defaults, **values})
+
+
+def test_in_a_pod_the_api_is_source_and_sink_and_namespace_comes_from_the_account(
+    fake_kube: FakeKube, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in fake_kube.env().items():
+        monkeypatch.setenv(key, value)
+    args = run_args()
+    source, sink = open_run_target(args)
+    assert isinstance(source, KubeConfigMap) and sink is source
+    assert args.namespace == fake_kube.namespace
+    assert source.path == f"/api/v1/namespaces/{fake_kube.namespace}/configmaps/j-bridge-cm"
+
+
+def test_without_a_service_account_config_is_required(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAYPOD_SERVICE_ACCOUNT_DIR", str(tmp_path / "none"))
+    with pytest.raises(ConfigError, match="--config"):
+        open_run_target(run_args())
+
+
+def test_config_dir_in_a_pod_reads_kill_from_either_source(
+    fake_kube: FakeKube, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in fake_kube.env().items():
+        monkeypatch.setenv(key, value)
+    mounted = tmp_path / "mounted"
+    mounted.mkdir()
+    (mounted / "resourceURL").write_text("http://ray:8265")
+    (mounted / "kill").write_text("false")
+    fake_kube.create_configmap("j-bridge-cm", {"resourceURL": "http://ray:8265", "kill": "false"})
+    source, sink = open_run_target(run_args(config=mounted))
+    assert isinstance(source, KillFromEither) and isinstance(sink, KubeConfigMap)
+    assert source.read()["kill"] == "false"
+    # The operator's kill reaches the API at once; the mounted copy lags behind.
+    fake_kube.create_configmap("j-bridge-cm", {"resourceURL": "http://ray:8265", "kill": "true"})
+    assert source.read()["kill"] == "true"
+    # The API unreadable: the mounted copy still counts.
+    fake_kube.deny("get", 403)
+    (mounted / "kill").write_text("true")
+    assert source.read()["kill"] == "true"
+    (mounted / "kill").write_text("false")
+    assert source.read()["kill"] == "false"
+    # With --status-file the status stays in the file and the API is not used at all.
+    _, file_sink = open_run_target(run_args(config=mounted, status_file=tmp_path / "s.json"))
+    assert not isinstance(file_sink, KubeConfigMap)
