@@ -15,7 +15,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
@@ -36,7 +36,7 @@ from raypod.config import (
 from raypod.credentials import RayCredentials
 from raypod.entrypoint import build_runtime_env, job_metadata
 from raypod.errors import ConfigError, RayApiError, RaypodError
-from raypod.logs import JOB_LINE_PREFIX, BlockSplitter, LineEcho, LogFollower
+from raypod.logs import LineEcho, LogFollower, echo_rest, log_chunks
 from raypod.output import Progress, key_values, table
 from raypod.ray import JobInfo, RayJobsClient
 from raypod.retry import RetryPolicy
@@ -248,35 +248,11 @@ def command_submit(args: argparse.Namespace) -> int:
     code = runner.run()
     progress.clear()
     submission_id = runner.reporter.get(st.ID)
-    if args.wait and args.follow_logs and code in (EXIT_OK, EXIT_FAILED) and shown:
-        # A short job can end between two polls, before the live stream starts, and without
-        # S3 nothing prints the rest: print what was not shown (nothing twice).
-        _print_rest_after_run(args, source, runner.echo, shown[0])
     if not args.wait and code == EXIT_OK:
         print(submission_id, flush=True)
     elif code == 143 and submission_id:
         print(f"raypod: Ray job {submission_id} keeps running; `raypod stop {submission_id}` stops it", file=sys.stderr)
     return code
-
-
-def _print_rest_after_run(args: argparse.Namespace, source: ConfigSource, echo: LineEcho, submission_id: str) -> None:
-    try:
-        config = parse_config(source.read())
-        ray = RayJobsClient.connect(
-            config.resource_url,
-            RayCredentials.from_dir(args.credentials),
-            basic_auth=config.properties.auth == "basic",
-            retry=CLI_RETRY,
-        )
-    except RaypodError as error:
-        log.warning("could not print the rest of the job's output: %s", error)
-        return
-    try:
-        print_rest_of_log(ray, ray.get_job(submission_id), echo)
-    except RaypodError as error:
-        log.warning("could not print the rest of the job's output: %s", error)
-    finally:
-        ray.close()
 
 
 def command_status(args: argparse.Namespace) -> int:
@@ -379,21 +355,6 @@ def wait_until_ended(ray: RayJobsClient, submission_id: str, timeout: float, pro
     return job
 
 
-class _Unprefixed:
-    """Drops LineEcho's ``[job] `` tag: ``logs`` prints the job's lines exactly as written."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-
-    def write(self, text: str) -> int:
-        # LineEcho tags every line exactly once, so one tag comes off each line.
-        lines = text.splitlines(keepends=True)
-        return self._stream.write("".join(line.removeprefix(JOB_LINE_PREFIX) for line in lines))
-
-    def flush(self) -> None:
-        self._stream.flush()
-
-
 def command_logs(args: argparse.Namespace) -> int:
     ray = connect(args)
     out = sys.stdout
@@ -415,31 +376,11 @@ def command_logs(args: argparse.Namespace) -> int:
         finally:
             if follower is not None:
                 follower.stop()
-        print_rest_of_log(ray, job, echo)
+        echo_rest(ray, job, echo)
     finally:
         ray.close()
     print(f"raypod: job {job.submission_id} ended {job.status}", file=sys.stderr)
     return EXIT_OK
-
-
-def print_rest_of_log(ray: RayJobsClient, job: JobInfo, echo: LineEcho) -> None:
-    """The lines the live stream had not reached: the echo skips what it printed already."""
-    final = object()
-    splitter = BlockSplitter()
-    for chunk in log_chunks(ray, job):
-        for offset, block in splitter.push(chunk):
-            echo.feed(final, offset, block)
-    for offset, block in splitter.finish():
-        echo.feed(final, offset, block)
-
-
-def log_chunks(ray: RayJobsClient, job: JobInfo) -> Iterator[bytes]:
-    """The driver's whole log as a stream; Ray's one-string answer when no driver ran."""
-    if job.driver_node_id is None:
-        yield ray.job_logs(job.submission_id).encode("utf-8")
-        return
-    response = ray.open_log_stream(job.submission_id, job.driver_node_id)
-    yield from ray.http.iter_chunks(response, 64 * 1024)
 
 
 def write_whole_log(ray: RayJobsClient, job: JobInfo, out: TextIO) -> None:

@@ -25,7 +25,7 @@ from raypod.entrypoint import (
 from raypod.errors import ConfigError, RayApiError, RaypodError, Terminated
 from raypod.http import Timeouts
 from raypod.inputs import JobInputs, fetch_inputs
-from raypod.logs import LineEcho, LogFollower, upload_log
+from raypod.logs import LineEcho, LogFollower, echo_rest, upload_log
 from raypod.package import JOB_FOLDER, build_package
 from raypod.ray import JobInfo, RayJobsClient, is_duplicate_submission, is_wrapped_rejection
 from raypod.retry import NO_RETRY, RetryPolicy
@@ -442,6 +442,12 @@ class JobRunner:
         """Upload the log and check the expected result files; say how it went, in words."""
         assert self.ray is not None
         if self.s3 is None or not config.upload_bucket:
+            if self.echo.enabled:
+                # A short job can end before the live stream starts: show what was not shown.
+                try:
+                    echo_rest(self.ray, job, self.echo)
+                except RaypodError as error:
+                    log.warning("could not print the rest of the job's output: %s", error)
             return "the log was not uploaded (no s3.endpoint and s3upload.bucket)."
         bucket, prefix = config.upload_bucket, f"{self.options.job_name}/"
         object_name = f"{prefix}logs"

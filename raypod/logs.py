@@ -214,17 +214,9 @@ def upload_log(
 
     def attempt() -> int:
         upload = s3.open_part_upload(bucket, object_name)
-        owner = object()
-        splitter = BlockSplitter()
         try:
-            for chunk in _log_chunks(ray, job):
+            for chunk in _echoed(log_chunks(ray, job), echo):
                 upload.write(chunk)
-                if echo is not None and echo.enabled:
-                    for offset, block in splitter.push(chunk):
-                        echo.feed(owner, offset, block)
-            if echo is not None and echo.enabled:
-                for offset, block in splitter.finish():
-                    echo.feed(owner, offset, block)
             upload.finish()
         except BaseException:
             upload.abort()
@@ -234,7 +226,29 @@ def upload_log(
     return retry.call(attempt, what=f"log upload to s3://{bucket}/{object_name}")
 
 
-def _log_chunks(ray: RayJobsClient, job: JobInfo) -> Iterator[bytes]:
+def echo_rest(ray: RayJobsClient, job: JobInfo, echo: LineEcho) -> None:
+    """Print the lines the live stream had not reached, without uploading (no S3, or the CLI)."""
+    for _ in _echoed(log_chunks(ray, job), echo):
+        pass
+
+
+def _echoed(chunks: Iterator[bytes], echo: LineEcho | None) -> Iterator[bytes]:
+    """Pass the chunks through, showing each line once: the echo skips what it printed already."""
+    if echo is None or not echo.enabled:
+        yield from chunks
+        return
+    owner = object()
+    splitter = BlockSplitter()
+    for chunk in chunks:
+        for offset, block in splitter.push(chunk):
+            echo.feed(owner, offset, block)
+        yield chunk
+    for offset, block in splitter.finish():
+        echo.feed(owner, offset, block)
+
+
+def log_chunks(ray: RayJobsClient, job: JobInfo) -> Iterator[bytes]:
+    """The driver's whole log as a stream; Ray's one-string answer when no driver ran."""
     if job.driver_node_id is None:
         # The driver never started (e.g. the runtime_env failed): nothing to stream from a node.
         yield from _pieces(ray.job_logs(job.submission_id).encode("utf-8"))

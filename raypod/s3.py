@@ -7,7 +7,7 @@ import mmap
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from raypod.config import S3Location, S3Settings
 from raypod.credentials import S3Credentials
@@ -131,37 +131,9 @@ class S3Store:
 
         return self._call(stat, f"check of {self.url(bucket, object_name)}")
 
-    def upload_stream(self, bucket: str, object_name: str, stream: BinaryIO, content_type: str = "text/plain") -> None:
-        """One attempt: a streamed upload cannot be replayed, so the caller re-opens and retries."""
-        try:
-            self.client.put_object(
-                bucket,
-                object_name,
-                stream,
-                length=-1,
-                part_size=PART_SIZE,
-                num_parallel_uploads=1,
-                content_type=content_type,
-            )
-        except Exception as error:
-            raise self._scrub(_translate(error, f"upload to {self.url(bucket, object_name)}", None)) from error
-
     def open_part_upload(self, bucket: str, object_name: str, content_type: str = "text/plain") -> PartUpload:
         """A writer that sends S3 multipart parts from one fixed buffer: memory stays flat at any size."""
         return PartUpload(self, bucket, object_name, content_type)
-
-    def read_object(self, bucket: str, object_name: str) -> bytes:
-        """Whole object in memory: for tests and the demo's read-back, not for logs in the pod."""
-
-        def fetch() -> bytes:
-            response = self.client.get_object(bucket, object_name)
-            try:
-                return response.read()
-            finally:
-                response.close()
-                response.release_conn()
-
-        return self._call(fetch, f"read of {self.url(bucket, object_name)}")
 
 
 class _AdminNotLoaded:

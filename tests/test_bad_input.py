@@ -1,4 +1,4 @@
-"""The bad-input catalogue beyond test_run.py's: every key, each wrong type or value, through the real CLI.
+"""The bad-input catalogue: every key, each wrong type or value, through the real CLI.
 
 Each case must exit 2 with a line naming the key, write FAILED with that key in
 status.message, and send nothing at all to Ray: the dashboard sits behind a recording proxy.
@@ -22,6 +22,7 @@ pytestmark = pytest.mark.integration
 #: case -> (keys to set, None deleting one; the key the message must name)
 CATALOGUE: dict[str, tuple[dict[str, str | None], str]] = {
     # resourceURL
+    "resourceURL missing": ({"resourceURL": None}, "resourceURL"),
     "resourceURL without scheme": ({"resourceURL": "ray-head:8265"}, "resourceURL"),
     "resourceURL ftp": ({"resourceURL": "ftp://ray-head:8265"}, "resourceURL"),
     "resourceURL with password": ({"resourceURL": "http://me:pw@ray-head:8265"}, "resourceURL"),
@@ -32,6 +33,10 @@ CATALOGUE: dict[str, tuple[dict[str, str | None], str]] = {
     "updateInterval nan": ({"updateInterval": "nan"}, "updateInterval"),
     "updateInterval inf": ({"updateInterval": "inf"}, "updateInterval"),
     "updateInterval with unit": ({"updateInterval": "20s"}, "updateInterval"),
+    "updateInterval a word": ({"updateInterval": "twenty"}, "updateInterval"),
+    # locations
+    "scriptLocation unknown": ({"jobdata.scriptLocation": "ftp"}, "jobdata.scriptLocation"),
+    "scriptExtraLocation unknown": ({"jobdata.scriptExtraLocation": "git"}, "jobdata.scriptExtraLocation"),
     # the script
     "jobScript missing": ({"jobdata.jobScript": None}, "jobdata.jobScript"),
     "jobScript blank": ({"jobdata.jobScript": "  \n"}, "jobdata.jobScript"),
@@ -39,11 +44,20 @@ CATALOGUE: dict[str, tuple[dict[str, str | None], str]] = {
         {"jobdata.scriptLocation": "s3", "jobdata.jobScript": "bucket:"},
         "jobdata.jobScript",
     ),
+    "s3 jobScript without colon": (
+        {"jobdata.scriptLocation": "s3", "jobdata.jobScript": "bucket-without-colon"},
+        "jobdata.jobScript",
+    ),
+    "s3 jobScript object missing": (
+        {"jobdata.scriptLocation": "s3", "jobdata.jobScript": "nobucket-x:code.py"},
+        "jobdata.jobScript",
+    ),
     "s3 jobScript without s3.endpoint": (
         {"jobdata.scriptLocation": "s3", "jobdata.jobScript": "bucket:code.py", "s3.endpoint": None},
         "s3.endpoint",
     ),
     # scriptMetadata
+    "metadata not JSON": ({"jobdata.scriptMetadata": "pip: numpy"}, "jobdata.scriptMetadata"),
     "metadata a list": ({"jobdata.scriptMetadata": "[1]"}, "jobdata.scriptMetadata"),
     "metadata unknown field": ({"jobdata.scriptMetadata": '{"conda": "env"}'}, "jobdata.scriptMetadata"),
     "metadata pip a number": ({"jobdata.scriptMetadata": '{"pip": 5}'}, "jobdata.scriptMetadata"),
@@ -56,7 +70,10 @@ CATALOGUE: dict[str, tuple[dict[str, str | None], str]] = {
     "metadata env name with =": ({"jobdata.scriptMetadata": '{"env": {"A=B": "1"}}'}, "jobdata.scriptMetadata"),
     "metadata env value null": ({"jobdata.scriptMetadata": '{"env": {"A": null}}'}, "jobdata.scriptMetadata"),
     # jobParameters
+    "parameters not JSON": ({"jobdata.jobParameters": "{not json"}, "jobdata.jobParameters"),
+    "parameters a list": ({"jobdata.jobParameters": "[1, 2]"}, "jobdata.jobParameters"),
     "parameters a string": ({"jobdata.jobParameters": '"x=1"'}, "jobdata.jobParameters"),
+    "parameter value with =": ({"jobdata.jobParameters": '{"expr": "a=b"}'}, "jobdata.jobParameters"),
     "parameter value null": ({"jobdata.jobParameters": '{"a": null}'}, "jobdata.jobParameters"),
     "parameter name with space": ({"jobdata.jobParameters": '{"a b": "1"}'}, "jobdata.jobParameters"),
     "parameter name with =": ({"jobdata.jobParameters": '{"a=b": "1"}'}, "jobdata.jobParameters"),
@@ -71,6 +88,11 @@ CATALOGUE: dict[str, tuple[dict[str, str | None], str]] = {
     ),
     # additionalData
     "additionalData absolute": ({"jobdata.additionalData": "bucket:/etc/passwd"}, "jobdata.additionalData"),
+    "additionalData escaping": ({"jobdata.additionalData": "bucket:../../etc/passwd"}, "jobdata.additionalData"),
+    "additionalData duplicate names": (
+        {"jobdata.additionalData": "b1:x/data.csv, b2:y/data.csv"},
+        "jobdata.additionalData",
+    ),
     "additionalData a folder": ({"jobdata.additionalData": "bucket:data/"}, "jobdata.additionalData"),
     "additionalData dot-dot inside": ({"jobdata.additionalData": "bucket:a/../b"}, "jobdata.additionalData"),
     "additionalData without colon": ({"jobdata.additionalData": "bucket/file.csv"}, "jobdata.additionalData"),
@@ -85,6 +107,7 @@ CATALOGUE: dict[str, tuple[dict[str, str | None], str]] = {
     # jobproperties
     "jobproperties not JSON": ({"jobproperties": "{auth: basic}"}, "jobproperties"),
     "jobproperties a list": ({"jobproperties": "[]"}, "jobproperties"),
+    "jobproperties unknown key": ({"jobproperties": '{"entrypoint_num_cpu": 1}'}, "jobproperties"),
     "num_cpus a string": ({"jobproperties": '{"entrypoint_num_cpus": "two"}'}, "jobproperties"),
     "num_cpus negative": ({"jobproperties": '{"entrypoint_num_cpus": -1}'}, "jobproperties"),
     "num_gpus a bool": ({"jobproperties": '{"entrypoint_num_gpus": true}'}, "jobproperties"),
@@ -197,3 +220,10 @@ def test_missing_job_name_exits_2(bridge_job: BridgeJob, ray_proxy: FaultProxy) 
     assert completed.returncode == 2
     assert "bad input: JOBNAME" in completed.stderr
     assert ray_proxy.recorded() == []
+
+
+def test_missing_s3_credentials_exits_2(bridge_job: BridgeJob, ray_proxy: FaultProxy) -> None:
+    bridge_job.set(resourceURL=ray_proxy.url, jobdata__scriptLocation="inline", jobdata__jobScript="print('never')\n")
+    for name in ("accesskey", "secretkey"):
+        (bridge_job.s3_credentials_dir / name).unlink()
+    assert "accesskey" in assert_bad_input(bridge_job, ray_proxy, "s3.secret")

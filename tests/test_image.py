@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.measure import run_measured
 from tests.conftest import REPO, BridgeJob
 
 pytestmark = pytest.mark.integration
@@ -157,21 +158,12 @@ def test_runtime_installed_as_the_dockerfile_does_runs_a_whole_job_without_ray(
     bridge_job.set(jobdata__scriptLocation="inline", jobdata__jobScript="print('from the slim runtime')\n")
     bridge_job.write_config()
     command = [str(python), *bridge_job.command()[1:]]
-    stdout_path, stderr_path = tmp_path / "stdout", tmp_path / "stderr"
-    with stdout_path.open("w") as stdout, stderr_path.open("w") as stderr:
-        process = subprocess.Popen(
-            command, stdout=stdout, stderr=stderr, env={**bridge_job.env(), **image_env}, cwd=tmp_path
-        )
-        try:
-            # wait4 gives this child's own peak RSS, the number the pod's memory limit applies to.
-            _, wait_status, usage = os.wait4(process.pid, 0)
-        finally:
-            if process.returncode is None and process.poll() is None:
-                process.kill()
-    returncode = os.waitstatus_to_exitcode(wait_status)
-    process.returncode = returncode
-    assert returncode == 0, stderr_path.read_text()
-    peak = usage.ru_maxrss * 1024
+    stdout_path = tmp_path / "stdout"
+    with stdout_path.open("wb") as stdout:
+        # Measured by a small launcher: a child of pytest would report pytest's own peak RSS.
+        usage = run_measured(command, env={**bridge_job.env(), **image_env}, cwd=tmp_path, stdout=stdout, timeout=300)
+    assert usage.returncode == 0, usage.stderr
+    peak = usage.peak_rss_kib * 1024
     print(f"raypod peak RSS for the job in the slim runtime: {peak / MiB:.1f} MiB")
     assert bridge_job.read_status()["status.jobStatus"] == "SUCCEEDED"
     assert "from the slim runtime" in bridge_job.log_text()
