@@ -129,7 +129,15 @@ class LocalRay:
         ]
         # The job's `python` must be this environment's, as it is the cluster's on a real Ray node.
         path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
-        env = {**os.environ, "PATH": path, "RAY_USAGE_STATS_ENABLED": "0", **self.env}
+        # Ray swaps 127.0.0.1 for the host's own address unless it runs as a single-node cluster
+        # (the switch Ray has for laptops): this keeps GCS and raylet traffic on loopback too.
+        env = {
+            **os.environ,
+            "PATH": path,
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+            **self.env,
+        }
         self.process = subprocess.Popen(
             args, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
