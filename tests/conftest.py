@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.faultproxy import FaultProxy
 from tests.services import LocalRay, LocalS3
 
 REPO = Path(__file__).resolve().parent.parent
@@ -63,6 +64,20 @@ def services() -> Iterator[Services]:
     finally:
         ray.stop()
         s3.stop()
+
+
+@pytest.fixture
+def ray_proxy(services: Services) -> Iterator[FaultProxy]:
+    """A fault-injecting, recording proxy in front of the real dashboard."""
+    with FaultProxy("127.0.0.1", services.ray.port) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def s3_proxy(services: Services) -> Iterator[FaultProxy]:
+    """The same in front of the S3 server."""
+    with FaultProxy("127.0.0.1", services.s3.port) as proxy:
+        yield proxy
 
 
 @pytest.fixture

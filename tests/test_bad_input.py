@@ -9,12 +9,11 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.conftest import BridgeJob, Services
+from tests.conftest import BridgeJob
 from tests.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.integration
@@ -139,12 +138,6 @@ CATALOGUE: dict[str, tuple[dict[str, str | None], str]] = {
     # kill
     "kill not a bool": ({"kill": "perhaps"}, "kill"),
 }
-
-
-@pytest.fixture
-def ray_proxy(services: Services) -> Iterator[FaultProxy]:
-    with FaultProxy("127.0.0.1", services.ray.port) as proxy:
-        yield proxy
 
 
 def apply(job: BridgeJob, changes: dict[str, str | None]) -> None:

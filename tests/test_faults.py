@@ -12,7 +12,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -29,18 +29,6 @@ pytestmark = pytest.mark.integration
 
 JOBS = r"^/api/jobs/$"
 ONE_JOB = r"^/api/jobs/[^/?]+$"
-
-
-@pytest.fixture
-def ray_proxy(services: Services) -> Iterator[FaultProxy]:
-    with FaultProxy("127.0.0.1", services.ray.port) as proxy:
-        yield proxy
-
-
-@pytest.fixture
-def s3_proxy(services: Services) -> Iterator[FaultProxy]:
-    with FaultProxy("127.0.0.1", services.s3.port) as proxy:
-        yield proxy
 
 
 def waiting_script(release: Path) -> str:

@@ -47,18 +47,6 @@ def token_ray() -> Iterator[LocalRay]:
         ray.stop()
 
 
-@pytest.fixture
-def ray_proxy(services: Services) -> Iterator[FaultProxy]:
-    with FaultProxy("127.0.0.1", services.ray.port) as proxy:
-        yield proxy
-
-
-@pytest.fixture
-def s3_proxy(services: Services) -> Iterator[FaultProxy]:
-    with FaultProxy("127.0.0.1", services.s3.port) as proxy:
-        yield proxy
-
-
 def plant_markers(job: BridgeJob, *, token: bool = True) -> None:
     """Marker values in every secret file (the S3 server here accepts any keys)."""
     (job.credentials_dir / "username").write_text(USERNAME + "\n")
