@@ -93,6 +93,13 @@ class Watched:
         return self.process.returncode, "".join(self.out), "".join(self.err)
 
 
+def start_waiting_job(bridge_job: BridgeJob, proxy: FaultProxy, tmp_path: Path, *extra: str) -> tuple[Watched, Path]:
+    """raypod running a job, through the proxy, that waits until the returned file exists."""
+    release = tmp_path / "release"
+    bridge_job.set(resourceURL=proxy.url, jobdata__scriptLocation="inline", jobdata__jobScript=waiting_script(release))
+    return Watched(bridge_job.start(*extra)), release
+
+
 def stop_ray_job(services: Services, submission_id: str) -> None:
     """Clean-up for tests that leave a job running on purpose."""
     requests.post(f"{services.ray_address}/api/jobs/{submission_id}/stop", timeout=30)
@@ -171,11 +178,7 @@ def test_dashboard_down_at_start_is_waited_for_and_the_job_submitted_once(
 def test_503s_and_resets_while_the_job_runs_never_report_it_failed(
     bridge_job: BridgeJob, ray_proxy: FaultProxy, tmp_path: Path
 ) -> None:
-    release = tmp_path / "release"
-    bridge_job.set(
-        resourceURL=ray_proxy.url, jobdata__scriptLocation="inline", jobdata__jobScript=waiting_script(release)
-    )
-    run = Watched(bridge_job.start())
+    run, release = start_waiting_job(bridge_job, ray_proxy, tmp_path)
     try:
         bridge_job.wait_for_status("RUNNING")
         burst = ray_proxy.fail("GET", ONE_JOB, times=6)
@@ -195,11 +198,7 @@ def test_503s_and_resets_while_the_job_runs_never_report_it_failed(
 def test_no_answer_for_the_status_window_ends_unknown_and_leaves_the_job_alone(
     bridge_job: BridgeJob, ray_proxy: FaultProxy, tmp_path: Path
 ) -> None:
-    release = tmp_path / "release"
-    bridge_job.set(
-        resourceURL=ray_proxy.url, jobdata__scriptLocation="inline", jobdata__jobScript=waiting_script(release)
-    )
-    run = Watched(bridge_job.start("--status-timeout", "2"))
+    run, release = start_waiting_job(bridge_job, ray_proxy, tmp_path, "--status-timeout", "2")
     submission_id = ""
     try:
         submission_id = bridge_job.wait_for_status("RUNNING")["id"]
@@ -222,11 +221,7 @@ def test_sigterm_during_an_outage_exits_143_and_the_next_run_finishes_the_job(
     bridge_job: BridgeJob, ray_proxy: FaultProxy, tmp_path: Path
 ) -> None:
     """test_run.py covers a plain SIGTERM; here the dashboard is also unreachable when it comes."""
-    release = tmp_path / "release"
-    bridge_job.set(
-        resourceURL=ray_proxy.url, jobdata__scriptLocation="inline", jobdata__jobScript=waiting_script(release)
-    )
-    run = Watched(bridge_job.start())
+    run, release = start_waiting_job(bridge_job, ray_proxy, tmp_path)
     try:
         submission_id = bridge_job.wait_for_status("RUNNING")["id"]
         ray_proxy.down()
@@ -252,11 +247,7 @@ def test_sigterm_during_an_outage_exits_143_and_the_next_run_finishes_the_job(
 def test_sigterm_while_a_status_poll_hangs_exits_within_the_grace_period(
     bridge_job: BridgeJob, ray_proxy: FaultProxy, tmp_path: Path
 ) -> None:
-    release = tmp_path / "release"
-    bridge_job.set(
-        resourceURL=ray_proxy.url, jobdata__scriptLocation="inline", jobdata__jobScript=waiting_script(release)
-    )
-    run = Watched(bridge_job.start())
+    run, release = start_waiting_job(bridge_job, ray_proxy, tmp_path)
     submission_id = ""
     try:
         submission_id = bridge_job.wait_for_status("RUNNING")["id"]
@@ -368,11 +359,7 @@ def test_a_persisted_id_ray_never_accepted_is_submitted_with_that_id(bridge_job:
 def test_ray_forgetting_a_running_job_ends_unknown(
     bridge_job: BridgeJob, ray_proxy: FaultProxy, tmp_path: Path
 ) -> None:
-    release = tmp_path / "release"
-    bridge_job.set(
-        resourceURL=ray_proxy.url, jobdata__scriptLocation="inline", jobdata__jobScript=waiting_script(release)
-    )
-    run = Watched(bridge_job.start())
+    run, release = start_waiting_job(bridge_job, ray_proxy, tmp_path)
     submission_id = ""
     try:
         submission_id = bridge_job.wait_for_status("RUNNING")["id"]
