@@ -166,10 +166,6 @@ class RayJobsClient:
         data = self.http.json("POST", f"/api/jobs/{quote(submission_id)}/stop")
         return bool(data.get("stopped")) if isinstance(data, dict) else False
 
-    def delete_job(self, submission_id: str) -> bool:
-        data = self.http.json("DELETE", f"/api/jobs/{quote(submission_id)}")
-        return bool(data.get("deleted")) if isinstance(data, dict) else False
-
     def job_logs(self, submission_id: str) -> str:
         """The whole log in one JSON string: only a fallback, it costs memory."""
         data = self.http.json("GET", f"/api/jobs/{quote(submission_id)}/logs")
