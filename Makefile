@@ -36,18 +36,18 @@ comma := ,
 venv: $(VENV)/.installed-test+yaml+dev
 
 demo: $(VENV)/.installed-demo+yaml
-	$(BIN)/python samples/demo.py
+	$(BIN)/python -m devtools.demo
 
 test: $(VENV)/.installed-test+yaml+dev
 	$(BIN)/python -m pytest -q -ra
 
 check: $(VENV)/.installed-test+yaml+dev
-	$(BIN)/ruff check raypod tests samples $(wildcard bench)
-	$(BIN)/ruff format --check raypod
-	$(BIN)/mypy raypod
+	$(BIN)/ruff check raypod tests samples $(wildcard bench) devtools
+	$(BIN)/ruff format --check raypod devtools
+	$(BIN)/mypy raypod devtools
 
 bench: $(VENV)/.installed-test+yaml+dev
-	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # raypod itself (pure Python) is built here; its dependencies and setuptools (for the image's
 # offline build of raypod) are fetched as wheels for the image's Python and platform.

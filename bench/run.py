@@ -1,16 +1,17 @@
 """raypod against the Ray SDK + minio: one machine, one run, one Ray head, one S3 server.
 
     make bench                                   # 1 MB, 100 MB and 1 GB logs, 3 repeats
-    .venv/bin/python bench/run.py --sizes 1,100 --repeats 5
+    .venv/bin/python -m bench.run --sizes 1,100 --repeats 5    # from the repository root
 
 Each tool runs the same lifecycle (submit, wait, fetch the log, upload it to S3) as a
 child process, from its own virtualenv under bench/.venvs/ (raypod: ``pip install .``;
 the baseline: ``ray[default]``, ``kubernetes``, ``minio``). Measured per run:
 
 - peak RSS and CPU time (user+sys) of the child, from ``wait4`` in a small launcher
-  (bench/measure.py says why): the job itself runs in Ray's workers, so its time is not counted;
+  (devtools/measure.py says why): the job itself runs in Ray's workers, so its time is not counted;
 - cold start: from spawning the child to its ``POST /api/jobs/`` reaching the dashboard;
-- HTTP requests to the dashboard, counted by a proxy on loopback in front of it.
+- HTTP requests to the dashboard, counted by a proxy on loopback in front of it (devtools/proxy.py,
+  keeping connections alive as the tools open them).
 
 The median of the repeats is reported, as a markdown table on stdout and in
 bench/results/latest.md.
@@ -33,12 +34,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from devtools.measure import run_measured
+from devtools.proxy import Proxy, Request
+from devtools.services import LocalRay, LocalS3
 
-from bench.measure import run_measured  # noqa: E402
-from bench.proxy import CountingProxy, Request  # noqa: E402
-from tests.services import LocalRay, LocalS3  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 BENCH = REPO / "bench"
 VENVS = BENCH / ".venvs"
@@ -146,7 +146,7 @@ def run_child(
 
 
 class Bench:
-    def __init__(self, ray: LocalRay, s3: LocalS3, proxy: CountingProxy, work: Path) -> None:
+    def __init__(self, ray: LocalRay, s3: LocalS3, proxy: Proxy, work: Path) -> None:
         self.ray = ray
         self.s3 = s3
         self.proxy = proxy
@@ -165,11 +165,11 @@ class Bench:
             object_name = f"{name}/logs"
         else:
             argv, env, object_name = self._sdk(name, megabytes)
-        self.proxy.clear()
+        self.proxy.clear_requests()
         # cwd: not the repo, whose raypod/ would shadow the copy installed in the venv.
         rss, cpu, started = run_child(argv, env, cwd=self.work)
         wall = time.monotonic() - started
-        requests = self.proxy.snapshot()
+        requests = self.proxy.recorded()
         posts = [r.at for r in requests if r.method == "POST" and r.path.rstrip("/") == "/api/jobs"]
         if not posts:
             raise RuntimeError(f"{tool} never posted a job")
@@ -185,7 +185,7 @@ class Bench:
         config = root / "config"
         config.mkdir(parents=True)
         values = {
-            "resourceURL": self.proxy.address,
+            "resourceURL": self.proxy.url,
             "updateInterval": str(POLL_INTERVAL),
             "jobdata.jobScript": str(JOB),
             "jobdata.scriptLocation": "remote",
@@ -224,7 +224,7 @@ class Bench:
             str(venv_python("sdk")),
             str(SDK_SCRIPT),
             "--address",
-            self.proxy.address,
+            self.proxy.url,
             "--entrypoint",
             f"python {JOB} --kwargs mb={megabytes}",
             "--submission-id",
@@ -370,7 +370,7 @@ def main() -> int:
     installs = {"raypod": installed_size(raypod_python), "sdk": installed_size(sdk_python)}
     imports = {
         "raypod": import_rss_kib(
-            raypod_python, "import raypod.cli, raypod.lifecycle, raypod.s3; raypod.s3._import_minio()"
+            raypod_python, "import raypod.cli, raypod.commands, raypod.runner, raypod.s3; raypod.s3._import_minio()"
         ),
         "sdk": import_rss_kib(sdk_python, "from ray.job_submission import JobSubmissionClient; import minio"),
         "sdk+kubernetes": import_rss_kib(
@@ -385,7 +385,7 @@ def main() -> int:
         with ThreadPoolExecutor(2) as pool:
             for started in [pool.submit(ray.start), pool.submit(s3.start)]:
                 started.result()
-        with CountingProxy(ray.address) as proxy:
+        with Proxy("127.0.0.1", ray.port, keep_alive=True) as proxy:
             bench = Bench(ray, s3, proxy, work)
             # One unmeasured run each: the first job on a fresh head pays for its worker start-up.
             bench.run("raypod", 1)

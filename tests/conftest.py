@@ -1,53 +1,20 @@
-"""Session fixtures: one real Ray head and one S3 server for the whole run, on loopback."""
+"""Fixtures: one real Ray head and one S3 server for the whole run, on loopback, and what stands in front of them.
+
+The helpers the test modules share are in tests/helpers.py; the services and the proxy in devtools/.
+"""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import time
-import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
-from tests.faultproxy import FaultProxy
-from tests.services import LocalRay, LocalS3
-
-REPO = Path(__file__).resolve().parent.parent
-
-PARSE_KWARGS_SCRIPT = """\
-import argparse, json, sys
-
-class ParseKwargs(argparse.Action):
-    def __call__(self, parser, namespace, values, option_string=None):
-        setattr(namespace, self.dest, dict())
-        for value in values:
-            key, value = value.split('=')
-            getattr(namespace, self.dest)[key] = value
-
-parser = argparse.ArgumentParser()
-parser.add_argument('-k', '--kwargs', nargs='*', action=ParseKwargs)
-args = parser.parse_args()
-print("ARGV " + json.dumps(sys.argv[1:]))
-print("KWARGS " + json.dumps(args.kwargs))
-"""
-
-
-@dataclass
-class Services:
-    ray: LocalRay
-    s3: LocalS3
-
-    @property
-    def ray_address(self) -> str:
-        return self.ray.address
+from devtools.proxy import Proxy
+from devtools.services import LocalRay, LocalS3
+from tests.helpers import BridgeJob, Services
 
 
 @pytest.fixture(scope="session")
@@ -67,16 +34,16 @@ def services() -> Iterator[Services]:
 
 
 @pytest.fixture
-def ray_proxy(services: Services) -> Iterator[FaultProxy]:
-    """A fault-injecting, recording proxy in front of the real dashboard."""
-    with FaultProxy("127.0.0.1", services.ray.port) as proxy:
+def ray_proxy(services: Services) -> Iterator[Proxy]:
+    """A fault-injecting, recording proxy (a connection per request) in front of the real dashboard."""
+    with Proxy("127.0.0.1", services.ray.port) as proxy:
         yield proxy
 
 
 @pytest.fixture
-def s3_proxy(services: Services) -> Iterator[FaultProxy]:
+def s3_proxy(services: Services) -> Iterator[Proxy]:
     """The same in front of the S3 server."""
-    with FaultProxy("127.0.0.1", services.s3.port) as proxy:
+    with Proxy("127.0.0.1", services.s3.port) as proxy:
         yield proxy
 
 
@@ -85,150 +52,6 @@ def s3_client(services: Services) -> Any:
     return services.s3.client()
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-@dataclass
-class RunResult:
-    returncode: int
-    stdout: str
-    stderr: str
-    status: dict[str, str]
-
-    @property
-    def job_lines(self) -> list[str]:
-        return [line[len("[job] ") :] for line in self.stdout.splitlines() if line.startswith("[job] ")]
-
-
-@dataclass
-class BridgeJob:
-    """A ConfigMap directory, credential dirs and a status file in tmp_path, and a way to run raypod on them."""
-
-    root: Path
-    services: Services
-    name: str = field(default_factory=lambda: unique("job"))
-    data: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.config_dir = self.root / "config"
-        self.config_dir.mkdir(parents=True, exist_ok=True)
-        self.credentials_dir = self.root / "credentials"
-        self.credentials_dir.mkdir(exist_ok=True)
-        (self.credentials_dir / "username").write_text("placeholder-user\n")
-        (self.credentials_dir / "password").write_text("placeholder-password\n")
-        self.s3_credentials_dir = self.services.s3.write_credentials(self.root / "s3credentials")
-        self.status_file = self.root / "status.json"
-        self.bucket = unique("bucket")
-        self.data.update(
-            {
-                "resourceURL": self.services.ray_address,
-                "updateInterval": "0.5",
-                "s3.endpoint": self.services.s3.endpoint,
-                "s3.secure": "false",
-                "s3.secret": "my-s3-secret",
-                "s3upload.bucket": self.bucket,
-            }
-        )
-
-    def set(self, **keys: str) -> BridgeJob:
-        self.data.update({k.replace("__", "."): v for k, v in keys.items()})
-        return self
-
-    def write_config(self) -> None:
-        for existing in self.config_dir.iterdir():
-            existing.unlink()
-        for key, value in self.data.items():
-            (self.config_dir / key).write_text(value)
-
-    def command(self, *extra: str) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "raypod",
-            "run",
-            "--config",
-            str(self.config_dir),
-            "--credentials",
-            str(self.credentials_dir),
-            "--s3-credentials",
-            str(self.s3_credentials_dir),
-            "--status-file",
-            str(self.status_file),
-            *extra,
-        ]
-
-    def env(self, **extra: str) -> dict[str, str]:
-        return {**os.environ, "JOBNAME": self.name, "NAMESPACE": "test-ns", "PYTHONUNBUFFERED": "1", **extra}
-
-    def run(self, *extra: str, timeout: float = 300, env: Mapping[str, str] | None = None) -> RunResult:
-        self.write_config()
-        completed = subprocess.run(
-            self.command(*extra), capture_output=True, text=True, timeout=timeout, env={**self.env(), **(env or {})}
-        )
-        return RunResult(completed.returncode, completed.stdout, completed.stderr, self.read_status())
-
-    def start(self, *extra: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
-        self.write_config()
-        return subprocess.Popen(
-            self.command(*extra),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**self.env(), **(env or {})},
-        )
-
-    def read_status(self) -> dict[str, str]:
-        if not self.status_file.exists():
-            return {}
-        return dict(json.loads(self.status_file.read_text()))
-
-    def wait_for_status(self, wanted: str, timeout: float = 120) -> dict[str, str]:
-        limit = time.monotonic() + timeout
-        while time.monotonic() < limit:
-            status = self.read_status()
-            if status.get("status.jobStatus") == wanted:
-                return status
-            time.sleep(0.2)
-        raise AssertionError(f"status never became {wanted}; last: {self.read_status()}")
-
-    def log_text(self) -> str:
-        client = self.services.s3.client()
-        response = client.get_object(self.bucket, f"{self.name}/logs")
-        try:
-            return response.read().decode()
-        finally:
-            response.close()
-            response.release_conn()
-
-
 @pytest.fixture
 def bridge_job(tmp_path: Path, services: Services) -> BridgeJob:
     return BridgeJob(tmp_path, services)
-
-
-def ray_jobs(services: Services) -> list[dict[str, Any]]:
-    response = requests.get(f"{services.ray_address}/api/jobs/", timeout=30)
-    response.raise_for_status()
-    return list(response.json())
-
-
-def ray_job(services: Services, submission_id: str) -> dict[str, Any]:
-    response = requests.get(f"{services.ray_address}/api/jobs/{submission_id}", timeout=30)
-    response.raise_for_status()
-    return dict(response.json())
-
-
-def jobs_of(services: Services, job_name: str) -> list[dict[str, Any]]:
-    return [job for job in ray_jobs(services) if (job.get("metadata") or {}).get("bridge-job") == job_name]
-
-
-def wait_for_ray_status(services: Services, submission_id: str, wanted: set[str], timeout: float = 120) -> str:
-    limit = time.monotonic() + timeout
-    status = ""
-    while time.monotonic() < limit:
-        status = str(ray_job(services, submission_id)["status"])
-        if status in wanted:
-            return status
-        time.sleep(0.3)
-    raise AssertionError(f"Ray job {submission_id} stayed {status}, wanted {wanted}")

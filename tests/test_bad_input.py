@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import BridgeJob
-from tests.faultproxy import FaultProxy
+from devtools.proxy import Proxy
+from tests.helpers import BridgeJob
 
 pytestmark = pytest.mark.integration
 
@@ -148,7 +148,7 @@ def apply(job: BridgeJob, changes: dict[str, str | None]) -> None:
             job.data[key] = value
 
 
-def assert_bad_input(job: BridgeJob, proxy: FaultProxy, key: str, *extra: str) -> str:
+def assert_bad_input(job: BridgeJob, proxy: Proxy, key: str, *extra: str) -> str:
     result = job.run(*extra)
     assert result.returncode == 2, result.stdout + result.stderr
     lines = [line for line in result.stderr.splitlines() if "bad input: " in line]
@@ -162,7 +162,7 @@ def assert_bad_input(job: BridgeJob, proxy: FaultProxy, key: str, *extra: str) -
 
 @pytest.mark.parametrize("case", sorted(CATALOGUE))
 def test_wrong_value_exits_2_naming_the_key_and_contacts_no_one(
-    bridge_job: BridgeJob, ray_proxy: FaultProxy, case: str
+    bridge_job: BridgeJob, ray_proxy: Proxy, case: str
 ) -> None:
     changes, key = CATALOGUE[case]
     bridge_job.set(resourceURL=ray_proxy.url, jobdata__scriptLocation="inline", jobdata__jobScript="print('never')\n")
@@ -177,7 +177,7 @@ def test_wrong_value_exits_2_naming_the_key_and_contacts_no_one(
     ids=["wrong-type", "not-text"],
 )
 def test_wrong_metadata_in_s3_exits_2(
-    bridge_job: BridgeJob, ray_proxy: FaultProxy, s3_client: Any, metadata: bytes, reason: str
+    bridge_job: BridgeJob, ray_proxy: Proxy, s3_client: Any, metadata: bytes, reason: str
 ) -> None:
     """Values read from S3 get the same checks, after the download and still before Ray."""
     bucket = f"inputs-{bridge_job.name}"
@@ -195,7 +195,7 @@ def test_wrong_metadata_in_s3_exits_2(
     assert reason in assert_bad_input(bridge_job, ray_proxy, "jobdata.scriptMetadata")
 
 
-def test_missing_s3_object_for_additional_data_exits_2(bridge_job: BridgeJob, ray_proxy: FaultProxy) -> None:
+def test_missing_s3_object_for_additional_data_exits_2(bridge_job: BridgeJob, ray_proxy: Proxy) -> None:
     bridge_job.set(
         resourceURL=ray_proxy.url,
         jobdata__scriptLocation="inline",
@@ -205,7 +205,7 @@ def test_missing_s3_object_for_additional_data_exits_2(bridge_job: BridgeJob, ra
     assert "does not exist" in assert_bad_input(bridge_job, ray_proxy, "jobdata.additionalData")
 
 
-def test_missing_job_name_exits_2(bridge_job: BridgeJob, ray_proxy: FaultProxy) -> None:
+def test_missing_job_name_exits_2(bridge_job: BridgeJob, ray_proxy: Proxy) -> None:
     bridge_job.set(resourceURL=ray_proxy.url, jobdata__jobScript="/x.py")
     bridge_job.write_config()
     env = {k: v for k, v in bridge_job.env().items() if k != "JOBNAME"}
@@ -215,7 +215,7 @@ def test_missing_job_name_exits_2(bridge_job: BridgeJob, ray_proxy: FaultProxy) 
     assert ray_proxy.recorded() == []
 
 
-def test_missing_s3_credentials_exits_2(bridge_job: BridgeJob, ray_proxy: FaultProxy) -> None:
+def test_missing_s3_credentials_exits_2(bridge_job: BridgeJob, ray_proxy: Proxy) -> None:
     bridge_job.set(resourceURL=ray_proxy.url, jobdata__scriptLocation="inline", jobdata__jobScript="print('never')\n")
     for name in ("accesskey", "secretkey"):
         (bridge_job.s3_credentials_dir / name).unlink()

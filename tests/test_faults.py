@@ -1,4 +1,4 @@
-"""Faults between raypod and the real Ray dashboard / S3 server, injected by tests.faultproxy.
+"""Faults between raypod and the real Ray dashboard / S3 server, injected by devtools.proxy.
 
 Every job here is a real Ray job. Jobs that must stay running while a fault is injected wait
 for a release file the test creates, so no test depends on how fast the machine is.
@@ -11,19 +11,17 @@ import re
 import signal
 import subprocess
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 import pytest
 import requests
 
+from devtools.proxy import Proxy, Rule, s3_error
+from devtools.services import free_port
 from raypod.errors import RayApiError, S3Error, Terminated
 from raypod.retry import RetryPolicy
-from tests.conftest import BridgeJob, Services, jobs_of, ray_job, wait_for_ray_status
-from tests.faultproxy import FaultProxy, Rule, s3_error
-from tests.services import free_port
+from tests.helpers import BridgeJob, Services, jobs_of, ray_job, wait_for_ray_status, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -47,15 +45,6 @@ def waiting_script(release: Path) -> str:
 def transitions(stdout: str) -> list[str]:
     """Every status.jobStatus raypod wrote, in order, from its stdout lines."""
     return re.findall(r" status .*?status\.jobStatus=(\w+)", stdout)
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    limit = time.monotonic() + timeout
-    while time.monotonic() < limit:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Watched:
@@ -93,7 +82,7 @@ class Watched:
         return self.process.returncode, "".join(self.out), "".join(self.err)
 
 
-def start_waiting_job(bridge_job: BridgeJob, proxy: FaultProxy, tmp_path: Path, *extra: str) -> tuple[Watched, Path]:
+def start_waiting_job(bridge_job: BridgeJob, proxy: Proxy, tmp_path: Path, *extra: str) -> tuple[Watched, Path]:
     """raypod running a job, through the proxy, that waits until the returned file exists."""
     release = tmp_path / "release"
     bridge_job.set(resourceURL=proxy.url, jobdata__scriptLocation="inline", jobdata__jobScript=waiting_script(release))
@@ -105,7 +94,7 @@ def stop_ray_job(services: Services, submission_id: str) -> None:
     requests.post(f"{services.ray_address}/api/jobs/{submission_id}/stop", timeout=30)
 
 
-def test_lost_answer_to_the_submission_leaves_exactly_one_job(bridge_job: BridgeJob, ray_proxy: FaultProxy) -> None:
+def test_lost_answer_to_the_submission_leaves_exactly_one_job(bridge_job: BridgeJob, ray_proxy: Proxy) -> None:
     lost = ray_proxy.drop_response("POST", JOBS, times=1)
     bridge_job.set(resourceURL=ray_proxy.url, jobdata__scriptLocation="inline", jobdata__jobScript="print('once')\n")
     result = bridge_job.run()
@@ -118,9 +107,7 @@ def test_lost_answer_to_the_submission_leaves_exactly_one_job(bridge_job: Bridge
     assert "answer was lost" in result.stderr
 
 
-def test_a_second_post_answered_already_exists_attaches_to_the_first(
-    bridge_job: BridgeJob, ray_proxy: FaultProxy
-) -> None:
+def test_a_second_post_answered_already_exists_attaches_to_the_first(bridge_job: BridgeJob, ray_proxy: Proxy) -> None:
     """The answer is lost and so is the look-up: the retried POST meets Ray's "already exists"."""
     ray_proxy.drop_response("POST", JOBS, times=1)
     lookup = ray_proxy.fail("GET", ONE_JOB, times=1, status=503)
@@ -134,7 +121,7 @@ def test_a_second_post_answered_already_exists_attaches_to_the_first(
 
 
 def test_refused_and_overloaded_submission_is_retried_and_submitted_once(
-    bridge_job: BridgeJob, ray_proxy: FaultProxy
+    bridge_job: BridgeJob, ray_proxy: Proxy
 ) -> None:
     busy = ray_proxy.fail("POST", JOBS, times=1, status=429)
     broken = ray_proxy.fail("POST", JOBS, times=1, status=503)
@@ -146,9 +133,7 @@ def test_refused_and_overloaded_submission_is_retried_and_submitted_once(
     assert len(jobs_of(bridge_job.services, bridge_job.name)) == 1
 
 
-def test_other_4xx_from_ray_is_not_retried_and_fails_with_rays_reason(
-    bridge_job: BridgeJob, ray_proxy: FaultProxy
-) -> None:
+def test_other_4xx_from_ray_is_not_retried_and_fails_with_rays_reason(bridge_job: BridgeJob, ray_proxy: Proxy) -> None:
     ray_proxy.fail("POST", JOBS, status=400, body=b"Traceback (most recent call last):\nValueError: no such thing\n")
     bridge_job.set(resourceURL=ray_proxy.url, jobdata__scriptLocation="inline", jobdata__jobScript="print('x')\n")
     result = bridge_job.run()
@@ -160,7 +145,7 @@ def test_other_4xx_from_ray_is_not_retried_and_fails_with_rays_reason(
 
 
 def test_dashboard_down_at_start_is_waited_for_and_the_job_submitted_once(
-    bridge_job: BridgeJob, ray_proxy: FaultProxy
+    bridge_job: BridgeJob, ray_proxy: Proxy
 ) -> None:
     ray_proxy.down()
     bridge_job.set(resourceURL=ray_proxy.url, jobdata__scriptLocation="inline", jobdata__jobScript="print('late')\n")
@@ -176,7 +161,7 @@ def test_dashboard_down_at_start_is_waited_for_and_the_job_submitted_once(
 
 
 def test_503s_and_resets_while_the_job_runs_never_report_it_failed(
-    bridge_job: BridgeJob, ray_proxy: FaultProxy, tmp_path: Path
+    bridge_job: BridgeJob, ray_proxy: Proxy, tmp_path: Path
 ) -> None:
     run, release = start_waiting_job(bridge_job, ray_proxy, tmp_path)
     try:
@@ -196,7 +181,7 @@ def test_503s_and_resets_while_the_job_runs_never_report_it_failed(
 
 
 def test_no_answer_for_the_status_window_ends_unknown_and_leaves_the_job_alone(
-    bridge_job: BridgeJob, ray_proxy: FaultProxy, tmp_path: Path
+    bridge_job: BridgeJob, ray_proxy: Proxy, tmp_path: Path
 ) -> None:
     run, release = start_waiting_job(bridge_job, ray_proxy, tmp_path, "--status-timeout", "2")
     submission_id = ""
@@ -218,7 +203,7 @@ def test_no_answer_for_the_status_window_ends_unknown_and_leaves_the_job_alone(
 
 
 def test_sigterm_during_an_outage_exits_143_and_the_next_run_finishes_the_job(
-    bridge_job: BridgeJob, ray_proxy: FaultProxy, tmp_path: Path
+    bridge_job: BridgeJob, ray_proxy: Proxy, tmp_path: Path
 ) -> None:
     """test_run.py covers a plain SIGTERM; here the dashboard is also unreachable when it comes."""
     run, release = start_waiting_job(bridge_job, ray_proxy, tmp_path)
@@ -245,7 +230,7 @@ def test_sigterm_during_an_outage_exits_143_and_the_next_run_finishes_the_job(
 
 
 def test_sigterm_while_a_status_poll_hangs_exits_within_the_grace_period(
-    bridge_job: BridgeJob, ray_proxy: FaultProxy, tmp_path: Path
+    bridge_job: BridgeJob, ray_proxy: Proxy, tmp_path: Path
 ) -> None:
     run, release = start_waiting_job(bridge_job, ray_proxy, tmp_path)
     submission_id = ""
@@ -264,9 +249,7 @@ def test_sigterm_while_a_status_poll_hangs_exits_within_the_grace_period(
             stop_ray_job(bridge_job.services, submission_id)
 
 
-def test_sigterm_while_the_dashboard_is_down_at_start_exits_promptly(
-    bridge_job: BridgeJob, ray_proxy: FaultProxy
-) -> None:
+def test_sigterm_while_the_dashboard_is_down_at_start_exits_promptly(bridge_job: BridgeJob, ray_proxy: Proxy) -> None:
     ray_proxy.down()
     bridge_job.set(resourceURL=ray_proxy.url, jobdata__scriptLocation="inline", jobdata__jobScript="print('x')\n")
     run = Watched(bridge_job.start("--connect-timeout", "300"))
@@ -280,7 +263,7 @@ def test_sigterm_while_the_dashboard_is_down_at_start_exits_promptly(
     assert jobs_of(bridge_job.services, bridge_job.name) == []
 
 
-def test_s3_briefly_failing_during_the_log_upload_is_retried(bridge_job: BridgeJob, s3_proxy: FaultProxy) -> None:
+def test_s3_briefly_failing_during_the_log_upload_is_retried(bridge_job: BridgeJob, s3_proxy: Proxy) -> None:
     refused = s3_proxy.fail("PUT", r"/logs$", times=2, status=503)
     reset = s3_proxy.reset("PUT", r"/logs$", times=1)
     bridge_job.set(
@@ -293,7 +276,7 @@ def test_s3_briefly_failing_during_the_log_upload_is_retried(bridge_job: BridgeJ
     assert "kept" in bridge_job.log_text()
 
 
-def test_s3_refusing_the_log_keeps_rays_status_and_says_why(bridge_job: BridgeJob, s3_proxy: FaultProxy) -> None:
+def test_s3_refusing_the_log_keeps_rays_status_and_says_why(bridge_job: BridgeJob, s3_proxy: Proxy) -> None:
     denied = s3_proxy.fail("PUT", r"/logs$", status=403, body=s3_error("AccessDenied", "Access Denied."))
     bridge_job.set(
         s3__endpoint=s3_proxy.endpoint, jobdata__scriptLocation="inline", jobdata__jobScript="print('lost')\n"
@@ -356,9 +339,7 @@ def test_a_persisted_id_ray_never_accepted_is_submitted_with_that_id(bridge_job:
     assert [job["submission_id"] for job in jobs_of(bridge_job.services, bridge_job.name)] == [submission_id]
 
 
-def test_ray_forgetting_a_running_job_ends_unknown(
-    bridge_job: BridgeJob, ray_proxy: FaultProxy, tmp_path: Path
-) -> None:
+def test_ray_forgetting_a_running_job_ends_unknown(bridge_job: BridgeJob, ray_proxy: Proxy, tmp_path: Path) -> None:
     run, release = start_waiting_job(bridge_job, ray_proxy, tmp_path)
     submission_id = ""
     try:
@@ -374,7 +355,7 @@ def test_ray_forgetting_a_running_job_ends_unknown(
     assert "FAILED" not in transitions(stdout)
 
 
-def test_log_stream_reset_during_the_upload_is_reopened(bridge_job: BridgeJob, ray_proxy: FaultProxy) -> None:
+def test_log_stream_reset_during_the_upload_is_reopened(bridge_job: BridgeJob, ray_proxy: Proxy) -> None:
     cut = ray_proxy.reset("GET", r"^/api/v0/logs/file", times=2)
     bridge_job.set(
         resourceURL=ray_proxy.url,
@@ -389,9 +370,7 @@ def test_log_stream_reset_during_the_upload_is_reopened(bridge_job: BridgeJob, r
     assert "whole log" in bridge_job.log_text()
 
 
-def test_log_stream_cut_mid_upload_is_uploaded_again_whole_and_once(
-    bridge_job: BridgeJob, ray_proxy: FaultProxy
-) -> None:
+def test_log_stream_cut_mid_upload_is_uploaded_again_whole_and_once(bridge_job: BridgeJob, ray_proxy: Proxy) -> None:
     cut = ray_proxy.truncate("GET", r"^/api/v0/logs/file", after=2000)
     bridge_job.set(
         resourceURL=ray_proxy.url,
@@ -458,7 +437,7 @@ def test_a_non_xml_s3_answer_is_retried_by_its_status(status: int, transient: bo
 
 
 def test_the_live_log_stops_at_once_behind_a_proxy_that_closes_connections(
-    services: Services, ray_proxy: FaultProxy, tmp_path: Path
+    services: Services, ray_proxy: Proxy, tmp_path: Path
 ) -> None:
     """After "Connection: close" the socket belongs to the response; abort_stream must still find it."""
     from raypod.http import abort_stream
@@ -492,7 +471,7 @@ def test_the_live_log_stops_at_once_behind_a_proxy_that_closes_connections(
 
 
 def test_re_attaching_while_the_dashboard_is_down_watches_through_the_outage(
-    bridge_job: BridgeJob, ray_proxy: FaultProxy
+    bridge_job: BridgeJob, ray_proxy: Proxy
 ) -> None:
     """A new pod finds an id Ray had confirmed and no dashboard: it waits, it does not write FAILED."""
     bridge_job.set(resourceURL=ray_proxy.url, jobdata__scriptLocation="inline", jobdata__jobScript="print('first')\n")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.measure import run_measured
-from tests.conftest import REPO, BridgeJob
+from devtools.measure import run_measured
+from tests.helpers import REPO, BridgeJob
 
 pytestmark = pytest.mark.integration
 

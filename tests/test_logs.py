@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.measure import run_measured
-from bench.proxy import CountingProxy
+from devtools.measure import run_measured
+from devtools.proxy import Proxy
 from raypod.logs import JOB_LINE_PREFIX, MAX_LINE, BlockSplitter, LineEcho
-from tests.conftest import BridgeJob
+from tests.helpers import BridgeJob
 
 BIG_LINES = 2_100_000  # 100 bytes each: 210 MB, above the 200 MB the issue asks for
 LINE_WIDTH = 100
@@ -36,7 +36,7 @@ def big_job_lines() -> Iterator[bytes]:
 
 def run_raypod_measured(job: BridgeJob, *extra: str, stdout: Path) -> int:
     """Run raypod to the end; return its own peak RSS (KiB), from wait4 in a small launcher
-    (a child spawned straight from pytest would report pytest's RSS: see bench/measure.py)."""
+    (a child spawned straight from pytest would report pytest's RSS: see devtools/measure.py)."""
     job.write_config()
     with stdout.open("wb") as out:
         usage = run_measured(job.command(*extra), env=job.env(), stdout=out, timeout=600)
@@ -118,9 +118,10 @@ for i in range({LIVE_LINES}):
 
 def test_live_output_shows_each_line_once_in_order_from_one_stream(bridge_job: BridgeJob, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
-    with CountingProxy(bridge_job.services.ray_address) as proxy:
+    # Connections kept alive, as raypod pools them: a live stream stays one request.
+    with Proxy("127.0.0.1", bridge_job.services.ray.port, keep_alive=True) as proxy:
         bridge_job.set(
-            resourceURL=proxy.address,
+            resourceURL=proxy.url,
             jobdata__scriptLocation="inline",
             jobdata__jobScript=LIVE_JOB,
             jobdata__jobParameters=f'{{"gate": "{gate}"}}',
@@ -138,7 +139,7 @@ def test_live_output_shows_each_line_once_in_order_from_one_stream(bridge_job: B
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=30)
-        requests = proxy.snapshot()
+        requests = proxy.recorded()
 
     assert returncode == 0, process.stderr.read() if process.stderr else ""
     job_lines = [line[len(JOB_LINE_PREFIX) :] for line in lines if line.startswith(JOB_LINE_PREFIX)]

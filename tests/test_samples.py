@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO, Services
 from tests.fake_kube import FakeKube
+from tests.helpers import REPO, Services
 
 SAMPLES = REPO / "samples" / "kubernetes"
 RAY_SAMPLES = REPO / "samples" / "ray"

@@ -19,9 +19,9 @@ import pytest
 import requests
 import trustme
 
-from tests.conftest import BridgeJob, RunResult, Services, jobs_of
-from tests.faultproxy import FaultProxy, s3_error
-from tests.services import LocalRay
+from devtools.proxy import Proxy, s3_error
+from devtools.services import LocalRay
+from tests.helpers import BridgeJob, RunResult, Services, jobs_of
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +81,7 @@ def ray_job_json(address: str, submission_id: str, token: str | None = None) -> 
 # -- no secret in any output ---------------------------------------------------------------
 
 
-def test_no_secret_reaches_any_output_of_a_successful_run(bridge_job: BridgeJob, ray_proxy: FaultProxy) -> None:
+def test_no_secret_reaches_any_output_of_a_successful_run(bridge_job: BridgeJob, ray_proxy: Proxy) -> None:
     plant_markers(bridge_job)
     bridge_job.set(
         resourceURL=ray_proxy.url,
@@ -109,7 +109,7 @@ def test_no_secret_reaches_any_output_of_a_successful_run(bridge_job: BridgeJob,
 
 
 def test_no_secret_in_the_messages_when_s3_refuses_the_inputs(
-    bridge_job: BridgeJob, s3_proxy: FaultProxy, s3_client: Any
+    bridge_job: BridgeJob, s3_proxy: Proxy, s3_client: Any
 ) -> None:
     plant_markers(bridge_job)
     inputs = f"inputs-{bridge_job.name}"
@@ -126,7 +126,7 @@ def test_no_secret_in_the_messages_when_s3_refuses_the_inputs(
     assert jobs_of(bridge_job.services, bridge_job.name) == []
 
 
-def test_no_secret_in_the_messages_when_s3_refuses_the_log(bridge_job: BridgeJob, s3_proxy: FaultProxy) -> None:
+def test_no_secret_in_the_messages_when_s3_refuses_the_log(bridge_job: BridgeJob, s3_proxy: Proxy) -> None:
     plant_markers(bridge_job)
     s3_proxy.fail("PUT", r"/logs$", status=403, body=s3_error("SignatureDoesNotMatch", f"secret {SECRET_KEY}"))
     bridge_job.set(s3__endpoint=s3_proxy.endpoint, jobdata__scriptLocation="inline", jobdata__jobScript="print(1)\n")
@@ -136,7 +136,7 @@ def test_no_secret_in_the_messages_when_s3_refuses_the_log(bridge_job: BridgeJob
     assert_no_secret_in(outputs(bridge_job, result))
 
 
-def test_no_secret_in_the_messages_when_basic_auth_is_refused(bridge_job: BridgeJob, ray_proxy: FaultProxy) -> None:
+def test_no_secret_in_the_messages_when_basic_auth_is_refused(bridge_job: BridgeJob, ray_proxy: Proxy) -> None:
     plant_markers(bridge_job, token=False)
     ray_proxy.require_basic("someone-else", "other-password")
     bridge_job.set(resourceURL=ray_proxy.url, jobproperties='{"auth": "basic"}', jobdata__jobScript="/x.py")
@@ -150,7 +150,7 @@ def test_no_secret_in_the_messages_when_basic_auth_is_refused(bridge_job: Bridge
 
 
 def test_token_auth_succeeds_with_the_token_file(bridge_job: BridgeJob, token_ray: LocalRay) -> None:
-    with FaultProxy("127.0.0.1", token_ray.port) as proxy:
+    with Proxy("127.0.0.1", token_ray.port) as proxy:
         plant_markers(bridge_job)
         # Not PRINT_EVERYTHING: this head's own environment holds RAY_AUTH_TOKEN, which its jobs inherit.
         bridge_job.set(resourceURL=proxy.url, jobdata__scriptLocation="inline", jobdata__jobScript="print('argv')\n")
@@ -187,7 +187,7 @@ def test_token_auth_without_the_right_token_exits_2_saying_to_check_it(
 def test_basic_auth_behind_an_ingress_sends_username_password_and_the_token_separately(
     bridge_job: BridgeJob, token_ray: LocalRay
 ) -> None:
-    with FaultProxy("127.0.0.1", token_ray.port) as proxy:
+    with Proxy("127.0.0.1", token_ray.port) as proxy:
         # Ray reads Authorization before X-Ray-Authorization, so the ingress must not pass it on.
         proxy.require_basic(USERNAME, PASSWORD, strip=True)
         plant_markers(bridge_job)
@@ -226,15 +226,15 @@ def tls_authority() -> trustme.CA:
 
 
 @pytest.fixture
-def tls_proxy(services: Services, tls_authority: trustme.CA) -> Iterator[FaultProxy]:
+def tls_proxy(services: Services, tls_authority: trustme.CA) -> Iterator[Proxy]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls_authority.issue_cert("127.0.0.1").configure_cert(context)
-    with FaultProxy("127.0.0.1", services.ray.port, tls=context) as proxy:
+    with Proxy("127.0.0.1", services.ray.port, tls=context) as proxy:
         yield proxy
 
 
 def test_https_dashboard_with_an_unknown_ca_is_refused_clearly_and_not_retried(
-    bridge_job: BridgeJob, tls_proxy: FaultProxy
+    bridge_job: BridgeJob, tls_proxy: Proxy
 ) -> None:
     bridge_job.set(resourceURL=tls_proxy.url, jobdata__scriptLocation="inline", jobdata__jobScript="print()\n")
     result = bridge_job.run("--connect-timeout", "60")
@@ -247,7 +247,7 @@ def test_https_dashboard_with_an_unknown_ca_is_refused_clearly_and_not_retried(
 
 
 def test_https_dashboard_verified_with_ray_ca_bundle_env(
-    bridge_job: BridgeJob, tls_proxy: FaultProxy, tls_authority: trustme.CA, tmp_path: Path
+    bridge_job: BridgeJob, tls_proxy: Proxy, tls_authority: trustme.CA, tmp_path: Path
 ) -> None:
     bundle = tmp_path / "ray-ca.pem"
     tls_authority.cert_pem.write_to_path(str(bundle))
@@ -258,7 +258,7 @@ def test_https_dashboard_verified_with_ray_ca_bundle_env(
 
 
 def test_https_dashboard_verified_with_ca_crt_in_the_credentials(
-    bridge_job: BridgeJob, tls_proxy: FaultProxy, tls_authority: trustme.CA
+    bridge_job: BridgeJob, tls_proxy: Proxy, tls_authority: trustme.CA
 ) -> None:
     tls_authority.cert_pem.write_to_path(str(bridge_job.credentials_dir / "ca.crt"))
     bridge_job.set(resourceURL=tls_proxy.url, jobdata__scriptLocation="inline", jobdata__jobScript="print('tls')\n")

@@ -78,6 +78,6 @@ def run_measured(
 
 
 if __name__ == "__main__":
-    # python bench/measure.py CMD...: prints the command's peak RSS and CPU time.
+    # python -m devtools.measure CMD...: prints the command's peak RSS and CPU time.
     usage = run_measured(sys.argv[1:], stdout=None)
     print(f"peak RSS {usage.peak_rss_kib / 1024:.1f} MiB, CPU {usage.cpu_seconds:.2f} s, exit {usage.returncode}")

@@ -1,4 +1,4 @@
-"""`make demo`: run the sample job end to end on a local Ray head and a local S3 server.
+"""`make demo` (``python -m devtools.demo``): run the sample job end to end on a local Ray head and S3 server.
 
 Starts both on 127.0.0.1 with free ports, puts samples/ray/ in S3, runs the pod as the
 operator would (ConfigMap keys, mounted secrets), shows the status changes and the log
@@ -14,11 +14,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from devtools.services import LocalRay, LocalS3
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from tests.services import LocalRay, LocalS3  # noqa: E402
-
 JOBNAME = "demo-job"
 BUCKET = "demo"
 

@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -190,7 +191,8 @@ class LocalS3:
         (directory / "secretkey").write_text(self.SECRET_KEY + "\n")
         return directory
 
-    def client(self):  # type: ignore[no-untyped-def]
+    def client(self) -> Any:
+        """A minio client for this server (minio is imported only here: LocalRay alone does not need it)."""
         from minio import Minio
 
         return Minio(self.endpoint, access_key=self.ACCESS_KEY, secret_key=self.SECRET_KEY, secure=False)
