@@ -1,37 +1,31 @@
 """The command line: ``python -m raypod [run|submit|status|logs|stop|list|validate] ...``.
 
-Logging is configured here and only here. The commands' code is imported only when one
-runs, so ``--help`` stays fast (no requests, no minio).
+The parser only: handlers live in ``raypod.commands``, imported once a command runs, so
+``--help`` stays fast (no requests, no minio).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from raypod import __version__
+from raypod.credentials import DEFAULT_CREDENTIALS_DIR, DEFAULT_S3_CREDENTIALS_DIR
+from raypod.exits import EXIT_BAD_INPUT, SUMMARY
 
-if TYPE_CHECKING:
-    from raypod.source import ConfigSource
-    from raypod.status import StatusSink
-
-log = logging.getLogger("raypod")
-
-RUN_EXAMPLE = """\
+RUN_EXAMPLE = (
+    """\
 example:
   JOBNAME=myjob NAMESPACE=default python -m raypod run \\
       --config ./myjob-bridge-cm.json --status-file ./status.json
 
-exit codes: 0 job SUCCEEDED; 1 job FAILED, KILL or UNKNOWN; 2 bad configuration or
-inputs (nothing submitted); 143 terminated by SIGTERM (the Ray job keeps running).
 """
+    + SUMMARY
+    + "\n"
+)
 
 
 ADDRESS_HELP = (
@@ -108,7 +102,7 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value <= 0:
+    if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
@@ -122,44 +116,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"raypod {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    run = commands.add_parser(
+
+    run = _command(
+        commands,
         "run",
-        help="submit (or re-attach to) the job of a ConfigMap, watch it, report its status, upload its log",
+        "submit (or re-attach to) the job of a ConfigMap, watch it, report its status, upload its log",
+        RUN_EXAMPLE,
         description="Submit (or re-attach to) the job of a Bridge ConfigMap, watch it to the end, "
         "report its status and upload its log to S3.",
-        epilog=RUN_EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_run_arguments(run)
-    add_cli_commands(commands)
-    return parser
-
-
-def _command(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str, example: str
-) -> argparse.ArgumentParser:
-    return commands.add_parser(
-        name,
-        help=summary,
-        description=summary[0].upper() + summary[1:] + ".",
-        epilog=example,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-
-
-def _add_client_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--address", metavar="URL", help=ADDRESS_HELP)
-    parser.add_argument(
-        "--credentials",
+    run.add_argument(
+        "--config",
         type=Path,
-        default=Path("/credentials"),
-        metavar="DIR",
-        help="a directory with an optional token (Ray token auth) and ca.crt (default: /credentials)",
+        metavar="PATH",
+        help="the ConfigMap: a directory with one file per key, or a JSON/YAML manifest",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _add_job_arguments(run)
+    run.add_argument(
+        "--status-file",
+        type=Path,
+        metavar="FILE",
+        help="outside a cluster: a JSON file of every key raypod writes; an id in it is re-attached to",
+    )
+    run.add_argument(
+        "--status-timeout",
+        type=_positive_float,
+        default=600.0,
+        metavar="SECONDS",
+        help="how long the dashboard may stay unreachable before the job is reported UNKNOWN (default: 600)",
+    )
+    _add_common_arguments(run)
 
-
-def add_cli_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     submit = _command(
         commands, "submit", "submit a script or a ConfigMap's job and print its submission id", SUBMIT_EXAMPLE
     )
@@ -177,28 +164,9 @@ def add_cli_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     submit.add_argument(
         "--interval", type=_positive_float, metavar="SECONDS", help="poll interval (default: updateInterval, or 2)"
     )
-    submit.add_argument(
-        "--job-name", default=os.environ.get("JOBNAME"), help="default: $JOBNAME, else the script's or ConfigMap's name"
-    )
-    submit.add_argument("--namespace", default=os.environ.get("NAMESPACE"), help="default: $NAMESPACE")
-    submit.add_argument(
-        "--s3-credentials",
-        type=Path,
-        default=Path("/s3credentials"),
-        metavar="DIR",
-        help="S3 secret (accesskey, secretkey) when the ConfigMap uses S3 (default: /s3credentials)",
-    )
-    submit.add_argument(
-        "--no-follow-logs", dest="follow_logs", action="store_false", help="with --wait: do not print the job's output"
-    )
-    submit.add_argument(
-        "--connect-timeout",
-        type=_positive_float,
-        default=30.0,
-        metavar="SECONDS",
-        help="how long an unreachable dashboard is retried (default: 30)",
-    )
-    _add_client_arguments(submit)
+    _add_job_arguments(submit)
+    _add_address_argument(submit)
+    _add_common_arguments(submit)
 
     status = _command(commands, "status", "show one job's status", STATUS_EXAMPLE)
     status.add_argument("submission_id", metavar="SUBMISSION_ID")
@@ -224,39 +192,38 @@ def add_cli_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
 
     validate = _command(commands, "validate", "check a ConfigMap without contacting anything", VALIDATE_EXAMPLE)
     validate.add_argument("--config", type=Path, metavar="PATH", required=True, help="directory or JSON/YAML manifest")
-    validate.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _add_verbose_argument(validate)
+    return parser
 
 
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        type=Path,
-        metavar="PATH",
-        help="the ConfigMap: a directory with one file per key, or a JSON/YAML manifest",
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    example: str,
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    return commands.add_parser(
+        name,
+        help=summary,
+        description=description or summary[0].upper() + summary[1:] + ".",
+        epilog=example,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """What ``run`` and ``submit`` share: the job's name, its S3 secret, its output, the patience."""
     parser.add_argument(
         "--job-name", default=os.environ.get("JOBNAME"), help="the BridgeJob's name (default: $JOBNAME)"
     )
     parser.add_argument("--namespace", default=os.environ.get("NAMESPACE"), help="its namespace (default: $NAMESPACE)")
     parser.add_argument(
-        "--credentials",
-        type=Path,
-        default=Path("/credentials"),
-        metavar="DIR",
-        help="resource secret: username, password, optional token and ca.crt (default: /credentials)",
-    )
-    parser.add_argument(
         "--s3-credentials",
         type=Path,
-        default=Path("/s3credentials"),
+        default=DEFAULT_S3_CREDENTIALS_DIR,
         metavar="DIR",
-        help="S3 secret: accesskey and secretkey (default: /s3credentials)",
-    )
-    parser.add_argument(
-        "--status-file",
-        type=Path,
-        metavar="FILE",
-        help="outside a cluster: a JSON file of every key raypod writes; an id in it is re-attached to",
+        help=f"S3 secret: accesskey and secretkey, when the job uses S3 (default: {DEFAULT_S3_CREDENTIALS_DIR})",
     )
     parser.add_argument(
         "--no-follow-logs",
@@ -265,135 +232,38 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="do not copy the job's output to stdout while it runs",
     )
     parser.add_argument(
-        "--status-timeout",
-        type=_positive_float,
-        default=600.0,
-        metavar="SECONDS",
-        help="how long the dashboard may stay unreachable before the job is reported UNKNOWN (default: 600)",
-    )
-    parser.add_argument(
         "--connect-timeout",
         type=_positive_float,
         default=60.0,
         metavar="SECONDS",
         help="how long an unreachable dashboard is retried before submitting fails (default: 60)",
     )
+
+
+def _add_address_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--address", metavar="URL", help=ADDRESS_HELP)
+
+
+def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--credentials",
+        type=Path,
+        default=DEFAULT_CREDENTIALS_DIR,
+        metavar="DIR",
+        help="the resource secret: an optional token (Ray token auth) and ca.crt, and username/password for "
+        f"auth 'basic' (default: {DEFAULT_CREDENTIALS_DIR})",
+    )
+    _add_verbose_argument(parser)
+
+
+def _add_verbose_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
-def configure_logging(verbose: bool, quiet: bool = False) -> None:
-    """``quiet``: the human commands print what matters themselves; only warnings are logged."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else (logging.WARNING if quiet else logging.INFO),
-        format="%(asctime)s %(levelname)s %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%SZ",
-        stream=sys.stderr,
-    )
-    logging.Formatter.converter = __import__("time").gmtime
-    # Third-party chatter (connection pools) stays out of the pod's log unless asked for.
-    for noisy in ("urllib3", "tenacity"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
-
-
-def install_terminate_handler() -> threading.Event:
-    """SIGTERM (pod deletion) and SIGINT stop the watch, never the Ray job."""
-    event = threading.Event()
-
-    def handle(signum: int, _frame: object) -> None:
-        log.warning("received %s: writing the last status and leaving", signal.Signals(signum).name)
-        event.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
-    return event
-
-
-def open_run_target(args: argparse.Namespace) -> tuple[ConfigSource, StatusSink]:
-    """Where `run` reads the ConfigMap from and writes its status to.
-
-    - The job: ``--config`` when given, else ``<JOBNAME>-bridge-cm`` through the Kubernetes API.
-    - The status: ``--status-file`` when given, else the same ConfigMap through the API when a
-      service account is mounted (inside a pod), else stdout only.
-    - ``kill``: with ``--config`` and the status going to the API, from either source (the
-      mounted copy lags the API by the kubelet's sync period).
-
-    ``NAMESPACE`` defaults to the service account's namespace; ``args.namespace`` is set to
-    it so the Ray job's metadata names the same namespace.
-    """
-    from raypod.errors import ConfigError
-    from raypod.kube import KillFromEither, KubeConfigMap, ServiceAccount, api_base_url, configmap_name
-    from raypod.source import open_source
-    from raypod.status import NullSink, StatusFile
-
-    config_path: Path | None = getattr(args, "config", None)
-    status_file: Path | None = getattr(args, "status_file", None)
-    account = ServiceAccount.from_env()
-    api: KubeConfigMap | None = None
-    if config_path is None or (status_file is None and account.present()):
-        if not account.present():
-            raise ConfigError.single(
-                "--config",
-                f"missing: give a ConfigMap directory or manifest (no service-account token in {account.directory}, "
-                "so the ConfigMap cannot be read through the Kubernetes API)",
-            )
-        if not args.job_name:
-            raise ConfigError.single(
-                "JOBNAME", "missing: set $JOBNAME or pass --job-name (it names <JOBNAME>-bridge-cm)"
-            )
-        args.namespace = args.namespace or account.namespace()
-        if not args.namespace:
-            raise ConfigError.single(
-                "NAMESPACE", f"missing: set $NAMESPACE or pass --namespace ({account.directory}/namespace is absent)"
-            )
-        api = KubeConfigMap(api_base_url(), account, args.namespace, configmap_name(args.job_name))
-    source: ConfigSource
-    if config_path is None:
-        assert api is not None
-        source = api
-    else:
-        source = open_source(config_path)
-    sink: StatusSink
-    if status_file is not None:
-        sink = StatusFile(status_file)
-    elif api is not None:
-        sink = api
-        if config_path is not None:
-            source = KillFromEither(source, api)
-    else:
-        sink = NullSink()
-    return source, sink
-
-
-def command_run(args: argparse.Namespace) -> int:
-    from raypod.credentials import RayCredentials
-    from raypod.errors import ConfigError
-    from raypod.lifecycle import EXIT_BAD_INPUT, JobRunner, RunOptions
-    from raypod.status import NullSink, StatusFile, StatusReporter
-
-    try:
-        source, sink = open_run_target(args)
-        if not args.job_name:
-            raise ConfigError.single("JOBNAME", "missing: set $JOBNAME or pass --job-name")
-        ray_credentials = RayCredentials.from_dir(args.credentials)
-    except ConfigError as error:
-        for line in error.lines:
-            log.error("bad input: %s", line)
-        fallback = StatusFile(args.status_file) if args.status_file else NullSink()
-        StatusReporter(fallback).update(
-            {"status.jobStatus": "FAILED", "status.message": f"Bad input: {error.lines[0]}"}
-        )
-        return EXIT_BAD_INPUT
-    options = RunOptions(
-        job_name=args.job_name,
-        namespace=args.namespace or "default",
-        s3_credentials_dir=args.s3_credentials,
-        ray_credentials=ray_credentials,
-        follow_logs=args.follow_logs,
-        status_timeout=args.status_timeout,
-        connect_timeout=args.connect_timeout,
-    )
-    runner = JobRunner(source, sink, options, out=sys.stdout, terminate=install_terminate_handler())
-    return runner.run()
+def _add_client_arguments(parser: argparse.ArgumentParser) -> None:
+    """The commands that ask the dashboard about one job, or all."""
+    _add_address_argument(parser)
+    _add_common_arguments(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -403,12 +273,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["run", *argv]
     args = parser.parse_args(argv)
-    configure_logging(getattr(args, "verbose", False), quiet=args.command not in (None, "run"))
-    if args.command == "run":
-        return command_run(args)
-    if args.command is not None:
-        from raypod.commands import dispatch
+    if args.command is None:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    from raypod.commands import dispatch
+    from raypod.process import configure_logging
 
-        return dispatch(args)
-    parser.print_help()
-    return 2
+    configure_logging(args.verbose, quiet=args.command != "run")
+    return dispatch(args)

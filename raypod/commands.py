@@ -1,8 +1,8 @@
-"""The commands for humans and CI: submit, status, logs, stop, list, validate.
+"""The command handlers: ``run`` (the pod) and the commands for humans and CI.
 
-They use the same pieces as ``run``: the ConfigMap parser, the JobRunner, the dashboard
-client and the log follower. Exit codes: 0 done, 1 the job failed or Ray said no,
-2 bad input (nothing was contacted or submitted).
+Each handler turns its flags into calls of the same pieces ``run`` uses: the ConfigMap
+parser, the runner, the dashboard client, the job waits and the log follower. ``dispatch``
+is the one table of commands and the one place an error becomes a line and an exit code.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import logging
 import os
 import re
 import sys
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TextIO
 
 from raypod import status as st
+from raypod.clock import SystemClock, format_ray_time
 from raypod.config import (
     JOB_PARAMETERS,
     JOB_PROPERTIES,
@@ -28,63 +28,33 @@ from raypod.config import (
     SCRIPT_LOCATION,
     SCRIPT_METADATA,
     UPDATE_INTERVAL,
-    Metadata,
-    parse_config,
-    parse_metadata,
-    parse_resource_url,
+    resolve_address,
 )
 from raypod.credentials import RayCredentials
-from raypod.entrypoint import build_runtime_env, job_metadata
+from raypod.entrypoint import validation_problems
 from raypod.errors import ConfigError, RayApiError, RaypodError
-from raypod.logs import LineEcho, LogFollower, echo_rest, log_chunks
-from raypod.output import Progress, key_values, table
+from raypod.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
+from raypod.jobs import stop_and_wait, wait_until_ended
+from raypod.logs import LineEcho, LiveLog, echo_rest, log_chunks
+from raypod.output import Progress, key_values, print_bad_input, table
+from raypod.process import fallback_sink, install_terminate_handler, open_run_target
 from raypod.ray import JobInfo, RayJobsClient
 from raypod.retry import RetryPolicy
-from raypod.source import ConfigSource, open_source
+from raypod.runner import Runner, RunOptions, report_bad_input
+from raypod.source import ConfigSource, MappingSource, OverlaySource, open_source
+from raypod.status import NullSink
 
 log = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-#: Like the Ray CLI: the flag, then these variables, in this order.
-ADDRESS_VARIABLES = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
 #: A human waits for a short answer: a few quick retries, not the pod's patient policy.
 CLI_RETRY = RetryPolicy(attempts=3, initial_wait=0.5, max_wait=2.0, deadline=10.0)
-_POLL = 1.0
+#: ``logs --follow`` gives up after this long without an answer from the dashboard.
+FOLLOW_MAX_SILENCE = 60.0
 
 
 # -- address ---------------------------------------------------------------------------
-def resolve_address(flag: str | None, environ: Mapping[str, str] = os.environ) -> str | None:
-    """The dashboard URL from ``--address``, else RAY_API_SERVER_ADDRESS, else RAY_ADDRESS; None if none."""
-    for origin, value in (("--address", flag), *((name, environ.get(name)) for name in ADDRESS_VARIABLES)):
-        if value and value.strip():
-            return dashboard_url(value.strip(), origin)
-    return None
-
-
-def dashboard_url(text: str, origin: str) -> str:
-    """An http(s) dashboard URL; a bare ``host:port`` means http, as with ``ray job``."""
-    if text in ("auto", "local"):
-        raise ConfigError.single(
-            origin, f"{text!r} needs the Ray SDK to find a cluster; give the dashboard's address, e.g. http://HOST:8265"
-        )
-    if text.startswith("ray://"):
-        raise ConfigError.single(
-            origin,
-            f"{text!r} is a Ray Client address; raypod talks to the dashboard's REST API: "
-            "give its address, e.g. http://HOST:8265",
-        )
-    if "://" not in text:
-        text = f"http://{text}"
-    try:
-        return parse_resource_url(text)
-    except ConfigError as error:
-        raise ConfigError([(origin, problem) for _, problem in error.problems]) from None
-
-
 def require_address(args: argparse.Namespace) -> str:
-    address = resolve_address(args.address)
+    address = resolve_address(args.address, os.environ)
     if address is None:
         raise ConfigError.single(
             "--address", "missing: pass --address http://HOST:8265, or set RAY_API_SERVER_ADDRESS or RAY_ADDRESS"
@@ -96,31 +66,7 @@ def connect(args: argparse.Namespace) -> RayJobsClient:
     return RayJobsClient.connect(require_address(args), RayCredentials.from_dir(args.credentials), retry=CLI_RETRY)
 
 
-# -- sources for submit ------------------------------------------------------------------
-class MappingSource:
-    """A ConfigMap built in memory from ``submit``'s flags."""
-
-    description = "command-line flags"
-
-    def __init__(self, data: Mapping[str, str]) -> None:
-        self.data = dict(data)
-
-    def read(self) -> dict[str, str]:
-        return dict(self.data)
-
-
-class OverlaySource:
-    """A ConfigMap source with some keys replaced by flags (``--address``, ``--interval``)."""
-
-    def __init__(self, base: ConfigSource, overrides: Mapping[str, str]) -> None:
-        self.base = base
-        self.overrides = dict(overrides)
-        self.description = base.description
-
-    def read(self) -> dict[str, str]:
-        return {**self.base.read(), **self.overrides}
-
-
+# -- submit: a ConfigMap from flags ---------------------------------------------------------
 def _pairs(items: list[str], flag: str) -> dict[str, str]:
     result: dict[str, str] = {}
     for item in items:
@@ -191,7 +137,7 @@ def submit_source(args: argparse.Namespace) -> ConfigSource:
         # An explicit --address wins; then the ConfigMap's resourceURL; then the environment.
         address = resolve_address(args.address, {}) if args.address else None
         if address is None and not base.read().get(RESOURCE_URL, "").strip():
-            address = resolve_address(None)
+            address = resolve_address(None, os.environ)
     elif args.script is not None:
         data = flags_config(args)
         address = require_address(args)
@@ -210,14 +156,39 @@ def submit_source(args: argparse.Namespace) -> ConfigSource:
 
 
 # -- commands ----------------------------------------------------------------------------
-def command_submit(args: argparse.Namespace) -> int:
-    from raypod.cli import install_terminate_handler
-    from raypod.lifecycle import JobRunner, RunOptions
-    from raypod.status import NullSink
+def command_run(args: argparse.Namespace) -> int:
+    """The pod: the job from a ConfigMap, its status to the ConfigMap (or a file), to its end."""
+    try:
+        target = open_run_target(args.job_name, args.namespace, args.config, args.status_file)
+        ray_credentials = RayCredentials.from_dir(args.credentials)
+    except ConfigError as error:
+        return report_bad_input(error, fallback_sink(args.status_file), sys.stdout)
+    options = RunOptions(
+        job_name=args.job_name,
+        namespace=target.namespace,
+        s3_credentials_dir=args.s3_credentials,
+        ray_credentials=ray_credentials,
+        follow_logs=args.follow_logs,
+        status_timeout=args.status_timeout,
+        connect_timeout=args.connect_timeout,
+    )
+    runner = Runner(target.source, target.sink, options, terminate=install_terminate_handler())
+    return runner.run().exit_code
 
+
+def command_submit(args: argparse.Namespace) -> int:
     source = submit_source(args)
     # The runner prints a line on each status change; the progress adds the elapsed time.
     progress = Progress(sys.stderr, plain_on_change=False)
+    job_out = progress.clearing(sys.stdout)
+    shown: list[str] = []
+
+    def on_poll(job: JobInfo) -> None:
+        if not shown:
+            shown.append(job.submission_id)
+            print(job.submission_id, file=job_out, flush=True)
+        progress.show(job.submission_id, job.status)
+
     options = RunOptions(
         job_name=default_job_name(args),
         namespace=args.namespace or "",
@@ -225,34 +196,26 @@ def command_submit(args: argparse.Namespace) -> int:
         ray_credentials=RayCredentials.from_dir(args.credentials),
         follow_logs=args.follow_logs,
         connect_timeout=args.connect_timeout,
+        submit_only=not args.wait,
+        on_poll=on_poll,
     )
     # stdout carries only the id (and, with --wait, the job's output); the rest goes to stderr.
-    runner = JobRunner(
+    runner = Runner(
         source,
         NullSink(),
         options,
-        out=progress.clearing(sys.stderr),
+        status_out=progress.clearing(sys.stderr),
+        job_out=job_out,
         terminate=install_terminate_handler() if args.wait else None,
     )
-    runner.echo = LineEcho(progress.clearing(sys.stdout), enabled=args.follow_logs)
-    runner.submit_only = not args.wait
-    shown: list[str] = []
-
-    def on_poll(job: JobInfo) -> None:
-        if not shown:
-            shown.append(job.submission_id)
-            print(job.submission_id, file=progress.clearing(sys.stdout), flush=True)
-        progress.show(job.submission_id, job.status)
-
-    runner.on_poll = on_poll
-    code = runner.run()
+    result = runner.run()
     progress.clear()
-    submission_id = runner.reporter.get(st.ID)
-    if not args.wait and code == EXIT_OK:
+    submission_id = result.outcome.submission_id
+    if not args.wait and result.exit_code == EXIT_OK:
         print(submission_id, flush=True)
-    elif code == 143 and submission_id:
+    elif result.exit_code == EXIT_TERMINATED and submission_id:
         print(f"raypod: Ray job {submission_id} keeps running; `raypod stop {submission_id}` stops it", file=sys.stderr)
-    return code
+    return result.exit_code
 
 
 def command_status(args: argparse.Namespace) -> int:
@@ -274,8 +237,8 @@ def describe(job: JobInfo) -> list[tuple[str, str]]:
         ("status", f"{job.status} (Bridge: {st.bridge_status(job.status)})"),
         ("message", job.message or "-"),
         ("entrypoint", job.entrypoint or "-"),
-        ("start", st.format_ray_time(job.start_time_ms) or "-"),
-        ("end", st.format_ray_time(job.end_time_ms) or "-"),
+        ("start", format_ray_time(job.start_time_ms) or "-"),
+        ("end", format_ray_time(job.end_time_ms) or "-"),
     ]
     if job.driver_exit_code is not None:
         pairs.append(("driver exit code", str(job.driver_exit_code)))
@@ -305,8 +268,8 @@ def command_list(args: argparse.Namespace) -> int:
             job.submission_id or "-",
             job.status,
             _bridge_name(job.metadata),
-            st.format_ray_time(job.start_time_ms) or "-",
-            st.format_ray_time(job.end_time_ms) or "-",
+            format_ray_time(job.start_time_ms) or "-",
+            format_ray_time(job.end_time_ms) or "-",
             job.message or "-",
         ]
         for job in jobs
@@ -325,34 +288,33 @@ def _bridge_name(metadata: Mapping[str, str]) -> str:
 
 def command_stop(args: argparse.Namespace) -> int:
     ray = connect(args)
+    progress = Progress(sys.stderr)
     try:
-        if not ray.stop_job(args.submission_id):
-            job = ray.get_job(args.submission_id)
-            print(f"{args.submission_id} had already ended: {job.status}")
-            return EXIT_OK
-        if args.no_wait:
-            print(f"{args.submission_id}: stop requested")
-            return EXIT_OK
-        job = wait_until_ended(ray, args.submission_id, args.timeout, Progress(sys.stderr), "stopping")
+        requested, job = stop_and_wait(
+            ray,
+            args.submission_id,
+            clock=SystemClock(),
+            timeout=args.timeout,
+            wait=not args.no_wait,
+            on_poll=lambda job: None if job.terminal else progress.show(f"stopping {args.submission_id}", job.status),
+        )
     finally:
+        progress.clear()
         ray.close()
+    if job is None and requested:
+        print(f"{args.submission_id}: stop requested")
+        return EXIT_OK
+    if job is None:
+        print(f"raypod: Ray did not answer about {args.submission_id} after the stop request", file=sys.stderr)
+        return EXIT_FAILED
+    if not requested:
+        print(f"{args.submission_id} had already ended: {job.status}")
+        return EXIT_OK
     print(f"{args.submission_id}: {job.status}")
     if job.terminal:
         return EXIT_OK
     print(f"raypod: {args.submission_id} is still {job.status} after {args.timeout:g} s", file=sys.stderr)
     return EXIT_FAILED
-
-
-def wait_until_ended(ray: RayJobsClient, submission_id: str, timeout: float, progress: Progress, what: str) -> JobInfo:
-    """Poll until the job ends or ``timeout`` passes; the last answer either way."""
-    limit = time.monotonic() + timeout
-    job = ray.get_job(submission_id)
-    while not job.terminal and time.monotonic() < limit:
-        progress.show(f"{what} {submission_id}", job.status)
-        time.sleep(_POLL)
-        job = ray.get_job(submission_id)
-    progress.clear()
-    return job
 
 
 def command_logs(args: argparse.Namespace) -> int:
@@ -364,18 +326,15 @@ def command_logs(args: argparse.Namespace) -> int:
             write_whole_log(ray, job, out)
             return EXIT_OK
         echo = LineEcho(out, enabled=True, prefix="")
-        follower: LogFollower | None = None
+        live = LiveLog(ray, echo)
         try:
             # Bounded by the job's life: it ends, or the dashboard stops answering (an error).
-            while not job.terminal:
-                if follower is None and job.status == "RUNNING" and job.driver_node_id:
-                    follower = LogFollower(ray, job.submission_id, job.driver_node_id, echo)
-                    follower.start()
-                time.sleep(_POLL)
-                job = ray.get_job(args.submission_id)
+            ended = wait_until_ended(
+                ray, args.submission_id, clock=SystemClock(), max_silence=FOLLOW_MAX_SILENCE, on_poll=live.observe
+            )
         finally:
-            if follower is not None:
-                follower.stop()
+            live.stop()
+        job = ended or job
         echo_rest(ray, job, echo)
     finally:
         ray.close()
@@ -391,27 +350,6 @@ def write_whole_log(ray: RayJobsClient, job: JobInfo, out: TextIO) -> None:
     out.flush()
 
 
-def validation_problems(data: Mapping[str, str]) -> list[tuple[str, str]]:
-    """Every problem of a ConfigMap that can be seen without contacting Ray or S3."""
-    try:
-        config = parse_config(data)
-    except ConfigError as error:
-        return error.problems
-    problems: list[tuple[str, str]] = []
-    # What parse_config leaves to submission time, checked here with the same builders.
-    metadata = parse_metadata(config.metadata) if isinstance(config.metadata, str) else Metadata()
-    packaged = config.script_location != "remote" or bool(config.additional_data)
-    for check in (
-        lambda: build_runtime_env("gcs://package.zip" if packaged else None, metadata, config.properties.runtime_env),
-        lambda: job_metadata(config.properties, "job", "namespace"),
-    ):
-        try:
-            check()
-        except ConfigError as error:
-            problems.extend(error.problems)
-    return problems
-
-
 def command_validate(args: argparse.Namespace) -> int:
     data = open_source(args.config).read()
     problems = validation_problems(data)
@@ -424,7 +362,8 @@ def command_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": command_run,
     "submit": command_submit,
     "status": command_status,
     "logs": command_logs,
@@ -439,8 +378,7 @@ def dispatch(args: argparse.Namespace) -> int:
     try:
         return COMMANDS[args.command](args)
     except ConfigError as error:
-        for line in error.lines:
-            print(f"raypod: bad input: {line}", file=sys.stderr)
+        print_bad_input(error.lines)
         return EXIT_BAD_INPUT
     except RayApiError as error:
         if error.not_found and getattr(args, "submission_id", None):
@@ -453,4 +391,4 @@ def dispatch(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("raypod: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED

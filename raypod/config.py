@@ -107,11 +107,16 @@ class BridgeConfig:
     @property
     def script_name(self) -> str:
         """The script's file name in the job's working directory (or its remote path)."""
-        if isinstance(self.script, S3Location):
-            return runnable_name(self.script.base_name)
-        if self.script_location == "inline":
-            return INLINE_SCRIPT_NAME
-        return self.script
+        return packaged_script_name(self.script_location, self.script) or str(self.script)
+
+
+def packaged_script_name(script_location: str, script: str | S3Location) -> str | None:
+    """The name the script has in the job's package, as it will be on Ray; None when it is not packaged."""
+    if isinstance(script, S3Location):
+        return runnable_name(script.base_name)
+    if script_location == "inline":
+        return INLINE_SCRIPT_NAME
+    return None
 
 
 def runnable_name(name: str) -> str:
@@ -156,6 +161,11 @@ def parse_bool(text: str, key: str, default: bool) -> bool:
     raise ConfigError.single(key, f"expected true or false, got {text!r}")
 
 
+def kill_requested(data: Mapping[str, str]) -> bool:
+    """Whether the operator has set ``kill``: read at start-up and on every poll."""
+    return parse_bool(value_of(data, KILL), KILL, False)
+
+
 def parse_location(text: str, key: str) -> S3Location:
     """Parse ``bucket:object``."""
     bucket, sep, object_name = text.strip().partition(":")
@@ -182,6 +192,38 @@ def parse_resource_url(text: str) -> str:
     except ValueError as error:
         raise ConfigError.single(RESOURCE_URL, f"bad port in {text!r}") from error
     return text.rstrip("/")
+
+
+#: Like the Ray CLI: the flag, then these variables, in this order.
+ADDRESS_VARIABLES = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
+
+
+def resolve_address(flag: str | None, environ: Mapping[str, str]) -> str | None:
+    """The dashboard URL from ``--address``, else RAY_API_SERVER_ADDRESS, else RAY_ADDRESS; None if none."""
+    for origin, value in (("--address", flag), *((name, environ.get(name)) for name in ADDRESS_VARIABLES)):
+        if value and value.strip():
+            return dashboard_url(value.strip(), origin)
+    return None
+
+
+def dashboard_url(text: str, origin: str) -> str:
+    """An http(s) dashboard URL; a bare ``host:port`` means http, as with ``ray job``."""
+    if text in ("auto", "local"):
+        raise ConfigError.single(
+            origin, f"{text!r} needs the Ray SDK to find a cluster; give the dashboard's address, e.g. http://HOST:8265"
+        )
+    if text.startswith("ray://"):
+        raise ConfigError.single(
+            origin,
+            f"{text!r} is a Ray Client address; raypod talks to the dashboard's REST API: "
+            "give its address, e.g. http://HOST:8265",
+        )
+    if "://" not in text:
+        text = f"http://{text}"
+    try:
+        return parse_resource_url(text)
+    except ConfigError as error:
+        raise ConfigError([(origin, problem) for _, problem in error.problems]) from None
 
 
 def parse_positive_number(text: str, key: str) -> float:
@@ -286,7 +328,7 @@ def parse_parameters(text: str, key: str = JOB_PARAMETERS) -> dict[str, str]:
     return params
 
 
-def parse_additional_data(text: str, reserved_name: str | None) -> tuple[S3Location, ...]:
+def parse_additional_data(text: str, reserved_names: tuple[str, ...] = ()) -> tuple[S3Location, ...]:
     """Comma-separated ``bucket:object`` list; each lands in the working dir under its base name."""
     problems = _Problems()
     locations: list[S3Location] = []
@@ -309,7 +351,7 @@ def parse_additional_data(text: str, reserved_name: str | None) -> tuple[S3Locat
         if name in seen:
             problems.add(ADDITIONAL_DATA, f"{item!r} and {str(seen[name])!r} have the same file name {name!r}")
             continue
-        if name == reserved_name:
+        if name in reserved_names:
             problems.add(ADDITIONAL_DATA, f"{item!r} has the same file name as the script ({name!r})")
             continue
         seen[name] = location
@@ -481,11 +523,10 @@ def parse_config(data: Mapping[str, str]) -> BridgeConfig:
     if isinstance(parameters, str):
         attempt(parse_parameters, parameters, JOB_PARAMETERS)
 
-    reserved = (
-        posixpath.basename(script.object_name)
-        if isinstance(script, S3Location)
-        else (INLINE_SCRIPT_NAME if script_location == "inline" else None)
-    )
+    # The script's name as it will be on Ray (``code.py`` runs as ``job_code.py``), and as the user wrote it.
+    packaged = packaged_script_name(script_location, script)
+    written = script.base_name if isinstance(script, S3Location) else packaged
+    reserved = tuple(name for name in {packaged, written} if name)
     additional = attempt(parse_additional_data, value_of(data, ADDITIONAL_DATA), reserved, default=())
     properties = attempt(parse_job_properties, value_of(data, JOB_PROPERTIES), default=JobProperties())
 
@@ -511,7 +552,7 @@ def parse_config(data: Mapping[str, str]) -> BridgeConfig:
     if upload_files and not (endpoint_text and upload_bucket):
         problems.add(S3_UPLOAD_FILES, f"needs {S3_ENDPOINT} and {S3_UPLOAD_BUCKET}")
 
-    kill = attempt(parse_bool, value_of(data, KILL), KILL, False, default=False)
+    kill = attempt(kill_requested, data, default=False)
 
     problems.raise_if_any()
     return BridgeConfig(

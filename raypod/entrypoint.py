@@ -5,10 +5,22 @@ from __future__ import annotations
 import secrets
 import shlex
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from raypod.config import JOB_PROPERTIES, JobProperties, Metadata, S3Settings
+from raypod.config import (
+    JOB_PROPERTIES,
+    BridgeConfig,
+    JobProperties,
+    Metadata,
+    S3Settings,
+    parse_config,
+    parse_metadata,
+)
 from raypod.errors import ConfigError
+from raypod.package import JOB_FOLDER
+
+if TYPE_CHECKING:
+    from raypod.inputs import JobInputs
 
 #: Fields of runtime_env that raypod fills itself, from the jobdata keys.
 RAYPOD_RUNTIME_ENV_FIELDS = {
@@ -104,3 +116,43 @@ def build_submission(
     if properties.entrypoint_resources:
         body["entrypoint_resources"] = dict(properties.entrypoint_resources)
     return body
+
+
+def plan_submission(
+    config: BridgeConfig,
+    inputs: JobInputs,
+    job_name: str,
+    namespace: str,
+    package_uri: str | None,
+    submission_id: str,
+) -> dict[str, Any]:
+    """The POST body for this job. Pure, so it is checked before anything is contacted."""
+    tokens = kwargs_tokens(inputs.parameters, s3=config.s3, bucket=config.upload_bucket, job_name=job_name)
+    return build_submission(
+        submission_id=submission_id,
+        entrypoint=build_entrypoint(inputs.script, tokens, JOB_FOLDER if package_uri else None),
+        runtime_env=build_runtime_env(package_uri, inputs.metadata, config.properties.runtime_env),
+        metadata=job_metadata(config.properties, job_name, namespace),
+        properties=config.properties,
+    )
+
+
+def validation_problems(data: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Every problem of a ConfigMap that can be seen without contacting Ray or S3."""
+    try:
+        config = parse_config(data)
+    except ConfigError as error:
+        return error.problems
+    problems: list[tuple[str, str]] = []
+    # What parse_config leaves to submission time, checked here with the same builders.
+    metadata = parse_metadata(config.metadata) if isinstance(config.metadata, str) else Metadata()
+    packaged = config.script_location != "remote" or bool(config.additional_data)
+    for check in (
+        lambda: build_runtime_env("gcs://package.zip" if packaged else None, metadata, config.properties.runtime_env),
+        lambda: job_metadata(config.properties, "job", "namespace"),
+    ):
+        try:
+            check()
+        except ConfigError as error:
+            problems.extend(error.problems)
+    return problems

@@ -74,6 +74,14 @@ class KubeApiError(ApiError):
     service = "Kubernetes API"
 
 
+class SubmissionRejected(RaypodError):
+    """Ray refused the job (e.g. a bad runtime_env): retrying cannot help."""
+
+    def __init__(self, error: RayApiError) -> None:
+        self.error = error
+        super().__init__(f"Ray rejected the job: {error.reason}")
+
+
 class Terminated(RaypodError):
     """SIGTERM arrived while raypod was waiting to retry: leave now, the Ray job keeps running."""
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from raypod.config import KILL, parse_bool, value_of
+from raypod.config import KILL, kill_requested
 from raypod.credentials import read_secret_file
 from raypod.errors import ConfigError, KubeApiError, RaypodError
 from raypod.http import HttpClient, Timeouts
@@ -201,10 +201,10 @@ class KillFromEither:
     def read(self) -> dict[str, str]:
         data = self.primary.read()
         try:
-            api_kill = value_of(self.api.read(), KILL)
+            killed = kill_requested(self.api.read())
         except RaypodError as error:
             log.warning("could not read kill from %s: %s", self.api.description, error)
             return data
-        if parse_bool(api_kill, KILL, False):
+        if killed:
             data[KILL] = "true"
         return data

@@ -141,10 +141,6 @@ class BlockSplitter:
         return offset, block
 
 
-#: The name ``raypod logs`` imports; blocks work wherever lines did.
-LineSplitter = BlockSplitter
-
-
 class LogFollower:
     """A background thread that streams the live log into stdout (for ``kubectl logs``).
 
@@ -198,6 +194,28 @@ class LogFollower:
             for offset, block in splitter.push(chunk):
                 if not self.echo.feed(self, offset, block):
                     return
+
+
+class LiveLog:
+    """The job's output, followed while the driver runs: one follower, started when there is a log.
+
+    ``observe`` is fed every status answer; only a running driver has a log file to follow.
+    """
+
+    def __init__(self, ray: RayJobsClient, echo: LineEcho) -> None:
+        self.ray = ray
+        self.echo = echo
+        self.follower: LogFollower | None = None
+
+    def observe(self, job: JobInfo) -> None:
+        if self.follower is None and self.echo.enabled and job.status == "RUNNING" and job.driver_node_id:
+            self.follower = LogFollower(self.ray, job.submission_id, job.driver_node_id, self.echo)
+            self.follower.start()
+
+    def stop(self) -> None:
+        """Stop following; what it had not printed yet is printed by the final pass."""
+        if self.follower is not None:
+            self.follower.stop()
 
 
 def upload_log(

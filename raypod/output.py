@@ -5,10 +5,12 @@ Import-light on purpose (standard library only): ``python -m raypod --help`` mus
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
 from typing import TextIO
+
+from raypod.clock import now_text
 
 #: Without a terminal, a progress line is printed at most this often (a heartbeat for CI logs).
 PLAIN_EVERY = 30.0
@@ -44,8 +46,10 @@ def elapsed_text(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{seconds:02d}s"
 
 
-def utc_now_text() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def print_bad_input(lines: Sequence[str], stream: TextIO | None = None) -> None:
+    """Every problem of a bad input, one per line, each naming its key (``run`` and every command)."""
+    for line in lines:
+        print(f"raypod: bad input: {line}", file=stream or sys.stderr, flush=True)
 
 
 class Progress:
@@ -85,7 +89,7 @@ class Progress:
             return
         changed = status != self._last_status and self.plain_on_change
         if changed or now - self._last_plain >= PLAIN_EVERY:
-            self.stream.write(f"{utc_now_text()} {text}\n")
+            self.stream.write(f"{now_text()} {text}\n")
             self.stream.flush()
             self._last_status, self._last_plain = status, now
 

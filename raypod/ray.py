@@ -16,7 +16,8 @@ from raypod.errors import ConfigError, RayApiError
 from raypod.http import HttpClient, Timeouts
 from raypod.retry import NO_RETRY, RetryPolicy
 
-RAY_TERMINAL_STATUSES = ("SUCCEEDED", "FAILED", "STOPPED")
+RAY_STOPPED = "STOPPED"
+RAY_TERMINAL_STATUSES = ("SUCCEEDED", "FAILED", RAY_STOPPED)
 #: Ray's answer to a POST whose submission_id exists already (an HTTP 500 with a traceback).
 DUPLICATE_ID_MARKERS = ("Please use a different submission_id", "already exists")
 

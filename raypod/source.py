@@ -1,8 +1,10 @@
-"""Where the ConfigMap's keys come from outside the Kubernetes API: a mounted directory or a manifest file."""
+"""Where the ConfigMap's keys come from outside the Kubernetes API: a mounted directory, a manifest
+file, or the command line's flags."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -106,3 +108,26 @@ def open_source(path: Path) -> ConfigSource:
     if path.is_file():
         return ManifestSource(path)
     raise ConfigError.single("--config", f"{path} does not exist")
+
+
+class MappingSource:
+    """A ConfigMap built in memory, e.g. from ``submit``'s flags."""
+
+    def __init__(self, data: Mapping[str, str], description: str = "command-line flags") -> None:
+        self.data = dict(data)
+        self.description = description
+
+    def read(self) -> dict[str, str]:
+        return dict(self.data)
+
+
+class OverlaySource:
+    """A ConfigMap source with some keys replaced, e.g. by ``--address`` and ``--interval``."""
+
+    def __init__(self, base: ConfigSource, overrides: Mapping[str, str]) -> None:
+        self.base = base
+        self.overrides = dict(overrides)
+        self.description = base.description
+
+    def read(self) -> dict[str, str]:
+        return {**self.base.read(), **self.overrides}

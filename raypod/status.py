@@ -1,17 +1,16 @@
-"""Status values and times as the operator reads them, and where they are written."""
+"""The Bridge statuses raypod writes, where they are written, and the reporter that writes them."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-import sys
 import tempfile
-from collections.abc import Mapping
-from datetime import datetime, timezone
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import Protocol
 
+from raypod.config import ID as ID  # the key raypod writes its submission id to
 from raypod.errors import ConfigError, RaypodError
 
 log = logging.getLogger(__name__)
@@ -21,7 +20,6 @@ SUBMIT_TIME = "status.submitTime"
 START_TIME = "status.startTime"
 END_TIME = "status.endTime"
 MESSAGE = "status.message"
-ID = "id"
 OWNED_KEYS = (ID, JOB_STATUS, SUBMIT_TIME, START_TIME, END_TIME, MESSAGE)
 
 SUBMITTED = "SUBMITTED"
@@ -33,39 +31,23 @@ KILL = "KILL"
 UNKNOWN = "UNKNOWN"
 FINAL_STATUSES = (SUCCEEDED, FAILED, KILL, UNKNOWN)
 
-_RAY_TO_BRIDGE = {"PENDING": PENDING, "RUNNING": RUNNING, "SUCCEEDED": SUCCEEDED, "FAILED": FAILED, "STOPPED": KILL}
+#: status.message is one human sentence, bounded.
+MAX_MESSAGE = 300
 
-#: Go's 2006-01-02T15:04:05Z, the layout the operator parses.
-TIME_LAYOUT = "%Y-%m-%dT%H:%M:%SZ"
+_RAY_TO_BRIDGE = {"PENDING": PENDING, "RUNNING": RUNNING, "SUCCEEDED": SUCCEEDED, "FAILED": FAILED, "STOPPED": KILL}
 
 
 def bridge_status(ray_status: str) -> str:
     return _RAY_TO_BRIDGE.get(ray_status, UNKNOWN)
 
 
-def exit_code(status: str) -> int:
-    return 0 if status == SUCCEEDED else 1
-
-
-def format_time(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime(TIME_LAYOUT)
-
-
-def format_ray_time(milliseconds: int | None) -> str | None:
-    if not milliseconds:
-        return None
-    return format_time(datetime.fromtimestamp(milliseconds / 1000, tz=timezone.utc))
-
-
-def parse_time(text: str) -> datetime | None:
-    try:
-        return datetime.strptime(text, TIME_LAYOUT).replace(tzinfo=timezone.utc)
-    except (TypeError, ValueError):
-        return None
-
-
-def now_text() -> str:
-    return format_time(datetime.now(timezone.utc))
+def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
+    """The first non-empty line, bounded: status.message is one human sentence."""
+    for line in text.splitlines():
+        if line.strip():
+            line = line.strip()
+            return line if len(line) <= limit else line[: limit - 3] + "..."
+    return ""
 
 
 class StatusSink(Protocol):
@@ -133,17 +115,29 @@ class StatusFile:
 
 
 class StatusReporter:
-    """Keeps the last written values, writes only what changed, and prints one line per change.
+    """Keeps the last written values and writes only what changed.
 
     A write that fails (the API is down) is kept pending and retried on the next update,
-    so an outage never fails the job.
+    so an outage never fails the job. ``on_change`` hears each change once, whether or not
+    it reached the sink yet (the runner prints it as a status line).
     """
 
-    def __init__(self, sink: StatusSink, out: TextIO | None = None, initial: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        sink: StatusSink,
+        on_change: Callable[[Mapping[str, str]], None] | None = None,
+        initial: Mapping[str, str] | None = None,
+    ) -> None:
         self.sink = sink
-        self.out = out or sys.stdout
+        self.on_change = on_change
         self.current: dict[str, str] = dict(initial or {})
         self._pending: dict[str, str] = {}
+
+    def load(self) -> dict[str, str]:
+        """Take in what an earlier pod recorded: raypod's own keys with a value."""
+        recorded = {k: v for k, v in self.sink.load().items() if k in OWNED_KEYS and v}
+        self.current.update(recorded)
+        return recorded
 
     def get(self, key: str) -> str:
         return self.current.get(key, "")
@@ -153,7 +147,8 @@ class StatusReporter:
         if fresh:
             self.current.update(fresh)
             self._pending.update(fresh)
-            self._print(fresh)
+            if self.on_change is not None:
+                self.on_change(fresh)
         self.flush(must_persist=must_persist)
 
     def flush(self, *, must_persist: bool = False) -> None:
@@ -168,7 +163,9 @@ class StatusReporter:
             return
         self._pending.clear()
 
-    def _print(self, fresh: Mapping[str, str]) -> None:
-        parts = [f"{key}={fresh[key]}" for key in OWNED_KEYS if key in fresh]
-        parts += [f"{key}={value}" for key, value in fresh.items() if key not in OWNED_KEYS]
-        print(f"{now_text()} status {' '.join(parts)}", file=self.out, flush=True)
+
+def status_line(changes: Mapping[str, str]) -> str:
+    """``status key=value ...``: raypod's own keys in their fixed order, then any others."""
+    parts = [f"{key}={changes[key]}" for key in OWNED_KEYS if key in changes]
+    parts += [f"{key}={value}" for key, value in changes.items() if key not in OWNED_KEYS]
+    return f"status {' '.join(parts)}"

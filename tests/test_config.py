@@ -131,6 +131,22 @@ def test_additional_data_may_not_shadow_the_script() -> None:
     assert "same file name as the script" in problems[0][1]
 
 
+def test_additional_data_may_not_overwrite_a_script_renamed_for_ray() -> None:
+    # b:code.py runs as job_code.py; a data file of that name would replace it in the package.
+    problems = problems_of(
+        {
+            "resourceURL": "http://r:1",
+            "jobdata.scriptLocation": "s3",
+            "jobdata.jobScript": "b:code.py",
+            "s3.endpoint": "m:9000",
+            "jobdata.additionalData": "b:x/job_code.py",
+        }
+    )
+    assert problems == [
+        ("jobdata.additionalData", "'b:x/job_code.py' has the same file name as the script ('job_code.py')")
+    ]
+
+
 def test_parameters_keep_order_and_render_json_scalars() -> None:
     params = parse_parameters(json.dumps({"b": "x y", "a": 1, "c": True, "d": 1.5, "e": [1, 2]}))
     assert list(params.items()) == [("b", "x y"), ("a", "1"), ("c", "true"), ("d", "1.5"), ("e", "[1,2]")]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from raypod.clock import format_ray_time, format_time, parse_time
 from raypod.config import JobProperties, Metadata, S3Settings
 from raypod.entrypoint import (
     build_entrypoint,
@@ -19,8 +20,9 @@ from raypod.entrypoint import (
     new_submission_id,
 )
 from raypod.errors import ConfigError
+from raypod.exits import for_status
 from raypod.package import build_package
-from raypod.status import bridge_status, exit_code, format_ray_time, format_time, parse_time
+from raypod.status import bridge_status
 
 
 def test_s3_tokens_come_first_and_only_when_s3_is_configured() -> None:
@@ -140,7 +142,7 @@ def test_ray_status_maps_to_bridge_status(ray: str, bridge: str) -> None:
 
 
 def test_exit_code_is_zero_only_for_success() -> None:
-    assert [exit_code(s) for s in ("SUCCEEDED", "FAILED", "KILL", "UNKNOWN")] == [0, 1, 1, 1]
+    assert [for_status(s) for s in ("SUCCEEDED", "FAILED", "KILL", "UNKNOWN")] == [0, 1, 1, 1]
 
 
 def test_times_use_the_operators_go_layout_in_utc() -> None:

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import io
-import os
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -18,14 +14,14 @@ import pytest
 import requests
 import trustme
 
-from raypod.cli import open_run_target
 from raypod.errors import ConfigError, KubeApiError, RaypodError
 from raypod.kube import KillFromEither, KubeConfigMap, ServiceAccount, api_base_url
-from raypod.lifecycle import JobRunner, RunOptions
+from raypod.process import open_run_target
 from raypod.retry import RetryPolicy
-from raypod.status import OWNED_KEYS, TIME_LAYOUT, StatusReporter
-from tests.conftest import PARSE_KWARGS_SCRIPT, BridgeJob, jobs_of, ray_job
+from raypod.runner import Runner, RunOptions
+from raypod.status import OWNED_KEYS, StatusReporter
 from tests.fake_kube import FakeKube
+from tests.helpers import PARSE_KWARGS_SCRIPT, BridgeJob, Services, jobs_of, ray_job, wait_until
 
 QUICK = RetryPolicy(attempts=2, initial_wait=0.05, max_wait=0.1, deadline=2.0)
 
@@ -37,52 +33,23 @@ def fake_kube(tmp_path: Path) -> Iterator[FakeKube]:
 
 
 class KubeJob:
-    """A BridgeJob whose ConfigMap lives in the fake API; raypod runs as in a pod (no --config)."""
+    """What a test of a BridgeJob in Kubernetes mode does through the fake API, as the operator would."""
 
-    def __init__(self, job: BridgeJob, fake: FakeKube) -> None:
+    def __init__(self, job: BridgeJob) -> None:
+        assert job.kube is not None
         self.job = job
-        self.fake = fake
-        self.cm = f"{job.name}-bridge-cm"
+        self.fake = job.kube
+        self.cm = job.cm
 
     def create(self, **keys: str) -> None:
         self.job.set(**keys)
         self.fake.create_configmap(self.cm, self.job.data)
 
-    def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "raypod",
-            "run",
-            "--credentials",
-            str(self.job.credentials_dir),
-            "--s3-credentials",
-            str(self.job.s3_credentials_dir),
-        ]
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in ("NAMESPACE", "JOBNAME")}
-        return {**env, **self.fake.env(), "JOBNAME": self.job.name, "PYTHONUNBUFFERED": "1", **extra}
-
-    def run(self, **extra_env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.command(), capture_output=True, text=True, timeout=300, env=self.env(**extra_env))
-
-    def start(self) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            self.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env()
-        )
-
     def data(self) -> dict[str, str]:
         return self.fake.data(self.cm)
 
     def wait_for(self, key: str, wanted: str | None = None, timeout: float = 120) -> dict[str, str]:
-        limit = time.monotonic() + timeout
-        while time.monotonic() < limit:
-            data = self.data()
-            if key in data and (wanted is None or data[key] == wanted):
-                return data
-            time.sleep(0.2)
-        raise AssertionError(f"{key} never became {wanted}; last: {self.data()}")
+        return self.job.wait_for(key, wanted, timeout)
 
     def operator_update(self, **keys: str) -> int:
         """What the operator does: GET the object, change keys, PUT it back with its resourceVersion."""
@@ -94,8 +61,8 @@ class KubeJob:
 
 
 @pytest.fixture
-def kube_job(bridge_job: BridgeJob, fake_kube: FakeKube) -> KubeJob:
-    return KubeJob(bridge_job, fake_kube)
+def kube_job(tmp_path: Path, services: Services, fake_kube: FakeKube) -> KubeJob:
+    return KubeJob(BridgeJob(tmp_path, services, kube=fake_kube))
 
 
 def stop(process: subprocess.Popen[str]) -> None:
@@ -120,7 +87,7 @@ def test_status_reaches_the_configmap_through_merge_patches_of_owned_keys_only(
     operator_keys = kube_job.data()
     # A wrong CA bundle in the environment must not replace the service account's ca.crt.
     wrong = str(other_ca_bundle(tmp_path / "wrong-ca.pem"))
-    result = kube_job.run(REQUESTS_CA_BUNDLE=wrong, CURL_CA_BUNDLE=wrong)
+    result = kube_job.job.run(env={"REQUESTS_CA_BUNDLE": wrong, "CURL_CA_BUNDLE": wrong})
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     data = kube_job.data()
@@ -128,7 +95,7 @@ def test_status_reaches_the_configmap_through_merge_patches_of_owned_keys_only(
     assert data["id"].startswith(f"raypod-{kube_job.job.name}-")
     assert "log uploaded to s3://" in data["status.message"]
     for key in ("status.submitTime", "status.startTime", "status.endTime"):
-        datetime.strptime(data[key], TIME_LAYOUT)
+        datetime.strptime(data[key], "%Y-%m-%dT%H:%M:%SZ")  # Go's 2006-01-02T15:04:05Z
     assert {k: v for k, v in data.items() if k not in OWNED_KEYS} == operator_keys
     patches = kube_job.fake.calls("PATCH")
     assert patches and all(p.content_type == "application/merge-patch+json" for p in patches)
@@ -145,7 +112,7 @@ def test_kill_set_through_the_api_stops_the_running_job(kube_job: KubeJob) -> No
         jobdata__scriptLocation="inline",
         jobdata__jobScript="import time\nprint('started', flush=True)\ntime.sleep(600)\n",
     )
-    process = kube_job.start()
+    process = kube_job.job.start()
     try:
         running = kube_job.wait_for("status.jobStatus", "RUNNING")
         assert kube_job.operator_update(kill="true") == 200
@@ -167,7 +134,7 @@ def test_a_key_the_operator_writes_while_the_job_runs_survives(kube_job: KubeJob
         jobdata__jobScript="import time\nfor i in range(4):\n    print('tick', i, flush=True)\n    time.sleep(1)\n",
     )
     stale = kube_job.fake.configmap(kube_job.cm)
-    process = kube_job.start()
+    process = kube_job.job.start()
     try:
         kube_job.wait_for("status.jobStatus", "RUNNING")
         assert kube_job.operator_update(**{"operator.note": "written mid-run"}) == 200
@@ -191,7 +158,7 @@ def test_a_token_rotated_in_the_middle_of_a_job_is_picked_up(kube_job: KubeJob) 
         jobdata__jobScript="import time\nfor i in range(5):\n    print('tick', i, flush=True)\n    time.sleep(1)\n",
     )
     first = kube_job.fake.token
-    process = kube_job.start()
+    process = kube_job.job.start()
     try:
         kube_job.wait_for("status.jobStatus", "RUNNING")
         second = kube_job.fake.rotate_token()
@@ -219,7 +186,7 @@ def test_unreadable_configmap_exits_2_with_what_to_fix(kube_job: KubeJob, case: 
     if verb is not None:
         kube_job.create()
         kube_job.fake.deny(verb, status)
-    result = kube_job.run()
+    result = kube_job.job.run()
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     for phrase in phrases:
@@ -232,7 +199,7 @@ def test_unreadable_configmap_exits_2_with_what_to_fix(kube_job: KubeJob, case: 
 def test_patch_forbidden_submits_nothing_and_exits_1_naming_the_rule(kube_job: KubeJob) -> None:
     kube_job.create(jobdata__scriptLocation="inline", jobdata__jobScript="print('never runs')\n")
     kube_job.fake.deny("patch", 403)
-    result = kube_job.run()
+    result = kube_job.job.run()
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert "cannot patch resource" in result.stderr and 'verbs: ["get", "patch"]' in result.stderr
@@ -243,12 +210,12 @@ def test_patch_forbidden_submits_nothing_and_exits_1_naming_the_rule(kube_job: K
 # -- the watch rides out an API outage: in-process runner, real Ray ---------------------------------
 
 
-def run_in_thread(runner: JobRunner) -> tuple[threading.Thread, dict[str, Any]]:
+def run_in_thread(runner: Runner) -> tuple[threading.Thread, dict[str, Any]]:
     outcome: dict[str, Any] = {}
 
     def target() -> None:
         try:
-            outcome["code"] = runner.run()
+            outcome["code"] = runner.run().exit_code
         except BaseException as error:  # the test asserts there was none
             outcome["error"] = error
 
@@ -257,7 +224,7 @@ def run_in_thread(runner: JobRunner) -> tuple[threading.Thread, dict[str, Any]]:
     return thread, outcome
 
 
-def in_process_runner(kube_job: KubeJob) -> tuple[JobRunner, io.StringIO]:
+def in_process_runner(kube_job: KubeJob) -> tuple[Runner, io.StringIO]:
     api = KubeConfigMap(
         kube_job.fake.url, ServiceAccount(kube_job.fake.sa_dir), kube_job.fake.namespace, kube_job.cm, retry=QUICK
     )
@@ -268,16 +235,7 @@ def in_process_runner(kube_job: KubeJob) -> tuple[JobRunner, io.StringIO]:
         follow_logs=False,
     )
     out = io.StringIO()
-    return JobRunner(api, api, options, out=out), out
-
-
-def wait_until(condition: Any, what: str, timeout: float = 120) -> None:
-    limit = time.monotonic() + timeout
-    while time.monotonic() < limit:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    return Runner(api, api, options, status_out=out), out
 
 
 @pytest.mark.integration
@@ -311,7 +269,8 @@ def test_final_status_that_cannot_be_written_fails_the_pod_cleanly(kube_job: Kub
     thread.join(timeout=120)
     # Exit 1 (the operator sees a pod error), no exception escaping; the job itself ran on Ray.
     assert outcome == {"code": 1}
-    assert kube_job.data().get("status.jobStatus") != "SUCCEEDED"
+    # The last status that could be written stays: not final, so the operator reports a pod error.
+    assert kube_job.data().get("status.jobStatus") in ("SUBMITTED", "PENDING", "RUNNING")
     assert ray_job(kube_job.job.services, kube_job.data()["id"])["status"] in ("RUNNING", "SUCCEEDED")
 
 
@@ -323,7 +282,7 @@ def test_status_kept_when_retries_are_spent_and_written_on_the_next_update(fake_
     api = KubeConfigMap(
         fake_kube.url, ServiceAccount(fake_kube.sa_dir), fake_kube.namespace, "j-bridge-cm", retry=QUICK
     )
-    reporter = StatusReporter(api, io.StringIO())
+    reporter = StatusReporter(api)
     fake_kube.fail("patch", 503, None)
     reporter.update({"status.jobStatus": "RUNNING"})
     assert "status.jobStatus" not in fake_kube.data("j-bridge-cm")
@@ -403,41 +362,32 @@ def test_api_url_from_service_env_brackets_ipv6_and_yields_to_override() -> None
         api_base_url({})
 
 
-def run_args(**values: Any) -> argparse.Namespace:
-    defaults: dict[str, Any] = {"config": None, "status_file": None, "job_name": "j", "namespace": None}
-    return argparse.Namespace(**{**defaults, **values})
+def test_in_a_pod_the_api_is_source_and_sink_and_namespace_comes_from_the_account(fake_kube: FakeKube) -> None:
+    target = open_run_target("j", None, None, None, environ=fake_kube.env())
+    assert isinstance(target.source, KubeConfigMap) and target.sink is target.source
+    assert target.namespace == fake_kube.namespace
+    assert target.source.path == f"/api/v1/namespaces/{fake_kube.namespace}/configmaps/j-bridge-cm"
 
 
-def test_in_a_pod_the_api_is_source_and_sink_and_namespace_comes_from_the_account(
-    fake_kube: FakeKube, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for key, value in fake_kube.env().items():
-        monkeypatch.setenv(key, value)
-    args = run_args()
-    source, sink = open_run_target(args)
-    assert isinstance(source, KubeConfigMap) and sink is source
-    assert args.namespace == fake_kube.namespace
-    assert source.path == f"/api/v1/namespaces/{fake_kube.namespace}/configmaps/j-bridge-cm"
-
-
-def test_without_a_service_account_config_is_required(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RAYPOD_SERVICE_ACCOUNT_DIR", str(tmp_path / "none"))
+def test_without_a_service_account_config_is_required(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--config"):
-        open_run_target(run_args())
+        open_run_target("j", None, None, None, environ={"RAYPOD_SERVICE_ACCOUNT_DIR": str(tmp_path / "none")})
 
 
-def test_config_dir_in_a_pod_reads_kill_from_either_source(
-    fake_kube: FakeKube, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for key, value in fake_kube.env().items():
-        monkeypatch.setenv(key, value)
+def test_without_a_job_name_nothing_is_opened(fake_kube: FakeKube) -> None:
+    with pytest.raises(ConfigError, match="JOBNAME"):
+        open_run_target(None, None, None, None, environ=fake_kube.env())
+
+
+def test_config_dir_in_a_pod_reads_kill_from_either_source(fake_kube: FakeKube, tmp_path: Path) -> None:
     mounted = tmp_path / "mounted"
     mounted.mkdir()
     (mounted / "resourceURL").write_text("http://ray:8265")
     (mounted / "kill").write_text("false")
     fake_kube.create_configmap("j-bridge-cm", {"resourceURL": "http://ray:8265", "kill": "false"})
-    source, sink = open_run_target(run_args(config=mounted))
-    assert isinstance(source, KillFromEither) and isinstance(sink, KubeConfigMap)
+    target = open_run_target("j", None, mounted, None, environ=fake_kube.env())
+    source = target.source
+    assert isinstance(source, KillFromEither) and isinstance(target.sink, KubeConfigMap)
     assert source.read()["kill"] == "false"
     # The operator's kill reaches the API at once; the mounted copy lags behind.
     fake_kube.create_configmap("j-bridge-cm", {"resourceURL": "http://ray:8265", "kill": "true"})
@@ -449,5 +399,5 @@ def test_config_dir_in_a_pod_reads_kill_from_either_source(
     (mounted / "kill").write_text("false")
     assert source.read()["kill"] == "false"
     # With --status-file the status stays in the file and the API is not used at all.
-    _, file_sink = open_run_target(run_args(config=mounted, status_file=tmp_path / "s.json"))
-    assert not isinstance(file_sink, KubeConfigMap)
+    file_target = open_run_target("j", None, mounted, tmp_path / "s.json", environ=fake_kube.env())
+    assert not isinstance(file_target.sink, KubeConfigMap)

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from raypod.status import TIME_LAYOUT
-from tests.conftest import PARSE_KWARGS_SCRIPT, BridgeJob, jobs_of, ray_job, wait_for_ray_status
+from tests.helpers import PARSE_KWARGS_SCRIPT, BridgeJob, jobs_of, ray_job, wait_for_ray_status
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +34,7 @@ def assert_times_parse(status: dict[str, str]) -> None:
     from datetime import datetime
 
     for key in ("status.submitTime", "status.startTime", "status.endTime"):
-        datetime.strptime(status[key], TIME_LAYOUT)
+        datetime.strptime(status[key], "%Y-%m-%dT%H:%M:%SZ")  # Go's 2006-01-02T15:04:05Z
 
 
 def test_inline_script_parameters_with_spaces_and_quotes_reach_sys_argv(bridge_job: BridgeJob) -> None:

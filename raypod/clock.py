@@ -1,0 +1,73 @@
+"""Time, written once: the operator's time layout, and the clock the lifecycle waits on.
+
+Standard library only, so the light CLI paths (``--help``, tables) can use it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Protocol
+
+#: Go's 2006-01-02T15:04:05Z, the layout the operator parses.
+TIME_LAYOUT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime(TIME_LAYOUT)
+
+
+def format_ray_time(milliseconds: int | None) -> str | None:
+    """Ray's epoch milliseconds in the operator's layout; None for Ray's 'not yet' (0 or absent)."""
+    if not milliseconds:
+        return None
+    return format_time(datetime.fromtimestamp(milliseconds / 1000, tz=timezone.utc))
+
+
+def parse_time(text: str) -> datetime | None:
+    try:
+        return datetime.strptime(text, TIME_LAYOUT).replace(tzinfo=timezone.utc)
+    except (TypeError, ValueError):
+        return None
+
+
+def now_text() -> str:
+    return format_time(datetime.now(timezone.utc))
+
+
+class Clock(Protocol):
+    """What the lifecycle needs of time: a stopwatch, the wall clock, and a wait that SIGTERM ends."""
+
+    def monotonic(self) -> float: ...
+
+    def now(self) -> datetime:
+        """The current UTC time."""
+        ...
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True if the process was asked to terminate meanwhile."""
+        ...
+
+    @property
+    def terminated(self) -> bool: ...
+
+
+class SystemClock:
+    """Real time; ``terminate`` is the event the SIGTERM handler sets."""
+
+    def __init__(self, terminate: threading.Event | None = None) -> None:
+        self.terminate = terminate or threading.Event()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def wait(self, seconds: float) -> bool:
+        return self.terminate.wait(max(0.0, seconds))
+
+    @property
+    def terminated(self) -> bool:
+        return self.terminate.is_set()

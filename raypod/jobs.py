@@ -1,0 +1,98 @@
+"""What raypod does with a job on Ray, over a small protocol: wait for its end, stop it.
+
+``RayJobs`` is the part of the dashboard client that the lifecycle uses, so the lifecycle can
+run against an in-memory Ray in tests. The waits here serve ``run`` and the CLI alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from raypod.clock import Clock
+from raypod.errors import RayApiError
+from raypod.http import Timeouts
+from raypod.ray import JobInfo
+from raypod.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+#: How often a wait for a job's end asks Ray.
+WAIT_POLL = 1.0
+
+
+class RayJobs(Protocol):
+    """The dashboard calls of one job's lifecycle (``raypod.ray.RayJobsClient`` implements them)."""
+
+    @property
+    def address(self) -> str: ...
+
+    def version(self, retry: RetryPolicy | None = None) -> dict[str, Any]: ...
+
+    def package_exists(self, name: str) -> bool: ...
+
+    def upload_package(self, name: str, path: Path) -> None: ...
+
+    def submit_job(self, payload: Mapping[str, Any], retry: RetryPolicy | None = None) -> str: ...
+
+    def get_job(
+        self, submission_id: str, retry: RetryPolicy | None = None, timeouts: Timeouts | None = None
+    ) -> JobInfo: ...
+
+    def stop_job(self, submission_id: str) -> bool: ...
+
+
+def wait_until_ended(
+    ray: RayJobs,
+    submission_id: str,
+    *,
+    clock: Clock,
+    timeout: float = math.inf,
+    max_silence: float | None = None,
+    on_poll: Callable[[JobInfo], None] | None = None,
+) -> JobInfo | None:
+    """Poll until Ray says the job ended, ``timeout`` passes or SIGTERM arrives.
+
+    Returns the last answer (None if Ray never answered). A failed poll is logged and the
+    next one tried; after ``max_silence`` seconds without an answer its error is raised.
+    """
+    started = last_answer = clock.monotonic()
+    job: JobInfo | None = None
+    while True:
+        try:
+            job = ray.get_job(submission_id)
+        except RayApiError as error:
+            if max_silence is not None and clock.monotonic() - last_answer > max_silence:
+                raise
+            log.warning("status check of %s failed (%s); asking again", submission_id, error)
+        else:
+            last_answer = clock.monotonic()
+            if on_poll is not None:
+                on_poll(job)
+            if job.terminal:
+                return job
+        if clock.monotonic() - started >= timeout or clock.wait(WAIT_POLL):
+            return job
+
+
+def stop_and_wait(
+    ray: RayJobs,
+    submission_id: str,
+    *,
+    clock: Clock,
+    timeout: float,
+    wait: bool = True,
+    on_poll: Callable[[JobInfo], None] | None = None,
+) -> tuple[bool, JobInfo | None]:
+    """Ask Ray to stop the job, then wait up to ``timeout`` for it to end.
+
+    Returns whether Ray took the request (False: it had ended already) and the last answer.
+    A refused stop call raises its RayApiError.
+    """
+    requested = ray.stop_job(submission_id)
+    if not wait and requested:
+        return requested, None
+    return requested, wait_until_ended(ray, submission_id, clock=clock, timeout=timeout, on_poll=on_poll)

@@ -1,0 +1,129 @@
+"""The process around a run: logging, signals, and where ``run`` reads its job and writes its status.
+
+Imported by the command handlers; it imports no command code, so nothing here can form a cycle.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from raypod.clock import TIME_LAYOUT
+from raypod.errors import ConfigError
+from raypod.source import ConfigSource, open_source
+from raypod.status import NullSink, StatusFile, StatusSink
+
+if TYPE_CHECKING:
+    from raypod.kube import KubeConfigMap, ServiceAccount
+
+log = logging.getLogger("raypod")
+#: The namespace named in the Ray job's metadata when none is known (outside a cluster).
+DEFAULT_NAMESPACE = "default"
+
+
+def configure_logging(verbose: bool, quiet: bool = False) -> None:
+    """``quiet``: the human commands print what matters themselves; only warnings are logged."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else (logging.WARNING if quiet else logging.INFO),
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt=TIME_LAYOUT,
+        stream=sys.stderr,
+    )
+    logging.Formatter.converter = time.gmtime
+    # Third-party chatter (connection pools) stays out of the pod's log unless asked for.
+    for noisy in ("urllib3", "tenacity"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def install_terminate_handler() -> threading.Event:
+    """SIGTERM (pod deletion) and SIGINT stop the watch, never the Ray job."""
+    event = threading.Event()
+
+    def handle(signum: int, _frame: object) -> None:
+        log.warning("received %s: writing the last status and leaving", signal.Signals(signum).name)
+        event.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return event
+
+
+@dataclass(frozen=True)
+class RunTarget:
+    """Where ``run`` reads the ConfigMap and writes its status, and the namespace it runs in."""
+
+    source: ConfigSource
+    sink: StatusSink
+    namespace: str
+
+
+def fallback_sink(status_file: Path | None) -> StatusSink:
+    """Where a start-up problem is reported when the run target itself could not be opened."""
+    return StatusFile(status_file) if status_file is not None else NullSink()
+
+
+def open_run_target(
+    job_name: str | None,
+    namespace: str | None,
+    config_path: Path | None,
+    status_file: Path | None,
+    environ: Mapping[str, str] | None = None,
+) -> RunTarget:
+    """Choose the job's source and the status's sink.
+
+    - The job: ``--config`` when given, else ``<JOBNAME>-bridge-cm`` through the Kubernetes API.
+    - The status: ``--status-file`` when given, else the same ConfigMap through the API when a
+      service account is mounted (inside a pod), else stdout only.
+    - ``kill``: with ``--config`` and the status going to the API, from either source (the
+      mounted copy lags the API by the kubelet's sync period).
+
+    The namespace defaults to the service account's, so the Ray job's metadata names the same one.
+    """
+    from raypod.kube import KillFromEither
+
+    env = os.environ if environ is None else environ
+    if not job_name:
+        raise ConfigError.single("JOBNAME", "missing: set $JOBNAME or pass --job-name (it names <JOBNAME>-bridge-cm)")
+    if config_path is None:
+        api = _configmap_api(job_name, namespace, env)
+        return RunTarget(api, StatusFile(status_file) if status_file is not None else api, api.namespace)
+    source = open_source(config_path)
+    if status_file is not None:
+        return RunTarget(source, StatusFile(status_file), namespace or DEFAULT_NAMESPACE)
+    if _service_account(env).present():
+        api = _configmap_api(job_name, namespace, env)
+        return RunTarget(KillFromEither(source, api), api, api.namespace)
+    return RunTarget(source, NullSink(), namespace or DEFAULT_NAMESPACE)
+
+
+def _service_account(env: Mapping[str, str]) -> ServiceAccount:
+    from raypod.kube import ServiceAccount
+
+    return ServiceAccount.from_env(env)
+
+
+def _configmap_api(job_name: str, namespace: str | None, env: Mapping[str, str]) -> KubeConfigMap:
+    """``<JOBNAME>-bridge-cm`` through the API, as the pod's service account."""
+    from raypod.kube import KubeConfigMap, api_base_url, configmap_name
+
+    account = _service_account(env)
+    if not account.present():
+        raise ConfigError.single(
+            "--config",
+            f"missing: give a ConfigMap directory or manifest (no service-account token in {account.directory}, "
+            "so the ConfigMap cannot be read through the Kubernetes API)",
+        )
+    namespace = namespace or account.namespace()
+    if not namespace:
+        raise ConfigError.single(
+            "NAMESPACE", f"missing: set $NAMESPACE or pass --namespace ({account.directory}/namespace is absent)"
+        )
+    return KubeConfigMap(api_base_url(env), account, namespace, configmap_name(job_name))

@@ -1,0 +1,200 @@
+"""The thin runner: wires the real clients to a ``JobSession``, collects the results, and turns
+the outcome into the final status and the exit code, in one place."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TextIO
+
+from raypod import exits
+from raypod import status as st
+from raypod.clock import Clock, SystemClock, format_ray_time, format_time
+from raypod.config import BridgeConfig, parse_config
+from raypod.credentials import DEFAULT_S3_CREDENTIALS_DIR, RayCredentials, S3Credentials
+from raypod.errors import ConfigError, RaypodError
+from raypod.logs import LineEcho, LiveLog
+from raypod.output import print_bad_input
+from raypod.ray import JobInfo, RayJobsClient
+from raypod.results import collect_results
+from raypod.retry import RetryPolicy
+from raypod.s3 import S3Store
+from raypod.session import Ending, JobSession, Outcome, SessionSettings, outcome_of_error
+from raypod.source import ConfigSource
+from raypod.status import StatusReporter, StatusSink, status_line
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything ``run`` and ``submit`` choose from their flags."""
+
+    job_name: str
+    namespace: str
+    s3_credentials_dir: Path = DEFAULT_S3_CREDENTIALS_DIR
+    ray_credentials: RayCredentials = field(default_factory=RayCredentials)
+    #: Copy the job's output to ``job_out`` while it runs (jobproperties' followLogs wins).
+    follow_logs: bool = True
+    status_timeout: float = 600.0
+    connect_timeout: float = 60.0
+    stop_timeout: float = 60.0
+    #: Return as soon as Ray has the job (``submit`` without ``--wait``).
+    submit_only: bool = False
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: Hears every status Ray answers while the job is watched (the CLI's progress line).
+    on_poll: Callable[[JobInfo], None] | None = None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    exit_code: int
+    outcome: Outcome
+
+
+class Runner:
+    """Runs one job for one ConfigMap: ``run()`` returns the exit code and the outcome."""
+
+    def __init__(
+        self,
+        source: ConfigSource,
+        sink: StatusSink,
+        options: RunOptions,
+        *,
+        status_out: TextIO | None = None,
+        job_out: TextIO | None = None,
+        terminate: threading.Event | None = None,
+    ) -> None:
+        self.source = source
+        self.options = options
+        self.status_out = status_out or sys.stdout
+        self.job_out = job_out or self.status_out
+        self.clock = SystemClock(terminate)
+        # SIGTERM cuts short any wait between retries (the pod has 30 s to go).
+        self.retry = options.retry.interruptible(self.clock.terminate)
+        self.say = timestamped_printer(self.clock, self.status_out)
+        self.reporter = StatusReporter(sink, on_change=lambda changes: self.say(status_line(changes)))
+
+    def run(self) -> RunResult:
+        ray: RayJobsClient | None = None
+        try:
+            try:
+                self.reporter.load()
+                config = parse_config(self.source.read())
+                ray = self._connect(config)
+                s3 = self._s3(config)
+            except RaypodError as error:
+                return self._finish(outcome_of_error(error))
+            follow = config.properties.follow_logs
+            echo = LineEcho(self.job_out, enabled=self.options.follow_logs if follow is None else follow)
+            live = LiveLog(ray, echo)
+            session = JobSession(
+                config,
+                ray,
+                s3,
+                self.reporter,
+                self.source,
+                self.clock,
+                self._settings(),
+                on_attach=lambda job: self.say(f"attached to existing Ray job {job.submission_id} ({job.status})"),
+                on_poll=lambda job: self._polled(job, live),
+            )
+            try:
+                outcome = session.run()
+            finally:
+                live.stop()
+            if outcome.job is not None and outcome.status != st.UNKNOWN:
+                # UNKNOWN: the job may still be running, so its log is not complete yet.
+                results = collect_results(ray, s3, config, outcome.job, self.options.job_name, echo, self.retry)
+                outcome = replace(outcome, message=f"{outcome.message.rstrip('.')}; {results}")
+            return self._finish(outcome)
+        finally:
+            if ray is not None:
+                ray.close()
+
+    def _connect(self, config: BridgeConfig) -> RayJobsClient:
+        return RayJobsClient.connect(
+            config.resource_url,
+            self.options.ray_credentials,
+            basic_auth=config.properties.auth == "basic",
+            retry=self.retry,
+        )
+
+    def _s3(self, config: BridgeConfig) -> S3Store | None:
+        if config.s3 is None:
+            return None
+        return S3Store(config.s3, S3Credentials.from_dir(self.options.s3_credentials_dir), self.retry)
+
+    def _settings(self) -> SessionSettings:
+        options = self.options
+        return SessionSettings(
+            job_name=options.job_name,
+            namespace=options.namespace,
+            status_timeout=options.status_timeout,
+            connect_timeout=options.connect_timeout,
+            stop_timeout=options.stop_timeout,
+            submit_only=options.submit_only,
+            retry=self.retry,
+        )
+
+    def _polled(self, job: JobInfo, live: LiveLog) -> None:
+        live.observe(job)
+        if self.options.on_poll is not None:
+            self.options.on_poll(job)
+
+    # -- the one place an outcome becomes a status and an exit code ---------------------------
+    def _finish(self, outcome: Outcome) -> RunResult:
+        return RunResult(finish(outcome, self.reporter, self.clock, self.say), outcome)
+
+
+def timestamped_printer(clock: Clock, out: TextIO) -> Callable[[str], None]:
+    """Prints a line that starts with the time, as every line raypod prints about the job does."""
+
+    def say(text: str) -> None:
+        print(f"{format_time(clock.now())} {text}", file=out, flush=True)
+
+    return say
+
+
+def report_bad_input(error: ConfigError, sink: StatusSink, status_out: TextIO) -> int:
+    """A problem found before the run could start: FAILED where the status goes, and exit 2."""
+    clock = SystemClock()
+    say = timestamped_printer(clock, status_out)
+    reporter = StatusReporter(sink, on_change=lambda changes: say(status_line(changes)))
+    return finish(Outcome.bad_input(error), reporter, clock, say)
+
+
+def finish(outcome: Outcome, reporter: StatusReporter, clock: Clock, say: Callable[[str], None]) -> int:
+    """Write what the outcome says, and return the exit code that goes with it."""
+    if outcome.ending is Ending.DETACHED:
+        return exits.EXIT_OK
+    if outcome.ending is Ending.TERMINATED:
+        reporter.flush()  # best effort: a write that fails stays pending, and the pod is going
+        where = "nothing was submitted"
+        if outcome.submission_id:
+            where = f"Ray job {outcome.submission_id} keeps running; the next pod re-attaches to it by id"
+        say(f"terminating: {where}")
+        return exits.EXIT_TERMINATED
+    if outcome.ending is Ending.BAD_INPUT:
+        print_bad_input(outcome.problems)
+        reporter.update({st.JOB_STATUS: st.FAILED, st.MESSAGE: outcome.message, st.END_TIME: format_time(clock.now())})
+        return exits.EXIT_BAD_INPUT
+    job = outcome.job
+    changes: Mapping[str, str | None] = {
+        st.JOB_STATUS: outcome.status,
+        st.START_TIME: format_ray_time(job.start_time_ms) if job is not None else None,
+        st.END_TIME: outcome.end_time or format_time(clock.now()),
+        st.MESSAGE: st.one_line(outcome.message, 500),
+    }
+    try:
+        reporter.update(changes, must_persist=True)
+    except RaypodError as error:
+        # Every retry is spent (or the write is refused): say so and fail the pod, which the
+        # operator then reports as a pod error instead of waiting on a stale status.
+        log.error("could not write the final status %s to %s: %s", outcome.status, reporter.sink.description, error)
+        return exits.EXIT_FAILED
+    return exits.for_status(outcome.status)

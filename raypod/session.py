@@ -1,0 +1,437 @@
+"""One Bridge job's lifecycle as a state machine: attach or submit exactly once, watch, stop.
+
+A ``JobSession`` talks to Ray, the status sink, the ConfigMap and the clock only through the
+protocols it is given, so every branch runs in tests without a network. It never prints and
+never decides an exit code: it returns an ``Outcome``, and the runner acts on it.
+
+The states, each handled by one method, and where they lead:
+
+- ``Attach(id)``: Ray has the job -> ``Watch``; Ray never accepted it -> ``Submit(id)``;
+  Ray lost it, or cannot say -> a final ``Outcome``.
+- ``Submit(id?)``: persist the id, POST once -> ``Watch`` (``DETACHED`` when nobody watches).
+- ``Watch``: one poll -> ``Watch`` again, a final ``Outcome`` when the job ended, ``Stop`` on
+  kill or a passed deadline, ``TERMINATED`` on SIGTERM.
+- ``Stop``: ask Ray to stop the job and wait for it -> a final ``Outcome``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from raypod import status as st
+from raypod.clock import Clock, format_ray_time, format_time, parse_time
+from raypod.config import RESOURCE_URL, BridgeConfig, kill_requested
+from raypod.entrypoint import new_submission_id, plan_submission
+from raypod.errors import ConfigError, RayApiError, RaypodError, SubmissionRejected, Terminated
+from raypod.http import Timeouts
+from raypod.inputs import fetch_inputs
+from raypod.jobs import RayJobs, stop_and_wait
+from raypod.package import build_package
+from raypod.ray import RAY_STOPPED, JobInfo, is_duplicate_submission, is_wrapped_rejection
+from raypod.retry import NO_RETRY, RetryPolicy
+from raypod.s3 import S3Store
+from raypod.source import ConfigSource
+from raypod.status import StatusReporter, one_line
+
+log = logging.getLogger(__name__)
+
+#: Statuses that say Ray accepted the job; a 404 for such an id means Ray lost it.
+CONFIRMED = (st.SUBMITTED, st.PENDING, st.RUNNING, st.SUCCEEDED, st.FAILED, st.KILL)
+#: Read timeout of one status poll: short enough that SIGTERM is honoured well within 30 s.
+POLL_READ_TIMEOUT = 10.0
+KILL_MESSAGE = "Stopped at the operator's request (kill=true)."
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """The lifecycle's knobs (the CLI's flags)."""
+
+    job_name: str
+    namespace: str
+    #: How long the dashboard may stay silent about a running job before UNKNOWN.
+    status_timeout: float = 600.0
+    #: How long an unreachable dashboard is retried before the submission is given up.
+    connect_timeout: float = 60.0
+    #: How long to wait for Ray to confirm a stop.
+    stop_timeout: float = 60.0
+    #: Return as soon as Ray has the job (``submit`` without ``--wait``).
+    submit_only: bool = False
+    #: The patient policy of every call but the polls. Give it the SIGTERM event
+    #: (``RetryPolicy.interruptible``): a wait between retries then ends at once.
+    retry: RetryPolicy = RetryPolicy()
+
+
+class Ending(enum.Enum):
+    #: A final Bridge status to write; the exit code follows it.
+    FINAL = "final"
+    #: Bad configuration or inputs: nothing was submitted.
+    BAD_INPUT = "bad input"
+    #: SIGTERM: write what is pending and leave; the Ray job keeps running.
+    TERMINATED = "terminated"
+    #: Ray has the job and nobody watches it (``submit`` without ``--wait``).
+    DETACHED = "detached"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ending: Ending
+    submission_id: str = ""
+    status: str = ""
+    message: str = ""
+    #: Ray's end time, when Ray reported one.
+    end_time: str | None = None
+    #: The watched job, when its log and results are to be collected.
+    job: JobInfo | None = None
+    #: With BAD_INPUT: every problem, each naming its key.
+    problems: tuple[str, ...] = ()
+
+    @classmethod
+    def final(cls, submission_id: str, status: str, message: str, job: JobInfo | None = None) -> Outcome:
+        end_time = format_ray_time(job.end_time_ms) if job is not None and job.terminal else None
+        return cls(Ending.FINAL, submission_id, status, message, end_time, job)
+
+    @classmethod
+    def bad_input(cls, error: ConfigError) -> Outcome:
+        return cls(
+            Ending.BAD_INPUT,
+            status=st.FAILED,
+            message=one_line("Bad input: " + error.lines[0]),
+            problems=tuple(error.lines),
+        )
+
+
+def outcome_of_error(error: RaypodError, submission_id: str = "", *, submitted: bool = False) -> Outcome:
+    """How an error ends the run. ``submission_id`` is the id known so far; ``submitted`` says
+    whether Ray may have the job (then an error means "unknown", not "not submitted")."""
+    if isinstance(error, ConfigError):
+        return Outcome.bad_input(error)
+    if isinstance(error, Terminated):
+        return Outcome(Ending.TERMINATED, submission_id)
+    log.error("%s", error)
+    if isinstance(error, SubmissionRejected):
+        return Outcome.final(submission_id, st.FAILED, one_line(str(error), 400))
+    if not submitted:
+        return Outcome.final("", st.FAILED, one_line(f"Not submitted: {error}", 400))
+    # The job may be running on Ray: say that its state is unknown rather than leave a stale
+    # status (the operator calls a pod that fails without a final status a pod error).
+    return Outcome.final(submission_id, st.UNKNOWN, one_line(f"Lost track of Ray job {submission_id}: {error}", 400))
+
+
+# -- states ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Attach:
+    """An id is known (from the ConfigMap or an earlier pod): find the job on Ray."""
+
+    submission_id: str
+    #: The status recorded with it, which tells whether Ray ever confirmed the job.
+    recorded_status: str
+
+
+@dataclass(frozen=True)
+class Submit:
+    """Submit the job, under this id when an earlier pod chose one but Ray never accepted it."""
+
+    submission_id: str | None
+
+
+@dataclass(frozen=True)
+class Watch:
+    submission_id: str
+    #: The last answer from Ray, if any.
+    job: JobInfo | None
+    #: When Ray last answered (the clock's monotonic time).
+    last_answer: float
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Stop the job on Ray and end with ``status`` and ``message`` (kill or a deadline)."""
+
+    submission_id: str
+    job: JobInfo | None
+    status: str
+    message: str
+
+
+State = Attach | Submit | Watch | Stop
+
+
+class JobSession:
+    """Runs one job's lifecycle to an ``Outcome``. Clients are given; nothing is built here."""
+
+    def __init__(
+        self,
+        config: BridgeConfig,
+        ray: RayJobs,
+        s3: S3Store | None,
+        reporter: StatusReporter,
+        source: ConfigSource,
+        clock: Clock,
+        settings: SessionSettings,
+        *,
+        on_attach: Callable[[JobInfo], None] | None = None,
+        on_poll: Callable[[JobInfo], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.ray = ray
+        self.s3 = s3
+        self.reporter = reporter
+        self.source = source
+        self.clock = clock
+        self.settings = settings
+        self.retry = settings.retry
+        self.on_attach = on_attach
+        self.on_poll = on_poll
+        #: Whether Ray may have the job: from here on, an error means "unknown", not "not submitted".
+        self.submitted = False
+
+    # -- the machine -------------------------------------------------------------------------
+    def run(self) -> Outcome:
+        state: State | Outcome = self.first_state()
+        try:
+            while not isinstance(state, Outcome):
+                state = self.step(state)
+        except RaypodError as error:
+            return outcome_of_error(error, self.submission_id, submitted=self.submitted)
+        return state
+
+    @property
+    def submission_id(self) -> str:
+        return self.reporter.get(st.ID)
+
+    def first_state(self) -> State:
+        recorded_id = self.reporter.get(st.ID)
+        submission_id = self.config.submission_id or recorded_id
+        if submission_id:
+            return Attach(submission_id, self.reporter.get(st.JOB_STATUS))
+        return Submit(None)
+
+    def step(self, state: State) -> State | Outcome:
+        if isinstance(state, Attach):
+            return self._attach(state)
+        if isinstance(state, Submit):
+            return self._submit(state)
+        if isinstance(state, Watch):
+            return self._watch_once(state)
+        return self._stop(state)
+
+    # -- attach --------------------------------------------------------------------------------
+    def _attach(self, state: Attach) -> State | Outcome:
+        submission_id = state.submission_id
+        self.reporter.update({st.ID: submission_id})
+        confirmed = state.recorded_status in CONFIRMED
+        try:
+            job = self.ray.get_job(submission_id, retry=self._connect_policy())
+        except RayApiError as error:
+            if error.transient and confirmed:
+                # Ray had this job: the watch rides out the outage, up to --status-timeout.
+                log.warning("cannot reach Ray to re-attach to %s yet (%s); watching it", submission_id, error)
+                self.submitted = True
+                return Watch(submission_id, None, self.clock.monotonic())
+            if error.transient:
+                # Its POST may have reached Ray: FAILED could be a lie about a running job.
+                message = one_line(f"Cannot tell whether Ray has job {submission_id}: {error}", 400)
+                return Outcome.final(submission_id, st.UNKNOWN, message)
+            if not error.not_found:
+                raise self._unreachable(error) from error
+            if confirmed:
+                return Outcome.final(
+                    submission_id, st.UNKNOWN, f"Ray no longer knows job {submission_id} (was the head restarted?)"
+                )
+            log.info("job %s was never accepted by Ray; submitting it with that id", submission_id)
+            return Submit(submission_id)
+        log.info("re-attached to Ray job %s (%s)", submission_id, job.status)
+        self.submitted = True
+        if self.on_attach is not None:
+            self.on_attach(job)
+        return Watch(submission_id, job, self.clock.monotonic())
+
+    def _connect_policy(self) -> RetryPolicy:
+        return self.retry.with_deadline(self.settings.connect_timeout)
+
+    def _unreachable(self, error: RayApiError) -> ConfigError:
+        """resourceURL is wrong, refuses raypod, or does not answer: say which, and what to check."""
+        if error.unauthorized:
+            return ConfigError.single(
+                RESOURCE_URL,
+                f"the Ray dashboard refused access (HTTP {error.status}: {one_line(error.reason, 80)}); check the "
+                "token file in the credentials directory (Ray token auth) or, with auth 'basic', username/password",
+            )
+        if "TLS" in error.reason:
+            return ConfigError.single(
+                RESOURCE_URL,
+                "the dashboard's https certificate did not verify; give its CA in RAYPOD_RAY_CA_BUNDLE or as "
+                f"ca.crt in the credentials directory ({error})",
+            )
+        return ConfigError.single(RESOURCE_URL, f"cannot reach the Ray dashboard: {error}")
+
+    # -- submit --------------------------------------------------------------------------------
+    def _submit(self, state: Submit) -> State | Outcome:
+        config, settings = self.config, self.settings
+        if config.kill:
+            return Outcome.final(
+                state.submission_id or "", st.KILL, "Not submitted: kill was set before the job started."
+            )
+        with tempfile.TemporaryDirectory(prefix="raypod-") as temp:
+            workdir = Path(temp)
+            inputs = fetch_inputs(config, self.s3, workdir)
+            package = build_package(inputs.files, workdir) if inputs.files else None
+            submission_id = state.submission_id or new_submission_id(
+                settings.job_name, config.properties.submission_id_prefix
+            )
+            payload = plan_submission(
+                config, inputs, settings.job_name, settings.namespace, package.uri if package else None, submission_id
+            )
+            try:
+                version = self.ray.version(retry=self._connect_policy())
+            except RayApiError as error:
+                raise self._unreachable(error) from error
+            log.info("Ray dashboard %s answers (Ray %s)", config.resource_url, version.get("ray_version", "?"))
+            if package is not None and not self.ray.package_exists(package.name):
+                log.info("uploading working-dir package %s", package.name)
+                self.ray.upload_package(package.name, package.path)
+        # The id is persisted before the POST, so a lost answer or a new pod never submits twice.
+        self.reporter.update({st.ID: submission_id}, must_persist=True)
+        self.submitted = True
+        try:
+            self._post_once(payload, submission_id)
+        except RayApiError as error:
+            if error.transient:
+                raise  # Ray may have the job: run() reports UNKNOWN, not a rejection
+            raise SubmissionRejected(error) from error
+        self.reporter.update(
+            {
+                st.JOB_STATUS: st.SUBMITTED,
+                st.SUBMIT_TIME: format_time(self.clock.now()),
+                st.MESSAGE: f"Submitted to {config.resource_url} as {submission_id}.",
+            }
+        )
+        if settings.submit_only:
+            return Outcome(Ending.DETACHED, submission_id, st.SUBMITTED)
+        return Watch(submission_id, None, self.clock.monotonic())
+
+    def _post_once(self, payload: dict[str, Any], submission_id: str) -> None:
+        """POST until Ray has the job, asking after every lost answer whether it arrived."""
+        ray = self.ray
+
+        def attempt() -> None:
+            try:
+                ray.submit_job(payload, retry=NO_RETRY)
+            except RayApiError as error:
+                if is_duplicate_submission(error):
+                    log.info("Ray already has %s: the earlier POST went through", submission_id)
+                    return
+                if is_wrapped_rejection(error):
+                    raise SubmissionRejected(error) from error
+                if not error.transient:
+                    raise
+                # The answer may be lost after Ray accepted the job: ask before posting again.
+                try:
+                    ray.get_job(submission_id, retry=NO_RETRY)
+                except RayApiError as lookup_error:
+                    if lookup_error.not_found:
+                        raise error from lookup_error
+                    raise error from None
+                log.info("Ray accepted %s although its answer was lost", submission_id)
+
+        self._connect_policy().call(attempt, what=f"submission of {submission_id}")
+
+    # -- watch ---------------------------------------------------------------------------------
+    def _watch_once(self, state: Watch) -> State | Outcome:
+        """One poll: kill, Ray's status, the deadline, then the wait until the next poll."""
+        submission_id, job, last_answer = state.submission_id, state.job, state.last_answer
+        if self._kill_requested():
+            return Stop(submission_id, job, st.KILL, KILL_MESSAGE)
+        try:
+            job = self.ray.get_job(submission_id, retry=self._poll_policy(), timeouts=self._poll_timeouts())
+        except RayApiError as error:
+            if error.not_found:
+                return Outcome.final(
+                    submission_id, st.UNKNOWN, f"Ray no longer knows job {submission_id} (was the head restarted?)"
+                )
+            silent = self.clock.monotonic() - last_answer
+            if silent > self.settings.status_timeout:
+                message = f"No answer from the Ray dashboard for {int(silent)} s: {one_line(error.reason, 150)}"
+                return Outcome(Ending.FINAL, submission_id, st.UNKNOWN, message, None, job)
+            log.warning("status check failed (%s); keeping the last status", error)
+        else:
+            last_answer = self.clock.monotonic()
+            if self.on_poll is not None:
+                self.on_poll(job)
+            if job.terminal:
+                return self._ended(job)
+            self.reporter.update(
+                {
+                    st.JOB_STATUS: st.bridge_status(job.status),
+                    st.START_TIME: format_ray_time(job.start_time_ms),
+                    st.MESSAGE: one_line(job.message) or None,
+                }
+            )
+        deadline = self.config.properties.active_deadline_seconds
+        if deadline is not None and self._deadline_passed(deadline):
+            return Stop(
+                submission_id, job, st.FAILED, f"activeDeadlineSeconds ({deadline:g} s) passed; the job was stopped."
+            )
+        self.reporter.flush()
+        if self.clock.wait(self.config.update_interval):
+            return Outcome(Ending.TERMINATED, submission_id)
+        return Watch(submission_id, job, last_answer)
+
+    def _poll_policy(self) -> RetryPolicy:
+        # A few quick tries inside one poll; the watch itself rides out longer outages.
+        policy = RetryPolicy(
+            attempts=3, initial_wait=0.5, max_wait=2.0, deadline=min(10.0, self.config.update_interval)
+        )
+        return policy.interruptible(self.retry.interrupt) if self.retry.interrupt is not None else policy
+
+    def _poll_timeouts(self) -> Timeouts:
+        # A poll that hangs must not keep SIGTERM waiting past the pod's 30 s grace period.
+        return Timeouts(read=POLL_READ_TIMEOUT)
+
+    def _kill_requested(self) -> bool:
+        try:
+            return kill_requested(self.source.read())
+        except RaypodError as error:
+            log.warning("could not re-read kill from %s: %s", self.source.description, error)
+            return False
+
+    def _deadline_passed(self, deadline: float) -> bool:
+        submitted = parse_time(self.reporter.get(st.SUBMIT_TIME))
+        return submitted is not None and (self.clock.now() - submitted).total_seconds() > deadline
+
+    def _ended(self, job: JobInfo) -> Outcome:
+        status = st.bridge_status(job.status)
+        if status == st.SUCCEEDED:
+            message = "Job succeeded."
+        elif status == st.KILL:
+            message = "Job was stopped on Ray."
+        else:
+            # Ray appends "last available logs (truncated ...):" and the log itself; the log goes to S3.
+            reason = one_line(job.message.split(", last available logs", 1)[0], 200).rstrip(":.")
+            message = f"Job failed: {reason}." if reason else "Job failed."
+        return Outcome.final(job.submission_id or self.submission_id, status, message, job)
+
+    # -- stop ----------------------------------------------------------------------------------
+    def _stop(self, state: Stop) -> Outcome:
+        log.info("stopping Ray job %s: %s", state.submission_id, state.message)
+        try:
+            _, ended = stop_and_wait(
+                self.ray, state.submission_id, clock=self.clock, timeout=self.settings.stop_timeout
+            )
+        except RayApiError as error:
+            message = f"{state.message[:-1]}, but the stop call failed: {one_line(error.reason, 150)}"
+            return Outcome(Ending.FINAL, state.submission_id, state.status, message, None, state.job)
+        if self.clock.terminated:
+            return Outcome(Ending.TERMINATED, state.submission_id)
+        if ended is not None and ended.terminal and ended.status != RAY_STOPPED:
+            # It ended on its own before the stop took: Ray's own status is the true one.
+            return self._ended(ended)
+        job = ended if ended is not None else state.job
+        end_time = format_ray_time(ended.end_time_ms) if ended is not None and ended.terminal else None
+        return Outcome(Ending.FINAL, state.submission_id, state.status, state.message, end_time, job)

@@ -1,0 +1,628 @@
+"""The job lifecycle (``raypod.session.JobSession``) and ``runner.finish``, branch by branch, in memory.
+
+No Ray, no S3, no network: a ``FakeRay``, a ``FakeClock`` and a ``MemorySink`` (tests/fakes.py).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Mapping
+from datetime import datetime, timezone
+
+import pytest
+
+from raypod import exits
+from raypod import status as st
+from raypod.errors import ConfigError, KubeApiError, RayApiError
+from raypod.ray import JobInfo
+from raypod.retry import RetryPolicy
+from raypod.runner import finish
+from raypod.session import KILL_MESSAGE, Ending, Outcome
+from raypod.status import StatusReporter
+from tests.fakes import (
+    FAILED_MESSAGE,
+    INLINE_SCRIPT,
+    RAY_URL,
+    FakeClock,
+    Harness,
+    MemorySink,
+    no_answer,
+    ray_error,
+    wrapped_rejection,
+)
+
+TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+KUBE_DOWN = KubeApiError("PATCH", "https://kube.test/api/v1/namespaces/bridge/configmaps/train", 503, "x")
+RUNNING_FOREVER = ("PENDING", "RUNNING")
+
+
+def ray_time(job: JobInfo | None, field: str) -> str:
+    """A JobInfo time in the operator's layout, computed here (not with raypod's helpers)."""
+    assert job is not None
+    milliseconds = getattr(job, field)
+    assert milliseconds
+    return datetime.fromtimestamp(milliseconds / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sink_before_post(h: Harness) -> list[dict[str, str]]:
+    """The sink writes made before the first POST."""
+    writes: list[dict[str, str]] = []
+    for kind, item in h.journal:
+        if kind == "ray" and item[0] == "submit_job":
+            return writes
+        if kind == "sink":
+            writes.append(item)
+    raise AssertionError("no POST was made")
+
+
+# -- a fresh submission -------------------------------------------------------------------------
+def test_fresh_job_persists_its_id_before_the_one_post_then_is_watched_to_success() -> None:
+    h = Harness()
+    outcome = h.run()
+
+    assert outcome.ending is Ending.FINAL
+    assert outcome.status == st.SUCCEEDED
+    assert outcome.message == "Job succeeded."
+    (submission_id,) = h.ray.posts
+    assert submission_id.startswith("raypod-train-")
+    assert outcome.submission_id == submission_id
+    # The id reaches the sink alone, before the POST; SUBMITTED follows the POST.
+    assert sink_before_post(h) == [{st.ID: submission_id}]
+    assert h.sink.writes[0] == {st.ID: submission_id}
+    assert h.sink.writes[1][st.JOB_STATUS] == st.SUBMITTED
+    assert TIME.match(h.sink.writes[1][st.SUBMIT_TIME])
+    assert h.sink.writes[1][st.MESSAGE] == f"Submitted to {RAY_URL} as {submission_id}."
+    assert h.sink.written(st.JOB_STATUS) == [st.SUBMITTED, st.PENDING, st.RUNNING]
+    # Ray's end time, in the operator's layout.
+    assert outcome.end_time == ray_time(outcome.job, "end_time_ms")
+    assert TIME.match(outcome.end_time or "")
+    payload = h.ray.jobs[submission_id].payload
+    assert payload["metadata"] == {"bridge-job": "train", "bridge-namespace": "bridge"}
+    assert payload["entrypoint"].startswith("python /opt/jobs/train.py --kwargs")
+
+
+def test_inline_script_is_uploaded_as_a_package_once_and_named_in_the_runtime_env() -> None:
+    h = Harness({"jobdata.scriptLocation": "inline", "jobdata.jobScript": INLINE_SCRIPT})
+    outcome = h.run()
+
+    assert outcome.status == st.SUCCEEDED
+    (package,) = h.ray.calls_of("upload_package")
+    assert h.ray.calls_of("package_exists") == [package]
+    (submission_id,) = h.ray.posts
+    assert h.ray.jobs[submission_id].payload["runtime_env"] == {"working_dir": f"gcs://{package}"}
+
+
+def test_inline_package_that_ray_already_has_is_not_uploaded_again() -> None:
+    first = Harness({"jobdata.scriptLocation": "inline", "jobdata.jobScript": INLINE_SCRIPT})
+    first.run()
+    (package,) = first.ray.packages
+    h = Harness({"jobdata.scriptLocation": "inline", "jobdata.jobScript": INLINE_SCRIPT})
+    h.ray.packages[package] = 1
+    assert h.run().status == st.SUCCEEDED
+    assert h.ray.calls_of("upload_package") == []
+
+
+def test_failed_job_reports_rays_message_without_its_log_tail() -> None:
+    h = Harness(life=("RUNNING", ("FAILED", FAILED_MESSAGE)))
+    outcome = h.run()
+
+    assert outcome.ending is Ending.FINAL
+    assert outcome.status == st.FAILED
+    assert outcome.message == "Job failed: Job entrypoint command failed with exit code 1."
+    assert "last available logs" not in outcome.message
+    assert outcome.end_time == ray_time(outcome.job, "end_time_ms")
+
+
+def test_failed_job_without_a_message_says_job_failed() -> None:
+    outcome = Harness(life=("RUNNING", "FAILED")).run()
+    assert (outcome.status, outcome.message) == (st.FAILED, "Job failed.")
+
+
+def test_job_stopped_on_ray_by_someone_else_ends_kill() -> None:
+    outcome = Harness(life=("RUNNING", "STOPPED")).run()
+
+    assert (outcome.ending, outcome.status) == (Ending.FINAL, st.KILL)
+    assert outcome.message == "Job was stopped on Ray."
+    assert outcome.end_time == ray_time(outcome.job, "end_time_ms")
+
+
+def test_submit_only_detaches_right_after_the_post_without_a_poll() -> None:
+    h = Harness(submit_only=True)
+    outcome = h.run()
+
+    assert outcome.ending is Ending.DETACHED
+    assert outcome.status == st.SUBMITTED
+    assert h.ray.posts == [outcome.submission_id]
+    assert h.ray.calls_of("get_job") == []
+    assert h.sink.data[st.JOB_STATUS] == st.SUBMITTED
+    assert h.clock.waits == []
+
+
+# -- kill -----------------------------------------------------------------------------------------
+def test_kill_set_before_the_start_submits_nothing_and_makes_no_request() -> None:
+    h = Harness({"kill": "true"})
+    outcome = h.run()
+
+    assert (outcome.ending, outcome.status, outcome.submission_id) == (Ending.FINAL, st.KILL, "")
+    assert outcome.message.startswith("Not submitted")
+    assert h.ray.calls == []
+    assert h.sink.writes == []
+
+
+def test_kill_set_while_watching_stops_the_job_and_waits_for_its_end() -> None:
+    h = Harness(life=RUNNING_FOREVER)
+    h.set_kill_at(12)
+    outcome = h.run()
+
+    assert (outcome.ending, outcome.status, outcome.message) == (Ending.FINAL, st.KILL, KILL_MESSAGE)
+    assert h.ray.calls_of("stop_job") == [outcome.submission_id]
+    assert outcome.job is not None and outcome.job.status == "STOPPED"
+    assert outcome.end_time == ray_time(outcome.job, "end_time_ms")
+    # The poll after the stop request saw the end: nothing was stopped before kill was read.
+    assert [job.status for job in h.polled][-1] == "RUNNING"
+
+
+def test_kill_with_a_refused_stop_call_says_the_stop_call_failed() -> None:
+    h = Harness(life=RUNNING_FOREVER)
+    h.set_kill_at(7)
+    h.ray.fail("stop_job", ray_error(400, "POST", "/api/jobs/x/stop", "Bad Request: cannot stop"))
+    outcome = h.run()
+
+    assert (outcome.ending, outcome.status) == (Ending.FINAL, st.KILL)
+    assert outcome.message == (
+        "Stopped at the operator's request (kill=true), but the stop call failed: Bad Request: cannot stop"
+    )
+    assert outcome.end_time is None
+
+
+def test_kill_of_a_job_that_ignores_stop_ends_after_stop_timeout_without_rays_end_time() -> None:
+    h = Harness(life=("PENDING",), stop_timeout=10.0)
+    h.ray.ignore_stop_in = ("PENDING",)
+    h.set_kill_at(1)
+    outcome = h.run()
+    stop_asked_at = 5.0  # the first poll after kill, one updateInterval in
+
+    assert (outcome.ending, outcome.status, outcome.message) == (Ending.FINAL, st.KILL, KILL_MESSAGE)
+    assert outcome.end_time is None
+    assert outcome.job is not None and outcome.job.status == "PENDING"
+    assert h.clock.elapsed == pytest.approx(stop_asked_at + 10.0)
+    code = h.finish(outcome)
+    assert code == exits.EXIT_FAILED
+    assert h.sink.data[st.JOB_STATUS] == st.KILL
+    assert TIME.match(h.sink.data[st.END_TIME])  # the pod's own time stands in for Ray's
+
+
+def test_kill_of_a_job_that_had_already_ended_keeps_rays_own_status() -> None:
+    h = Harness(life=RUNNING_FOREVER)
+
+    def job_succeeds_then_kill_is_set() -> None:
+        job = h.ray.jobs[h.ray.posts[0]]
+        job.status, job.end_time_ms = "SUCCEEDED", int(h.clock.now().timestamp() * 1000)
+        h.source.data["kill"] = "true"
+
+    h.clock.at(7, job_succeeds_then_kill_is_set)
+    outcome = h.run()
+
+    # Ray answered the stop with stopped=false: nothing was killed, so no KILL is reported.
+    assert h.ray.calls_of("stop_job") == [outcome.submission_id]
+    assert (outcome.ending, outcome.status, outcome.message) == (Ending.FINAL, st.SUCCEEDED, "Job succeeded.")
+    assert outcome.end_time == ray_time(outcome.job, "end_time_ms")
+
+
+def test_sigterm_while_waiting_for_a_stop_leaves_without_a_final_status() -> None:
+    h = Harness(life=("PENDING",), stop_timeout=10.0)
+    h.ray.ignore_stop_in = ("PENDING",)
+    h.set_kill_at(1)
+    h.clock.terminate_at(7)  # after the stop request at 5, before stop_timeout
+    outcome = h.run()
+
+    assert outcome == Outcome(Ending.TERMINATED, h.ray.posts[0])
+    assert h.finish(outcome) == exits.EXIT_TERMINATED
+    assert h.sink.data[st.JOB_STATUS] == st.PENDING
+
+
+def test_kill_value_that_cannot_be_read_is_ignored_until_it_says_true() -> None:
+    h = Harness(life=RUNNING_FOREVER)
+    h.clock.at(1, lambda: h.source.data.__setitem__("kill", "maybe"))  # logged, not acted on
+    h.set_kill_at(12)
+    outcome = h.run()
+
+    assert (outcome.status, outcome.message) == (st.KILL, KILL_MESSAGE)
+    assert [job.status for job in h.polled][:3] == ["PENDING", "RUNNING", "RUNNING"]
+    assert h.ray.calls_of("stop_job") == [outcome.submission_id]
+
+
+def test_active_deadline_passed_stops_the_job_and_fails_it_naming_the_deadline() -> None:
+    h = Harness({"jobproperties": '{"activeDeadlineSeconds": 5}'}, life=RUNNING_FOREVER)
+    outcome = h.run()
+
+    assert (outcome.ending, outcome.status) == (Ending.FINAL, st.FAILED)
+    assert outcome.message == "activeDeadlineSeconds (5 s) passed; the job was stopped."
+    assert h.ray.calls_of("stop_job") == [outcome.submission_id]
+    assert outcome.end_time == ray_time(outcome.job, "end_time_ms")
+    assert 5 < h.clock.elapsed <= 15
+
+
+# -- attach ---------------------------------------------------------------------------------------
+def test_id_in_the_configmap_is_reattached_without_a_post() -> None:
+    h = Harness({"id": "raysubmit_given"}, life=("RUNNING", "SUCCEEDED"))
+    h.ray.add_job("raysubmit_given")
+    outcome = h.run()
+
+    assert (outcome.status, outcome.submission_id) == (st.SUCCEEDED, "raysubmit_given")
+    assert h.ray.posts == []
+    assert [job.submission_id for job in h.attached] == ["raysubmit_given"]
+    assert h.sink.writes[0] == {st.ID: "raysubmit_given"}
+
+
+def test_id_recorded_by_an_earlier_pod_is_reattached_without_a_post() -> None:
+    h = Harness(recorded={st.ID: "raypod-train-abc", st.JOB_STATUS: st.RUNNING}, life=("RUNNING", "SUCCEEDED"))
+    h.ray.add_job("raypod-train-abc")
+    outcome = h.run()
+
+    assert (outcome.status, outcome.submission_id) == (st.SUCCEEDED, "raypod-train-abc")
+    assert h.ray.posts == []
+    assert len(h.attached) == 1
+    assert h.attached[0].status == "RUNNING"
+
+
+def test_session_without_hooks_reattaches_and_watches_all_the_same() -> None:
+    h = Harness({"id": "raysubmit_given"}, life=("RUNNING", "SUCCEEDED"))
+    h.ray.add_job("raysubmit_given")
+    outcome = h.session(hooks=False).run()
+
+    assert (outcome.status, outcome.submission_id) == (st.SUCCEEDED, "raysubmit_given")
+    assert h.attached == [] and h.polled == []
+
+
+def test_recorded_id_that_ray_never_accepted_is_submitted_under_that_same_id() -> None:
+    h = Harness(recorded={st.ID: "raypod-train-abc"})
+    outcome = h.run()
+
+    assert (outcome.status, outcome.submission_id) == (st.SUCCEEDED, "raypod-train-abc")
+    assert h.ray.posts == ["raypod-train-abc"]
+    assert h.attached == []
+
+
+def test_recorded_confirmed_id_that_ray_no_longer_knows_is_unknown() -> None:
+    h = Harness(recorded={st.ID: "raypod-train-abc", st.JOB_STATUS: st.RUNNING})
+    outcome = h.run()
+
+    assert (outcome.ending, outcome.status) == (Ending.FINAL, st.UNKNOWN)
+    assert "no longer knows" in outcome.message
+    assert outcome.submission_id == "raypod-train-abc"
+    assert h.ray.posts == []
+
+
+def test_outage_at_reattach_of_a_confirmed_job_is_ridden_out_by_the_watch() -> None:
+    recorded = {st.ID: "raypod-train-abc", st.JOB_STATUS: st.RUNNING}
+    h = Harness(recorded=recorded, life=("RUNNING", "SUCCEEDED"), connect_timeout=0.1)
+    h.ray.add_job("raypod-train-abc")
+    h.ray.fail("get_job", no_answer(), times=None, until=3)  # down for every attempt of the attach
+    outcome = h.run()
+
+    assert (outcome.status, outcome.submission_id) == (st.SUCCEEDED, "raypod-train-abc")
+    assert h.attached == []  # Ray never answered the attach
+    assert h.ray.posts == []
+    assert len(h.ray.calls_of("get_job")) > 2  # the attach retried, then the watch polled
+
+
+def test_outage_at_reattach_of_an_unconfirmed_job_cannot_tell_and_is_unknown() -> None:
+    h = Harness(recorded={st.ID: "raypod-train-abc"}, connect_timeout=0.1)  # Ray never confirmed it
+    h.ray.fail("get_job", no_answer(), times=None)
+    outcome = h.run()
+
+    assert (outcome.ending, outcome.status) == (Ending.FINAL, st.UNKNOWN)
+    assert outcome.message.startswith("Cannot tell whether Ray has job raypod-train-abc")
+    assert h.ray.posts == []
+
+
+def test_unauthorized_at_reattach_is_bad_input_naming_resource_url() -> None:
+    h = Harness(recorded={st.ID: "raypod-train-abc", st.JOB_STATUS: st.RUNNING})
+    h.ray.fail("get_job", ray_error(401, reason="Unauthorized"), times=None)
+    outcome = h.run()
+
+    assert outcome.ending is Ending.BAD_INPUT
+    assert outcome.problems[0].startswith("resourceURL: the Ray dashboard refused access (HTTP 401")
+    assert outcome.message.startswith("Bad input: resourceURL:")
+    assert h.ray.posts == []
+
+
+def test_tls_failure_at_reattach_is_bad_input_pointing_at_the_ca_bundle() -> None:
+    h = Harness({"id": "raysubmit_given"})
+    error = RayApiError("GET", RAY_URL, None, "TLS verification failed (CERTIFICATE_VERIFY_FAILED)", retryable=False)
+    h.ray.fail("get_job", error, times=None)
+    outcome = h.run()
+
+    assert outcome.ending is Ending.BAD_INPUT
+    assert "RAYPOD_RAY_CA_BUNDLE" in outcome.problems[0]
+
+
+# -- the POST -------------------------------------------------------------------------------------
+def test_lost_post_answer_is_looked_up_and_accepted_with_one_job_on_ray() -> None:
+    h = Harness()
+    h.ray.lose_answers(1)
+    outcome = h.run()
+
+    assert outcome.status == st.SUCCEEDED
+    assert len(h.ray.posts) == 1
+    assert list(h.ray.jobs) == [outcome.submission_id]
+    assert h.ray.calls[:3] == [
+        ("version", None),
+        ("submit_job", outcome.submission_id),
+        ("get_job", outcome.submission_id),
+    ]
+
+
+def test_duplicate_id_answer_to_a_retried_post_means_ray_has_the_job() -> None:
+    h = Harness()
+    h.ray.lose_answers(1)
+    h.ray.fail("get_job", no_answer())  # the look-up after the lost answer fails too: POST again
+    outcome = h.run()
+
+    assert outcome.status == st.SUCCEEDED
+    assert h.ray.posts == [outcome.submission_id] * 2
+    assert list(h.ray.jobs) == [outcome.submission_id]
+    assert h.ray.submitted == [outcome.submission_id]
+
+
+def test_wrapped_rejection_fails_the_job_at_once_without_a_retry() -> None:
+    h = Harness()
+    h.ray.fail("submit_job", wrapped_rejection(), times=None)
+    outcome = h.run()
+
+    assert (outcome.ending, outcome.status) == (Ending.FINAL, st.FAILED)
+    assert outcome.message.startswith("Ray rejected the job")
+    assert len(h.ray.posts) == 1
+    assert h.ray.calls_of("get_job") == []
+    assert outcome.submission_id == h.ray.posts[0]
+
+
+def test_plain_4xx_answer_to_the_post_is_a_rejection() -> None:
+    h = Harness()
+    h.ray.fail("submit_job", ray_error(400, "POST", reason="Bad Request: entrypoint_memory"), times=None)
+    outcome = h.run()
+
+    assert (outcome.ending, outcome.status) == (Ending.FINAL, st.FAILED)
+    assert outcome.message == "Ray rejected the job: Bad Request: entrypoint_memory"
+    assert len(h.ray.posts) == 1
+
+
+def test_post_failing_transiently_until_connect_timeout_loses_track_of_the_job() -> None:
+    h = Harness(connect_timeout=0.1)
+    h.ray.fail("submit_job", ray_error(503, "POST", reason="Service Unavailable"), times=None)
+    outcome = h.run()
+
+    submission_id = h.ray.posts[0]
+    assert set(h.ray.posts) == {submission_id}
+    assert len(h.ray.posts) > 1  # retried, asking after each failure whether Ray had it
+    assert (outcome.ending, outcome.status, outcome.submission_id) == (Ending.FINAL, st.UNKNOWN, submission_id)
+    assert outcome.message.startswith(f"Lost track of Ray job {submission_id}")
+    assert h.ray.jobs == {}
+
+
+def test_unreachable_dashboard_before_submission_is_bad_input_with_no_post_and_no_id() -> None:
+    h = Harness(connect_timeout=0.1)
+    h.ray.fail("version", no_answer(path="/api/version"), times=None)
+    outcome = h.run()
+
+    assert outcome.ending is Ending.BAD_INPUT
+    assert outcome.problems[0].startswith("resourceURL: cannot reach the Ray dashboard")
+    assert outcome.submission_id == ""
+    assert h.ray.posts == []
+    assert h.sink.writes == []
+
+
+def test_id_that_cannot_be_persisted_is_not_submitted() -> None:
+    h = Harness()
+    h.sink.fail_writes(KUBE_DOWN, times=None)
+    outcome = h.run()
+
+    assert (outcome.ending, outcome.status, outcome.submission_id) == (Ending.FINAL, st.FAILED, "")
+    assert outcome.message.startswith("Not submitted: Kubernetes API PATCH")
+    assert h.ray.posts == []
+
+
+def test_status_write_outage_after_the_id_is_persisted_does_not_fail_the_job() -> None:
+    h = Harness()
+    persist = h.sink.write
+
+    def write_then_break(changes: Mapping[str, str]) -> None:
+        persist(changes)
+        h.sink.fail_writes(KUBE_DOWN, times=None)  # every write after the id's fails
+
+    h.sink.write = write_then_break  # type: ignore[method-assign]
+    outcome = h.run()
+
+    assert outcome.status == st.SUCCEEDED
+    assert h.sink.writes == [{st.ID: outcome.submission_id}]
+    assert h.reporter.get(st.JOB_STATUS) == st.RUNNING  # kept, to be written when the API is back
+
+
+# -- watch ----------------------------------------------------------------------------------------
+def test_failed_polls_keep_the_status_until_status_timeout_then_unknown() -> None:
+    h = Harness(life=RUNNING_FOREVER, status_timeout=30.0)
+    h.clock.at(7, lambda: h.ray.fail("get_job", no_answer(), times=None))
+    outcome = h.run()
+
+    assert (outcome.ending, outcome.status) == (Ending.FINAL, st.UNKNOWN)
+    # Last answer at 5 s; failing polls at 10 ... 35 are tolerated; at 40 the silence is 35 s.
+    assert outcome.message.startswith("No answer from the Ray dashboard for 35 s: ConnectionError")
+    assert h.sink.data[st.JOB_STATUS] == st.RUNNING
+    assert outcome.job is not None and outcome.job.status == "RUNNING"
+    assert h.ray.calls_of("stop_job") == []
+
+
+def test_job_that_ray_forgets_while_watched_is_unknown() -> None:
+    h = Harness(life=RUNNING_FOREVER)
+    h.clock.at(12, lambda: h.ray.forget(h.ray.posts[0]))
+    outcome = h.run()
+
+    assert (outcome.ending, outcome.status) == (Ending.FINAL, st.UNKNOWN)
+    assert outcome.message == f"Ray no longer knows job {outcome.submission_id} (was the head restarted?)"
+
+
+def test_watch_writes_pending_then_running_with_the_start_time_and_on_poll_hears_every_answer() -> None:
+    h = Harness(life=("PENDING", "PENDING", "RUNNING", "RUNNING", "SUCCEEDED"))
+    h.clock.at(12, lambda: h.ray.fail("get_job", no_answer(), times=3))  # one failed poll: not heard
+    outcome = h.run()
+
+    assert outcome.status == st.SUCCEEDED
+    assert h.sink.written(st.JOB_STATUS) == [st.SUBMITTED, st.PENDING, st.RUNNING]
+    (start,) = h.sink.written(st.START_TIME)
+    assert TIME.match(start)
+    assert start == ray_time(outcome.job, "start_time_ms")
+    assert [job.status for job in h.polled] == ["PENDING", "PENDING", "RUNNING", "RUNNING", "SUCCEEDED"]
+    assert h.clock.waits == [5.0] * 5
+
+
+def test_rays_message_while_running_is_written_as_one_line() -> None:
+    h = Harness(life=(("RUNNING", "Job is running.\nmore detail"), "SUCCEEDED"))
+    h.run()
+    assert "Job is running." in h.sink.written(st.MESSAGE)
+
+
+# -- SIGTERM --------------------------------------------------------------------------------------
+def test_sigterm_while_watching_terminates_with_the_id_and_no_stop_call() -> None:
+    h = Harness(life=RUNNING_FOREVER)
+    h.clock.terminate_at(12)
+    outcome = h.run()
+
+    assert outcome.ending is Ending.TERMINATED
+    assert outcome.submission_id == h.ray.posts[0]
+    assert h.ray.calls_of("stop_job") == []
+    assert h.clock.elapsed == 12
+
+
+def test_sigterm_before_submission_terminates_with_no_id_and_no_post() -> None:
+    event = threading.Event()
+    event.set()
+    retry = RetryPolicy(attempts=3, initial_wait=0.001, max_wait=0.001, deadline=0.5).interruptible(event)
+    h = Harness(retry=retry)
+    h.ray.fail("version", no_answer(path="/api/version"))
+    outcome = h.run()
+
+    assert outcome == Outcome(Ending.TERMINATED, "")
+    assert h.ray.posts == []
+    assert h.ray.calls == [("version", None)]
+
+
+def test_sigterm_while_reattaching_keeps_the_recorded_id_for_the_next_pod() -> None:
+    event = threading.Event()
+    event.set()
+    retry = RetryPolicy(attempts=3, initial_wait=0.001, max_wait=0.001, deadline=0.5).interruptible(event)
+    h = Harness(recorded={"id": "raypod-train-0123456789ab", "status.jobStatus": "RUNNING"}, retry=retry)
+    h.ray.fail("get_job", no_answer())
+    outcome = h.run()
+
+    assert outcome == Outcome(Ending.TERMINATED, "raypod-train-0123456789ab")
+    assert h.finish(outcome) == exits.EXIT_TERMINATED
+    assert h.said == [
+        "terminating: Ray job raypod-train-0123456789ab keeps running; the next pod re-attaches to it by id"
+    ]
+    assert h.ray.posts == []
+
+
+def test_sigterm_between_post_retries_terminates_with_the_id() -> None:
+    event = threading.Event()
+    retry = RetryPolicy(attempts=3, initial_wait=0.001, max_wait=0.001, deadline=0.5).interruptible(event)
+    h = Harness(retry=retry)
+    h.ray.fail("submit_job", ray_error(503, "POST"), times=1)
+    real_get = h.ray.get_job
+
+    def get_job(*args, **kwargs):  # type: ignore[no-untyped-def]
+        event.set()  # SIGTERM arrives during the look-up after the failed POST
+        return real_get(*args, **kwargs)
+
+    h.ray.get_job = get_job  # type: ignore[method-assign]
+    outcome = h.run()
+
+    assert outcome.ending is Ending.TERMINATED
+    assert outcome.submission_id == h.ray.posts[0]
+    assert len(h.ray.posts) == 1
+
+
+# -- runner.finish --------------------------------------------------------------------------------
+def finish_world(recorded: dict[str, str] | None = None) -> tuple[StatusReporter, MemorySink, FakeClock, list[str]]:
+    sink = MemorySink(recorded)
+    reporter = StatusReporter(sink)
+    reporter.load()
+    return reporter, sink, FakeClock(), []
+
+
+def ended_job(status: str) -> JobInfo:
+    return JobInfo.from_api(
+        {"submission_id": "s1", "status": status, "start_time": 1_700_000_000_000, "end_time": 1_700_000_060_000}
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(st.SUCCEEDED, 0), (st.FAILED, 1), (st.KILL, 1), (st.UNKNOWN, 1)],
+)
+def test_finish_writes_the_final_status_and_maps_it_to_the_exit_code(status: str, code: int) -> None:
+    reporter, sink, clock, said = finish_world({st.ID: "s1"})
+    ray_status = {st.KILL: "STOPPED", st.UNKNOWN: "RUNNING"}.get(status, status)
+    outcome = Outcome.final("s1", status, f"It is {status}.", ended_job(ray_status))
+    assert finish(outcome, reporter, clock, said.append) == code
+
+    assert sink.data[st.JOB_STATUS] == status
+    assert sink.data[st.MESSAGE] == f"It is {status}."
+    assert sink.data[st.START_TIME] == "2023-11-14T22:13:20Z"
+    assert TIME.match(sink.data[st.END_TIME])
+    if status != st.UNKNOWN:
+        assert sink.data[st.END_TIME] == "2023-11-14T22:14:20Z"  # Ray's, not the pod's
+
+
+def test_finish_of_bad_input_writes_failed_with_the_problem_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    reporter, sink, clock, said = finish_world()
+    error = ConfigError([("resourceURL", "missing"), ("jobdata.jobScript", "missing")])
+    assert finish(Outcome.bad_input(error), reporter, clock, said.append) == exits.EXIT_BAD_INPUT
+
+    assert sink.data[st.JOB_STATUS] == st.FAILED
+    assert sink.data[st.MESSAGE] == "Bad input: resourceURL: missing"
+    assert TIME.match(sink.data[st.END_TIME])
+    assert "raypod: bad input: jobdata.jobScript: missing" in capsys.readouterr().err
+
+
+def test_finish_of_sigterm_flushes_the_pending_status_and_exits_143() -> None:
+    reporter, sink, clock, said = finish_world()
+    sink.fail_writes(KUBE_DOWN, times=1)
+    reporter.update({st.ID: "s1", st.JOB_STATUS: st.RUNNING})  # kept pending
+    assert sink.writes == []
+    assert finish(Outcome(Ending.TERMINATED, "s1"), reporter, clock, said.append) == exits.EXIT_TERMINATED
+
+    assert sink.writes == [{st.ID: "s1", st.JOB_STATUS: st.RUNNING}]
+    assert said == ["terminating: Ray job s1 keeps running; the next pod re-attaches to it by id"]
+
+
+def test_finish_of_sigterm_before_submission_says_nothing_was_submitted() -> None:
+    reporter, sink, clock, said = finish_world()
+    assert finish(Outcome(Ending.TERMINATED, ""), reporter, clock, said.append) == exits.EXIT_TERMINATED
+    assert said == ["terminating: nothing was submitted"]
+    assert sink.writes == []
+
+
+def test_finish_of_detached_writes_nothing_more_and_exits_0() -> None:
+    reporter, sink, clock, said = finish_world({st.ID: "s1", st.JOB_STATUS: st.SUBMITTED})
+    assert finish(Outcome(Ending.DETACHED, "s1", st.SUBMITTED), reporter, clock, said.append) == exits.EXIT_OK
+    assert sink.writes == []
+
+
+def test_finish_whose_final_write_fails_exits_1_without_raising() -> None:
+    reporter, sink, clock, said = finish_world()
+    sink.fail_writes(KUBE_DOWN, times=None)
+    outcome = Outcome.final("s1", st.SUCCEEDED, "Job succeeded.", ended_job("SUCCEEDED"))
+    assert finish(outcome, reporter, clock, said.append) == exits.EXIT_FAILED
+    assert sink.writes == []
+
+
+def test_whole_run_through_finish_leaves_the_final_status_in_the_sink() -> None:
+    h = Harness(life=("RUNNING", ("FAILED", FAILED_MESSAGE)))
+    code = h.finish(h.run())
+    assert code == exits.EXIT_FAILED
+    assert h.sink.data[st.JOB_STATUS] == st.FAILED
+    assert h.sink.data[st.MESSAGE] == "Job failed: Job entrypoint command failed with exit code 1."
+    assert TIME.match(h.sink.data[st.START_TIME])
+    assert TIME.match(h.sink.data[st.END_TIME])

@@ -1,0 +1,306 @@
+"""Properties of the lifecycle over generated worlds: a scripted Ray (statuses, transient errors,
+404s, refusals, lost POST answers), a failing status sink, kill and SIGTERM at any fake time.
+
+Whatever Ray answers, ``JobSession.run`` returns an Outcome, the exit code agrees with the status
+written, nothing is POSTed before its id is persisted, and Ray never gets two jobs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Any
+
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as s
+
+from raypod import exits
+from raypod import status as st
+from raypod.errors import ConfigError, KubeApiError, RayApiError
+from raypod.ray import JobInfo
+from raypod.retry import RetryPolicy
+from raypod.runner import finish
+from raypod.session import Ending, Outcome
+from raypod.status import StatusReporter
+from tests.fakes import LOST, OK, FakeClock, Harness, MemorySink, ray_error
+
+#: In every error body Ray sends, never in the one-line reason: a body (a traceback that may
+#: echo the request) must not reach the ConfigMap.
+MARKER = "BODY-ONLY-7c1e9d"
+PROPERTY_SETTINGS = settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
+#: A SIGTERM no later than this ends every generated world that would otherwise run for ever.
+BACKSTOP = 400.0
+KUBE_DOWN = KubeApiError("PATCH", "https://kube.test/api/v1/namespaces/bridge/configmaps/train", 503, "down")
+
+
+def error(kind: str, method: str) -> RayApiError:
+    path = "/api/jobs/" if method in ("submit_job", "get_job") else "/api/version"
+    verb = "POST" if method in ("submit_job", "stop_job") else "GET"
+    body = f"Traceback (most recent call last):\n  secret={MARKER}\n"
+    if kind == "no answer":
+        return ray_error(None, verb, path)
+    if kind == "wrapped":
+        return ray_error(500, verb, path, "Internal Server Error", body + "Request failed with status code 400")
+    status = int(kind)
+    return ray_error(status, verb, path, f"HTTP {status} from the dashboard", body + f"HTTP {status}")
+
+
+def actions(kinds: list[str], method: str) -> list[Any]:
+    return [OK if kind == "ok" else LOST if kind == "lost" else error(kind, method) for kind in kinds]
+
+
+RAY_STATUSES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "STOPPED")
+life_steps = s.lists(
+    s.one_of(s.sampled_from(RAY_STATUSES), s.tuples(s.sampled_from(RAY_STATUSES), s.just("Ray says so"))),
+    min_size=1,
+    max_size=6,
+)
+
+
+def kinds(often: list[str], rare: list[str], max_size: int) -> s.SearchStrategy[list[str]]:
+    """Scripts of answers, one per call attempt: ``often`` three times likelier than ``rare``."""
+    return s.lists(s.sampled_from(often * 3 + rare), max_size=max_size)
+
+
+version_kinds = kinds(["ok", "no answer", "503"], ["401", "403", "400", "404"], 3)
+post_kinds = kinds(["ok", "lost", "no answer", "503"], ["wrapped", "400", "401", "409"], 4)
+get_kinds = kinds(["ok", "no answer", "503"], ["404", "401", "500"], 8)
+stop_kinds = kinds(["ok", "503", "no answer"], ["400", "404"], 2)
+times = s.one_of(s.none(), s.floats(min_value=0, max_value=80, allow_nan=False))
+
+
+@dataclass(frozen=True)
+class World:
+    start: str  # fresh, config id, recorded id
+    ray_has_id: bool
+    recorded_status: str
+    life: list[Any]
+    version: list[str]
+    version_down: bool
+    post: list[str]
+    post_down: bool
+    get: list[str]
+    get_outage: tuple[float, float] | None
+    stop: list[str]
+    ignore_stop: bool
+    kill_in_config: bool
+    kill_at: float | None
+    sigterm_at: float | None
+    sigterm_before: bool
+    sink_failures: int | None  # None: none; -1: every write
+    deadline: int | None
+    submit_only: bool
+
+
+@s.composite
+def worlds(draw: s.DrawFn) -> World:
+    outage = draw(s.one_of(s.none(), s.tuples(s.floats(0, 60), s.floats(1, 50))))
+    return World(
+        start=draw(s.sampled_from(["fresh", "config id", "recorded id"])),
+        ray_has_id=draw(s.booleans()),
+        recorded_status=draw(s.sampled_from(["", st.SUBMITTED, st.PENDING, st.RUNNING, st.SUCCEEDED, st.UNKNOWN])),
+        life=draw(life_steps),
+        version=draw(version_kinds),
+        version_down=draw(s.integers(0, 7)) == 0,
+        post=draw(post_kinds),
+        post_down=draw(s.integers(0, 7)) == 0,
+        get=draw(get_kinds),
+        get_outage=(outage[0], outage[0] + outage[1]) if outage else None,
+        stop=draw(stop_kinds),
+        ignore_stop=draw(s.booleans()),
+        kill_in_config=draw(s.integers(0, 7)) == 0,
+        kill_at=draw(times),
+        sigterm_at=draw(times),
+        sigterm_before=draw(s.booleans()) and draw(s.booleans()) and draw(s.booleans()),
+        sink_failures=draw(s.one_of(s.none(), s.integers(-1, 4))),
+        deadline=draw(s.one_of(s.none(), s.integers(3, 40))),
+        submit_only=draw(s.booleans()) and draw(s.booleans()),
+    )
+
+
+def build(world: World) -> Harness:
+    data: dict[str, str] = {}
+    recorded: dict[str, str] = {}
+    known_id = "raypod-train-known"
+    if world.start == "config id":
+        data["id"] = known_id
+    elif world.start == "recorded id":
+        recorded = {st.ID: known_id, st.JOB_STATUS: world.recorded_status}
+    if world.kill_in_config:
+        data["kill"] = "true"
+    if world.deadline is not None:
+        data["jobproperties"] = json.dumps({"activeDeadlineSeconds": world.deadline})
+    h = Harness(data, recorded=recorded, life=list(world.life), submit_only=world.submit_only, connect_timeout=0.02)
+    # As the runner does: SIGTERM (the clock's event) cuts short any wait between retries.
+    retry = RetryPolicy(attempts=3, initial_wait=0.001, max_wait=0.001, deadline=0.02)
+    h.settings = replace(h.settings, retry=retry.interruptible(h.clock.event))
+    if world.start != "fresh" and world.ray_has_id:
+        h.ray.add_job(known_id)
+    if world.ignore_stop:
+        h.ray.ignore_stop_in = ("PENDING", "RUNNING")
+        for job in h.ray.jobs.values():
+            job.ignore_stop_in = h.ray.ignore_stop_in
+    h.ray.script("version", actions(world.version, "version"))
+    h.ray.script("submit_job", actions(world.post, "submit_job"))
+    h.ray.script("get_job", actions(world.get, "get_job"))
+    h.ray.script("stop_job", actions(world.stop, "stop_job"))
+    if world.version_down:
+        h.ray.fail("version", error("no answer", "version"), times=None)
+    if world.post_down:
+        h.ray.fail("submit_job", error("503", "submit_job"), times=None)
+    if world.get_outage is not None:
+        begin, end = world.get_outage
+        h.clock.at(begin, lambda: h.ray.fail("get_job", error("no answer", "get_job"), times=None, until=end))
+    if world.kill_at is not None:
+        h.set_kill_at(world.kill_at)
+    if world.sink_failures is not None:
+        h.sink.fail_writes(KUBE_DOWN, times=None if world.sink_failures < 0 else world.sink_failures)
+    if world.sigterm_before:
+        h.clock.event.set()
+    h.clock.terminate_at(world.sigterm_at if world.sigterm_at is not None else BACKSTOP)
+    return h
+
+
+@PROPERTY_SETTINGS
+@given(worlds())
+def test_any_world_ends_in_an_outcome_whose_exit_code_matches_the_written_status(world: World) -> None:
+    check_world(world)
+
+
+def check_world(world: World) -> None:
+    h = build(world)
+    recorded_in_sink = h.sink.data.get(st.ID)
+    recorded_id = h.source.data.get("id") or recorded_in_sink
+    try:
+        outcome = h.run()
+    except Exception as error:  # the property: run() never raises
+        raise AssertionError(f"JobSession.run raised {error!r}") from error
+    event(f"{outcome.ending.value} {outcome.status} {outcome.message[:28]}")
+    refused_before = len(h.sink.failed_writes)
+    code = h.finish(outcome)
+    final_write_failed = len(h.sink.failed_writes) > refused_before
+    final_status = h.sink.data.get(st.JOB_STATUS)
+
+    # The exit code follows the ending and, for a final status, the status written.
+    if outcome.ending is Ending.TERMINATED:
+        assert code == exits.EXIT_TERMINATED
+        assert h.clock.terminated
+    elif outcome.ending is Ending.DETACHED:
+        assert code == exits.EXIT_OK
+        assert world.submit_only
+        assert final_status == st.SUBMITTED or h.sink.failed_writes
+    elif outcome.ending is Ending.BAD_INPUT:
+        assert code == exits.EXIT_BAD_INPUT
+        assert outcome.status == st.FAILED
+        if not final_write_failed:
+            assert final_status == st.FAILED
+            assert h.sink.data[st.MESSAGE].startswith("Bad input: ")
+    elif final_write_failed:
+        assert code == exits.EXIT_FAILED
+    else:
+        assert final_status == outcome.status
+        assert code == (exits.EXIT_OK if final_status == st.SUCCEEDED else exits.EXIT_FAILED)
+    assert (code == exits.EXIT_OK) == (
+        outcome.ending is Ending.DETACHED
+        or (outcome.ending is Ending.FINAL and final_status == st.SUCCEEDED and not final_write_failed)
+    )
+    assert (code == exits.EXIT_BAD_INPUT) == (outcome.ending is Ending.BAD_INPUT)
+    assert (code == exits.EXIT_TERMINATED) == (outcome.ending is Ending.TERMINATED)
+
+    # Submission: at most one id, persisted before any POST; bad input means nothing was posted.
+    posted = set(h.ray.posts)
+    assert len(posted) <= 1
+    assert len(h.ray.submitted) <= 1
+    if outcome.ending is Ending.BAD_INPUT:
+        assert h.ray.posts == []
+    if world.kill_in_config and world.start == "fresh":
+        assert h.ray.calls == []
+    if recorded_id and posted:
+        assert posted == {recorded_id}
+    if posted:
+        (submission_id,) = posted
+        assert outcome.submission_id == submission_id
+        first_post = next(i for i, (kind, item) in enumerate(h.journal) if kind == "ray" and item[0] == "submit_job")
+        persisted = [item.get(st.ID) for kind, item in h.journal[:first_post] if kind == "sink"]
+        assert submission_id in [recorded_in_sink, *persisted]
+
+    # What Ray put in an error body stays out of the ConfigMap.
+    for write in h.sink.writes:
+        for value in write.values():
+            assert MARKER not in value
+    assert MARKER not in outcome.message
+
+
+@PROPERTY_SETTINGS
+@given(
+    ending=s.sampled_from(list(Ending)),
+    status=s.sampled_from([st.SUCCEEDED, st.FAILED, st.KILL, st.UNKNOWN]),
+    ray_status=s.sampled_from(RAY_STATUSES),
+    message=s.text(max_size=600),
+    failures=s.one_of(s.none(), s.integers(-1, 2)),
+)
+def test_finish_never_raises_and_its_exit_code_matches_what_it_wrote(
+    ending: Ending, status: str, ray_status: str, message: str, failures: int | None
+) -> None:
+    sink = MemorySink({st.ID: "s1", st.JOB_STATUS: st.RUNNING})
+    reporter = StatusReporter(sink)
+    reporter.load()
+    if failures is not None:
+        sink.fail_writes(KUBE_DOWN, times=None if failures < 0 else failures)
+    job = JobInfo.from_api({"submission_id": "s1", "status": ray_status, "start_time": 1, "end_time": 2})
+    if ending is Ending.BAD_INPUT:
+        outcome = Outcome.bad_input(ConfigError.single("resourceURL", message or "missing"))
+    elif ending is Ending.FINAL:
+        outcome = Outcome.final("s1", status, message, job)
+    else:
+        outcome = Outcome(ending, "s1", st.SUBMITTED)
+    said: list[str] = []
+
+    code = finish(outcome, reporter, FakeClock(), said.append)
+
+    written = sink.data[st.JOB_STATUS]
+    refused = failures not in (None, 0)  # the final write is tried once: the sink's client retries
+    expected = {
+        Ending.DETACHED: exits.EXIT_OK,
+        Ending.TERMINATED: exits.EXIT_TERMINATED,
+        Ending.BAD_INPUT: exits.EXIT_BAD_INPUT,
+    }.get(ending)
+    if expected is None:
+        expected = exits.EXIT_FAILED if refused else exits.for_status(status)
+        if not refused:
+            assert written == status
+            assert "\n" not in sink.data.get(st.MESSAGE, "")
+    assert code == expected
+    assert (code == exits.EXIT_OK) == (ending is Ending.DETACHED or (written == st.SUCCEEDED and not refused))
+    if ending is Ending.BAD_INPUT and not refused:
+        assert written == st.FAILED
+        assert sink.data[st.MESSAGE].startswith("Bad input: resourceURL:")
+
+
+@PROPERTY_SETTINGS
+@given(worlds())
+def test_a_second_pod_after_any_first_one_never_makes_a_second_job(world: World) -> None:
+    first = build(world)
+    first.finish(first.run())
+    jobs_after_first = list(first.ray.submitted)
+
+    # The pod is replaced: same ConfigMap (kill as it is now), same status, same Ray, no faults.
+    second = Harness(first.source.data, recorded=first.sink.data, connect_timeout=0.02)
+    second.clock = FakeClock(first.clock.now())
+    second.clock.terminate_at(BACKSTOP)
+    second.ray = first.ray
+    second.ray.clock, second.ray.journal = second.clock, second.journal
+    for method in ("version", "submit_job", "get_job", "stop_job"):
+        second.ray.heal(method)
+    posts_before = len(second.ray.posts)
+    outcome = second.run()
+    second.finish(outcome)
+
+    assert len(second.ray.submitted) <= 1
+    assert len(set(second.ray.posts)) <= 1
+    if jobs_after_first:
+        # Ray has the first pod's job: the second one re-attaches to it and never posts.
+        assert second.ray.posts[posts_before:] == []
+        assert outcome.submission_id in ("", jobs_after_first[0])
