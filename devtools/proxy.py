@@ -230,8 +230,19 @@ class Proxy:
             self.rules.append(rule)
         return rule
 
-    def fail(self, method: str, path: str, times: int | None = None, status: int = 503, body: bytes = b"") -> Rule:
-        content_type = "application/xml" if body.startswith(b"<?xml") else "text/plain"
+    def fail(
+        self,
+        method: str,
+        path: str,
+        times: int | None = None,
+        status: int = 503,
+        body: bytes = b"",
+        content_type: str | None = None,
+    ) -> Rule:
+        """Answer with ``status`` and ``body``; the content type is XML for an S3 error body, else text,
+        unless ``content_type`` says otherwise (e.g. ``text/html`` for an ingress's page)."""
+        if content_type is None:
+            content_type = "application/xml" if body.startswith(b"<?xml") else "text/plain"
         return self.add(
             Rule(RESPOND, method, path, times, status=status, body=body or b"injected fault", content_type=content_type)
         )

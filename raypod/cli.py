@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from raypod import __version__
+from raypod.config import MIN_UPDATE_INTERVAL
 from raypod.credentials import DEFAULT_CREDENTIALS_DIR, DEFAULT_S3_CREDENTIALS_DIR
 from raypod.exits import EXIT_BAD_INPUT, SUMMARY
 
@@ -107,6 +108,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _interval(text: str) -> float:
+    value = _positive_float(text)
+    if value < MIN_UPDATE_INTERVAL:
+        raise argparse.ArgumentTypeError(f"expected at least {MIN_UPDATE_INTERVAL:g} seconds, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="raypod",
@@ -162,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     flags.add_argument("--properties", metavar="JSON", help="jobproperties, e.g. '{\"entrypoint_num_cpus\": 1}'")
     submit.add_argument("--wait", action="store_true", help="follow the job to its end; exit 0/1/2 like run")
     submit.add_argument(
-        "--interval", type=_positive_float, metavar="SECONDS", help="poll interval (default: updateInterval, or 2)"
+        "--interval", type=_interval, metavar="SECONDS", help="poll interval (default: updateInterval, or 2)"
     )
     _add_job_arguments(submit)
     _add_address_argument(submit)

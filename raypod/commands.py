@@ -63,7 +63,8 @@ def require_address(args: argparse.Namespace) -> str:
 
 
 def connect(args: argparse.Namespace) -> RayJobsClient:
-    return RayJobsClient.connect(require_address(args), RayCredentials.from_dir(args.credentials), retry=CLI_RETRY)
+    credentials = RayCredentials.from_dir(args.credentials, basic=False)
+    return RayJobsClient.connect(require_address(args), credentials, retry=CLI_RETRY)
 
 
 # -- submit: a ConfigMap from flags ---------------------------------------------------------
@@ -158,22 +159,22 @@ def submit_source(args: argparse.Namespace) -> ConfigSource:
 # -- commands ----------------------------------------------------------------------------
 def command_run(args: argparse.Namespace) -> int:
     """The pod: the job from a ConfigMap, its status to the ConfigMap (or a file), to its end."""
+    # First, so SIGTERM also cuts short the Kubernetes API's retries.
+    terminate = install_terminate_handler()
     try:
-        target = open_run_target(args.job_name, args.namespace, args.config, args.status_file)
-        ray_credentials = RayCredentials.from_dir(args.credentials)
+        target = open_run_target(args.job_name, args.namespace, args.config, args.status_file, interrupt=terminate)
     except ConfigError as error:
         return report_bad_input(error, fallback_sink(args.status_file), sys.stdout)
     options = RunOptions(
         job_name=args.job_name,
         namespace=target.namespace,
+        credentials_dir=args.credentials,
         s3_credentials_dir=args.s3_credentials,
-        ray_credentials=ray_credentials,
         follow_logs=args.follow_logs,
         status_timeout=args.status_timeout,
         connect_timeout=args.connect_timeout,
     )
-    runner = Runner(target.source, target.sink, options, terminate=install_terminate_handler())
-    return runner.run().exit_code
+    return Runner(target.source, target.sink, options, terminate=terminate).run().exit_code
 
 
 def command_submit(args: argparse.Namespace) -> int:
@@ -192,8 +193,8 @@ def command_submit(args: argparse.Namespace) -> int:
     options = RunOptions(
         job_name=default_job_name(args),
         namespace=args.namespace or "",
+        credentials_dir=args.credentials,
         s3_credentials_dir=args.s3_credentials,
-        ray_credentials=RayCredentials.from_dir(args.credentials),
         follow_logs=args.follow_logs,
         connect_timeout=args.connect_timeout,
         submit_only=not args.wait,
@@ -290,7 +291,7 @@ def command_stop(args: argparse.Namespace) -> int:
     ray = connect(args)
     progress = Progress(sys.stderr)
     try:
-        requested, job = stop_and_wait(
+        stop, job = stop_and_wait(
             ray,
             args.submission_id,
             clock=SystemClock(),
@@ -301,19 +302,19 @@ def command_stop(args: argparse.Namespace) -> int:
     finally:
         progress.clear()
         ray.close()
-    if job is None and requested:
-        print(f"{args.submission_id}: stop requested")
+    if stop.taken is False:
+        print(f"{args.submission_id} had already ended: {job.status if job else 'ended'}")
         return EXIT_OK
     if job is None:
-        print(f"raypod: Ray did not answer about {args.submission_id} after the stop request", file=sys.stderr)
-        return EXIT_FAILED
-    if not requested:
-        print(f"{args.submission_id} had already ended: {job.status}")
+        if stop.refusal is not None:
+            raise stop.refusal
+        print(f"{args.submission_id}: stop requested")
         return EXIT_OK
     print(f"{args.submission_id}: {job.status}")
     if job.terminal:
         return EXIT_OK
-    print(f"raypod: {args.submission_id} is still {job.status} after {args.timeout:g} s", file=sys.stderr)
+    refused = f"; Ray refused the stop: {stop.refusal.reason}" if stop.refusal else ""
+    print(f"raypod: {args.submission_id} is still {job.status} after {args.timeout:g} s{refused}", file=sys.stderr)
     return EXIT_FAILED
 
 

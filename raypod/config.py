@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import posixpath
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,14 @@ KILL = "kill"
 ID = "id"
 
 DEFAULT_UPDATE_INTERVAL = 20.0
+#: The shortest ``updateInterval`` accepted, in seconds: a shorter one only floods the dashboard.
+MIN_UPDATE_INTERVAL = 0.5
+#: How deeply the JSON values (scriptMetadata, jobParameters, jobproperties with its runtime_env)
+#: may nest: ``{}`` is 1 level, ``{"a": []}`` 2. Deeper is bad input, never a RecursionError.
+MAX_JSON_DEPTH = 32
+#: A parameter name the job's argparse and ParseKwargs both read as one ``name=value`` token.
+PARAMETER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+PARAMETER_NAME_RULE = "must start with a letter or '_' and hold only letters, digits, '_', '-' or '.'"
 SCRIPT_LOCATIONS = ("inline", "s3", "remote")
 EXTRA_LOCATIONS = ("inline", "s3")
 INLINE_SCRIPT_NAME = "script.py"
@@ -236,11 +245,45 @@ def parse_positive_number(text: str, key: str) -> float:
     return number
 
 
+def parse_update_interval(text: str) -> float:
+    """``updateInterval``: a finite number of seconds, at least MIN_UPDATE_INTERVAL."""
+    number = parse_positive_number(text, UPDATE_INTERVAL)
+    if number < MIN_UPDATE_INTERVAL:
+        raise ConfigError.single(
+            UPDATE_INTERVAL, f"must be at least {MIN_UPDATE_INTERVAL:g} seconds (the polling floor), got {text!r}"
+        )
+    return number
+
+
+def json_depth(value: Any) -> int:
+    """How deeply a parsed JSON value nests: 0 for a scalar, 1 for ``{}`` or ``[]``. No recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > MAX_JSON_DEPTH:
+            break  # deep enough to refuse; no need to walk the rest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def parse_json_object(text: str, key: str) -> dict[str, Any]:
+    too_deep = f"nests deeper than {MAX_JSON_DEPTH} levels of objects and lists"
     try:
         parsed = json.loads(text)
+    except RecursionError:
+        raise ConfigError.single(key, too_deep) from None
     except ValueError as error:
         raise ConfigError.single(key, f"is not valid JSON ({error})") from error
+    if json_depth(parsed) > MAX_JSON_DEPTH:
+        raise ConfigError.single(key, too_deep)
     if not isinstance(parsed, dict):
         raise ConfigError.single(key, f"must be a JSON object, got {type(parsed).__name__}")
     return parsed
@@ -308,8 +351,9 @@ def parse_parameters(text: str, key: str = JOB_PARAMETERS) -> dict[str, str]:
     problems = _Problems()
     params: dict[str, str] = {}
     for name, value in obj.items():
-        if not name.strip() or "=" in name or any(c.isspace() for c in name):
-            problems.add(key, f"parameter name {name!r} must be non-empty, without '=' or spaces")
+        name_problem = parameter_name_problem(name)
+        if name_problem:
+            problems.add(key, name_problem)
             continue
         try:
             text_value = scalar_text(value, key, f"parameter {name!r}")
@@ -326,6 +370,23 @@ def parse_parameters(text: str, key: str = JOB_PARAMETERS) -> dict[str, str]:
         params[name] = text_value
     problems.raise_if_any()
     return params
+
+
+def parameter_name_problem(name: str) -> str | None:
+    """Why the job could not read ``name=value`` after ``--kwargs``; None when it can."""
+    if PARAMETER_NAME.fullmatch(name):
+        return None
+    if not name:
+        why = "it is empty"
+    elif name.startswith("-"):
+        why = "the job's argparse would read it as an option, not as a --kwargs value"
+    elif "=" in name:
+        why = "the job's ParseKwargs splits each token on '=' and cannot read it"
+    elif any(c.isspace() for c in name):
+        why = "it holds whitespace"
+    else:
+        why = "it is not an identifier-like name"
+    return f"parameter name {name!r} {PARAMETER_NAME_RULE}: {why}"
 
 
 def parse_additional_data(text: str, reserved_names: tuple[str, ...] = ()) -> tuple[S3Location, ...]:
@@ -390,6 +451,30 @@ _PROPERTY_KEYS = {
 KNOWN_PROPERTIES = tuple(sorted(_PROPERTY_KEYS))
 
 
+def finite_number(value: Any) -> bool:
+    """A JSON number (not a bool) that is a finite float: no NaN, no infinity, no int too big for a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def holds_non_finite(value: Any) -> bool:
+    """Whether a parsed JSON value holds NaN or an infinity anywhere (Ray's POST body cannot carry them)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def parse_job_properties(text: str) -> JobProperties:
     if not text.strip():
         return JobProperties()
@@ -403,8 +488,8 @@ def parse_job_properties(text: str) -> JobProperties:
         value = obj.get(name)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            problems.add(JOB_PROPERTIES, f"{name} must be a non-negative number, got {value!r}")
+        if not finite_number(value) or value < 0:
+            problems.add(JOB_PROPERTIES, f"{name} must be a finite, non-negative number, got {value!r}")
             return None
         if integer and value != int(value):
             problems.add(JOB_PROPERTIES, f"{name} must be a whole number of bytes, got {value!r}")
@@ -421,17 +506,23 @@ def parse_job_properties(text: str) -> JobProperties:
     cpus = number("entrypoint_num_cpus")
     gpus = number("entrypoint_num_gpus")
     memory = number("entrypoint_memory", integer=True)
-    resources = mapping(
-        "entrypoint_resources",
-        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
-        "name to amount",
-    )
+    resources = mapping("entrypoint_resources", lambda v: True, "resource name to amount")
+    for resource, amount in list(resources.items()):
+        if not finite_number(amount) or amount < 0:
+            problems.add(
+                JOB_PROPERTIES,
+                f"entrypoint_resources amount of {resource!r} must be a finite, non-negative number, got {amount!r}",
+            )
+            del resources[resource]
     metadata = mapping("metadata", lambda v: isinstance(v, str), "string to string")
     runtime_env = mapping("runtime_env", lambda v: True, "runtime_env fields")
+    if holds_non_finite(runtime_env):
+        problems.add(JOB_PROPERTIES, "runtime_env holds NaN or an infinity; only finite numbers can be sent to Ray")
+        runtime_env = {}
 
     deadline = obj.get("activeDeadlineSeconds")
-    if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or deadline <= 0):
-        problems.add(JOB_PROPERTIES, f"activeDeadlineSeconds must be a positive number, got {deadline!r}")
+    if deadline is not None and (not finite_number(deadline) or deadline <= 0):
+        problems.add(JOB_PROPERTIES, f"activeDeadlineSeconds must be a finite, positive number, got {deadline!r}")
         deadline = None
 
     prefix = obj.get("submissionIdPrefix")
@@ -488,7 +579,7 @@ def parse_config(data: Mapping[str, str]) -> BridgeConfig:
     resource_url = attempt(parse_resource_url, value_of(data, RESOURCE_URL), default="")
     interval_text = value_of(data, UPDATE_INTERVAL)
     interval = (
-        attempt(parse_positive_number, interval_text, UPDATE_INTERVAL, default=DEFAULT_UPDATE_INTERVAL)
+        attempt(parse_update_interval, interval_text, default=DEFAULT_UPDATE_INTERVAL)
         if interval_text
         else DEFAULT_UPDATE_INTERVAL
     )

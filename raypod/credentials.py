@@ -1,7 +1,22 @@
-"""Secrets from mounted directories. Values are never logged or repr'd."""
+"""Secrets from mounted directories. Values are never logged or repr'd.
+
+A secret is checked when it is read, so a value that would break (or leak through) the HTTP
+request it goes into is bad input naming the file, never a crash deep in ``requests`` or minio.
+Errors name the file and what is wrong with it, never any part of its content.
+
+- Every secret file must be UTF-8 text. Surrounding whitespace (the trailing newline that
+  ``kubectl create secret --from-file`` leaves) is stripped.
+- ``token``, ``username`` and ``password`` become HTTP header values: no control character
+  (line break, tab, NUL, DEL, C1) inside, and only Latin-1 characters, the bytes a header can
+  carry (so ``é`` is accepted, ``中`` is not). ``username`` also may not hold ``:`` (Basic auth
+  separates user and password with it).
+- S3 ``accesskey`` and ``secretkey``: no whitespace or control character at all, and the access
+  key, which is sent in a header, only Latin-1 characters.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,16 +25,80 @@ from raypod.errors import ConfigError
 DEFAULT_CREDENTIALS_DIR = Path("/credentials")
 DEFAULT_S3_CREDENTIALS_DIR = Path("/s3credentials")
 
+#: Returns why a (stripped, non-empty) secret cannot be used, or None. Never quote the value.
+SecretCheck = Callable[[str], str | None]
 
-def read_secret_file(path: Path) -> str | None:
-    """The file's text without surrounding whitespace; None when absent or empty."""
+
+def _is_control(char: str) -> bool:
+    return char < " " or "\x7f" <= char <= "\x9f"
+
+
+def header_value_problem(text: str) -> str | None:
+    """Why ``text`` cannot be an HTTP header value (or Basic-auth part); None when it can."""
+    if any(c in "\r\n" for c in text):
+        return "holds a line break inside the value, which would split the HTTP header"
+    if any(_is_control(c) for c in text):
+        return "holds a control character inside the value, which an HTTP header cannot carry"
     try:
-        text = path.read_text(encoding="utf-8").strip()
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return "holds a character outside Latin-1, which an HTTP header cannot carry"
+    return None
+
+
+def username_problem(text: str) -> str | None:
+    if ":" in text:
+        return "holds ':', which Basic auth uses to separate the user from the password"
+    return header_value_problem(text)
+
+
+def s3_key_problem(text: str) -> str | None:
+    """Why ``text`` cannot be an S3 access or secret key; None when it can."""
+    if any(c.isspace() or _is_control(c) for c in text):
+        return "holds whitespace or a control character inside the key"
+    return None
+
+
+def s3_access_key_problem(text: str) -> str | None:
+    return s3_key_problem(text) or header_value_problem(text)
+
+
+def read_secret_file(path: Path, check: SecretCheck | None = header_value_problem) -> str | None:
+    """The file's text without surrounding whitespace; None when absent or empty.
+
+    ``check`` (by default: usable as an HTTP header value) says why a value is unusable; the
+    ConfigError then names the file and the reason, never the content.
+    """
+    try:
+        raw = path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as error:
         raise ConfigError.single(str(path), f"cannot read: {error.strerror}") from error
-    return text or None
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError.single(str(path), "is not UTF-8 text") from None
+    if not text:
+        return None
+    problem = check(text) if check else None
+    if problem:
+        raise ConfigError.single(str(path), problem)
+    return text
+
+
+def read_secret_files(directory: Path, checks: dict[str, SecretCheck]) -> dict[str, str | None]:
+    """Read each named file of ``directory`` with its check; a ConfigError lists every bad file."""
+    values: dict[str, str | None] = {}
+    problems: list[tuple[str, str]] = []
+    for name, check in checks.items():
+        try:
+            values[name] = read_secret_file(directory / name, check)
+        except ConfigError as error:
+            problems.extend(error.problems)
+    if problems:
+        raise ConfigError(problems)
+    return values
 
 
 @dataclass(frozen=True)
@@ -32,12 +111,17 @@ class RayCredentials:
     ca_bundle: Path | None = None
 
     @classmethod
-    def from_dir(cls, directory: Path) -> RayCredentials:
+    def from_dir(cls, directory: Path, *, basic: bool = True) -> RayCredentials:
+        """Read the directory; with ``basic=False`` the username and password files are not even opened."""
+        checks: dict[str, SecretCheck] = {"token": header_value_problem}
+        if basic:
+            checks.update(username=username_problem, password=header_value_problem)
+        values = read_secret_files(directory, checks)
         ca = directory / "ca.crt"
         return cls(
-            username=read_secret_file(directory / "username"),
-            password=read_secret_file(directory / "password"),
-            token=read_secret_file(directory / "token"),
+            username=values.get("username"),
+            password=values.get("password"),
+            token=values["token"],
             ca_bundle=ca if ca.is_file() else None,
         )
 
@@ -49,9 +133,9 @@ class S3Credentials:
 
     @classmethod
     def from_dir(cls, directory: Path) -> S3Credentials:
-        access = read_secret_file(directory / "accesskey")
-        secret = read_secret_file(directory / "secretkey")
-        missing = [name for name, value in (("accesskey", access), ("secretkey", secret)) if not value]
+        values = read_secret_files(directory, {"accesskey": s3_access_key_problem, "secretkey": s3_key_problem})
+        access, secret = values["accesskey"], values["secretkey"]
+        missing = [name for name, value in values.items() if not value]
         if missing or access is None or secret is None:
             raise ConfigError.single(
                 "s3.secret",

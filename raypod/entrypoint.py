@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import shlex
 from collections.abc import Mapping, Sequence
@@ -79,9 +80,12 @@ def build_runtime_env(
     return env
 
 
-def new_submission_id(job_name: str, prefix: str | None = None) -> str:
+def new_submission_id(job_name: str, prefix: str | None = None, identity: str | None = None) -> str:
+    """``<prefix or raypod-JOBNAME>-<12 hex>``: derived from ``identity`` (the ConfigMap's uid) when
+    there is one, so every pod of one BridgeJob chooses the same id; random otherwise."""
     base = prefix or (f"raypod-{job_name}" if job_name else "raypod")
-    return f"{base}-{secrets.token_hex(6)}"
+    suffix = hashlib.sha256(identity.encode()).hexdigest()[:12] if identity else secrets.token_hex(6)
+    return f"{base}-{suffix}"
 
 
 def job_metadata(properties: JobProperties, job_name: str, namespace: str) -> dict[str, str]:

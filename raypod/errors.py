@@ -92,3 +92,14 @@ class S3Error(RaypodError):
     def __init__(self, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+class S3BucketMissing(S3Error):
+    """A write answered ``NoSuchBucket``: the bucket may be created, then the write tried again."""
+
+
+def secret_forms(secret: str) -> list[str]:
+    """The ways a secret can appear in an error's text: as it is, and as a str or bytes repr
+    quotes it (``\\r``, ``\\xe4``...), e.g. in ``Invalid header value b'...'``. Longest first."""
+    forms = {secret, repr(secret)[1:-1], repr(secret.encode("utf-8", "backslashreplace"))[2:-1]}
+    return sorted(forms, key=len, reverse=True)

@@ -6,20 +6,31 @@ raypod errors. Both the Ray dashboard client and the Kubernetes client use it.
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 
-from raypod.errors import ApiError
+from raypod.errors import ApiError, secret_forms
 from raypod.retry import RetryPolicy
 
 #: How much of an error body is kept: enough for Ray's traceback tail, bounded for memory.
 MAX_ERROR_BODY = 8192
+#: The most a JSON answer may hold: a pod limited to 100Mi cannot take a larger one whole.
+MAX_JSON_BODY = 4 * 1024 * 1024
+#: Read size while a JSON answer is taken in.
+_JSON_READ = 64 * 1024
+#: Secrets shorter than this are not scrubbed: replacing one or two characters everywhere
+#: would garble every message and hides nothing.
+_MIN_SECRET = 4
+#: The reason given for a request that could not even be built: never the exception's text,
+#: which may quote a header value (a token).
+BUILD_FAILED = "the request could not be built: a header value or the URL is invalid; check the credential files"
 
 
 @dataclass(frozen=True)
@@ -58,8 +69,36 @@ def summarize_error_body(body: str) -> str:
     return lines[-1][:500] if lines else "empty response"
 
 
+def _printable(text: str, limit: int) -> str:
+    """``text`` bounded and without control characters, for a message."""
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text[:limit])
+    return cleaned + ("..." if len(text) > limit else "")
+
+
+@dataclass(frozen=True)
+class JsonAnswer:
+    """A parsed JSON answer and where it came from, so that its checker can say what was wrong."""
+
+    value: Any
+    method: str
+    url: str
+    status: int
+    client: HttpClient
+
+    def error(self, problem: str) -> ApiError:
+        """A permanent error for an answer of the wrong shape: asking again gets the same answer."""
+        return self.client.make_error(
+            self.method, self.url, self.status, f"unexpected answer: {problem}", retryable=False
+        )
+
+
 class HttpClient:
-    """Calls one base URL with fixed headers, TLS settings, timeouts and retry policy."""
+    """Calls one base URL with fixed headers, TLS settings, timeouts and retry policy.
+
+    Redirects are never followed (an auth header must not reach another host): a 3xx is an
+    error that names the new address. Every error it raises has its header values and its
+    basic-auth password replaced with ``***``.
+    """
 
     def __init__(
         self,
@@ -87,6 +126,57 @@ class HttpClient:
 
     def close(self) -> None:
         self.session.close()
+
+    def secrets(self) -> list[str]:
+        """What must never appear in a message: header values (and a bearer token alone), the password."""
+        found: list[str] = []
+        try:
+            values = list((self._headers() if self._headers else {}).values())
+        except Exception:  # noqa: BLE001 - a header source that fails now failed before, where it was reported
+            values = []
+        auth = self.session.auth
+        if isinstance(auth, tuple) and len(auth) == 2:
+            values.append(str(auth[1]))
+            try:
+                values.append("Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode("latin-1")).decode())
+            except UnicodeEncodeError:
+                pass  # such a header cannot be sent either
+        for value in values:
+            if not isinstance(value, str):
+                continue
+            found.extend(secret_forms(value))
+            scheme, _, credential = value.partition(" ")
+            if credential and scheme.lower() in ("bearer", "basic", "token"):
+                found.extend(secret_forms(credential))
+        # Longest first: a whole header value goes before the token inside it.
+        return sorted({value for value in found if len(value) >= _MIN_SECRET}, key=len, reverse=True)
+
+    def scrub(self, text: str, secrets: list[str] | None = None) -> str:
+        for secret in self.secrets() if secrets is None else secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+    def make_error(
+        self,
+        method: str,
+        url: str,
+        status: int | None,
+        reason: str,
+        body: str = "",
+        *,
+        retryable: bool | None = None,
+    ) -> ApiError:
+        """This client's error class, with every secret it knows scrubbed from the reason, body and URL."""
+        secrets = self.secrets()
+        return self.error_class(
+            method,
+            self.scrub(url, secrets),
+            status,
+            self.scrub(reason, secrets),
+            self.scrub(body, secrets),
+            retryable=retryable,
+        )
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
@@ -116,18 +206,69 @@ class HttpClient:
         try:
             yield from response.iter_content(chunk_size=chunk_size)
         except requests.RequestException as error:
-            raise self.error_class("GET", redact_url(response.url), None, _root_cause(error)) from error
+            raise self.make_error("GET", redact_url(response.url), None, _root_cause(error)) from error
         finally:
             response.close()
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.request(method, path, **kwargs)
+        """The parsed JSON answer; see ``json_answer``."""
+        return self.json_answer(method, path, **kwargs).value
+
+    def json_answer(
+        self,
+        method: str,
+        path: str,
+        *,
+        max_bytes: int = MAX_JSON_BODY,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> JsonAnswer:
+        """Send one request and parse its JSON answer, read in pieces and at most ``max_bytes`` of it.
+
+        A larger answer, or one that is not JSON, is a permanent ApiError; a connection that
+        breaks while the answer is read is a transient one, retried like any other.
+        """
+        policy = retry or self.retry
+
+        def once() -> JsonAnswer:
+            response = self._send_once(method, path, params, json_body, data, headers, True, timeouts)
+            return self._read_json(response, method, path, max_bytes)
+
+        return policy.call(once, what=f"{method} {redact_url(self.url(path))}")
+
+    def _read_json(self, response: requests.Response, method: str, path: str, max_bytes: int) -> JsonAnswer:
+        shown_url = redact_url(self.url(path))
+        status = response.status_code
         try:
-            return response.json()
-        except ValueError as error:
-            raise self.error_class(
-                method, redact_url(self.url(path)), response.status_code, "answer is not JSON"
-            ) from error
+            declared = response.headers.get("Content-Length", "")
+            if declared.strip().isdigit() and int(declared) > max_bytes:
+                raise self.make_error(
+                    method, shown_url, status, f"answer larger than {max_bytes} bytes", retryable=False
+                )
+            buffer = bytearray()
+            try:
+                for chunk in response.iter_content(chunk_size=_JSON_READ):
+                    if len(buffer) + len(chunk) > max_bytes:
+                        raise self.make_error(
+                            method, shown_url, status, f"answer larger than {max_bytes} bytes", retryable=False
+                        )
+                    buffer += chunk
+            except requests.RequestException as error:
+                raise self.make_error(method, shown_url, None, _root_cause(error)) from error
+        finally:
+            response.close()
+        try:
+            value = json.loads(bytes(buffer))
+        except (ValueError, RecursionError):
+            content_type = _printable(response.headers.get("Content-Type") or "none", 80)
+            raise self.make_error(
+                method, shown_url, status, f"answer is not JSON (content type {content_type})", retryable=False
+            ) from None
+        return JsonAnswer(value, method, shown_url, status, self)
 
     def _send_once(
         self,
@@ -145,6 +286,8 @@ class HttpClient:
         all_headers = dict(self._headers() if self._headers else {})
         all_headers.update(headers or {})
         self.request_count += 1
+        response: requests.Response | None = None
+        unbuildable = ""
         try:
             response = self.session.request(
                 method,
@@ -156,23 +299,48 @@ class HttpClient:
                 stream=stream,
                 verify=self._verify,
                 timeout=(timeouts or self.timeouts).as_tuple(),
+                # Never followed: requests strips only Authorization on a new host, not X-Ray-Authorization.
+                allow_redirects=False,
             )
         except requests.exceptions.SSLError as error:
             reason = _root_cause(error)
             # A certificate that does not verify stays so: retrying only delays the clear error.
             bad_certificate = "CERTIFICATE_VERIFY_FAILED" in reason or "hostname" in reason.lower()
-            raise self.error_class(
+            raise self.make_error(
                 method,
                 shown_url,
                 None,
                 f"TLS verification failed ({reason})",
                 retryable=False if bad_certificate else None,
             ) from error
+        except (ValueError, TypeError) as error:
+            # The request could not be built (InvalidHeader, InvalidURL, a header value that is
+            # not latin-1...): no retry can mend it, and the exception's text may quote a token.
+            unbuildable = type(error).__name__
         except requests.RequestException as error:
-            raise self.error_class(method, shown_url, None, _root_cause(error)) from error
+            raise self.make_error(method, shown_url, None, _root_cause(error)) from error
+        if response is None:
+            # Raised outside the handler: the exception is not even kept as this one's context.
+            raise self.make_error(method, shown_url, None, f"{unbuildable}: {BUILD_FAILED}", retryable=False)
+        if 300 <= response.status_code < 400:
+            location = response.headers.get("Location") or ""
+            response.close()
+            try:
+                target = redact_url(urljoin(url, location)) if location else "an unnamed address"
+            except ValueError:
+                target = "an address that does not parse"
+            target = _printable(target, 300)
+            raise self.make_error(
+                method,
+                shown_url,
+                response.status_code,
+                f"the address redirects to {target}, and redirects are not followed; "
+                "give the final address in resourceURL",
+                retryable=False,
+            )
         if response.status_code >= 400:
             body = _read_bounded(response)
-            raise self.error_class(method, shown_url, response.status_code, summarize_error_body(body), body)
+            raise self.make_error(method, shown_url, response.status_code, summarize_error_body(body), body)
         return response
 
 

@@ -42,7 +42,7 @@ class RayJobs(Protocol):
         self, submission_id: str, retry: RetryPolicy | None = None, timeouts: Timeouts | None = None
     ) -> JobInfo: ...
 
-    def stop_job(self, submission_id: str) -> bool: ...
+    def stop_job(self, submission_id: str, timeouts: Timeouts | None = None) -> bool: ...
 
 
 def wait_until_ended(
@@ -57,7 +57,8 @@ def wait_until_ended(
     """Poll until Ray says the job ended, ``timeout`` passes or SIGTERM arrives.
 
     Returns the last answer (None if Ray never answered). A failed poll is logged and the
-    next one tried; after ``max_silence`` seconds without an answer its error is raised.
+    next one tried; after ``max_silence`` seconds without an answer its error is raised,
+    and a 404 (Ray does not know the job) is raised at once.
     """
     started = last_answer = clock.monotonic()
     job: JobInfo | None = None
@@ -65,7 +66,7 @@ def wait_until_ended(
         try:
             job = ray.get_job(submission_id)
         except RayApiError as error:
-            if max_silence is not None and clock.monotonic() - last_answer > max_silence:
+            if error.not_found or (max_silence is not None and clock.monotonic() - last_answer > max_silence):
                 raise
             log.warning("status check of %s failed (%s); asking again", submission_id, error)
         else:
@@ -78,6 +79,36 @@ def wait_until_ended(
             return job
 
 
+class PendingStop:
+    """A stop request Ray has to take: asked again on each poll until Ray answers it.
+
+    ``taken`` is Ray's answer once it gave one: True (it will stop the job) or False (the
+    job had ended already). ``refusal`` is the last refused call while there is none.
+    """
+
+    def __init__(self, ray: RayJobs, submission_id: str, timeouts: Timeouts | None = None) -> None:
+        self.ray = ray
+        self.submission_id = submission_id
+        self.timeouts = timeouts
+        self.taken: bool | None = None
+        self.refusal: RayApiError | None = None
+
+    def ask(self) -> None:
+        """Ask Ray to stop the job, unless it answered already. A 404 is raised: there is no job to stop."""
+        if self.taken is not None:
+            return
+        try:
+            self.taken = self.ray.stop_job(self.submission_id, self.timeouts)
+            self.refusal = None
+        except RayApiError as error:
+            if error.not_found:
+                raise
+            log.warning(
+                "Ray did not take the stop of %s (%s); asking again on the next poll", self.submission_id, error
+            )
+            self.refusal = error
+
+
 def stop_and_wait(
     ray: RayJobs,
     submission_id: str,
@@ -86,13 +117,18 @@ def stop_and_wait(
     timeout: float,
     wait: bool = True,
     on_poll: Callable[[JobInfo], None] | None = None,
-) -> tuple[bool, JobInfo | None]:
-    """Ask Ray to stop the job, then wait up to ``timeout`` for it to end.
+) -> tuple[PendingStop, JobInfo | None]:
+    """Ask Ray to stop the job, asking again on each poll until it takes the request, and
+    wait up to ``timeout`` for the job to end. Returns the stop request and Ray's last answer."""
+    stop = PendingStop(ray, submission_id)
+    stop.ask()
+    if not wait:
+        return stop, None
 
-    Returns whether Ray took the request (False: it had ended already) and the last answer.
-    A refused stop call raises its RayApiError.
-    """
-    requested = ray.stop_job(submission_id)
-    if not wait and requested:
-        return requested, None
-    return requested, wait_until_ended(ray, submission_id, clock=clock, timeout=timeout, on_poll=on_poll)
+    def polled(job: JobInfo) -> None:
+        if not job.terminal:
+            stop.ask()
+        if on_poll is not None:
+            on_poll(job)
+
+    return stop, wait_until_ended(ray, submission_id, clock=clock, timeout=timeout, on_poll=polled)

@@ -25,7 +25,7 @@ from raypod.credentials import read_secret_file
 from raypod.errors import ConfigError, KubeApiError, RaypodError
 from raypod.http import HttpClient, Timeouts
 from raypod.retry import RetryPolicy
-from raypod.source import ConfigSource
+from raypod.source import ConfigSource, object_uid
 from raypod.status import OWNED_KEYS
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,8 @@ class KubeConfigMap:
         self.namespace = namespace
         self.name = name
         self.description = f"ConfigMap {namespace}/{name}"
+        #: The object's metadata.uid, from the last read.
+        self.identity: str | None = None
         self.path = f"/api/v1/namespaces/{quote(namespace, safe='')}/configmaps/{quote(name, safe='')}"
         # A path, not True: requests never lets REQUESTS_CA_BUNDLE override a per-request path.
         verify: bool | str = str(account.ca_path) if account.ca_path.is_file() else True
@@ -144,12 +146,15 @@ class KubeConfigMap:
                 # (exit 2 at start-up; during the watch the runner only logs it).
                 raise ConfigError.single("ConfigMap", str(explained)) from error
             raise
-        data = document.get("data") if isinstance(document, dict) else None
+        if not isinstance(document, dict) or document.get("kind", "ConfigMap") != "ConfigMap":
+            raise KubeApiError("GET", self.http.url(self.path), 200, "unexpected answer: not a ConfigMap object")
+        data = document.get("data")
         if data is None:
-            return {}
-        if not isinstance(data, dict):
-            raise ConfigError.single(self.description, "its data is not a mapping of key to string")
-        return {str(key): "" if value is None else str(value) for key, value in data.items()}
+            data = {}
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            raise KubeApiError("GET", self.http.url(self.path), 200, "unexpected answer: data is not key to string")
+        self.identity = object_uid(document)
+        return {str(key): value for key, value in data.items()}
 
     # -- StatusSink ----------------------------------------------------------------------
     def load(self) -> dict[str, str]:
@@ -197,6 +202,10 @@ class KillFromEither:
         self.primary = primary
         self.api = api
         self.description = f"{primary.description} (kill also from {api.description})"
+
+    @property
+    def identity(self) -> str | None:
+        return self.api.identity
 
     def read(self) -> dict[str, str]:
         data = self.primary.read()

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, TextIO
 
-from raypod.errors import RayApiError
+from raypod.errors import RayApiError, Terminated
 from raypod.http import abort_stream
 from raypod.ray import JobInfo, RayJobsClient
 from raypod.retry import NO_RETRY, RetryPolicy
@@ -227,18 +227,37 @@ def upload_log(
     echo: LineEcho | None,
     retry: RetryPolicy,
 ) -> int:
-    """Stream the job's whole log from the dashboard into one S3 object. Returns its size in bytes."""
-    s3.ensure_bucket(bucket)
+    """Stream the job's whole log from the dashboard into one S3 object. Returns its size in bytes.
+
+    The object is written without asking first whether the bucket exists (a policy may grant
+    only s3:PutObject); a missing bucket is created when the write says so. When the policy's
+    ``interrupt`` (SIGTERM) is set, the upload is aborted between chunks and Terminated raised:
+    nothing is completed after it, and no multipart upload is left open.
+    """
+    interrupt = retry.interrupt
+
+    def check_interrupt() -> None:
+        if interrupt is not None and interrupt.is_set():
+            raise Terminated(f"terminated during the log upload to s3://{bucket}/{object_name}")
 
     def attempt() -> int:
-        upload = s3.open_part_upload(bucket, object_name)
+        check_interrupt()
+        upload = s3.open_part_upload(bucket, object_name, create_bucket=True)
+        source = log_chunks(ray, job)
+        chunks = _echoed(source, echo)
         try:
-            for chunk in _echoed(log_chunks(ray, job), echo):
+            for chunk in chunks:
+                check_interrupt()
                 upload.write(chunk)
+            check_interrupt()
             upload.finish()
         except BaseException:
             upload.abort()
             raise
+        finally:
+            # Closes the dashboard's stream now, not whenever the generators are collected.
+            chunks.close()
+            source.close()
         return upload.size
 
     return retry.call(attempt, what=f"log upload to s3://{bucket}/{object_name}")
@@ -250,7 +269,7 @@ def echo_rest(ray: RayJobsClient, job: JobInfo, echo: LineEcho) -> None:
         pass
 
 
-def _echoed(chunks: Iterator[bytes], echo: LineEcho | None) -> Iterator[bytes]:
+def _echoed(chunks: Iterator[bytes], echo: LineEcho | None) -> Generator[bytes, None, None]:
     """Pass the chunks through, showing each line once: the echo skips what it printed already."""
     if echo is None or not echo.enabled:
         yield from chunks
@@ -265,7 +284,7 @@ def _echoed(chunks: Iterator[bytes], echo: LineEcho | None) -> Iterator[bytes]:
         echo.feed(owner, offset, block)
 
 
-def log_chunks(ray: RayJobsClient, job: JobInfo) -> Iterator[bytes]:
+def log_chunks(ray: RayJobsClient, job: JobInfo) -> Generator[bytes, None, None]:
     """The driver's whole log as a stream; Ray's one-string answer when no driver ran."""
     if job.driver_node_id is None:
         # The driver never started (e.g. the runtime_env failed): nothing to stream from a node.

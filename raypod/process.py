@@ -76,6 +76,8 @@ def open_run_target(
     config_path: Path | None,
     status_file: Path | None,
     environ: Mapping[str, str] | None = None,
+    *,
+    interrupt: threading.Event | None = None,
 ) -> RunTarget:
     """Choose the job's source and the status's sink.
 
@@ -86,6 +88,7 @@ def open_run_target(
       mounted copy lags the API by the kubelet's sync period).
 
     The namespace defaults to the service account's, so the Ray job's metadata names the same one.
+    ``interrupt`` (the SIGTERM event) cuts short the Kubernetes API's waits between retries.
     """
     from raypod.kube import KillFromEither
 
@@ -93,13 +96,13 @@ def open_run_target(
     if not job_name:
         raise ConfigError.single("JOBNAME", "missing: set $JOBNAME or pass --job-name (it names <JOBNAME>-bridge-cm)")
     if config_path is None:
-        api = _configmap_api(job_name, namespace, env)
+        api = _configmap_api(job_name, namespace, env, interrupt)
         return RunTarget(api, StatusFile(status_file) if status_file is not None else api, api.namespace)
     source = open_source(config_path)
     if status_file is not None:
         return RunTarget(source, StatusFile(status_file), namespace or DEFAULT_NAMESPACE)
     if _service_account(env).present():
-        api = _configmap_api(job_name, namespace, env)
+        api = _configmap_api(job_name, namespace, env, interrupt)
         return RunTarget(KillFromEither(source, api), api, api.namespace)
     return RunTarget(source, NullSink(), namespace or DEFAULT_NAMESPACE)
 
@@ -110,9 +113,12 @@ def _service_account(env: Mapping[str, str]) -> ServiceAccount:
     return ServiceAccount.from_env(env)
 
 
-def _configmap_api(job_name: str, namespace: str | None, env: Mapping[str, str]) -> KubeConfigMap:
+def _configmap_api(
+    job_name: str, namespace: str | None, env: Mapping[str, str], interrupt: threading.Event | None
+) -> KubeConfigMap:
     """``<JOBNAME>-bridge-cm`` through the API, as the pod's service account."""
     from raypod.kube import KubeConfigMap, api_base_url, configmap_name
+    from raypod.retry import RetryPolicy
 
     account = _service_account(env)
     if not account.present():
@@ -126,4 +132,5 @@ def _configmap_api(job_name: str, namespace: str | None, env: Mapping[str, str])
         raise ConfigError.single(
             "NAMESPACE", f"missing: set $NAMESPACE or pass --namespace ({account.directory}/namespace is absent)"
         )
-    return KubeConfigMap(api_base_url(env), account, namespace, configmap_name(job_name))
+    retry = RetryPolicy().interruptible(interrupt) if interrupt is not None else RetryPolicy()
+    return KubeConfigMap(api_base_url(env), account, namespace, configmap_name(job_name), retry=retry)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,13 +15,90 @@ import requests
 
 from raypod.credentials import RayCredentials
 from raypod.errors import ConfigError, RayApiError
-from raypod.http import HttpClient, Timeouts
+from raypod.http import HttpClient, JsonAnswer, Timeouts
 from raypod.retry import NO_RETRY, RetryPolicy
+
+log = logging.getLogger(__name__)
 
 RAY_STOPPED = "STOPPED"
 RAY_TERMINAL_STATUSES = ("SUCCEEDED", "FAILED", RAY_STOPPED)
+#: Every status Ray's job API gives; anything else is an answer raypod cannot trust.
+RAY_STATUSES = ("PENDING", "RUNNING", *RAY_TERMINAL_STATUSES)
 #: Ray's answer to a POST whose submission_id exists already (an HTTP 500 with a traceback).
 DUPLICATE_ID_MARKERS = ("Please use a different submission_id", "already exists")
+#: How much of Ray's message is kept (it may carry the log's tail; status.message is one sentence).
+MAX_MESSAGE = 4096
+#: Ray's times are ms since the epoch; beyond this (year 5138) a time is junk, not a date.
+MAX_TIME_MS = 10**14
+#: Identifiers that go into URLs and messages: longer ones are junk.
+MAX_ID = 512
+#: ``GET /api/jobs/`` lists every job the cluster remembers: only the CLI asks, so it may be larger.
+MAX_LIST_BODY = 64 * 1024 * 1024
+
+
+class UnexpectedAnswer(Exception):
+    """An answer of the wrong shape; the client turns it into a permanent RayApiError."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+
+def _show(value: object, limit: int = 60) -> str:
+    """A bounded, printable repr of a value from an answer, for a message."""
+    text = repr(value) if isinstance(value, str) else json_type(value)
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _time_ms(value: object) -> int | None:
+    """A finite time in a plausible ms range, else absent."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if not 0 < value < MAX_TIME_MS:
+        return None
+    ms = int(value)
+    return ms if ms > 0 else None  # 0.5 ms is Ray's "not yet" too
+
+
+def _exit_code(value: object) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not -(2**31) <= value < 2**32:
+        return None
+    return value
+
+
+def _text(value: object, limit: int | None = None) -> str:
+    if not isinstance(value, str):
+        return ""
+    return value if limit is None or len(value) <= limit else value[:limit]
+
+
+def _identifier(value: object) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= MAX_ID else None
+
+
+def _metadata(value: object) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        return {}
+    return dict(value)
 
 
 @dataclass(frozen=True)
@@ -40,21 +119,42 @@ class JobInfo:
         return self.status in RAY_TERMINAL_STATUSES
 
     @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> JobInfo:
-        def ms(name: str) -> int | None:
-            value = data.get(name)
-            return int(value) if isinstance(value, (int, float)) and value > 0 else None
+    def from_api(cls, data: object, answer: JsonAnswer | None = None) -> JobInfo:
+        """A job from Ray's answer, every field checked.
 
+        Not an object, or a status that is not one of ``RAY_STATUSES``: a permanent RayApiError
+        (from ``answer``, which says where the answer came from, when given). An optional field of
+        the wrong type or out of range counts as absent.
+        """
+        try:
+            return cls.parse(data)
+        except UnexpectedAnswer as error:
+            if answer is not None:
+                raise answer.error(error.problem) from None
+            raise RayApiError("GET", "", 200, f"unexpected answer: {error.problem}", retryable=False) from None
+
+    @classmethod
+    def parse(cls, data: object) -> JobInfo:
+        """``from_api`` without the error translation: raises UnexpectedAnswer."""
+        if not isinstance(data, dict):
+            raise UnexpectedAnswer(f"not a job object but {json_type(data)}")
+        status = data.get("status")
+        if status is None:
+            said = next((data[k] for k in ("error", "message", "detail") if isinstance(data.get(k), str)), None)
+            raise UnexpectedAnswer("no job status" + (f" (the answer says {_show(said)})" if said else ""))
+        if status not in RAY_STATUSES:
+            raise UnexpectedAnswer(f"unknown job status {_show(status)}")
+        assert isinstance(status, str)
         return cls(
-            submission_id=str(data.get("submission_id") or data.get("job_id") or ""),
-            status=str(data.get("status") or "UNKNOWN"),
-            message=str(data.get("message") or ""),
-            start_time_ms=ms("start_time"),
-            end_time_ms=ms("end_time"),
-            driver_node_id=data.get("driver_node_id") or None,
-            driver_exit_code=data.get("driver_exit_code"),
-            entrypoint=str(data.get("entrypoint") or ""),
-            metadata=dict(data.get("metadata") or {}),
+            submission_id=_identifier(data.get("submission_id")) or _identifier(data.get("job_id")) or "",
+            status=status,
+            message=_text(data.get("message"), MAX_MESSAGE),
+            start_time_ms=_time_ms(data.get("start_time")),
+            end_time_ms=_time_ms(data.get("end_time")),
+            driver_node_id=_identifier(data.get("driver_node_id")),
+            driver_exit_code=_exit_code(data.get("driver_exit_code")),
+            entrypoint=_text(data.get("entrypoint")),
+            metadata=_metadata(data.get("metadata")),
             raw=dict(data),
         )
 
@@ -121,8 +221,10 @@ class RayJobsClient:
 
     # -- cluster ---------------------------------------------------------------
     def version(self, retry: RetryPolicy | None = None) -> dict[str, Any]:
-        data = self.http.json("GET", "/api/version", retry=retry)
-        return data if isinstance(data, dict) else {}
+        answer = self.http.json_answer("GET", "/api/version", retry=retry)
+        if not isinstance(answer.value, dict):
+            raise answer.error(f"not a version object but {json_type(answer.value)}")
+        return answer.value
 
     # -- working-dir packages ------------------------------------------------------
     def package_exists(self, name: str) -> bool:
@@ -149,28 +251,51 @@ class RayJobsClient:
 
     # -- jobs --------------------------------------------------------------------------
     def submit_job(self, payload: Mapping[str, Any], retry: RetryPolicy | None = None) -> str:
-        data = self.http.json("POST", "/api/jobs/", json_body=dict(payload), retry=retry)
-        return str(data.get("submission_id") or payload.get("submission_id"))
+        answer = self.http.json_answer("POST", "/api/jobs/", json_body=dict(payload), retry=retry)
+        data = answer.value
+        if not isinstance(data, dict):
+            raise answer.error(f"not a submission object but {json_type(data)}")
+        submission_id = data.get("submission_id")
+        if submission_id is not None and not isinstance(submission_id, str):
+            raise answer.error(f"submission_id is {json_type(submission_id)}, not a string")
+        return str(submission_id or payload.get("submission_id"))
 
     def get_job(
         self, submission_id: str, retry: RetryPolicy | None = None, timeouts: Timeouts | None = None
     ) -> JobInfo:
-        return JobInfo.from_api(
-            self.http.json("GET", f"/api/jobs/{quote(submission_id)}", retry=retry, timeouts=timeouts)
-        )
+        answer = self.http.json_answer("GET", f"/api/jobs/{quote(submission_id)}", retry=retry, timeouts=timeouts)
+        return JobInfo.from_api(answer.value, answer)
 
     def list_jobs(self) -> list[JobInfo]:
-        data = self.http.json("GET", "/api/jobs/")
-        return [JobInfo.from_api(item) for item in data] if isinstance(data, list) else []
+        """Every job Ray lists; items of the wrong shape are left out (and counted in a warning)."""
+        answer = self.http.json_answer("GET", "/api/jobs/", max_bytes=MAX_LIST_BODY)
+        if not isinstance(answer.value, list):
+            raise answer.error(f"not a list of jobs but {json_type(answer.value)}")
+        jobs: list[JobInfo] = []
+        skipped: list[str] = []
+        for item in answer.value:
+            try:
+                jobs.append(JobInfo.parse(item))
+            except UnexpectedAnswer as error:
+                skipped.append(error.problem)
+        if skipped:
+            log.warning("left out %d malformed job(s) of Ray's list, e.g.: %s", len(skipped), skipped[0])
+        return jobs
 
-    def stop_job(self, submission_id: str) -> bool:
-        data = self.http.json("POST", f"/api/jobs/{quote(submission_id)}/stop")
-        return bool(data.get("stopped")) if isinstance(data, dict) else False
+    def stop_job(self, submission_id: str, timeouts: Timeouts | None = None) -> bool:
+        answer = self.http.json_answer("POST", f"/api/jobs/{quote(submission_id)}/stop", timeouts=timeouts)
+        stopped = answer.value.get("stopped") if isinstance(answer.value, dict) else None
+        if not isinstance(stopped, bool):
+            raise answer.error('not {"stopped": true|false}')
+        return stopped
 
     def job_logs(self, submission_id: str) -> str:
-        """The whole log in one JSON string: only a fallback, it costs memory."""
-        data = self.http.json("GET", f"/api/jobs/{quote(submission_id)}/logs")
-        return str(data.get("logs") or "") if isinstance(data, dict) else ""
+        """The whole log in one JSON string: only a fallback, it costs memory (and is capped)."""
+        answer = self.http.json_answer("GET", f"/api/jobs/{quote(submission_id)}/logs")
+        logs = answer.value.get("logs") if isinstance(answer.value, dict) else None
+        if not isinstance(logs, str):
+            raise answer.error('not {"logs": "<text>"}')
+        return logs
 
     def open_log_stream(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from raypod.config import BridgeConfig
-from raypod.errors import RaypodError
+from raypod.errors import RaypodError, Terminated
 from raypod.logs import LineEcho, echo_rest, upload_log
 from raypod.ray import JobInfo, RayJobsClient
 from raypod.retry import RetryPolicy
@@ -37,6 +37,8 @@ def collect_results(
     object_name = f"{prefix}logs"
     try:
         size = upload_log(ray, s3, job, bucket, object_name, echo, retry)
+    except Terminated:
+        raise  # SIGTERM: the runner leaves, and the next pod uploads the log
     except RaypodError as error:
         log.error("log upload failed: %s", error)
         return f"the log could not be uploaded to s3://{bucket}/{object_name}: {one_line(str(error), 200)}."

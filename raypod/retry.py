@@ -49,7 +49,13 @@ class RetryPolicy:
             sleep=self._sleep,
             reraise=True,
         )
-        return retrying(fn)
+        try:
+            return retrying(fn)
+        except Exception as error:
+            # SIGTERM wins over the last error: the caller leaves, it does not report a failure.
+            if self.interrupt is not None and self.interrupt.is_set() and not isinstance(error, Terminated):
+                raise Terminated(f"terminated while {what} was failing") from error
+            raise
 
     def _sleep(self, seconds: float) -> None:
         if self.interrupt is None:

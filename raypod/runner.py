@@ -15,8 +15,8 @@ from raypod import exits
 from raypod import status as st
 from raypod.clock import Clock, SystemClock, format_ray_time, format_time
 from raypod.config import BridgeConfig, parse_config
-from raypod.credentials import DEFAULT_S3_CREDENTIALS_DIR, RayCredentials, S3Credentials
-from raypod.errors import ConfigError, RaypodError
+from raypod.credentials import DEFAULT_CREDENTIALS_DIR, DEFAULT_S3_CREDENTIALS_DIR, RayCredentials, S3Credentials
+from raypod.errors import ConfigError, RaypodError, Terminated
 from raypod.logs import LineEcho, LiveLog
 from raypod.output import print_bad_input
 from raypod.ray import JobInfo, RayJobsClient
@@ -36,8 +36,10 @@ class RunOptions:
 
     job_name: str
     namespace: str
+    #: The resource secret: read once the ConfigMap says what it needs (username and password only
+    #: for auth 'basic'), so a problem with it is reported where the status goes.
+    credentials_dir: Path = DEFAULT_CREDENTIALS_DIR
     s3_credentials_dir: Path = DEFAULT_S3_CREDENTIALS_DIR
-    ray_credentials: RayCredentials = field(default_factory=RayCredentials)
     #: Copy the job's output to ``job_out`` while it runs (jobproperties' followLogs wins).
     follow_logs: bool = True
     status_timeout: float = 600.0
@@ -107,9 +109,13 @@ class Runner:
                 outcome = session.run()
             finally:
                 live.stop()
-            if outcome.job is not None and outcome.status != st.UNKNOWN:
+            if outcome.ending is Ending.FINAL and outcome.job is not None and outcome.status != st.UNKNOWN:
                 # UNKNOWN: the job may still be running, so its log is not complete yet.
-                results = collect_results(ray, s3, config, outcome.job, self.options.job_name, echo, self.retry)
+                try:
+                    results = collect_results(ray, s3, config, outcome.job, self.options.job_name, echo, self.retry)
+                except Terminated:
+                    # The upload was aborted: the next pod re-attaches, uploads the log and writes the end.
+                    return self._finish(replace(outcome, ending=Ending.TERMINATED))
                 outcome = replace(outcome, message=f"{outcome.message.rstrip('.')}; {results}")
             return self._finish(outcome)
         finally:
@@ -117,12 +123,9 @@ class Runner:
                 ray.close()
 
     def _connect(self, config: BridgeConfig) -> RayJobsClient:
-        return RayJobsClient.connect(
-            config.resource_url,
-            self.options.ray_credentials,
-            basic_auth=config.properties.auth == "basic",
-            retry=self.retry,
-        )
+        basic = config.properties.auth == "basic"
+        credentials = RayCredentials.from_dir(self.options.credentials_dir, basic=basic)
+        return RayJobsClient.connect(config.resource_url, credentials, basic_auth=basic, retry=self.retry)
 
     def _s3(self, config: BridgeConfig) -> S3Store | None:
         if config.s3 is None:
@@ -172,6 +175,9 @@ def finish(outcome: Outcome, reporter: StatusReporter, clock: Clock, say: Callab
     """Write what the outcome says, and return the exit code that goes with it."""
     if outcome.ending is Ending.DETACHED:
         return exits.EXIT_OK
+    if outcome.ending is Ending.ALREADY_FINAL:
+        say(f"Ray job {outcome.submission_id} already ended {outcome.status}: the recorded status is kept")
+        return exits.for_status(outcome.status)
     if outcome.ending is Ending.TERMINATED:
         reporter.flush()  # best effort: a write that fails stays pending, and the pod is going
         where = "nothing was submitted"
@@ -192,6 +198,9 @@ def finish(outcome: Outcome, reporter: StatusReporter, clock: Clock, say: Callab
     }
     try:
         reporter.update(changes, must_persist=True)
+    except Terminated:
+        # SIGTERM while the write was retried: the status stays as it was, and the next pod writes it.
+        return finish(Outcome(Ending.TERMINATED, outcome.submission_id), reporter, clock, say)
     except RaypodError as error:
         # Every retry is spent (or the write is refused): say so and fail the pod, which the
         # operator then reports as a pod error instead of waiting on a stale status.

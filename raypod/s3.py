@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import mmap
 import os
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from raypod.config import S3Location, S3Settings
 from raypod.credentials import S3Credentials
-from raypod.errors import ConfigError, RaypodError, S3Error
+from raypod.errors import ApiError, ConfigError, RaypodError, S3BucketMissing, S3Error, secret_forms
 from raypod.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -25,6 +26,9 @@ PART_SIZE = 5 * 1024 * 1024
 #: Metadata and parameters are small JSON; refuse to hold anything much larger in memory.
 MAX_TEXT_OBJECT = 4 * 1024 * 1024
 _MISSING_CODES = ("NoSuchKey", "NoSuchBucket", "NoSuchObject")
+_BUILD_FAILED = "the request could not be built: a header value is invalid; check the S3 credential files"
+#: The region assumed for a bucket whose location raypod may not ask (no s3:GetBucketLocation).
+DEFAULT_REGION = "us-east-1"
 
 
 class S3Store:
@@ -34,7 +38,9 @@ class S3Store:
         self._credentials = credentials
         self._client: Minio | None = None
         # An S3 server may echo the access key in an error; messages must never carry either key.
-        self._secrets = tuple(k for k in (credentials.access_key, credentials.secret_key) if k)
+        self._secrets = tuple(
+            form for key in (credentials.access_key, credentials.secret_key) if key for form in secret_forms(key)
+        )
 
     @property
     def client(self) -> Minio:
@@ -64,12 +70,48 @@ class S3Store:
         return self._client
 
     def _scrub(self, error: Exception) -> Exception:
-        if not isinstance(error, S3Error) or not any(secret in str(error) for secret in self._secrets):
+        """The same error without either key in it, whatever its type (problems and bodies included)."""
+        if not self._secrets:
             return error
+
+        def clean(text: str) -> str:
+            for secret in self._secrets:
+                text = text.replace(secret, "***")
+            return text
+
+        if isinstance(error, ConfigError):
+            problems = [(clean(key), clean(problem)) for key, problem in error.problems]
+            return error if problems == error.problems else ConfigError(problems)
+        if isinstance(error, ApiError):
+            fields = (error.url, error.reason, error.body)
+            if not any(secret in text for text in fields for secret in self._secrets):
+                return error
+            return type(error)(
+                error.method,
+                clean(error.url),
+                error.status,
+                clean(error.reason),
+                clean(error.body),
+                retryable=error.retryable,
+            )
         text = str(error)
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return S3Error(text, transient=error.transient)
+        if not any(secret in text for secret in self._secrets):
+            return error
+        if isinstance(error, S3Error):
+            return type(error)(clean(text), transient=error.transient)
+        if isinstance(error, RaypodError):
+            scrubbed = copy.copy(error)
+            scrubbed.args = (clean(text),)
+            return scrubbed
+        return S3Error(clean(text))
+
+    def _translated(self, error: Exception, what: str, key: str | None) -> Exception:
+        """raypod's error for a minio (or other) exception, without either key in it."""
+        return self._scrub(_translate(error, what, key))
+
+    def _holds_secret(self, error: Exception) -> bool:
+        text = str(error)
+        return any(secret in text for secret in self._secrets)
 
     def url(self, bucket: str, object_name: str = "") -> str:
         return f"s3://{bucket}/{object_name}"
@@ -81,7 +123,10 @@ class S3Store:
             try:
                 return fn()
             except Exception as error:
-                raise self._scrub(_translate(error, what, key)) from error
+                translated = self._translated(error, what, key)
+                if self._holds_secret(error):
+                    raise translated from None  # a traceback would show the original's text
+                raise translated from error
 
         return self.retry.call(once, what=what)
 
@@ -110,12 +155,37 @@ class S3Store:
             key,
         )
 
-    def ensure_bucket(self, bucket: str) -> None:
+    def create_bucket(self, bucket: str) -> None:
+        """Make the bucket; one made meanwhile (by another pod, say) is as good."""
+
         def make() -> None:
-            if not self.client.bucket_exists(bucket):
+            from minio.error import S3Error as MinioS3Error
+
+            try:
                 self.client.make_bucket(bucket)
+            except MinioS3Error as error:
+                if error.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
 
         self._call(make, f"creation of bucket {bucket}")
+
+    def learn_region(self, bucket: str) -> None:
+        """Ask the bucket's region as minio would before a write, but take a refusal as the default region.
+
+        minio asks ``GET /<bucket>?location`` before its first request to a bucket: a policy that
+        grants only ``s3:PutObject`` refuses it, and minio would then fail the write itself. Any
+        other answer (``NoSuchBucket`` included) is raised as minio raised it.
+        """
+        from minio.error import S3Error as MinioS3Error
+
+        client = self.client
+        try:
+            client._get_region(bucket)
+        except MinioS3Error as error:
+            if error.code != "AccessDenied":
+                raise
+            log.debug("may not ask where bucket %s is; assuming %s", bucket, DEFAULT_REGION)
+            client._region_map[bucket] = DEFAULT_REGION
 
     def object_exists(self, bucket: str, object_name: str) -> bool:
         def stat() -> bool:
@@ -131,9 +201,16 @@ class S3Store:
 
         return self._call(stat, f"check of {self.url(bucket, object_name)}")
 
-    def open_part_upload(self, bucket: str, object_name: str, content_type: str = "text/plain") -> PartUpload:
-        """A writer that sends S3 multipart parts from one fixed buffer: memory stays flat at any size."""
-        return PartUpload(self, bucket, object_name, content_type)
+    def open_part_upload(
+        self, bucket: str, object_name: str, content_type: str = "text/plain", *, create_bucket: bool = False
+    ) -> PartUpload:
+        """A writer that sends S3 multipart parts from one fixed buffer: memory stays flat at any size.
+
+        It writes without asking first whether the bucket exists (a write-only policy refuses
+        that); with ``create_bucket``, a first write answered ``NoSuchBucket`` makes the bucket
+        and is sent once more.
+        """
+        return PartUpload(self, bucket, object_name, content_type, create_bucket=create_bucket)
 
 
 class _AdminNotLoaded:
@@ -177,12 +254,18 @@ def _translate(error: Exception, what: str, key: str | None) -> Exception:
     if isinstance(error, RaypodError):
         # Already raypod's, e.g. the Ray log stream broke under an upload: keep whether it is transient.
         return error
+    if isinstance(error, UnicodeEncodeError) or (isinstance(error, ValueError) and "header" in str(error).lower()):
+        # http.client refused a header, which quotes the signature's Credential=<access key>:
+        # a key file with a control character or non-latin-1 text. Its text is of no use here.
+        return S3Error(f"{what} failed: {type(error).__name__}: {_BUILD_FAILED}")
     if isinstance(error, ValueError) and not isinstance(error, UnicodeError) and key is not None:
         # minio checks names before any request: e.g. inline JSON where bucket:object was expected.
         return ConfigError.single(key, f"is not a valid S3 bucket:object ({_short(error)})")
     if isinstance(error, MinioS3Error):
         if key is not None and error.code in _MISSING_CODES:
             return ConfigError.single(key, f"S3 object {error.bucket_name}:{error.object_name} does not exist")
+        if error.code == "NoSuchBucket":
+            return S3BucketMissing(f"{what} failed: {error.code}: {error.message}")
         transient = error.code in ("SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout")
         return S3Error(f"{what} failed: {error.code}: {error.message}", transient=transient)
     if isinstance(error, ServerError):
@@ -212,11 +295,14 @@ class PartUpload:
     on failure the caller aborts and starts again from the source.
     """
 
-    def __init__(self, store: S3Store, bucket: str, object_name: str, content_type: str) -> None:
+    def __init__(
+        self, store: S3Store, bucket: str, object_name: str, content_type: str, *, create_bucket: bool = False
+    ) -> None:
         self._store = store
         self.bucket = bucket
         self.object_name = object_name
         self._content_type = content_type
+        self._create_bucket = create_bucket
         # Anonymous memory, not a bytearray (which is zero-filled at once): pages become resident
         # only as they are written, so a small log costs its own size, a large one PART_SIZE.
         self._view = memoryview(mmap.mmap(-1, PART_SIZE))
@@ -243,7 +329,9 @@ class PartUpload:
         body = cast(bytes, self._view[: self._fill])
         if self._upload_id is None:
             # Smaller than one part: one plain PUT.
-            self._do(lambda: self._store.client._put_object(self.bucket, self.object_name, body, self._headers()))
+            self._first_write(
+                lambda: self._store.client._put_object(self.bucket, self.object_name, body, self._headers())
+            )
             return
         if self._fill:
             self._send_part()
@@ -269,7 +357,7 @@ class PartUpload:
 
     def _send_part(self) -> None:
         if self._upload_id is None:
-            self._upload_id = self._do(
+            self._upload_id = self._first_write(
                 lambda: self._store.client._create_multipart_upload(self.bucket, self.object_name, self._headers())
             )
         number = len(self._parts) + 1
@@ -281,9 +369,27 @@ class PartUpload:
         self._parts.append((number, str(etag)))
         self._fill = 0
 
+    def _first_write(self, fn: Callable[[], T]) -> T:
+        """The upload's first request (a PUT, or the start of a multipart upload): what it learns
+        about the bucket decides. A missing bucket is made, with ``create_bucket``, and the write
+        sent once more."""
+        try:
+            # minio asks where the bucket is first: a missing bucket may be reported there.
+            self._do(lambda: self._store.learn_region(self.bucket))
+            return self._do(fn)
+        except S3BucketMissing:
+            if not self._create_bucket:
+                raise
+        log.info("bucket %s does not exist; creating it", self.bucket)
+        self._store.create_bucket(self.bucket)
+        return self._do(fn)
+
     def _do(self, fn: Callable[[], T]) -> T:
         try:
             return fn()
         except Exception as error:
             what = f"upload to {self._store.url(self.bucket, self.object_name)}"
-            raise self._store._scrub(_translate(error, what, None)) from error
+            translated = self._store._translated(error, what, None)
+            if self._store._holds_secret(error):
+                raise translated from None  # a traceback would show the original's text
+            raise translated from error

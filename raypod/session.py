@@ -31,7 +31,7 @@ from raypod.entrypoint import new_submission_id, plan_submission
 from raypod.errors import ConfigError, RayApiError, RaypodError, SubmissionRejected, Terminated
 from raypod.http import Timeouts
 from raypod.inputs import fetch_inputs
-from raypod.jobs import RayJobs, stop_and_wait
+from raypod.jobs import WAIT_POLL, PendingStop, RayJobs
 from raypod.package import build_package
 from raypod.ray import RAY_STOPPED, JobInfo, is_duplicate_submission, is_wrapped_rejection
 from raypod.retry import NO_RETRY, RetryPolicy
@@ -76,6 +76,8 @@ class Ending(enum.Enum):
     TERMINATED = "terminated"
     #: Ray has the job and nobody watches it (``submit`` without ``--wait``).
     DETACHED = "detached"
+    #: An earlier pod recorded a final status for this job: it is kept as it is.
+    ALREADY_FINAL = "already final"
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,11 @@ class Outcome:
             message=one_line("Bad input: " + error.lines[0]),
             problems=tuple(error.lines),
         )
+
+
+def is_refusal(error: RayApiError) -> bool:
+    """Ray said no to the request itself (a 4xx): it did not take it, and asking again cannot help."""
+    return not error.transient and error.status is not None and 400 <= error.status < 500
 
 
 def outcome_of_error(error: RaypodError, submission_id: str = "", *, submitted: bool = False) -> Outcome:
@@ -141,25 +148,28 @@ class Submit:
 
 
 @dataclass(frozen=True)
+class Stopping:
+    """Kill or a deadline asked Ray to stop the job: the watch goes on until Ray confirms it."""
+
+    #: The Bridge status when Ray confirms the stop (KILL for kill, FAILED for a deadline).
+    status: str
+    message: str
+    #: When the stop was first asked (the clock's monotonic time).
+    since: float
+    request: PendingStop
+
+
+@dataclass(frozen=True)
 class Watch:
     submission_id: str
     #: The last answer from Ray, if any.
     job: JobInfo | None
     #: When Ray last answered (the clock's monotonic time).
     last_answer: float
+    stopping: Stopping | None = None
 
 
-@dataclass(frozen=True)
-class Stop:
-    """Stop the job on Ray and end with ``status`` and ``message`` (kill or a deadline)."""
-
-    submission_id: str
-    job: JobInfo | None
-    status: str
-    message: str
-
-
-State = Attach | Submit | Watch | Stop
+State = Attach | Submit | Watch
 
 
 class JobSession:
@@ -193,8 +203,8 @@ class JobSession:
 
     # -- the machine -------------------------------------------------------------------------
     def run(self) -> Outcome:
-        state: State | Outcome = self.first_state()
         try:
+            state: State | Outcome = self.first_state()
             while not isinstance(state, Outcome):
                 state = self.step(state)
         except RaypodError as error:
@@ -205,11 +215,15 @@ class JobSession:
     def submission_id(self) -> str:
         return self.reporter.get(st.ID)
 
-    def first_state(self) -> State:
+    def first_state(self) -> State | Outcome:
         recorded_id = self.reporter.get(st.ID)
+        recorded_status = self.reporter.get(st.JOB_STATUS)
+        if recorded_id and recorded_status in st.FINAL_STATUSES:
+            # Written by an earlier pod once the job had ended: never downgraded by a later answer.
+            return Outcome(Ending.ALREADY_FINAL, recorded_id, recorded_status, self.reporter.get(st.MESSAGE))
         submission_id = self.config.submission_id or recorded_id
         if submission_id:
-            return Attach(submission_id, self.reporter.get(st.JOB_STATUS))
+            return Attach(submission_id, recorded_status)
         return Submit(None)
 
     def step(self, state: State) -> State | Outcome:
@@ -217,9 +231,7 @@ class JobSession:
             return self._attach(state)
         if isinstance(state, Submit):
             return self._submit(state)
-        if isinstance(state, Watch):
-            return self._watch_once(state)
-        return self._stop(state)
+        return self._watch_once(state)
 
     # -- attach --------------------------------------------------------------------------------
     def _attach(self, state: Attach) -> State | Outcome:
@@ -229,23 +241,23 @@ class JobSession:
         try:
             job = self.ray.get_job(submission_id, retry=self._connect_policy())
         except RayApiError as error:
-            if error.transient and confirmed:
-                # Ray had this job: the watch rides out the outage, up to --status-timeout.
-                log.warning("cannot reach Ray to re-attach to %s yet (%s); watching it", submission_id, error)
-                self.submitted = True
-                return Watch(submission_id, None, self.clock.monotonic())
-            if error.transient:
-                # Its POST may have reached Ray: FAILED could be a lie about a running job.
-                message = one_line(f"Cannot tell whether Ray has job {submission_id}: {error}", 400)
-                return Outcome.final(submission_id, st.UNKNOWN, message)
-            if not error.not_found:
-                raise self._unreachable(error) from error
-            if confirmed:
+            if error.not_found and confirmed:
                 return Outcome.final(
                     submission_id, st.UNKNOWN, f"Ray no longer knows job {submission_id} (was the head restarted?)"
                 )
-            log.info("job %s was never accepted by Ray; submitting it with that id", submission_id)
-            return Submit(submission_id)
+            if error.not_found:
+                log.info("job %s was never accepted by Ray; submitting it with that id", submission_id)
+                return Submit(submission_id)
+            if confirmed:
+                # Ray had this job: whatever the dashboard answers now (an outage, a rotated token, an
+                # ingress page), the watch rides it out, up to --status-timeout.
+                log.warning("cannot re-attach to %s yet (%s); watching it", submission_id, error)
+                self.submitted = True
+                return Watch(submission_id, None, self.clock.monotonic())
+            # Its POST may have reached Ray: neither FAILED nor "bad input" would be true.
+            self.submitted = True
+            message = one_line(f"Cannot tell whether Ray has job {submission_id}: {error}", 400)
+            return Outcome.final(submission_id, st.UNKNOWN, message)
         log.info("re-attached to Ray job %s (%s)", submission_id, job.status)
         self.submitted = True
         if self.on_attach is not None:
@@ -283,7 +295,7 @@ class JobSession:
             inputs = fetch_inputs(config, self.s3, workdir)
             package = build_package(inputs.files, workdir) if inputs.files else None
             submission_id = state.submission_id or new_submission_id(
-                settings.job_name, config.properties.submission_id_prefix
+                settings.job_name, config.properties.submission_id_prefix, self.source.identity
             )
             payload = plan_submission(
                 config, inputs, settings.job_name, settings.namespace, package.uri if package else None, submission_id
@@ -296,13 +308,14 @@ class JobSession:
             if package is not None and not self.ray.package_exists(package.name):
                 log.info("uploading working-dir package %s", package.name)
                 self.ray.upload_package(package.name, package.path)
+        self._raise_if_terminated()
         # The id is persisted before the POST, so a lost answer or a new pod never submits twice.
         self.reporter.update({st.ID: submission_id}, must_persist=True)
         self.submitted = True
         try:
             self._post_once(payload, submission_id)
         except RayApiError as error:
-            if error.transient:
+            if not is_refusal(error):
                 raise  # Ray may have the job: run() reports UNKNOWN, not a rejection
             raise SubmissionRejected(error) from error
         self.reporter.update(
@@ -321,6 +334,7 @@ class JobSession:
         ray = self.ray
 
         def attempt() -> None:
+            self._raise_if_terminated()
             try:
                 ray.submit_job(payload, retry=NO_RETRY)
             except RayApiError as error:
@@ -329,9 +343,10 @@ class JobSession:
                     return
                 if is_wrapped_rejection(error):
                     raise SubmissionRejected(error) from error
-                if not error.transient:
+                if is_refusal(error):
                     raise
-                # The answer may be lost after Ray accepted the job: ask before posting again.
+                # The answer may be lost, or garbled on its way (an ingress page), after Ray accepted
+                # the job: ask before posting again, or before calling it anything.
                 try:
                     ray.get_job(submission_id, retry=NO_RETRY)
                 except RayApiError as lookup_error:
@@ -342,13 +357,20 @@ class JobSession:
 
         self._connect_policy().call(attempt, what=f"submission of {submission_id}")
 
+    def _raise_if_terminated(self) -> None:
+        """Nothing is persisted or POSTed once SIGTERM has arrived."""
+        if self.clock.terminated:
+            raise Terminated("terminated before the submission")
+
     # -- watch ---------------------------------------------------------------------------------
     def _watch_once(self, state: Watch) -> State | Outcome:
         """One poll: kill, Ray's status, the deadline, then the wait until the next poll."""
-        submission_id, job, last_answer = state.submission_id, state.job, state.last_answer
-        if self._kill_requested():
-            return Stop(submission_id, job, st.KILL, KILL_MESSAGE)
+        submission_id, job, last_answer, stopping = state.submission_id, state.job, state.last_answer, state.stopping
+        if stopping is None and self._kill_requested():
+            stopping = self._start_stopping(submission_id, st.KILL, KILL_MESSAGE)
         try:
+            if stopping is not None:
+                stopping.request.ask()
             job = self.ray.get_job(submission_id, retry=self._poll_policy(), timeouts=self._poll_timeouts())
         except RayApiError as error:
             if error.not_found:
@@ -365,23 +387,49 @@ class JobSession:
             if self.on_poll is not None:
                 self.on_poll(job)
             if job.terminal:
+                if stopping is not None and job.status == RAY_STOPPED:
+                    return Outcome.final(submission_id, stopping.status, stopping.message, job)
+                # It ended on its own (before any stop took): Ray's own status is the true one.
                 return self._ended(job)
             self.reporter.update(
                 {
                     st.JOB_STATUS: st.bridge_status(job.status),
                     st.START_TIME: format_ray_time(job.start_time_ms),
-                    st.MESSAGE: one_line(job.message) or None,
+                    st.MESSAGE: self._running_message(job, stopping),
                 }
             )
         deadline = self.config.properties.active_deadline_seconds
-        if deadline is not None and self._deadline_passed(deadline):
-            return Stop(
-                submission_id, job, st.FAILED, f"activeDeadlineSeconds ({deadline:g} s) passed; the job was stopped."
-            )
+        if stopping is None and deadline is not None and self._deadline_passed(deadline):
+            message = f"activeDeadlineSeconds ({deadline:g} s) passed; the job was stopped."
+            # Asked at once, in the next step, not after another interval.
+            return Watch(submission_id, job, last_answer, self._start_stopping(submission_id, st.FAILED, message))
         self.reporter.flush()
-        if self.clock.wait(self.config.update_interval):
+        if self.clock.wait(self._interval(stopping)):
             return Outcome(Ending.TERMINATED, submission_id)
-        return Watch(submission_id, job, last_answer)
+        return Watch(submission_id, job, last_answer, stopping)
+
+    def _start_stopping(self, submission_id: str, status: str, message: str) -> Stopping:
+        log.info("stopping Ray job %s: %s", submission_id, message)
+        request = PendingStop(self.ray, submission_id, self._poll_timeouts())
+        return Stopping(status, message, self.clock.monotonic(), request)
+
+    def _stop_overdue(self, stopping: Stopping | None) -> bool:
+        return stopping is not None and self.clock.monotonic() - stopping.since >= self.settings.stop_timeout
+
+    def _interval(self, stopping: Stopping | None) -> float:
+        # While a stop is awaited, Ray is asked every WAIT_POLL s, up to stop_timeout.
+        if stopping is not None and not self._stop_overdue(stopping):
+            return min(WAIT_POLL, self.config.update_interval)
+        return self.config.update_interval
+
+    def _running_message(self, job: JobInfo, stopping: Stopping | None) -> str | None:
+        """Ray's message; once a stop is overdue, what Ray reports instead of the stop."""
+        if stopping is None or not self._stop_overdue(stopping):
+            return one_line(job.message) or None
+        refused = stopping.request.refusal
+        why = f" (the stop call failed: {one_line(refused.reason, 150)})" if refused is not None else ""
+        overdue = f"{self.settings.stop_timeout:g} s after the stop request"
+        return one_line(f"{stopping.message[:-1]}, but Ray still reports the job {job.status} {overdue}{why}.")
 
     def _poll_policy(self) -> RetryPolicy:
         # A few quick tries inside one poll; the watch itself rides out longer outages.
@@ -416,22 +464,3 @@ class JobSession:
             reason = one_line(job.message.split(", last available logs", 1)[0], 200).rstrip(":.")
             message = f"Job failed: {reason}." if reason else "Job failed."
         return Outcome.final(job.submission_id or self.submission_id, status, message, job)
-
-    # -- stop ----------------------------------------------------------------------------------
-    def _stop(self, state: Stop) -> Outcome:
-        log.info("stopping Ray job %s: %s", state.submission_id, state.message)
-        try:
-            _, ended = stop_and_wait(
-                self.ray, state.submission_id, clock=self.clock, timeout=self.settings.stop_timeout
-            )
-        except RayApiError as error:
-            message = f"{state.message[:-1]}, but the stop call failed: {one_line(error.reason, 150)}"
-            return Outcome(Ending.FINAL, state.submission_id, state.status, message, None, state.job)
-        if self.clock.terminated:
-            return Outcome(Ending.TERMINATED, state.submission_id)
-        if ended is not None and ended.terminal and ended.status != RAY_STOPPED:
-            # It ended on its own before the stop took: Ray's own status is the true one.
-            return self._ended(ended)
-        job = ended if ended is not None else state.job
-        end_time = format_ray_time(ended.end_time_ms) if ended is not None and ended.terminal else None
-        return Outcome(Ending.FINAL, state.submission_id, state.status, state.message, end_time, job)

@@ -18,12 +18,24 @@ class ConfigSource(Protocol):
 
     def read(self) -> dict[str, str]: ...
 
+    @property
+    def identity(self) -> str | None:
+        """The ConfigMap object's ``metadata.uid`` once read, when the source knows it.
+
+        Every pod of one BridgeJob sees the same uid, so a submission id derived from it is
+        the same in two overlapping pods, and Ray's duplicate-id answer keeps it to one job.
+        """
+        ...
+
 
 class DirectorySource:
     """A ConfigMap mounted as a volume: one file per key.
 
     Kubernetes keeps the real files under ``..data``-style hidden entries; those are skipped.
     """
+
+    #: A mounted ConfigMap has no metadata.
+    identity: str | None = None
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -51,6 +63,8 @@ class ManifestSource:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.description = f"manifest {path}"
+        #: A manifest exported from the cluster carries the object's uid; a written one does not.
+        self.identity: str | None = None
 
     def read(self) -> dict[str, str]:
         try:
@@ -66,7 +80,15 @@ class ManifestSource:
         data = document.get("data") or {}
         if not isinstance(data, dict):
             raise ConfigError.single("--config", f"{self.path}: data must be a mapping of key to string")
+        self.identity = object_uid(document)
         return {str(key): _as_text(value) for key, value in data.items()}
+
+
+def object_uid(document: Any) -> str | None:
+    """A Kubernetes object's ``metadata.uid``, when it has a usable one."""
+    metadata = document.get("metadata") if isinstance(document, dict) else None
+    uid = metadata.get("uid") if isinstance(metadata, dict) else None
+    return uid if isinstance(uid, str) and uid.strip() else None
 
 
 def _as_text(value: Any) -> str:
@@ -113,6 +135,8 @@ def open_source(path: Path) -> ConfigSource:
 class MappingSource:
     """A ConfigMap built in memory, e.g. from ``submit``'s flags."""
 
+    identity: str | None = None
+
     def __init__(self, data: Mapping[str, str], description: str = "command-line flags") -> None:
         self.data = dict(data)
         self.description = description
@@ -131,3 +155,7 @@ class OverlaySource:
 
     def read(self) -> dict[str, str]:
         return {**self.base.read(), **self.overrides}
+
+    @property
+    def identity(self) -> str | None:
+        return self.base.identity

@@ -309,7 +309,7 @@ class FakeRay:
 
         return self._call(once, retry)
 
-    def stop_job(self, submission_id: str) -> bool:
+    def stop_job(self, submission_id: str, timeouts: Timeouts | None = None) -> bool:
         self._record("stop_job", submission_id)
         self._scripted("stop_job")
         job = self.jobs.get(submission_id)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import requests
 
@@ -225,3 +227,89 @@ def wait_for_ray_status(services: Services, submission_id: str, wanted: set[str]
             return status
         time.sleep(0.3)
     raise AssertionError(f"Ray job {submission_id} stayed {status}, wanted {wanted}")
+
+
+def stop_ray_job(services: Services, submission_id: str) -> None:
+    """Clean-up for tests that leave a job running on purpose."""
+    requests.post(f"{services.ray_address}/api/jobs/{submission_id}/stop", timeout=30)
+
+
+def waiting_script(release: Path) -> str:
+    """A job that runs until the test creates ``release`` (bounded: two minutes)."""
+    return (
+        "import os, time\n"
+        "print('waiting for release', flush=True)\n"
+        "for _ in range(600):\n"
+        f"    if os.path.exists({str(release)!r}):\n"
+        "        break\n"
+        "    time.sleep(0.2)\n"
+        "print('released', flush=True)\n"
+    )
+
+
+def transitions(stdout: str) -> list[str]:
+    """Every status.jobStatus raypod wrote, in order, from its stdout lines."""
+    return re.findall(r" status .*?status\.jobStatus=(\w+)", stdout)
+
+
+class Watched:
+    """A running raypod whose stdout and stderr are collected as they come."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._drain, args=(process.stdout, self.out), daemon=True),
+            threading.Thread(target=self._drain, args=(process.stderr, self.err), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _drain(stream: IO[str] | None, into: list[str]) -> None:
+        assert stream is not None
+        for line in stream:
+            into.append(line)
+
+    def wait_for(self, text: str, timeout: float = 60) -> None:
+        wait_until(lambda: text in "".join(self.err) + "".join(self.out), repr(text), timeout)
+
+    def finish(self, timeout: float = 120) -> tuple[int, str, str]:
+        try:
+            self.process.wait(timeout=timeout)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+        for reader in self._readers:
+            reader.join(timeout=10)
+        return self.process.returncode, "".join(self.out), "".join(self.err)
+
+
+class KubeJob:
+    """What a test of a BridgeJob in Kubernetes mode does through the fake API, as the operator would."""
+
+    def __init__(self, job: BridgeJob) -> None:
+        assert job.kube is not None
+        self.job = job
+        self.fake = job.kube
+        self.cm = job.cm
+
+    def create(self, **keys: str) -> None:
+        self.job.set(**keys)
+        self.fake.create_configmap(self.cm, self.job.data)
+
+    def data(self) -> dict[str, str]:
+        return self.fake.data(self.cm)
+
+    def wait_for(self, key: str, wanted: str | None = None, timeout: float = 120) -> dict[str, str]:
+        return self.job.wait_for(key, wanted, timeout)
+
+    def operator_update(self, **keys: str) -> int:
+        """What the operator does: GET the object, change keys, PUT it back with its resourceVersion."""
+        session = self.fake.session()
+        url = f"{self.fake.url}/api/v1/namespaces/{self.fake.namespace}/configmaps/{self.cm}"
+        current = session.get(url, timeout=10).json()
+        current["data"].update(keys)
+        return int(session.put(url, json=current, timeout=10).status_code)

@@ -33,6 +33,7 @@ CATALOGUE: dict[str, tuple[dict[str, str | None], str]] = {
     "updateInterval inf": ({"updateInterval": "inf"}, "updateInterval"),
     "updateInterval with unit": ({"updateInterval": "20s"}, "updateInterval"),
     "updateInterval a word": ({"updateInterval": "twenty"}, "updateInterval"),
+    "updateInterval below the floor": ({"updateInterval": "0.1"}, "updateInterval"),
     # locations
     "scriptLocation unknown": ({"jobdata.scriptLocation": "ftp"}, "jobdata.scriptLocation"),
     "scriptExtraLocation unknown": ({"jobdata.scriptExtraLocation": "git"}, "jobdata.scriptExtraLocation"),
@@ -76,6 +77,11 @@ CATALOGUE: dict[str, tuple[dict[str, str | None], str]] = {
     "parameter value null": ({"jobdata.jobParameters": '{"a": null}'}, "jobdata.jobParameters"),
     "parameter name with space": ({"jobdata.jobParameters": '{"a b": "1"}'}, "jobdata.jobParameters"),
     "parameter name with =": ({"jobdata.jobParameters": '{"a=b": "1"}'}, "jobdata.jobParameters"),
+    "parameter name an option": ({"jobdata.jobParameters": '{"--lr": "1"}'}, "jobdata.jobParameters"),
+    "parameters nested too deeply": (
+        {"jobdata.jobParameters": '{"p": ' + "[" * 5000 + "]" * 5000 + "}"},
+        "jobdata.jobParameters",
+    ),
     # extra location s3: metadata and parameters must be bucket:object
     "s3 metadata not a location": (
         {"jobdata.scriptExtraLocation": "s3", "jobdata.scriptMetadata": '{"env": {}}'},
@@ -111,6 +117,8 @@ CATALOGUE: dict[str, tuple[dict[str, str | None], str]] = {
     "num_cpus negative": ({"jobproperties": '{"entrypoint_num_cpus": -1}'}, "jobproperties"),
     "num_gpus a bool": ({"jobproperties": '{"entrypoint_num_gpus": true}'}, "jobproperties"),
     "memory fractional": ({"jobproperties": '{"entrypoint_memory": 1.5}'}, "jobproperties"),
+    "memory overflowing to infinity": ({"jobproperties": '{"entrypoint_memory": 1e400}'}, "jobproperties"),
+    "num_cpus NaN": ({"jobproperties": '{"entrypoint_num_cpus": NaN}'}, "jobproperties"),
     "resources a list": ({"jobproperties": '{"entrypoint_resources": ["gpu"]}'}, "jobproperties"),
     "resources amount a string": ({"jobproperties": '{"entrypoint_resources": {"x": "a"}}'}, "jobproperties"),
     "metadata value a number": ({"jobproperties": '{"metadata": {"team": 1}}'}, "jobproperties"),
@@ -220,3 +228,19 @@ def test_missing_s3_credentials_exits_2(bridge_job: BridgeJob, ray_proxy: Proxy)
     for name in ("accesskey", "secretkey"):
         (bridge_job.s3_credentials_dir / name).unlink()
     assert "accesskey" in assert_bad_input(bridge_job, ray_proxy, "s3.secret")
+
+
+def test_token_that_would_break_a_header_exits_2_naming_the_file_not_the_token(
+    bridge_job: BridgeJob, ray_proxy: Proxy
+) -> None:
+    marker = "TokenMarker-5c7e"
+    token = bridge_job.credentials_dir / "token"
+    token.write_text(f"{marker}\n{marker}\n")
+    bridge_job.set(resourceURL=ray_proxy.url, jobdata__scriptLocation="inline", jobdata__jobScript="print('never')\n")
+    result = bridge_job.run()
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"bad input: {token}: holds a line break" in result.stderr
+    assert result.status["status.jobStatus"] == "FAILED"
+    assert result.status["status.message"].startswith(f"Bad input: {token}: ")
+    assert "TokenMarker" not in result.stdout + result.stderr + json.dumps(result.status)
+    assert ray_proxy.recorded() == []

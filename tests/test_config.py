@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
+import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from raypod.config import (
     DEFAULT_UPDATE_INTERVAL,
+    KNOWN_PROPERTIES,
+    MAX_JSON_DEPTH,
+    MIN_UPDATE_INTERVAL,
+    PARAMETER_NAME,
     S3Location,
     parse_config,
     parse_job_properties,
@@ -156,7 +164,7 @@ def test_parameters_keep_order_and_render_json_scalars() -> None:
     ("text", "fragment"),
     [
         ('{"k": "a=b"}', "has '=' in its value"),
-        ('{"a=b": "v"}', "must be non-empty"),
+        ('{"a=b": "v"}', "ParseKwargs splits each token on '='"),
         ('{"k": null}', "is null"),
         ("[]", "must be a JSON object"),
         ("{", "is not valid JSON"),
@@ -278,3 +286,192 @@ def test_yaml_without_the_extra_says_how_to_install_it(tmp_path: Path, monkeypat
 def test_missing_config_path_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         open_source(tmp_path / "nope")
+
+
+# -- numbers in jobproperties are finite ---------------------------------------------------
+#: JSON texts Python's json module reads as NaN or an infinity (1e400 overflows to inf).
+NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e400"]
+NUMBER_FIELDS = {
+    "entrypoint_num_cpus": '{{"entrypoint_num_cpus": {}}}',
+    "entrypoint_num_gpus": '{{"entrypoint_num_gpus": {}}}',
+    "entrypoint_memory": '{{"entrypoint_memory": {}}}',
+    "entrypoint_resources": '{{"entrypoint_resources": {{"custom": {}}}}}',
+    "activeDeadlineSeconds": '{{"activeDeadlineSeconds": {}}}',
+}
+
+
+@pytest.mark.parametrize("number", NON_FINITE)
+@pytest.mark.parametrize("field", sorted(NUMBER_FIELDS))
+def test_non_finite_job_property_numbers_are_a_problem_naming_the_field(field: str, number: str) -> None:
+    problems = problems_of({**MINIMAL, "jobproperties": NUMBER_FIELDS[field].format(number)})
+    assert len(problems) == 1
+    key, problem = problems[0]
+    assert key == "jobproperties"
+    assert field in problem
+    assert "finite" in problem
+
+
+def test_a_resource_amount_problem_names_the_resource() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_job_properties('{"entrypoint_resources": {"ok": 1, "bad": NaN}}')
+    assert caught.value.problems == [
+        ("jobproperties", "entrypoint_resources amount of 'bad' must be a finite, non-negative number, got nan")
+    ]
+
+
+def test_an_integer_too_large_for_a_float_is_not_a_finite_number() -> None:
+    with pytest.raises(ConfigError, match="entrypoint_num_cpus must be a finite"):
+        parse_job_properties('{"entrypoint_num_cpus": 1' + "0" * 400 + "}")
+
+
+def test_finite_job_property_numbers_still_pass() -> None:
+    props = parse_job_properties('{"entrypoint_num_cpus": 0, "entrypoint_memory": 1e9, "activeDeadlineSeconds": 1e-3}')
+    assert (props.entrypoint_num_cpus, props.entrypoint_memory, props.active_deadline_seconds) == (0, 10**9, 1e-3)
+
+
+@pytest.mark.parametrize("number", NON_FINITE)
+def test_runtime_env_holding_a_non_finite_number_is_rejected(number: str) -> None:
+    with pytest.raises(ConfigError, match="runtime_env holds NaN or an infinity") as caught:
+        parse_job_properties(f'{{"runtime_env": {{"config": {{"setup_timeout_seconds": [{number}]}}}}}}')
+    assert caught.value.problems[0][0] == "jobproperties"
+
+
+# -- JSON nesting is bounded ---------------------------------------------------------------
+def nested_list(levels: int) -> str:
+    """JSON of ``levels`` lists, one inside the other, around a 1."""
+    return "[" * levels + "1" + "]" * levels
+
+
+#: key -> JSON whose total depth is MAX_JSON_DEPTH plus the extra levels given.
+NESTING = {
+    "jobdata.jobParameters": lambda extra: f'{{"p": {nested_list(MAX_JSON_DEPTH - 1 + extra)}}}',
+    "jobdata.scriptMetadata": lambda extra: f'{{"env": {{"A": {nested_list(MAX_JSON_DEPTH - 2 + extra)}}}}}',
+    "jobproperties": lambda extra: f'{{"runtime_env": {{"config": {nested_list(MAX_JSON_DEPTH - 2 + extra)}}}}}',
+}
+
+
+@pytest.mark.parametrize("key", sorted(NESTING))
+def test_json_nested_to_the_depth_limit_is_accepted(key: str) -> None:
+    parse_config({**MINIMAL, key: NESTING[key](0)})
+
+
+@pytest.mark.parametrize("key", sorted(NESTING))
+def test_json_nested_one_level_deeper_than_the_limit_is_a_problem_naming_the_key(key: str) -> None:
+    assert problems_of({**MINIMAL, key: NESTING[key](1)}) == [
+        (key, f"nests deeper than {MAX_JSON_DEPTH} levels of objects and lists")
+    ]
+
+
+@pytest.mark.parametrize("key", sorted(NESTING))
+def test_json_nested_past_the_interpreters_recursion_limit_is_a_problem_not_a_recursion_error(key: str) -> None:
+    levels = 100 * sys.getrecursionlimit()
+    problems = problems_of({**MINIMAL, key: "[" * levels + "]" * levels})
+    assert problems == [(key, f"nests deeper than {MAX_JSON_DEPTH} levels of objects and lists")]
+
+
+def test_deep_metadata_read_later_from_s3_is_bounded_too() -> None:
+    with pytest.raises(ConfigError, match="nests deeper"):
+        parse_metadata('{"env": {"A": ' + nested_list(5000) + "}}")
+
+
+# -- parameter names -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("--lr", "argparse would read it as an option"),
+        ("-x", "argparse would read it as an option"),
+        ("1abc", "not an identifier-like name"),
+        ("a b", "holds whitespace"),
+        ("a=b", "ParseKwargs splits each token on '='"),
+        ("", "it is empty"),
+        ("a/b", "not an identifier-like name"),
+    ],
+)
+def test_parameter_names_that_are_not_identifier_like_are_rejected_saying_why(name: str, why: str) -> None:
+    problems = problems_of({**MINIMAL, "jobdata.jobParameters": json.dumps({name: "1"})})
+    assert len(problems) == 1
+    key, problem = problems[0]
+    assert key == "jobdata.jobParameters"
+    assert repr(name) in problem
+    assert "must start with a letter or '_'" in problem
+    assert why in problem
+
+
+@pytest.mark.parametrize("name", ["lr", "_x", "learning-rate", "a.b", "A1", "x_2.y-z"])
+def test_identifier_like_parameter_names_are_accepted(name: str) -> None:
+    assert parse_parameters(json.dumps({name: "1"})) == {name: "1"}
+
+
+def test_every_bad_parameter_name_is_listed() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_parameters('{"--lr": 1, "ok": 2, "1x": 3}')
+    assert [problem.split(" ", 3)[2] for _, problem in caught.value.problems] == ["'--lr'", "'1x'"]
+
+
+# -- updateInterval floor --------------------------------------------------------------------
+@pytest.mark.parametrize("text", ["0.4", "0.001", "1e-9"])
+def test_update_interval_below_the_floor_is_a_problem_stating_the_floor(text: str) -> None:
+    assert MIN_UPDATE_INTERVAL == 0.5
+    assert problems_of({**MINIMAL, "updateInterval": text}) == [
+        ("updateInterval", f"must be at least 0.5 seconds (the polling floor), got {text!r}")
+    ]
+
+
+def test_update_interval_at_the_floor_is_accepted() -> None:
+    assert parse_config({**MINIMAL, "updateInterval": "0.5"}).update_interval == MIN_UPDATE_INTERVAL
+
+
+def test_the_new_checks_are_all_listed_together() -> None:
+    problems = problems_of(
+        {
+            **MINIMAL,
+            "updateInterval": "0.1",
+            "jobdata.jobParameters": '{"--lr": "1"}',
+            "jobproperties": '{"entrypoint_memory": 1e400, "entrypoint_num_cpus": NaN}',
+        }
+    )
+    assert [key for key, _ in problems] == ["updateInterval", "jobdata.jobParameters", "jobproperties", "jobproperties"]
+
+
+# -- any JSON: parsed, or a ConfigError; never another exception ----------------------------
+JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    max_leaves=12,
+)
+PROPERTY_NAMES = st.sampled_from(KNOWN_PROPERTIES) | st.text(max_size=6)
+
+
+@given(st.dictionaries(PROPERTY_NAMES, JSON_VALUES, max_size=6))
+def test_any_jobproperties_json_parses_or_is_a_config_error(obj: dict[str, object]) -> None:
+    try:
+        props = parse_job_properties(json.dumps(obj))
+    except ConfigError as error:
+        assert error.problems and all(key == "jobproperties" for key, _ in error.problems)
+        return
+    for number in (props.entrypoint_num_cpus, props.entrypoint_num_gpus, props.active_deadline_seconds):
+        assert number is None or math.isfinite(number)
+    assert all(math.isfinite(amount) for amount in props.entrypoint_resources.values())
+    json.dumps(props.runtime_env, allow_nan=False)  # what requests does with the POST body
+
+
+@given(st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=6))
+def test_any_parameters_json_parses_or_is_a_config_error(obj: dict[str, object]) -> None:
+    try:
+        params = parse_parameters(json.dumps(obj))
+    except ConfigError as error:
+        assert error.problems and all(key == "jobdata.jobParameters" for key, _ in error.problems)
+        return
+    for name, value in params.items():
+        assert PARAMETER_NAME.fullmatch(name)
+        assert "=" not in value
+
+
+@given(st.text(max_size=40) | JSON_VALUES.map(json.dumps))
+def test_any_text_in_the_json_keys_parses_or_is_a_config_error(text: str) -> None:
+    for key in ("jobdata.jobParameters", "jobdata.scriptMetadata", "jobproperties"):
+        try:
+            parse_config({**MINIMAL, key: text})
+        except ConfigError as error:
+            assert {k for k, _ in error.problems} == {key}

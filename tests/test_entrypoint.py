@@ -152,3 +152,10 @@ def test_times_use_the_operators_go_layout_in_utc() -> None:
     assert format_ray_time(None) is None
     assert parse_time("2022-04-19T21:32:40Z") == moment
     assert parse_time("19/04/2022 21:32:40") is None
+
+
+def test_submission_id_from_the_configmaps_uid_is_the_same_in_every_pod() -> None:
+    first, again = new_submission_id("train", None, "0b1c-uid"), new_submission_id("train", None, "0b1c-uid")
+    assert first == again and first.startswith("raypod-train-") and len(first) == len("raypod-train-") + 12
+    assert new_submission_id("train", None, "another-uid") != first
+    assert new_submission_id("train") != new_submission_id("train")  # no uid known: random

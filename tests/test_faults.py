@@ -9,19 +9,27 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
 import threading
 from pathlib import Path
-from typing import IO
 
 import pytest
-import requests
 
 from devtools.proxy import Proxy, Rule, s3_error
 from devtools.services import free_port
 from raypod.errors import RayApiError, S3Error, Terminated
 from raypod.retry import RetryPolicy
-from tests.helpers import BridgeJob, Services, jobs_of, ray_job, wait_for_ray_status, wait_until
+from tests.helpers import (
+    BridgeJob,
+    Services,
+    Watched,
+    jobs_of,
+    ray_job,
+    stop_ray_job,
+    transitions,
+    wait_for_ray_status,
+    wait_until,
+    waiting_script,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -29,69 +37,11 @@ JOBS = r"^/api/jobs/$"
 ONE_JOB = r"^/api/jobs/[^/?]+$"
 
 
-def waiting_script(release: Path) -> str:
-    """A job that runs until the test creates ``release`` (bounded: two minutes)."""
-    return (
-        "import os, time\n"
-        "print('waiting for release', flush=True)\n"
-        "for _ in range(600):\n"
-        f"    if os.path.exists({str(release)!r}):\n"
-        "        break\n"
-        "    time.sleep(0.2)\n"
-        "print('released', flush=True)\n"
-    )
-
-
-def transitions(stdout: str) -> list[str]:
-    """Every status.jobStatus raypod wrote, in order, from its stdout lines."""
-    return re.findall(r" status .*?status\.jobStatus=(\w+)", stdout)
-
-
-class Watched:
-    """A running raypod whose stdout and stderr are collected as they come."""
-
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.process = process
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self._readers = [
-            threading.Thread(target=self._drain, args=(process.stdout, self.out), daemon=True),
-            threading.Thread(target=self._drain, args=(process.stderr, self.err), daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    @staticmethod
-    def _drain(stream: IO[str] | None, into: list[str]) -> None:
-        assert stream is not None
-        for line in stream:
-            into.append(line)
-
-    def wait_for(self, text: str, timeout: float = 60) -> None:
-        wait_until(lambda: text in "".join(self.err) + "".join(self.out), repr(text), timeout)
-
-    def finish(self, timeout: float = 120) -> tuple[int, str, str]:
-        try:
-            self.process.wait(timeout=timeout)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait()
-        for reader in self._readers:
-            reader.join(timeout=10)
-        return self.process.returncode, "".join(self.out), "".join(self.err)
-
-
 def start_waiting_job(bridge_job: BridgeJob, proxy: Proxy, tmp_path: Path, *extra: str) -> tuple[Watched, Path]:
     """raypod running a job, through the proxy, that waits until the returned file exists."""
     release = tmp_path / "release"
     bridge_job.set(resourceURL=proxy.url, jobdata__scriptLocation="inline", jobdata__jobScript=waiting_script(release))
     return Watched(bridge_job.start(*extra)), release
-
-
-def stop_ray_job(services: Services, submission_id: str) -> None:
-    """Clean-up for tests that leave a job running on purpose."""
-    requests.post(f"{services.ray_address}/api/jobs/{submission_id}/stop", timeout=30)
 
 
 def test_lost_answer_to_the_submission_leaves_exactly_one_job(bridge_job: BridgeJob, ray_proxy: Proxy) -> None:
@@ -477,10 +427,13 @@ def test_re_attaching_while_the_dashboard_is_down_watches_through_the_outage(
     bridge_job.set(resourceURL=ray_proxy.url, jobdata__scriptLocation="inline", jobdata__jobScript="print('first')\n")
     first = bridge_job.run()
     assert first.returncode == 0, first.stderr
+    # As if the first pod had died while the job ran: RUNNING recorded, no final status yet.
+    recorded = {key: value for key, value in first.status.items() if key in ("id", "status.submitTime")}
+    bridge_job.status_file.write_text(json.dumps({**recorded, "status.jobStatus": "RUNNING"}))
     ray_proxy.down()
     run = Watched(bridge_job.start("--connect-timeout", "1"))
     try:
-        run.wait_for("cannot reach Ray to re-attach")
+        run.wait_for("cannot re-attach to")
     finally:
         ray_proxy.up()
         code, stdout, stderr = run.finish()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from raypod.retry import RetryPolicy
 from raypod.runner import Runner, RunOptions
 from raypod.status import OWNED_KEYS, StatusReporter
 from tests.fake_kube import FakeKube
-from tests.helpers import PARSE_KWARGS_SCRIPT, BridgeJob, Services, jobs_of, ray_job, wait_until
+from tests.helpers import PARSE_KWARGS_SCRIPT, BridgeJob, KubeJob, Services, jobs_of, ray_job, wait_until
 
 QUICK = RetryPolicy(attempts=2, initial_wait=0.05, max_wait=0.1, deadline=2.0)
 
@@ -30,34 +31,6 @@ QUICK = RetryPolicy(attempts=2, initial_wait=0.05, max_wait=0.1, deadline=2.0)
 def fake_kube(tmp_path: Path) -> Iterator[FakeKube]:
     with FakeKube(tmp_path / "kube") as fake:
         yield fake
-
-
-class KubeJob:
-    """What a test of a BridgeJob in Kubernetes mode does through the fake API, as the operator would."""
-
-    def __init__(self, job: BridgeJob) -> None:
-        assert job.kube is not None
-        self.job = job
-        self.fake = job.kube
-        self.cm = job.cm
-
-    def create(self, **keys: str) -> None:
-        self.job.set(**keys)
-        self.fake.create_configmap(self.cm, self.job.data)
-
-    def data(self) -> dict[str, str]:
-        return self.fake.data(self.cm)
-
-    def wait_for(self, key: str, wanted: str | None = None, timeout: float = 120) -> dict[str, str]:
-        return self.job.wait_for(key, wanted, timeout)
-
-    def operator_update(self, **keys: str) -> int:
-        """What the operator does: GET the object, change keys, PUT it back with its resourceVersion."""
-        session = self.fake.session()
-        url = f"{self.fake.url}/api/v1/namespaces/{self.fake.namespace}/configmaps/{self.cm}"
-        current = session.get(url, timeout=10).json()
-        current["data"].update(keys)
-        return session.put(url, json=current, timeout=10).status_code
 
 
 @pytest.fixture
@@ -104,6 +77,35 @@ def test_status_reaches_the_configmap_through_merge_patches_of_owned_keys_only(
     assert kube_job.fake.calls("PUT") == []
     # NAMESPACE was not set: the service account's namespace file named it.
     assert ray_job(kube_job.job.services, data["id"])["metadata"]["bridge-namespace"] == kube_job.fake.namespace
+
+
+@pytest.mark.integration
+def test_two_pods_started_together_make_one_ray_job(kube_job: KubeJob) -> None:
+    # A force-deleted pod and its replacement overlap: both read the same ConfigMap with no id yet.
+    kube_job.create(
+        jobdata__scriptLocation="inline",
+        jobdata__jobScript="import time\nfor i in range(3):\n    print('tick', i, flush=True)\n    time.sleep(1)\n",
+    )
+    # Both pods must read the ConfigMap before either can write its id: every PATCH is held until
+    # each pod has made its two start-up reads (recorded status, then the job) and one id write
+    # waits; the id write is retried, so both then go through.
+    kube_job.fake.fail("patch", 503, None)
+    pods = [kube_job.job.start(), kube_job.job.start()]
+    try:
+        fake = kube_job.fake
+        wait_until(lambda: len(fake.calls("GET")) >= 4 and bool(fake.calls("PATCH")), "both pods past start-up")
+        fake.clear_faults()
+        outputs = [pod.communicate(timeout=300) for pod in pods]
+    finally:
+        for pod in pods:
+            stop(pod)
+    for pod, (out, err) in zip(pods, outputs, strict=True):
+        assert pod.returncode == 0, out + err
+        assert "Traceback" not in err
+    jobs = jobs_of(kube_job.job.services, kube_job.job.name)
+    # The id comes from the ConfigMap's uid: the second POST got Ray's duplicate-id answer.
+    assert [job["submission_id"] for job in jobs] == [kube_job.data()["id"]]
+    assert kube_job.data()["status.jobStatus"] == "SUCCEEDED"
 
 
 @pytest.mark.integration
@@ -193,6 +195,32 @@ def test_unreadable_configmap_exits_2_with_what_to_fix(kube_job: KubeJob, case: 
         assert phrase in result.stderr, result.stderr
     assert kube_job.fake.token not in result.stderr + result.stdout
     assert jobs_of(kube_job.job.services, kube_job.job.name) == []
+
+
+@pytest.mark.integration
+def test_bad_credentials_file_in_a_pod_is_reported_in_the_configmap(kube_job: KubeJob) -> None:
+    # The operator sees the reason in the BridgeJob, not only a pod error.
+    marker = "MARKER-token-4e1a"
+    (kube_job.job.credentials_dir / "token").write_text(f"{marker}\nsecond line\n")
+    kube_job.create(jobdata__scriptLocation="inline", jobdata__jobScript="print('never runs')\n")
+    result = kube_job.job.run()
+    assert result.returncode == 2, result.stdout + result.stderr
+    data = kube_job.data()
+    assert data["status.jobStatus"] == "FAILED"
+    assert data["status.message"].startswith("Bad input: ") and "token" in data["status.message"]
+    assert marker not in result.stdout + result.stderr + json.dumps(data)
+    assert jobs_of(kube_job.job.services, kube_job.job.name) == []
+
+
+@pytest.mark.integration
+def test_username_and_password_are_not_read_unless_auth_is_basic(kube_job: KubeJob) -> None:
+    password = kube_job.job.credentials_dir / "password"
+    password.unlink()
+    password.mkdir()  # unreadable as a file, even for root
+    kube_job.create(jobdata__scriptLocation="inline", jobdata__jobScript="print('ran')\n")
+    result = kube_job.job.run()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert kube_job.data()["status.jobStatus"] == "SUCCEEDED"
 
 
 @pytest.mark.integration

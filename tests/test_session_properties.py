@@ -254,6 +254,8 @@ def test_finish_never_raises_and_its_exit_code_matches_what_it_wrote(
         outcome = Outcome.bad_input(ConfigError.single("resourceURL", message or "missing"))
     elif ending is Ending.FINAL:
         outcome = Outcome.final("s1", status, message, job)
+    elif ending is Ending.ALREADY_FINAL:
+        outcome = Outcome(ending, "s1", status)
     else:
         outcome = Outcome(ending, "s1", st.SUBMITTED)
     said: list[str] = []
@@ -266,6 +268,7 @@ def test_finish_never_raises_and_its_exit_code_matches_what_it_wrote(
         Ending.DETACHED: exits.EXIT_OK,
         Ending.TERMINATED: exits.EXIT_TERMINATED,
         Ending.BAD_INPUT: exits.EXIT_BAD_INPUT,
+        Ending.ALREADY_FINAL: exits.for_status(status),
     }.get(ending)
     if expected is None:
         expected = exits.EXIT_FAILED if refused else exits.for_status(status)
@@ -273,7 +276,12 @@ def test_finish_never_raises_and_its_exit_code_matches_what_it_wrote(
             assert written == status
             assert "\n" not in sink.data.get(st.MESSAGE, "")
     assert code == expected
-    assert (code == exits.EXIT_OK) == (ending is Ending.DETACHED or (written == st.SUCCEEDED and not refused))
+    if ending is Ending.ALREADY_FINAL:
+        assert sink.writes == []  # a recorded final status is kept as it is
+    succeeded = ending is Ending.ALREADY_FINAL and status == st.SUCCEEDED
+    assert (code == exits.EXIT_OK) == (
+        ending is Ending.DETACHED or succeeded or (written == st.SUCCEEDED and not refused)
+    )
     if ending is Ending.BAD_INPUT and not refused:
         assert written == st.FAILED
         assert sink.data[st.MESSAGE].startswith("Bad input: resourceURL:")
