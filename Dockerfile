@@ -3,10 +3,11 @@
 # dependencies (requests, minio, tenacity) and nothing else: no compilers, no pip, no cache.
 #
 #   make docker-build IMAGE_TAG_BASE=quay.io/me/ray-pod VERSION=0.1.0
+#   make image     docker, or buildah without a daemon, with the OCI labels (docs/image.md)
 #
 # Air-gapped: run `make wheelhouse` where PyPI is reachable; the wheels in wheelhouse/ are
 # then used with --no-index and the build needs no network at all.
-# tests/test_image.py runs the pip commands below (parsed from this file) without Docker.
+# tests/test_container.py builds this file with buildah and runs the pod from it with podman.
 
 ARG PYTHON_IMAGE=python:3.12-slim
 
@@ -25,6 +26,16 @@ ENV PYTHONUNBUFFERED=1 \
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
     python -m pip install --no-cache-dir --disable-pip-version-check --no-index --find-links /wheels raypod \
     && python -m pip uninstall --yes --disable-pip-version-check pip
+# OCI labels, from build arguments (`make image` passes them); after the install, so that a new
+# commit does not invalidate the layer cache.
+ARG IMAGE_SOURCE=
+ARG IMAGE_VERSION=
+ARG IMAGE_REVISION=
+ARG IMAGE_LICENSES=Apache-2.0
+LABEL org.opencontainers.image.source="${IMAGE_SOURCE}" \
+      org.opencontainers.image.version="${IMAGE_VERSION}" \
+      org.opencontainers.image.revision="${IMAGE_REVISION}" \
+      org.opencontainers.image.licenses="${IMAGE_LICENSES}"
 # A fixed non-root UID (the distroless "nonroot" one), so runAsNonRoot can verify it.
 USER 65532:65532
 WORKDIR /tmp

@@ -12,7 +12,7 @@ IMAGE_PYTHON ?= 3.12
 IMAGE_ARCH ?= $(shell uname -m)
 IMAGE_PLATFORMS ?= $(foreach tag,manylinux_2_28 manylinux_2_17 manylinux2014 manylinux_2_5 manylinux1,$(tag)_$(IMAGE_ARCH))
 
-.PHONY: help venv demo test check lint typecheck bench wheelhouse docker-build docker-push clean
+.PHONY: help venv demo test check lint typecheck bench wheelhouse docker-build docker-push image image-test clean
 
 help:
 	@echo "make demo          run a job end to end on a local Ray and a local S3 (both started for you)"
@@ -21,6 +21,8 @@ help:
 	@echo "make bench         compare raypod with the Ray SDK (bench/)"
 	@echo "make wheelhouse    collect the runtime wheels for an offline image build"
 	@echo "make docker-build  build \$$IMAGE_TAG_BASE:\$$VERSION;  make docker-push  push it"
+	@echo "make image         build \$$IMG with docker, else buildah (no daemon), and print its name"
+	@echo "make image-test    build the image with buildah and run the pod from it with podman (docs/image.md)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,10 +61,19 @@ wheelhouse: | $(BIN)/python
 		$(WHEELHOUSE)/raypod-*.whl "setuptools>=70.1"
 
 docker-build:
-	DOCKER_BUILDKIT=1 docker build -t $(IMG) .
+	DOCKER_BUILDKIT=1 docker build -t $(IMG) --build-arg IMAGE_VERSION=$(VERSION) \
+		--build-arg IMAGE_REVISION=$(shell git rev-parse HEAD 2>/dev/null) \
+		--build-arg IMAGE_SOURCE=$(shell git remote get-url origin 2>/dev/null) .
 
 docker-push:
 	docker push $(IMG)
+
+# docker when its daemon answers, else buildah on a local base; stdout is the image's name only.
+image: | $(BIN)/python
+	@$(BIN)/python -m devtools.image --tag $(IMG)
+
+image-test: $(VENV)/.installed-test+yaml+dev
+	$(BIN)/python -m pytest -q -ra tests/test_container.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache $(WHEELHOUSE)

@@ -1,9 +1,11 @@
-"""The image's runtime, built without Docker: the Dockerfile's own pip commands, offline, then a whole job.
+"""The Dockerfile read as text, and its runtime replayed in venvs where no image can be built.
 
-Docker cannot run here, so this test does what the Dockerfile does, with the commands parsed
-from it (so the two cannot drift apart): `make wheelhouse`, the build stage's offline pip
-commands in a fresh venv, the runtime stage's install (and removal of pip) in another fresh
-venv. It then runs a job with that runtime against the real Ray and S3.
+The image itself is built and run by tests/test_container.py (buildah and podman). Where those
+tools are missing (a developer's machine without them; never CI, where that is a failure), the
+second test here still checks the runtime without them: it does what the Dockerfile does, with the
+commands parsed from it (so the two cannot drift apart): `make wheelhouse`, the build stage's
+offline pip commands in a fresh venv, the runtime stage's install (and removal of pip) in another
+fresh venv. It then runs a job with that runtime against the real Ray and S3.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools.image import missing_requirements
 from devtools.measure import run_measured
 from tests.helpers import REPO, BridgeJob
 
@@ -101,6 +104,25 @@ def test_dockerfile_runtime_is_slim_non_root_and_runs_raypod() -> None:
     assert {"--no-cache-dir", "--no-index"} <= set(install[0]) and install[0][-1] == "raypod"
 
 
+def test_dockerfile_labels_the_runtime_from_build_arguments() -> None:
+    text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
+    runtime = text.split(" AS runtime", 1)[1]
+    labels = dict(re.findall(r'(org\.opencontainers\.image\.\w+)="\$\{(\w+)\}"', runtime))
+    assert labels == {
+        "org.opencontainers.image.source": "IMAGE_SOURCE",
+        "org.opencontainers.image.version": "IMAGE_VERSION",
+        "org.opencontainers.image.revision": "IMAGE_REVISION",
+        "org.opencontainers.image.licenses": "IMAGE_LICENSES",
+    }
+    for arg in labels.values():
+        assert re.search(rf"^ARG {arg}=", runtime, re.M), arg
+    # After the install, so that a new commit does not invalidate the install's layer.
+    assert runtime.index("pip uninstall") < runtime.index("LABEL ")
+
+
+@pytest.mark.skipif(
+    not missing_requirements(), reason="the image itself is built and run here: tests/test_container.py"
+)
 def test_runtime_installed_as_the_dockerfile_does_runs_a_whole_job_without_ray(
     tmp_path: Path, bridge_job: BridgeJob
 ) -> None:
