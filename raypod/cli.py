@@ -31,7 +31,7 @@ example:
 
 ADDRESS_HELP = (
     "Ray dashboard address, e.g. http://127.0.0.1:8265 (a bare host:port means http); "
-    "default: $RAY_API_SERVER_ADDRESS, else $RAY_ADDRESS"
+    "default: $RAY_API_SERVER_ADDRESS, else $RAY_ADDRESS, else KubeRay's $RAY_DASHBOARD_ADDRESS"
 )
 
 TOP_EXAMPLE = (
@@ -83,6 +83,12 @@ STOP_EXAMPLE = """\
 example:
   python -m raypod stop raypod-myjob-3f2a9c01b7de
 exit codes: 0 the job stopped (or had already ended); 1 still running after --timeout
+"""
+
+DELETE_EXAMPLE = """\
+example:
+  python -m raypod delete raypod-myjob-3f2a9c01b7de
+exit codes: 0 deleted; 1 the job has not ended (stop it first), or Ray does not know it
 """
 
 LIST_EXAMPLE = """\
@@ -170,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     flags.add_argument("--properties", metavar="JSON", help="jobproperties, e.g. '{\"entrypoint_num_cpus\": 1}'")
     submit.add_argument("--wait", action="store_true", help="follow the job to its end; exit 0/1/2 like run")
     submit.add_argument(
+        "--stop-on-interrupt",
+        action="store_true",
+        help="with --wait: Ctrl-C or SIGTERM (a cancelled CI job) stops the Ray job, waits until Ray says it "
+        "ended, then exits 130/143 (without it the job keeps running)",
+    )
+    submit.add_argument(
         "--interval", type=_interval, metavar="SECONDS", help="poll interval (default: updateInterval, or 2)"
     )
     _add_job_arguments(submit)
@@ -193,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=_positive_float, default=60.0, metavar="SECONDS", help="how long to wait (default: 60)"
     )
     _add_client_arguments(stop)
+
+    delete = _command(commands, "delete", "delete a finished job's info and log from Ray", DELETE_EXAMPLE)
+    delete.add_argument("submission_id", metavar="SUBMISSION_ID")
+    _add_client_arguments(delete)
 
     listing = _command(commands, "list", "list the cluster's jobs", LIST_EXAMPLE)
     listing.add_argument("--json", action="store_true", help="Ray's job infos as a JSON array")
@@ -246,6 +262,20 @@ def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how long an unreachable dashboard is retried before submitting fails (default: 60)",
     )
+    parser.add_argument(
+        "--result",
+        type=Path,
+        metavar="FILE",
+        help="at the end, write a JSON file: the id, the final status and its reason, the times, the driver's "
+        "exit code, the log's S3 URI and the result files found and missing",
+    )
+    parser.add_argument(
+        "--termination-log",
+        default=None,
+        metavar="PATH",
+        help="where the one-line summary goes at the end (default: /dev/termination-log, when the kubelet "
+        "made it); an empty value turns it off",
+    )
 
 
 def _add_address_argument(parser: argparse.ArgumentParser) -> None:
@@ -258,14 +288,27 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=DEFAULT_CREDENTIALS_DIR,
         metavar="DIR",
-        help="the resource secret: an optional token (Ray token auth) and ca.crt, and username/password for "
-        f"auth 'basic' (default: {DEFAULT_CREDENTIALS_DIR})",
+        help="the resource secret: an optional token (Ray token auth), headers.json and ca.crt, and "
+        f"username/password for auth 'basic' (default: {DEFAULT_CREDENTIALS_DIR})",
+    )
+    parser.add_argument(
+        "--headers",
+        default=None,
+        metavar="JSON",
+        help='extra headers for a dashboard behind an auth proxy, e.g. \'{"Cookie": "..."}\' (also '
+        "$RAY_JOB_HEADERS); their values are never printed",
     )
     _add_verbose_argument(parser)
 
 
 def _add_verbose_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="stderr's log lines as text, or one JSON object per line (ts, level, msg, job_id); stdout is unchanged",
+    )
 
 
 def _add_client_arguments(parser: argparse.ArgumentParser) -> None:
@@ -287,5 +330,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     from raypod.commands import dispatch
     from raypod.process import configure_logging
 
-    configure_logging(args.verbose, quiet=args.command != "run")
+    configure_logging(args.verbose, quiet=args.command != "run", json_lines=args.log_format == "json")
     return dispatch(args)

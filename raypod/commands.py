@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import TextIO
 from raypod import status as st
 from raypod.clock import SystemClock, format_ray_time
 from raypod.config import (
+    ID,
     JOB_PARAMETERS,
     JOB_PROPERTIES,
     JOB_SCRIPT,
@@ -30,17 +32,20 @@ from raypod.config import (
     UPDATE_INTERVAL,
     resolve_address,
 )
-from raypod.credentials import RayCredentials
+from raypod.credentials import RayAuthSources
 from raypod.entrypoint import validation_problems
 from raypod.errors import ConfigError, RayApiError, RaypodError
 from raypod.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
 from raypod.jobs import stop_and_wait, wait_until_ended
+from raypod.logjob import set_log_job_id
 from raypod.logs import LineEcho, LiveLog, echo_rest, log_chunks
 from raypod.output import Progress, key_values, print_bad_input, table
-from raypod.process import fallback_sink, install_terminate_handler, open_run_target
+from raypod.process import TerminateEvent, fallback_sink, install_terminate_handler, open_run_target
 from raypod.ray import JobInfo, RayJobsClient
+from raypod.report import termination_log_path, write_result, write_termination_message
 from raypod.retry import RetryPolicy
-from raypod.runner import Runner, RunOptions, report_bad_input
+from raypod.runner import Runner, RunOptions, RunResult, report_bad_input
+from raypod.session import SessionSettings
 from raypod.source import ConfigSource, MappingSource, OverlaySource, open_source
 from raypod.status import NullSink
 
@@ -57,14 +62,23 @@ def require_address(args: argparse.Namespace) -> str:
     address = resolve_address(args.address, os.environ)
     if address is None:
         raise ConfigError.single(
-            "--address", "missing: pass --address http://HOST:8265, or set RAY_API_SERVER_ADDRESS or RAY_ADDRESS"
+            "--address",
+            "missing: pass --address http://HOST:8265, or set RAY_API_SERVER_ADDRESS, RAY_ADDRESS "
+            "or RAY_DASHBOARD_ADDRESS",
         )
     return address
 
 
 def connect(args: argparse.Namespace) -> RayJobsClient:
-    credentials = RayCredentials.from_dir(args.credentials, basic=False)
+    credentials = ray_auth(args, for_cli=True).read(basic=False)
     return RayJobsClient.connect(require_address(args), credentials, retry=CLI_RETRY)
+
+
+def ray_auth(args: argparse.Namespace, *, for_cli: bool) -> RayAuthSources:
+    """The token and header sources Ray's own clients read; ``~/.ray/auth_token`` only at a terminal
+    or in CI, never in the pod."""
+    user_token = Path.home() / ".ray" / "auth_token" if for_cli else None
+    return RayAuthSources(args.credentials, os.environ, user_token, args.headers)
 
 
 # -- submit: a ConfigMap from flags ---------------------------------------------------------
@@ -153,10 +167,20 @@ def submit_source(args: argparse.Namespace) -> ConfigSource:
         overrides[RESOURCE_URL] = address
     if args.interval is not None:
         overrides[UPDATE_INTERVAL] = str(args.interval)
+    kuberay_id = os.environ.get(KUBERAY_SUBMISSION_ID, "").strip()
+    if kuberay_id and not base.read().get(ID, "").strip():
+        # KubeRay's submitter names the id: a job Ray has under it is attached to, never submitted again.
+        overrides[ID] = kuberay_id
     return OverlaySource(base, overrides)
 
 
 # -- commands ----------------------------------------------------------------------------
+#: How long ``submit --stop-on-interrupt`` waits for Ray to confirm the stop.
+STOP_ON_INTERRUPT_TIMEOUT = 60.0
+#: Set by KubeRay in its submitter pod: the id the job must have.
+KUBERAY_SUBMISSION_ID = "RAY_JOB_SUBMISSION_ID"
+
+
 def command_run(args: argparse.Namespace) -> int:
     """The pod: the job from a ConfigMap, its status to the ConfigMap (or a file), to its end."""
     # First, so SIGTERM also cuts short the Kubernetes API's retries.
@@ -164,17 +188,27 @@ def command_run(args: argparse.Namespace) -> int:
     try:
         target = open_run_target(args.job_name, args.namespace, args.config, args.status_file, interrupt=terminate)
     except ConfigError as error:
-        return report_bad_input(error, fallback_sink(args.status_file), sys.stdout)
+        return leave_report(args, report_bad_input(error, fallback_sink(args.status_file), sys.stdout))
     options = RunOptions(
-        job_name=args.job_name,
-        namespace=target.namespace,
-        credentials_dir=args.credentials,
+        SessionSettings(
+            job_name=args.job_name,
+            namespace=target.namespace,
+            status_timeout=args.status_timeout,
+            connect_timeout=args.connect_timeout,
+        ),
+        ray_auth=ray_auth(args, for_cli=False),
         s3_credentials_dir=args.s3_credentials,
         follow_logs=args.follow_logs,
-        status_timeout=args.status_timeout,
-        connect_timeout=args.connect_timeout,
     )
-    return Runner(target.source, target.sink, options, terminate=terminate).run().exit_code
+    return leave_report(args, Runner(target.source, target.sink, options, terminate=terminate).run())
+
+
+def leave_report(args: argparse.Namespace, result: RunResult) -> int:
+    """The termination message and the ``--result`` file, then the exit code."""
+    write_termination_message(termination_log_path(args.termination_log), result)
+    if args.result is not None:
+        write_result(args.result, result)
+    return result.exit_code
 
 
 def command_submit(args: argparse.Namespace) -> int:
@@ -191,15 +225,20 @@ def command_submit(args: argparse.Namespace) -> int:
         progress.show(job.submission_id, job.status)
 
     options = RunOptions(
-        job_name=default_job_name(args),
-        namespace=args.namespace or "",
-        credentials_dir=args.credentials,
+        SessionSettings(
+            job_name=default_job_name(args),
+            namespace=args.namespace or "",
+            connect_timeout=args.connect_timeout,
+            submit_only=not args.wait,
+        ),
+        ray_auth=ray_auth(args, for_cli=True),
         s3_credentials_dir=args.s3_credentials,
         follow_logs=args.follow_logs,
-        connect_timeout=args.connect_timeout,
-        submit_only=not args.wait,
         on_poll=on_poll,
     )
+    if args.stop_on_interrupt and not args.wait:
+        raise ConfigError.single("--stop-on-interrupt", "only with --wait")
+    terminate = install_terminate_handler() if args.wait else None
     # stdout carries only the id (and, with --wait, the job's output); the rest goes to stderr.
     runner = Runner(
         source,
@@ -207,7 +246,7 @@ def command_submit(args: argparse.Namespace) -> int:
         options,
         status_out=progress.clearing(sys.stderr),
         job_out=job_out,
-        terminate=install_terminate_handler() if args.wait else None,
+        terminate=terminate,
     )
     result = runner.run()
     progress.clear()
@@ -215,8 +254,32 @@ def command_submit(args: argparse.Namespace) -> int:
     if not args.wait and result.exit_code == EXIT_OK:
         print(submission_id, flush=True)
     elif result.exit_code == EXIT_TERMINATED and submission_id:
+        if args.stop_on_interrupt and terminate is not None:
+            leave_report(args, result)
+            return stop_after_interrupt(args, submission_id, terminate)
         print(f"raypod: Ray job {submission_id} keeps running; `raypod stop {submission_id}` stops it", file=sys.stderr)
-    return result.exit_code
+    return leave_report(args, result)
+
+
+def stop_after_interrupt(args: argparse.Namespace, submission_id: str, terminate: TerminateEvent) -> int:
+    """``submit --wait --stop-on-interrupt``: the cancelled caller takes its Ray job down with it."""
+    print(f"raypod: stopping Ray job {submission_id}", file=sys.stderr, flush=True)
+    ray = connect(args)
+    try:
+        stop, job = stop_and_wait(ray, submission_id, clock=SystemClock(), timeout=STOP_ON_INTERRUPT_TIMEOUT)
+    finally:
+        ray.close()
+    if job is not None and job.terminal:
+        print(f"raypod: Ray job {submission_id} is {job.status}", file=sys.stderr)
+    else:
+        refused = f" (the stop call failed: {stop.refusal.reason})" if stop.refusal else ""
+        still = job.status if job is not None else "in an unknown state"
+        print(
+            f"raypod: Ray job {submission_id} is still {still} {STOP_ON_INTERRUPT_TIMEOUT:g} s after the stop "
+            f"request{refused}",
+            file=sys.stderr,
+        )
+    return EXIT_INTERRUPTED if terminate.signum == signal.SIGINT else EXIT_TERMINATED
 
 
 def command_status(args: argparse.Namespace) -> int:
@@ -318,6 +381,28 @@ def command_stop(args: argparse.Namespace) -> int:
     return EXIT_FAILED
 
 
+def command_delete(args: argparse.Namespace) -> int:
+    """Only an ended job: Ray refuses a running one with a traceback, so it is asked first."""
+    ray = connect(args)
+    try:
+        job = ray.get_job(args.submission_id)
+        if not job.terminal:
+            print(
+                f"raypod: {args.submission_id} is {job.status}: stop it first "
+                f"(`raypod stop {args.submission_id}`), then delete it",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
+        deleted = ray.delete_job(args.submission_id)
+    finally:
+        ray.close()
+    if not deleted:
+        print(f"raypod: Ray did not delete {args.submission_id}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{args.submission_id}: deleted ({job.status})")
+    return EXIT_OK
+
+
 def command_logs(args: argparse.Namespace) -> int:
     ray = connect(args)
     out = sys.stdout
@@ -369,6 +454,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": command_status,
     "logs": command_logs,
     "stop": command_stop,
+    "delete": command_delete,
     "list": command_list,
     "validate": command_validate,
 }
@@ -376,6 +462,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def dispatch(args: argparse.Namespace) -> int:
     """Run one command; errors become one readable line and an exit code, never a traceback."""
+    set_log_job_id(getattr(args, "submission_id", None))
     try:
         return COMMANDS[args.command](args)
     except ConfigError as error:

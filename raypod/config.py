@@ -77,9 +77,13 @@ class JobProperties:
     entrypoint_num_gpus: float | None = None
     entrypoint_memory: int | None = None
     entrypoint_resources: Mapping[str, float] = field(default_factory=dict)
+    #: Node labels the driver must run on (Ray 2.60's ``entrypoint_label_selector``).
+    entrypoint_label_selector: Mapping[str, str] = field(default_factory=dict)
     metadata: Mapping[str, str] = field(default_factory=dict)
     runtime_env: Mapping[str, Any] = field(default_factory=dict)
     active_deadline_seconds: float | None = None
+    #: A job not RUNNING this long after its submission is stopped and ends FAILED (StartDeadlineExceeded).
+    start_deadline_seconds: float | None = None
     submission_id_prefix: str | None = None
     auth: str = "none"
     follow_logs: bool | None = None
@@ -112,6 +116,9 @@ class BridgeConfig:
     upload_files: tuple[str, ...]
     kill: bool
     submission_id: str | None
+    #: Problems set aside because a job was submitted already (see ``parse_config``): such a
+    #: config can watch that job, never submit one.
+    set_aside: tuple[tuple[str, str], ...] = ()
 
     @property
     def script_name(self) -> str:
@@ -203,12 +210,13 @@ def parse_resource_url(text: str) -> str:
     return text.rstrip("/")
 
 
-#: Like the Ray CLI: the flag, then these variables, in this order.
-ADDRESS_VARIABLES = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
+#: Like the Ray CLI: the flag, then these variables, in this order; last, the one KubeRay's
+#: submitter pod sets (``host:port`` of the dashboard).
+ADDRESS_VARIABLES = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS", "RAY_DASHBOARD_ADDRESS")
 
 
 def resolve_address(flag: str | None, environ: Mapping[str, str]) -> str | None:
-    """The dashboard URL from ``--address``, else RAY_API_SERVER_ADDRESS, else RAY_ADDRESS; None if none."""
+    """The dashboard URL from ``--address``, else the first of ``ADDRESS_VARIABLES`` set; None if none."""
     for origin, value in (("--address", flag), *((name, environ.get(name)) for name in ADDRESS_VARIABLES)):
         if value and value.strip():
             return dashboard_url(value.strip(), origin)
@@ -441,9 +449,11 @@ _PROPERTY_KEYS = {
     "entrypoint_num_gpus",
     "entrypoint_memory",
     "entrypoint_resources",
+    "entrypoint_label_selector",
     "metadata",
     "runtime_env",
     "activeDeadlineSeconds",
+    "startDeadlineSeconds",
     "submissionIdPrefix",
     "auth",
     "followLogs",
@@ -514,16 +524,22 @@ def parse_job_properties(text: str) -> JobProperties:
                 f"entrypoint_resources amount of {resource!r} must be a finite, non-negative number, got {amount!r}",
             )
             del resources[resource]
+    labels = mapping("entrypoint_label_selector", lambda v: isinstance(v, str), "label name to value (strings)")
     metadata = mapping("metadata", lambda v: isinstance(v, str), "string to string")
     runtime_env = mapping("runtime_env", lambda v: True, "runtime_env fields")
     if holds_non_finite(runtime_env):
         problems.add(JOB_PROPERTIES, "runtime_env holds NaN or an infinity; only finite numbers can be sent to Ray")
         runtime_env = {}
 
-    deadline = obj.get("activeDeadlineSeconds")
-    if deadline is not None and (not finite_number(deadline) or deadline <= 0):
-        problems.add(JOB_PROPERTIES, f"activeDeadlineSeconds must be a finite, positive number, got {deadline!r}")
-        deadline = None
+    def positive_seconds(name: str) -> float | None:
+        value = obj.get(name)
+        if value is not None and (not finite_number(value) or value <= 0):
+            problems.add(JOB_PROPERTIES, f"{name} must be a finite, positive number, got {value!r}")
+            return None
+        return value
+
+    deadline = positive_seconds("activeDeadlineSeconds")
+    start_deadline = positive_seconds("startDeadlineSeconds")
 
     prefix = obj.get("submissionIdPrefix")
     if prefix is not None and (
@@ -548,9 +564,11 @@ def parse_job_properties(text: str) -> JobProperties:
         entrypoint_num_gpus=gpus,
         entrypoint_memory=memory,
         entrypoint_resources={k: float(v) for k, v in resources.items()},
+        entrypoint_label_selector=dict(labels),
         metadata=dict(metadata),
         runtime_env=dict(runtime_env),
         active_deadline_seconds=deadline,
+        start_deadline_seconds=start_deadline,
         submission_id_prefix=prefix,
         auth=auth,
         follow_logs=follow,
@@ -565,9 +583,16 @@ def _inline_or_location(text: str, extra_location: str, key: str) -> str | S3Loc
     return text
 
 
-def parse_config(data: Mapping[str, str]) -> BridgeConfig:
-    """Check every key and build the settings; raise ConfigError listing every problem."""
+def parse_config(data: Mapping[str, str], *, submitted: bool = False) -> BridgeConfig:
+    """Check every key and build the settings; raise ConfigError listing every problem.
+
+    ``submitted``: an id is recorded, so Ray may run the job already, and "bad input" (nothing
+    was submitted) would be false. A bad key then takes its default and is kept in ``set_aside``
+    (the job is watched, killed and its log uploaded as far as the good keys allow); only a bad
+    ``resourceURL``, without which the job cannot be found, is still raised.
+    """
     problems = _Problems()
+    submitted = submitted or bool(value_of(data, ID))
 
     def attempt(fn: Any, *args: Any, default: Any = None) -> Any:
         try:
@@ -645,6 +670,9 @@ def parse_config(data: Mapping[str, str]) -> BridgeConfig:
 
     kill = attempt(kill_requested, data, default=False)
 
+    set_aside: tuple[tuple[str, str], ...] = ()
+    if submitted and not any(key == RESOURCE_URL for key, _ in problems.items):
+        set_aside, problems.items = tuple(problems.items), []
     problems.raise_if_any()
     return BridgeConfig(
         resource_url=resource_url,
@@ -661,4 +689,5 @@ def parse_config(data: Mapping[str, str]) -> BridgeConfig:
         upload_files=upload_files,
         kill=kill,
         submission_id=value_of(data, ID) or None,
+        set_aside=set_aside,
     )

@@ -16,8 +16,9 @@ Errors name the file and what is wrong with it, never any part of its content.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from raypod.errors import ConfigError
@@ -109,6 +110,8 @@ class RayCredentials:
     password: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
     ca_bundle: Path | None = None
+    #: Extra headers for a dashboard behind an auth proxy; their values are secrets too.
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_dir(cls, directory: Path, *, basic: bool = True) -> RayCredentials:
@@ -124,6 +127,109 @@ class RayCredentials:
             token=values["token"],
             ca_bundle=ca if ca.is_file() else None,
         )
+
+
+#: In the credentials directory: extra headers, a JSON object of name to value.
+HEADERS_FILE = "headers.json"
+#: The most extra headers, and the most bytes of their JSON, that raypod takes.
+MAX_HEADERS = 32
+MAX_HEADERS_TEXT = 16 * 1024
+#: RFC 9110 token characters: what a header name may hold.
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def parse_headers(text: str, origin: str) -> dict[str, str]:
+    """Extra headers from JSON (``{"Cookie": "..."}``). Problems name ``origin`` and the header's
+    name, never a value."""
+    if len(text) > MAX_HEADERS_TEXT:
+        raise ConfigError.single(origin, f"is larger than {MAX_HEADERS_TEXT} bytes")
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ConfigError.single(
+            origin, 'is not JSON; expected an object of header name to value, e.g. {"Cookie": "..."}'
+        ) from None
+    if not isinstance(value, dict):
+        raise ConfigError.single(origin, "is not a JSON object of header name to value")
+    if len(value) > MAX_HEADERS:
+        raise ConfigError.single(origin, f"holds more than {MAX_HEADERS} headers")
+    problems: list[tuple[str, str]] = []
+    headers: dict[str, str] = {}
+    for name, header_value in value.items():
+        shown = repr(name[:64]) if all(c in _TOKEN_CHARS for c in name[:64]) else "a name"
+        if not name or not all(c in _TOKEN_CHARS for c in name):
+            problems.append((origin, f"{shown} is not a valid header name"))
+        elif not isinstance(header_value, str):
+            problems.append((origin, f"the value of {shown} is not a string"))
+        elif (problem := header_value_problem(header_value)) is not None:
+            problems.append((origin, f"the value of {shown} {problem}"))
+        else:
+            headers[name] = header_value.strip()
+    if problems:
+        raise ConfigError(problems)
+    return headers
+
+
+def merge_headers(*layers: Mapping[str, str]) -> dict[str, str]:
+    """Later layers win; names compare without case, as HTTP's do."""
+    merged: dict[str, str] = {}
+    for layer in layers:
+        for name, value in layer.items():
+            for existing in [key for key in merged if key.lower() == name.lower()]:
+                del merged[existing]
+            merged[name] = value
+    return merged
+
+
+@dataclass(frozen=True)
+class RayAuthSources:
+    """Where the dashboard's token and extra headers come from, as Ray's own clients look for them.
+
+    The token, first found wins: the credentials directory's ``token``; ``RAY_AUTH_TOKEN``; the file
+    named by ``RAY_AUTH_TOKEN_PATH``; ``~/.ray/auth_token`` (``user_token_file``, given for the CLI
+    only). Extra headers, later wins: the directory's ``headers.json``, ``RAY_JOB_HEADERS``, ``--headers``.
+    """
+
+    directory: Path = DEFAULT_CREDENTIALS_DIR
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False)
+    user_token_file: Path | None = None
+    headers_flag: str | None = field(default=None, repr=False)
+
+    def read(self, *, basic: bool) -> RayCredentials:
+        credentials = RayCredentials.from_dir(self.directory, basic=basic)
+        token = credentials.token or self._token_from_environment()
+        layers = [
+            self._headers_file(),
+            self._headers_text(self.environ.get("RAY_JOB_HEADERS"), "RAY_JOB_HEADERS"),
+            self._headers_text(self.headers_flag, "--headers"),
+        ]
+        return replace(credentials, token=token, headers=merge_headers(*layers))
+
+    def _token_from_environment(self) -> str | None:
+        text = (self.environ.get("RAY_AUTH_TOKEN") or "").strip()
+        if text:
+            problem = header_value_problem(text)
+            if problem:
+                raise ConfigError.single("RAY_AUTH_TOKEN", problem)
+            return text
+        path = self.environ.get("RAY_AUTH_TOKEN_PATH")
+        if path:
+            token = read_secret_file(Path(path))
+            if token is None:
+                raise ConfigError.single("RAY_AUTH_TOKEN_PATH", f"{path} is missing or empty")
+            return token
+        if self.user_token_file is not None:
+            return read_secret_file(self.user_token_file)
+        return None
+
+    def _headers_file(self) -> dict[str, str]:
+        path = self.directory / HEADERS_FILE
+        text = read_secret_file(path, check=None)
+        return parse_headers(text, str(path)) if text else {}
+
+    @staticmethod
+    def _headers_text(text: str | None, origin: str) -> dict[str, str]:
+        return parse_headers(text, origin) if text and text.strip() else {}
 
 
 @dataclass(frozen=True)

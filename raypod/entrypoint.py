@@ -119,6 +119,8 @@ def build_submission(
         body["entrypoint_memory"] = properties.entrypoint_memory
     if properties.entrypoint_resources:
         body["entrypoint_resources"] = dict(properties.entrypoint_resources)
+    if properties.entrypoint_label_selector:
+        body["entrypoint_label_selector"] = dict(properties.entrypoint_label_selector)
     return body
 
 

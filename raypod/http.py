@@ -17,17 +17,22 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import requests
 
 from raypod.errors import ApiError, secret_forms
+from raypod.interrupt import cuttable
 from raypod.retry import RetryPolicy
 
 #: How much of an error body is kept: enough for Ray's traceback tail, bounded for memory.
 MAX_ERROR_BODY = 8192
 #: The most a JSON answer may hold: a pod limited to 100Mi cannot take a larger one whole.
 MAX_JSON_BODY = 4 * 1024 * 1024
+#: The most of a quoted answer that an "unexpected answer" message shows.
+MAX_PROBLEM = 200
 #: Read size while a JSON answer is taken in.
 _JSON_READ = 64 * 1024
 #: Secrets shorter than this are not scrubbed: replacing one or two characters everywhere
 #: would garble every message and hides nothing.
 _MIN_SECRET = 4
+#: A ``name=value`` part of a header is scrubbed on its own from this length (shorter ones are flags).
+_MIN_COOKIE_SECRET = 8
 #: The reason given for a request that could not even be built: never the exception's text,
 #: which may quote a header value (a token).
 BUILD_FAILED = "the request could not be built: a header value or the URL is invalid; check the credential files"
@@ -69,7 +74,7 @@ def summarize_error_body(body: str) -> str:
     return lines[-1][:500] if lines else "empty response"
 
 
-def _printable(text: str, limit: int) -> str:
+def bounded_text(text: str, limit: int) -> str:
     """``text`` bounded and without control characters, for a message."""
     cleaned = "".join(ch if ch.isprintable() else "?" for ch in text[:limit])
     return cleaned + ("..." if len(text) > limit else "")
@@ -86,9 +91,12 @@ class JsonAnswer:
     client: HttpClient
 
     def error(self, problem: str) -> ApiError:
-        """A permanent error for an answer of the wrong shape: asking again gets the same answer."""
+        """A permanent error for an answer of the wrong shape: asking again gets the same answer.
+
+        ``problem`` may quote the answer at any length: it is scrubbed, then bounded."""
+        shown = bounded_text(self.client.scrub(problem), MAX_PROBLEM)
         return self.client.make_error(
-            self.method, self.url, self.status, f"unexpected answer: {problem}", retryable=False
+            self.method, self.url, self.status, f"unexpected answer: {shown}", retryable=False
         )
 
 
@@ -148,6 +156,11 @@ class HttpClient:
             scheme, _, credential = value.partition(" ")
             if credential and scheme.lower() in ("bearer", "basic", "token"):
                 found.extend(secret_forms(credential))
+            # A cookie's or a proxy header's parts (``a=SECRET; b=...``) may be echoed one by one.
+            for part in value.split(";"):
+                _, equals, piece = part.partition("=")
+                if equals and len(piece.strip()) >= _MIN_COOKIE_SECRET:
+                    found.extend(secret_forms(piece.strip()))
         # Longest first: a whole header value goes before the token inside it.
         return sorted({value for value in found if len(value) >= _MIN_SECRET}, key=len, reverse=True)
 
@@ -196,10 +209,13 @@ class HttpClient:
     ) -> requests.Response:
         """Send one request, retried by the policy; return a 2xx response or raise ApiError."""
         policy = retry or self.retry
-        return policy.call(
-            lambda: self._send_once(method, path, params, json_body, data, headers, stream, timeouts),
-            what=f"{method} {redact_url(self.url(path))}",
-        )
+        what = f"{method} {redact_url(self.url(path))}"
+
+        def once() -> requests.Response:
+            with cuttable(what):
+                return self._send_once(method, path, params, json_body, data, headers, stream, timeouts)
+
+        return policy.call(once, what=what)
 
     def iter_chunks(self, response: requests.Response, chunk_size: int | None) -> Iterator[bytes]:
         """A streamed body's chunks; a broken stream becomes a (transient) ApiError."""
@@ -233,12 +249,14 @@ class HttpClient:
         breaks while the answer is read is a transient one, retried like any other.
         """
         policy = retry or self.retry
+        what = f"{method} {redact_url(self.url(path))}"
 
         def once() -> JsonAnswer:
-            response = self._send_once(method, path, params, json_body, data, headers, True, timeouts)
-            return self._read_json(response, method, path, max_bytes)
+            with cuttable(what):
+                response = self._send_once(method, path, params, json_body, data, headers, True, timeouts)
+                return self._read_json(response, method, path, max_bytes)
 
-        return policy.call(once, what=f"{method} {redact_url(self.url(path))}")
+        return policy.call(once, what=what)
 
     def _read_json(self, response: requests.Response, method: str, path: str, max_bytes: int) -> JsonAnswer:
         shown_url = redact_url(self.url(path))
@@ -264,7 +282,7 @@ class HttpClient:
         try:
             value = json.loads(bytes(buffer))
         except (ValueError, RecursionError):
-            content_type = _printable(response.headers.get("Content-Type") or "none", 80)
+            content_type = bounded_text(response.headers.get("Content-Type") or "none", 80)
             raise self.make_error(
                 method, shown_url, status, f"answer is not JSON (content type {content_type})", retryable=False
             ) from None
@@ -329,7 +347,7 @@ class HttpClient:
                 target = redact_url(urljoin(url, location)) if location else "an unnamed address"
             except ValueError:
                 target = "an address that does not parse"
-            target = _printable(target, 300)
+            target = bounded_text(target, 300)
             raise self.make_error(
                 method,
                 shown_url,

@@ -16,7 +16,7 @@ from raypod.clock import Clock
 from raypod.errors import RayApiError
 from raypod.http import Timeouts
 from raypod.ray import JobInfo
-from raypod.retry import RetryPolicy
+from raypod.retry import NO_RETRY, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,9 @@ class RayJobs(Protocol):
         self, submission_id: str, retry: RetryPolicy | None = None, timeouts: Timeouts | None = None
     ) -> JobInfo: ...
 
-    def stop_job(self, submission_id: str, timeouts: Timeouts | None = None) -> bool: ...
+    def stop_job(
+        self, submission_id: str, timeouts: Timeouts | None = None, retry: RetryPolicy | None = None
+    ) -> bool: ...
 
 
 def wait_until_ended(
@@ -84,12 +86,21 @@ class PendingStop:
 
     ``taken`` is Ray's answer once it gave one: True (it will stop the job) or False (the
     job had ended already). ``refusal`` is the last refused call while there is none.
+    Each ask is one call by default: the polls are the retries, and a stop that keeps failing
+    must not hold them up (the job may end on its own meanwhile). ``retry=None``: the client's policy.
     """
 
-    def __init__(self, ray: RayJobs, submission_id: str, timeouts: Timeouts | None = None) -> None:
+    def __init__(
+        self,
+        ray: RayJobs,
+        submission_id: str,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = NO_RETRY,
+    ) -> None:
         self.ray = ray
         self.submission_id = submission_id
         self.timeouts = timeouts
+        self.retry = retry
         self.taken: bool | None = None
         self.refusal: RayApiError | None = None
 
@@ -98,7 +109,7 @@ class PendingStop:
         if self.taken is not None:
             return
         try:
-            self.taken = self.ray.stop_job(self.submission_id, self.timeouts)
+            self.taken = self.ray.stop_job(self.submission_id, self.timeouts, self.retry)
             self.refusal = None
         except RayApiError as error:
             if error.not_found:
@@ -120,7 +131,8 @@ def stop_and_wait(
 ) -> tuple[PendingStop, JobInfo | None]:
     """Ask Ray to stop the job, asking again on each poll until it takes the request, and
     wait up to ``timeout`` for the job to end. Returns the stop request and Ray's last answer."""
-    stop = PendingStop(ray, submission_id)
+    # Without a wait there are no polls to ask again: the one ask gets the client's retries.
+    stop = PendingStop(ray, submission_id, retry=NO_RETRY if wait else None)
     stop.ask()
     if not wait:
         return stop, None

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from raypod.config import KILL, kill_requested
 from raypod.credentials import read_secret_file
-from raypod.errors import ConfigError, KubeApiError, RaypodError
+from raypod.errors import ConfigError, KubeApiError, RaypodError, Terminated
 from raypod.http import HttpClient, Timeouts
 from raypod.retry import RetryPolicy
 from raypod.source import ConfigSource, object_uid
@@ -211,6 +211,8 @@ class KillFromEither:
         data = self.primary.read()
         try:
             killed = kill_requested(self.api.read())
+        except Terminated:
+            raise
         except RaypodError as error:
             log.warning("could not read kill from %s: %s", self.api.description, error)
             return data

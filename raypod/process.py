@@ -5,6 +5,7 @@ Imported by the command handlers; it imports no command code, so nothing here ca
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING
 
 from raypod.clock import TIME_LAYOUT
 from raypod.errors import ConfigError
+from raypod.interrupt import cut_call_in_flight
+from raypod.logjob import log_job_id
 from raypod.source import ConfigSource, open_source
 from raypod.status import NullSink, StatusFile, StatusSink
 
@@ -29,13 +32,32 @@ log = logging.getLogger("raypod")
 DEFAULT_NAMESPACE = "default"
 
 
-def configure_logging(verbose: bool, quiet: bool = False) -> None:
-    """``quiet``: the human commands print what matters themselves; only warnings are logged."""
+class JsonLineFormatter(logging.Formatter):
+    """One JSON object per line: ``ts`` (the operator's time layout), ``level``, ``msg``, ``job_id``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "ts": time.strftime(TIME_LAYOUT, time.gmtime(record.created)),
+            "level": record.levelname,
+            "msg": record.getMessage(),
+            "job_id": log_job_id(),
+        }
+        if record.exc_info:
+            # Only the exception's type: its text may quote what a message never shows.
+            line["error"] = record.exc_info[0].__name__ if record.exc_info[0] else None
+        return json.dumps(line, ensure_ascii=False)
+
+
+def configure_logging(verbose: bool, quiet: bool = False, *, json_lines: bool = False) -> None:
+    """``quiet``: the human commands print what matters themselves; only warnings are logged.
+    ``json_lines`` (``--log-format json``): stderr's log lines as JSON objects, for log collectors."""
+    handler = logging.StreamHandler(sys.stderr)
+    if json_lines:
+        handler.setFormatter(JsonLineFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt=TIME_LAYOUT))
     logging.basicConfig(
-        level=logging.DEBUG if verbose else (logging.WARNING if quiet else logging.INFO),
-        format="%(asctime)s %(levelname)s %(message)s",
-        datefmt=TIME_LAYOUT,
-        stream=sys.stderr,
+        level=logging.DEBUG if verbose else (logging.WARNING if quiet else logging.INFO), handlers=[handler]
     )
     logging.Formatter.converter = time.gmtime
     # Third-party chatter (connection pools) stays out of the pod's log unless asked for.
@@ -43,13 +65,22 @@ def configure_logging(verbose: bool, quiet: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
-def install_terminate_handler() -> threading.Event:
+class TerminateEvent(threading.Event):
+    """Set by SIGTERM or SIGINT; ``signum`` says which came first (the exit code follows it)."""
+
+    signum: int | None = None
+
+
+def install_terminate_handler() -> TerminateEvent:
     """SIGTERM (pod deletion) and SIGINT stop the watch, never the Ray job."""
-    event = threading.Event()
+    event = TerminateEvent()
 
     def handle(signum: int, _frame: object) -> None:
         log.warning("received %s: writing the last status and leaving", signal.Signals(signum).name)
+        if event.signum is None:
+            event.signum = signum
         event.set()
+        cut_call_in_flight()
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)

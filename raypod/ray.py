@@ -6,7 +6,7 @@ import logging
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -15,7 +15,7 @@ import requests
 
 from raypod.credentials import RayCredentials
 from raypod.errors import ConfigError, RayApiError
-from raypod.http import HttpClient, JsonAnswer, Timeouts
+from raypod.http import MAX_PROBLEM, HttpClient, JsonAnswer, Timeouts, bounded_text
 from raypod.retry import NO_RETRY, RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,8 @@ MAX_TIME_MS = 10**14
 MAX_ID = 512
 #: ``GET /api/jobs/`` lists every job the cluster remembers: only the CLI asks, so it may be larger.
 MAX_LIST_BODY = 64 * 1024 * 1024
+#: Ray answers a package check with an empty body; a few bytes more show that it did not.
+MAX_PACKAGE_ANSWER = 1024
 
 
 class UnexpectedAnswer(Exception):
@@ -44,11 +46,11 @@ class UnexpectedAnswer(Exception):
         self.problem = problem
 
 
-def _show(value: object, limit: int = 60) -> str:
-    """A bounded, printable repr of a value from an answer, for a message."""
+def _show(value: object) -> str:
+    """A printable repr of a value from an answer, for a message. Not cut short here: the
+    message is scrubbed of secrets first and bounded after (a token cut in two is not found)."""
     text = repr(value) if isinstance(value, str) else json_type(value)
-    text = "".join(ch if ch.isprintable() else "?" for ch in text)
-    return text if len(text) <= limit else text[:limit] + "..."
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
 def json_type(value: object) -> str:
@@ -127,11 +129,14 @@ class JobInfo:
         the wrong type or out of range counts as absent.
         """
         try:
-            return cls.parse(data)
+            job = cls.parse(data)
         except UnexpectedAnswer as error:
             if answer is not None:
                 raise answer.error(error.problem) from None
-            raise RayApiError("GET", "", 200, f"unexpected answer: {error.problem}", retryable=False) from None
+            problem = bounded_text(error.problem, MAX_PROBLEM)
+            raise RayApiError("GET", "", 200, f"unexpected answer: {problem}", retryable=False) from None
+        # Ray's message goes into the status: a dashboard that echoes a credential must not put it there.
+        return replace(job, message=answer.client.scrub(job.message)) if answer is not None else job
 
     @classmethod
     def parse(cls, data: object) -> JobInfo:
@@ -201,6 +206,8 @@ class RayJobsClient:
         if credentials.token:
             # Basic auth takes the Authorization header (for the ingress); Ray also reads this one.
             headers["X-Ray-Authorization" if auth else "Authorization"] = f"Bearer {credentials.token}"
+        # An auth proxy's own headers (a cookie, a proxy token) go on every call, and are scrubbed like the token.
+        headers.update(credentials.headers)
         http = HttpClient(
             address,
             error_class=RayApiError,
@@ -228,12 +235,32 @@ class RayJobsClient:
 
     # -- working-dir packages ------------------------------------------------------
     def package_exists(self, name: str) -> bool:
+        """Ray answers 200 with an empty body when it has the package, 404 when not. Anything else
+        with a 200 (an ingress's sign-in page) is not Ray's answer, and must not skip the upload."""
+        path = f"/api/packages/gcs/{quote(name)}"
         try:
-            self.http.request("GET", f"/api/packages/gcs/{quote(name)}").close()
+            response = self.http.request("GET", path, stream=True)
         except RayApiError as error:
             if error.not_found:
                 return False
             raise
+        try:
+            body = next(response.iter_content(MAX_PACKAGE_ANSWER + 1), b"")
+            content_type = response.headers.get("Content-Type") or ""
+        except requests.RequestException as error:
+            raise self.http.make_error("GET", self.http.url(path), None, type(error).__name__) from error
+        finally:
+            response.close()
+        if body.strip() or "html" in content_type.lower():
+            raise self.http.make_error(
+                "GET",
+                self.http.url(path),
+                response.status_code,
+                f"unexpected answer: not Ray's answer to a package check (content type {content_type or 'none'}, "
+                f"{len(body)}{'+' if len(body) > MAX_PACKAGE_ANSWER else ''} bytes); is an ingress or a "
+                "sign-in page in front of the dashboard?",
+                retryable=False,
+            )
         return True
 
     def upload_package(self, name: str, path: Path) -> None:
@@ -256,9 +283,13 @@ class RayJobsClient:
         if not isinstance(data, dict):
             raise answer.error(f"not a submission object but {json_type(data)}")
         submission_id = data.get("submission_id")
-        if submission_id is not None and not isinstance(submission_id, str):
-            raise answer.error(f"submission_id is {json_type(submission_id)}, not a string")
-        return str(submission_id or payload.get("submission_id"))
+        if not isinstance(submission_id, str) or not submission_id:
+            # Ray always names the job it took: an answer without the id is garbled, not an acceptance.
+            raise answer.error(f"submission_id is {json_type(submission_id)}, not the job's id")
+        asked = payload.get("submission_id")
+        if asked and submission_id != asked:
+            raise answer.error(f"submission_id {_show(submission_id)} is not the id asked for")
+        return submission_id
 
     def get_job(
         self, submission_id: str, retry: RetryPolicy | None = None, timeouts: Timeouts | None = None
@@ -282,12 +313,20 @@ class RayJobsClient:
             log.warning("left out %d malformed job(s) of Ray's list, e.g.: %s", len(skipped), skipped[0])
         return jobs
 
-    def stop_job(self, submission_id: str, timeouts: Timeouts | None = None) -> bool:
-        answer = self.http.json_answer("POST", f"/api/jobs/{quote(submission_id)}/stop", timeouts=timeouts)
+    def stop_job(self, submission_id: str, timeouts: Timeouts | None = None, retry: RetryPolicy | None = None) -> bool:
+        answer = self.http.json_answer("POST", f"/api/jobs/{quote(submission_id)}/stop", timeouts=timeouts, retry=retry)
         stopped = answer.value.get("stopped") if isinstance(answer.value, dict) else None
         if not isinstance(stopped, bool):
             raise answer.error('not {"stopped": true|false}')
         return stopped
+
+    def delete_job(self, submission_id: str) -> bool:
+        """Ray forgets a job that has ended (its info and log); it refuses one that has not."""
+        answer = self.http.json_answer("DELETE", f"/api/jobs/{quote(submission_id)}", retry=NO_RETRY)
+        deleted = answer.value.get("deleted") if isinstance(answer.value, dict) else None
+        if not isinstance(deleted, bool):
+            raise answer.error('not {"deleted": true|false}')
+        return deleted
 
     def job_logs(self, submission_id: str) -> str:
         """The whole log in one JSON string: only a fallback, it costs memory (and is capped)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from raypod.config import BridgeConfig
 from raypod.errors import RaypodError, Terminated
@@ -15,6 +16,18 @@ from raypod.status import one_line
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Collected:
+    """What ``collect_results`` did, in words (for the status message) and as data (for ``--result``)."""
+
+    text: str
+    #: ``s3://bucket/JOBNAME/logs`` once the log is there.
+    log_uri: str | None = None
+    #: The expected result files (``s3upload.files``) found and missing; both empty when not checked.
+    files_found: tuple[str, ...] = ()
+    files_missing: tuple[str, ...] = ()
+
+
 def collect_results(
     ray: RayJobsClient,
     s3: S3Store | None,
@@ -23,8 +36,8 @@ def collect_results(
     job_name: str,
     echo: LineEcho,
     retry: RetryPolicy,
-) -> str:
-    """Upload the log and check the expected result files; say how it went, in words."""
+) -> Collected:
+    """Upload the log and check the expected result files."""
     if s3 is None or not config.upload_bucket:
         if echo.enabled:
             # A short job can end before the live stream starts: show what was not shown.
@@ -32,7 +45,7 @@ def collect_results(
                 echo_rest(ray, job, echo)
             except RaypodError as error:
                 log.warning("could not print the rest of the job's output: %s", error)
-        return "the log was not uploaded (no s3.endpoint and s3upload.bucket)."
+        return Collected("the log was not uploaded (no s3.endpoint and s3upload.bucket).")
     bucket, prefix = config.upload_bucket, f"{job_name}/"
     object_name = f"{prefix}logs"
     try:
@@ -41,17 +54,20 @@ def collect_results(
         raise  # SIGTERM: the runner leaves, and the next pod uploads the log
     except RaypodError as error:
         log.error("log upload failed: %s", error)
-        return f"the log could not be uploaded to s3://{bucket}/{object_name}: {one_line(str(error), 200)}."
-    log.info("uploaded %d bytes of log to s3://%s/%s", size, bucket, object_name)
-    text = f"log uploaded to s3://{bucket}/{object_name}"
-    if config.upload_files:
-        try:
-            missing = [name for name in config.upload_files if not s3.object_exists(bucket, prefix + name)]
-        except RaypodError as error:
-            log.error("result file check failed: %s", error)
-            return f"{text}; the result files could not be checked: {one_line(str(error), 150)}."
-        if missing:
-            text += f"; result file(s) missing under s3://{bucket}/{prefix}: {', '.join(missing)}"
-        else:
-            text += f"; result files present under s3://{bucket}/{prefix}"
-    return text + "."
+        return Collected(f"the log could not be uploaded to s3://{bucket}/{object_name}: {one_line(str(error), 200)}.")
+    log_uri = s3.url(bucket, object_name)
+    log.info("uploaded %d bytes of log to %s", size, log_uri)
+    text = f"log uploaded to {log_uri}"
+    if not config.upload_files:
+        return Collected(text + ".", log_uri)
+    try:
+        missing = tuple(name for name in config.upload_files if not s3.object_exists(bucket, prefix + name))
+    except RaypodError as error:
+        log.error("result file check failed: %s", error)
+        return Collected(f"{text}; the result files could not be checked: {one_line(str(error), 150)}.", log_uri)
+    found = tuple(name for name in config.upload_files if name not in missing)
+    if missing:
+        text += f"; result file(s) missing under s3://{bucket}/{prefix}: {', '.join(missing)}"
+    else:
+        text += f"; result files present under s3://{bucket}/{prefix}"
+    return Collected(text + ".", log_uri, found, missing)

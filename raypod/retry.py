@@ -44,7 +44,7 @@ class RetryPolicy:
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(is_transient),
             stop=tenacity.stop_after_attempt(self.attempts) | tenacity.stop_after_delay(self.deadline),
-            wait=tenacity.wait_random_exponential(multiplier=self.initial_wait, max=self.max_wait),
+            wait=self._wait,
             before_sleep=lambda state: _log_retry(what, state),
             sleep=self._sleep,
             reraise=True,
@@ -56,6 +56,12 @@ class RetryPolicy:
             if self.interrupt is not None and self.interrupt.is_set() and not isinstance(error, Terminated):
                 raise Terminated(f"terminated while {what} was failing") from error
             raise
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        """Exponential backoff with full jitter, cut at the deadline: the last try comes at the
+        deadline, not up to ``max_wait`` after it (``--connect-timeout`` means what it says)."""
+        backoff = tenacity.wait_random_exponential(multiplier=self.initial_wait, max=self.max_wait)(state)
+        return max(0.0, min(backoff, self.deadline - (state.seconds_since_start or 0.0)))
 
     def _sleep(self, seconds: float) -> None:
         if self.interrupt is None:

@@ -15,15 +15,15 @@ from raypod import exits
 from raypod import status as st
 from raypod.clock import Clock, SystemClock, format_ray_time, format_time
 from raypod.config import BridgeConfig, parse_config
-from raypod.credentials import DEFAULT_CREDENTIALS_DIR, DEFAULT_S3_CREDENTIALS_DIR, RayCredentials, S3Credentials
+from raypod.credentials import DEFAULT_S3_CREDENTIALS_DIR, RayAuthSources, S3Credentials
 from raypod.errors import ConfigError, RaypodError, Terminated
+from raypod.logjob import set_log_job_id
 from raypod.logs import LineEcho, LiveLog
 from raypod.output import print_bad_input
 from raypod.ray import JobInfo, RayJobsClient
-from raypod.results import collect_results
-from raypod.retry import RetryPolicy
+from raypod.results import Collected, collect_results
 from raypod.s3 import S3Store
-from raypod.session import Ending, JobSession, Outcome, SessionSettings, outcome_of_error
+from raypod.session import Ending, JobSession, Outcome, SessionSettings, outcome_of_error, outcome_of_unusable_config
 from raypod.source import ConfigSource
 from raypod.status import StatusReporter, StatusSink, status_line
 
@@ -32,22 +32,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunOptions:
-    """Everything ``run`` and ``submit`` choose from their flags."""
+    """Everything ``run`` and ``submit`` choose from their flags: the lifecycle's settings, and
+    what only the process around it uses."""
 
-    job_name: str
-    namespace: str
-    #: The resource secret: read once the ConfigMap says what it needs (username and password only
-    #: for auth 'basic'), so a problem with it is reported where the status goes.
-    credentials_dir: Path = DEFAULT_CREDENTIALS_DIR
+    session: SessionSettings
+    #: The resource secret and Ray's other token sources: read once the ConfigMap says what it needs
+    #: (username and password only for auth 'basic'), so a problem is reported where the status goes.
+    ray_auth: RayAuthSources = field(default_factory=RayAuthSources)
     s3_credentials_dir: Path = DEFAULT_S3_CREDENTIALS_DIR
     #: Copy the job's output to ``job_out`` while it runs (jobproperties' followLogs wins).
     follow_logs: bool = True
-    status_timeout: float = 600.0
-    connect_timeout: float = 60.0
-    stop_timeout: float = 60.0
-    #: Return as soon as Ray has the job (``submit`` without ``--wait``).
-    submit_only: bool = False
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
     #: Hears every status Ray answers while the job is watched (the CLI's progress line).
     on_poll: Callable[[JobInfo], None] | None = None
 
@@ -56,6 +50,10 @@ class RunOptions:
 class RunResult:
     exit_code: int
     outcome: Outcome
+    #: The log upload and the result-file check, when the job ended and they were done.
+    collected: Collected | None = None
+    #: raypod's keys as the run left them (the status written, or kept).
+    status: Mapping[str, str] = field(default_factory=dict)
 
 
 class Runner:
@@ -77,16 +75,28 @@ class Runner:
         self.job_out = job_out or self.status_out
         self.clock = SystemClock(terminate)
         # SIGTERM cuts short any wait between retries (the pod has 30 s to go).
-        self.retry = options.retry.interruptible(self.clock.terminate)
+        self.retry = options.session.retry.interruptible(self.clock.terminate)
         self.say = timestamped_printer(self.clock, self.status_out)
-        self.reporter = StatusReporter(sink, on_change=lambda changes: self.say(status_line(changes)))
+        self.reporter = StatusReporter(sink, on_change=self._status_changed)
+
+    def _status_changed(self, changes: Mapping[str, str]) -> None:
+        if st.ID in changes:
+            set_log_job_id(changes[st.ID])
+        self.say(status_line(changes))
 
     def run(self) -> RunResult:
         ray: RayJobsClient | None = None
         try:
             try:
-                self.reporter.load()
-                config = parse_config(self.source.read())
+                recorded = self.reporter.load()
+                data = self.source.read()
+                try:
+                    config = parse_config(data, submitted=bool(recorded.get(st.ID)))
+                except ConfigError as error:
+                    return self._finish(outcome_of_unusable_config(error, self.reporter.current))
+                for key, problem in config.set_aside:
+                    submitted = config.submission_id or recorded.get(st.ID)
+                    log.warning("%s: %s (set aside: Ray job %s was submitted already)", key, problem, submitted)
                 ray = self._connect(config)
                 s3 = self._s3(config)
             except RaypodError as error:
@@ -112,11 +122,14 @@ class Runner:
             if outcome.ending is Ending.FINAL and outcome.job is not None and outcome.status != st.UNKNOWN:
                 # UNKNOWN: the job may still be running, so its log is not complete yet.
                 try:
-                    results = collect_results(ray, s3, config, outcome.job, self.options.job_name, echo, self.retry)
+                    collected = collect_results(
+                        ray, s3, config, outcome.job, self.options.session.job_name, echo, self.retry
+                    )
                 except Terminated:
                     # The upload was aborted: the next pod re-attaches, uploads the log and writes the end.
                     return self._finish(replace(outcome, ending=Ending.TERMINATED))
-                outcome = replace(outcome, message=f"{outcome.message.rstrip('.')}; {results}")
+                outcome = replace(outcome, message=f"{outcome.message.rstrip('.')}; {collected.text}")
+                return self._finish(outcome, collected)
             return self._finish(outcome)
         finally:
             if ray is not None:
@@ -124,7 +137,7 @@ class Runner:
 
     def _connect(self, config: BridgeConfig) -> RayJobsClient:
         basic = config.properties.auth == "basic"
-        credentials = RayCredentials.from_dir(self.options.credentials_dir, basic=basic)
+        credentials = self.options.ray_auth.read(basic=basic)
         return RayJobsClient.connect(config.resource_url, credentials, basic_auth=basic, retry=self.retry)
 
     def _s3(self, config: BridgeConfig) -> S3Store | None:
@@ -133,16 +146,7 @@ class Runner:
         return S3Store(config.s3, S3Credentials.from_dir(self.options.s3_credentials_dir), self.retry)
 
     def _settings(self) -> SessionSettings:
-        options = self.options
-        return SessionSettings(
-            job_name=options.job_name,
-            namespace=options.namespace,
-            status_timeout=options.status_timeout,
-            connect_timeout=options.connect_timeout,
-            stop_timeout=options.stop_timeout,
-            submit_only=options.submit_only,
-            retry=self.retry,
-        )
+        return replace(self.options.session, retry=self.retry)
 
     def _polled(self, job: JobInfo, live: LiveLog) -> None:
         live.observe(job)
@@ -150,8 +154,9 @@ class Runner:
             self.options.on_poll(job)
 
     # -- the one place an outcome becomes a status and an exit code ---------------------------
-    def _finish(self, outcome: Outcome) -> RunResult:
-        return RunResult(finish(outcome, self.reporter, self.clock, self.say), outcome)
+    def _finish(self, outcome: Outcome, collected: Collected | None = None) -> RunResult:
+        code = finish(outcome, self.reporter, self.clock, self.say)
+        return RunResult(code, outcome, collected, dict(self.reporter.current))
 
 
 def timestamped_printer(clock: Clock, out: TextIO) -> Callable[[str], None]:
@@ -163,12 +168,13 @@ def timestamped_printer(clock: Clock, out: TextIO) -> Callable[[str], None]:
     return say
 
 
-def report_bad_input(error: ConfigError, sink: StatusSink, status_out: TextIO) -> int:
+def report_bad_input(error: ConfigError, sink: StatusSink, status_out: TextIO) -> RunResult:
     """A problem found before the run could start: FAILED where the status goes, and exit 2."""
     clock = SystemClock()
     say = timestamped_printer(clock, status_out)
     reporter = StatusReporter(sink, on_change=lambda changes: say(status_line(changes)))
-    return finish(Outcome.bad_input(error), reporter, clock, say)
+    outcome = Outcome.bad_input(error)
+    return RunResult(finish(outcome, reporter, clock, say), outcome, None, dict(reporter.current))
 
 
 def finish(outcome: Outcome, reporter: StatusReporter, clock: Clock, say: Callable[[str], None]) -> int:
@@ -187,7 +193,14 @@ def finish(outcome: Outcome, reporter: StatusReporter, clock: Clock, say: Callab
         return exits.EXIT_TERMINATED
     if outcome.ending is Ending.BAD_INPUT:
         print_bad_input(outcome.problems)
-        reporter.update({st.JOB_STATUS: st.FAILED, st.MESSAGE: outcome.message, st.END_TIME: format_time(clock.now())})
+        reporter.update(
+            {
+                st.JOB_STATUS: st.FAILED,
+                st.MESSAGE: outcome.message,
+                st.END_TIME: format_time(clock.now()),
+                st.REASON: outcome.reason,
+            }
+        )
         return exits.EXIT_BAD_INPUT
     job = outcome.job
     changes: Mapping[str, str | None] = {
@@ -195,6 +208,7 @@ def finish(outcome: Outcome, reporter: StatusReporter, clock: Clock, say: Callab
         st.START_TIME: format_ray_time(job.start_time_ms) if job is not None else None,
         st.END_TIME: outcome.end_time or format_time(clock.now()),
         st.MESSAGE: st.one_line(outcome.message, 500),
+        st.REASON: outcome.reason or None,
     }
     try:
         reporter.update(changes, must_persist=True)

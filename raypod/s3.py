@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from raypod.config import S3Location, S3Settings
 from raypod.credentials import S3Credentials
-from raypod.errors import ApiError, ConfigError, RaypodError, S3BucketMissing, S3Error, secret_forms
+from raypod.errors import ApiError, ConfigError, RaypodError, S3BucketMissing, S3Error, Terminated, secret_forms
+from raypod.interrupt import cuttable
 from raypod.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -121,7 +122,10 @@ class S3Store:
 
         def once() -> T:
             try:
-                return fn()
+                with cuttable(what):
+                    return fn()
+            except Terminated:
+                raise
             except Exception as error:
                 translated = self._translated(error, what, key)
                 if self._holds_secret(error):
@@ -385,10 +389,13 @@ class PartUpload:
         return self._do(fn)
 
     def _do(self, fn: Callable[[], T]) -> T:
+        what = f"upload to {self._store.url(self.bucket, self.object_name)}"
         try:
-            return fn()
+            with cuttable(what):
+                return fn()
+        except Terminated:
+            raise
         except Exception as error:
-            what = f"upload to {self._store.url(self.bucket, self.object_name)}"
             translated = self._store._translated(error, what, None)
             if self._store._holds_secret(error):
                 raise translated from None  # a traceback would show the original's text

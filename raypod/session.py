@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,9 @@ CONFIRMED = (st.SUBMITTED, st.PENDING, st.RUNNING, st.SUCCEEDED, st.FAILED, st.K
 #: Read timeout of one status poll: short enough that SIGTERM is honoured well within 30 s.
 POLL_READ_TIMEOUT = 10.0
 KILL_MESSAGE = "Stopped at the operator's request (kill=true)."
+#: How long a stop of a job past its start deadline may take to show, before raypod says that Ray
+#: did not stop it (a job in the middle of starting may still stop).
+START_STOP_CONFIRM = 10.0
 
 
 @dataclass(frozen=True)
@@ -92,11 +95,17 @@ class Outcome:
     job: JobInfo | None = None
     #: With BAD_INPUT: every problem, each naming its key.
     problems: tuple[str, ...] = ()
+    #: Why it ended, for machines (``status.Reason``); empty while it has not.
+    reason: str = ""
 
     @classmethod
-    def final(cls, submission_id: str, status: str, message: str, job: JobInfo | None = None) -> Outcome:
+    def final(
+        cls, submission_id: str, status: str, message: str, job: JobInfo | None = None, *, reason: str | None = None
+    ) -> Outcome:
         end_time = format_ray_time(job.end_time_ms) if job is not None and job.terminal else None
-        return cls(Ending.FINAL, submission_id, status, message, end_time, job)
+        return cls(
+            Ending.FINAL, submission_id, status, message, end_time, job, reason=reason or st.default_reason(status)
+        )
 
     @classmethod
     def bad_input(cls, error: ConfigError) -> Outcome:
@@ -105,6 +114,7 @@ class Outcome:
             status=st.FAILED,
             message=one_line("Bad input: " + error.lines[0]),
             problems=tuple(error.lines),
+            reason=st.Reason.BAD_INPUT,
         )
 
 
@@ -122,12 +132,35 @@ def outcome_of_error(error: RaypodError, submission_id: str = "", *, submitted: 
         return Outcome(Ending.TERMINATED, submission_id)
     log.error("%s", error)
     if isinstance(error, SubmissionRejected):
-        return Outcome.final(submission_id, st.FAILED, one_line(str(error), 400))
+        return Outcome.final(submission_id, st.FAILED, one_line(str(error), 400), reason=st.Reason.SUBMISSION_REJECTED)
     if not submitted:
-        return Outcome.final("", st.FAILED, one_line(f"Not submitted: {error}", 400))
+        return Outcome.final("", st.FAILED, one_line(f"Not submitted: {error}", 400), reason=st.Reason.NOT_SUBMITTED)
     # The job may be running on Ray: say that its state is unknown rather than leave a stale
     # status (the operator calls a pod that fails without a final status a pod error).
     return Outcome.final(submission_id, st.UNKNOWN, one_line(f"Lost track of Ray job {submission_id}: {error}", 400))
+
+
+def recorded_final(recorded: Mapping[str, str]) -> Outcome | None:
+    """The final status an earlier pod wrote once the job had ended: never downgraded later."""
+    recorded_id, recorded_status = recorded.get(st.ID, ""), recorded.get(st.JOB_STATUS, "")
+    if recorded_id and recorded_status in st.FINAL_STATUSES:
+        reason = recorded.get(st.REASON) or st.default_reason(recorded_status)
+        return Outcome(Ending.ALREADY_FINAL, recorded_id, recorded_status, recorded.get(st.MESSAGE, ""), reason=reason)
+    return None
+
+
+def outcome_of_unusable_config(error: ConfigError, recorded: Mapping[str, str]) -> Outcome:
+    """The ConfigMap cannot even say where Ray is. With an id recorded, Ray may run the job, so
+    "bad input" (nothing was submitted) would be false: the recorded end is kept, or the job's
+    state is unknown."""
+    recorded_id = recorded.get(st.ID, "")
+    if not recorded_id:
+        return Outcome.bad_input(error)
+    final = recorded_final(recorded)
+    if final is not None:
+        return final
+    log.error("cannot watch Ray job %s: %s", recorded_id, error)
+    return Outcome.final(recorded_id, st.UNKNOWN, one_line(f"Cannot watch Ray job {recorded_id}: {error}", 400))
 
 
 # -- states ------------------------------------------------------------------------------------
@@ -154,6 +187,8 @@ class Stopping:
     #: The Bridge status when Ray confirms the stop (KILL for kill, FAILED for a deadline).
     status: str
     message: str
+    #: Its ``status.reason`` (Killed, DeadlineExceeded, StartDeadlineExceeded).
+    reason: str
     #: When the stop was first asked (the clock's monotonic time).
     since: float
     request: PendingStop
@@ -216,14 +251,12 @@ class JobSession:
         return self.reporter.get(st.ID)
 
     def first_state(self) -> State | Outcome:
-        recorded_id = self.reporter.get(st.ID)
-        recorded_status = self.reporter.get(st.JOB_STATUS)
-        if recorded_id and recorded_status in st.FINAL_STATUSES:
-            # Written by an earlier pod once the job had ended: never downgraded by a later answer.
-            return Outcome(Ending.ALREADY_FINAL, recorded_id, recorded_status, self.reporter.get(st.MESSAGE))
-        submission_id = self.config.submission_id or recorded_id
+        final = recorded_final(self.reporter.current)
+        if final is not None:
+            return final
+        submission_id = self.config.submission_id or self.reporter.get(st.ID)
         if submission_id:
-            return Attach(submission_id, recorded_status)
+            return Attach(submission_id, self.reporter.get(st.JOB_STATUS))
         return Submit(None)
 
     def step(self, state: State) -> State | Outcome:
@@ -286,6 +319,9 @@ class JobSession:
     # -- submit --------------------------------------------------------------------------------
     def _submit(self, state: Submit) -> State | Outcome:
         config, settings = self.config, self.settings
+        if config.set_aside:
+            # Read as a config for a job Ray has; Ray does not have it, so nothing was submitted.
+            return Outcome.bad_input(ConfigError(config.set_aside))
         if config.kill:
             return Outcome.final(
                 state.submission_id or "", st.KILL, "Not submitted: kill was set before the job started."
@@ -305,9 +341,15 @@ class JobSession:
             except RayApiError as error:
                 raise self._unreachable(error) from error
             log.info("Ray dashboard %s answers (Ray %s)", config.resource_url, version.get("ray_version", "?"))
-            if package is not None and not self.ray.package_exists(package.name):
-                log.info("uploading working-dir package %s", package.name)
-                self.ray.upload_package(package.name, package.path)
+            try:
+                if package is not None and not self.ray.package_exists(package.name):
+                    log.info("uploading working-dir package %s", package.name)
+                    self.ray.upload_package(package.name, package.path)
+            except RayApiError as error:
+                if not error.unauthorized:
+                    raise
+                # /api/version may answer without auth; the package calls are where a token is checked.
+                raise self._unreachable(error) from error
         self._raise_if_terminated()
         # The id is persisted before the POST, so a lost answer or a new pod never submits twice.
         self.reporter.update({st.ID: submission_id}, must_persist=True)
@@ -367,7 +409,7 @@ class JobSession:
         """One poll: kill, Ray's status, the deadline, then the wait until the next poll."""
         submission_id, job, last_answer, stopping = state.submission_id, state.job, state.last_answer, state.stopping
         if stopping is None and self._kill_requested():
-            stopping = self._start_stopping(submission_id, st.KILL, KILL_MESSAGE)
+            stopping = self._start_stopping(submission_id, st.KILL, KILL_MESSAGE, st.Reason.KILLED)
         try:
             if stopping is not None:
                 stopping.request.ask()
@@ -380,7 +422,7 @@ class JobSession:
             silent = self.clock.monotonic() - last_answer
             if silent > self.settings.status_timeout:
                 message = f"No answer from the Ray dashboard for {int(silent)} s: {one_line(error.reason, 150)}"
-                return Outcome(Ending.FINAL, submission_id, st.UNKNOWN, message, None, job)
+                return Outcome.final(submission_id, st.UNKNOWN, message, job)
             log.warning("status check failed (%s); keeping the last status", error)
         else:
             last_answer = self.clock.monotonic()
@@ -388,7 +430,7 @@ class JobSession:
                 self.on_poll(job)
             if job.terminal:
                 if stopping is not None and job.status == RAY_STOPPED:
-                    return Outcome.final(submission_id, stopping.status, stopping.message, job)
+                    return Outcome.final(submission_id, stopping.status, stopping.message, job, reason=stopping.reason)
                 # It ended on its own (before any stop took): Ray's own status is the true one.
                 return self._ended(job)
             self.reporter.update(
@@ -398,20 +440,52 @@ class JobSession:
                     st.MESSAGE: self._running_message(job, stopping),
                 }
             )
-        deadline = self.config.properties.active_deadline_seconds
-        if stopping is None and deadline is not None and self._deadline_passed(deadline):
-            message = f"activeDeadlineSeconds ({deadline:g} s) passed; the job was stopped."
-            # Asked at once, in the next step, not after another interval.
-            return Watch(submission_id, job, last_answer, self._start_stopping(submission_id, st.FAILED, message))
+        if stopping is None:
+            stopping = self._deadline_stop(submission_id, job)
+            if stopping is not None:
+                # Asked at once, in the next step, not after another interval.
+                return Watch(submission_id, job, last_answer, stopping)
+        elif self._never_started(stopping, job):
+            assert job is not None
+            message = (
+                f"{stopping.message[:-1]}, but Ray cannot stop a job that has not started: it stays {job.status} "
+                "on Ray, and the stop request waits there for the job's start."
+            )
+            return Outcome.final(submission_id, st.FAILED, message, job, reason=stopping.reason)
         self.reporter.flush()
         if self.clock.wait(self._interval(stopping)):
             return Outcome(Ending.TERMINATED, submission_id)
         return Watch(submission_id, job, last_answer, stopping)
 
-    def _start_stopping(self, submission_id: str, status: str, message: str) -> Stopping:
+    def _deadline_stop(self, submission_id: str, job: JobInfo | None) -> Stopping | None:
+        """The stop a passed deadline calls for: activeDeadlineSeconds, or startDeadlineSeconds
+        for a job not RUNNING yet."""
+        properties = self.config.properties
+        deadline, start_deadline = properties.active_deadline_seconds, properties.start_deadline_seconds
+        if deadline is not None and self._deadline_passed(deadline):
+            message = f"activeDeadlineSeconds ({deadline:g} s) passed; the job was stopped."
+            return self._start_stopping(submission_id, st.FAILED, message, st.Reason.DEADLINE_EXCEEDED)
+        not_started = job is None or job.status == "PENDING"
+        if start_deadline is not None and not_started and self._deadline_passed(start_deadline):
+            message = f"The job did not start within startDeadlineSeconds ({start_deadline:g} s); it was stopped."
+            return self._start_stopping(submission_id, st.FAILED, message, st.Reason.START_DEADLINE_EXCEEDED)
+        return None
+
+    def _never_started(self, stopping: Stopping, job: JobInfo | None) -> bool:
+        """Ray took the stop of a job that has not started, and it stays PENDING: Ray 2.60 only queues
+        such a stop (its supervisor actor does not exist yet), so waiting longer changes nothing."""
+        return (
+            stopping.reason == st.Reason.START_DEADLINE_EXCEEDED
+            and stopping.request.taken is True
+            and job is not None
+            and job.status == "PENDING"
+            and self.clock.monotonic() - stopping.since >= min(self.settings.stop_timeout, START_STOP_CONFIRM)
+        )
+
+    def _start_stopping(self, submission_id: str, status: str, message: str, reason: str) -> Stopping:
         log.info("stopping Ray job %s: %s", submission_id, message)
         request = PendingStop(self.ray, submission_id, self._poll_timeouts())
-        return Stopping(status, message, self.clock.monotonic(), request)
+        return Stopping(status, message, reason, self.clock.monotonic(), request)
 
     def _stop_overdue(self, stopping: Stopping | None) -> bool:
         return stopping is not None and self.clock.monotonic() - stopping.since >= self.settings.stop_timeout

@@ -20,7 +20,9 @@ SUBMIT_TIME = "status.submitTime"
 START_TIME = "status.startTime"
 END_TIME = "status.endTime"
 MESSAGE = "status.message"
-OWNED_KEYS = (ID, JOB_STATUS, SUBMIT_TIME, START_TIME, END_TIME, MESSAGE)
+#: Why the job ended, for machines (one of ``Reason``); ``status.message`` says it for people.
+REASON = "status.reason"
+OWNED_KEYS = (ID, JOB_STATUS, SUBMIT_TIME, START_TIME, END_TIME, MESSAGE, REASON)
 
 SUBMITTED = "SUBMITTED"
 PENDING = "PENDING"
@@ -30,6 +32,33 @@ FAILED = "FAILED"
 KILL = "KILL"
 UNKNOWN = "UNKNOWN"
 FINAL_STATUSES = (SUCCEEDED, FAILED, KILL, UNKNOWN)
+
+
+class Reason:
+    """The values of ``status.reason`` (and of ``reason`` in the ``--result`` file)."""
+
+    SUCCEEDED = "Succeeded"
+    #: The job ran and failed (its driver exited non-zero, or Ray could not start it).
+    APP_FAILED = "AppFailed"
+    #: Stopped: at the operator's request (``kill``), or by someone else on Ray.
+    KILLED = "Killed"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    START_DEADLINE_EXCEEDED = "StartDeadlineExceeded"
+    SUBMISSION_REJECTED = "SubmissionRejected"
+    BAD_INPUT = "BadInput"
+    #: Nothing was submitted for a reason other than bad input (S3 or the dashboard failing before the POST).
+    NOT_SUBMITTED = "NotSubmitted"
+    #: raypod lost track of the job (``UNKNOWN``): it may still run on Ray.
+    LOST = "Lost"
+
+
+_REASON_OF_STATUS = {SUCCEEDED: Reason.SUCCEEDED, FAILED: Reason.APP_FAILED, KILL: Reason.KILLED, UNKNOWN: Reason.LOST}
+
+
+def default_reason(status: str) -> str:
+    """The reason a final status has unless something more precise is known."""
+    return _REASON_OF_STATUS.get(status, "")
+
 
 #: status.message is one human sentence, bounded.
 MAX_MESSAGE = 300

@@ -15,6 +15,7 @@ import pytest
 from devtools.proxy import Proxy
 from devtools.services import LocalRay, LocalS3
 from tests.helpers import BridgeJob, Services
+from tests.scripted_server import ScriptedServer
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +56,24 @@ def s3_client(services: Services) -> Any:
 @pytest.fixture
 def bridge_job(tmp_path: Path, services: Services) -> BridgeJob:
     return BridgeJob(tmp_path, services)
+
+
+# -- a loopback server that answers whatever a test scripts (tests/scripted_server.py) -------------
+@pytest.fixture(scope="module")
+def module_scripted_server() -> Iterator[ScriptedServer]:
+    with ScriptedServer() as scripted:
+        yield scripted
+
+
+@pytest.fixture
+def server(module_scripted_server: ScriptedServer) -> ScriptedServer:
+    """One scripted server per module, emptied for each test (no routes, nothing seen)."""
+    module_scripted_server.reset()
+    return module_scripted_server
+
+
+@pytest.fixture
+def other_server() -> Iterator[ScriptedServer]:
+    """A second host, e.g. the target of a redirect."""
+    with ScriptedServer() as scripted:
+        yield scripted

@@ -309,19 +309,22 @@ class FakeRay:
 
         return self._call(once, retry)
 
-    def stop_job(self, submission_id: str, timeouts: Timeouts | None = None) -> bool:
-        self._record("stop_job", submission_id)
-        self._scripted("stop_job")
-        job = self.jobs.get(submission_id)
-        if job is None:
-            raise ray_error(404, "POST", f"/api/jobs/{submission_id}/stop", "Not Found")
-        if job.terminal:
-            return False
-        if job.status not in job.ignore_stop_in:
-            job.stopped = True
-            job.status, job.message = "STOPPED", "Job was intentionally stopped."
-            job.end_time_ms = self._now_ms()
-        return True
+    def stop_job(self, submission_id: str, timeouts: Timeouts | None = None, retry: RetryPolicy | None = None) -> bool:
+        def once() -> bool:
+            self._record("stop_job", submission_id)
+            self._scripted("stop_job")
+            job = self.jobs.get(submission_id)
+            if job is None:
+                raise ray_error(404, "POST", f"/api/jobs/{submission_id}/stop", "Not Found")
+            if job.terminal:
+                return False
+            if job.status not in job.ignore_stop_in:
+                job.stopped = True
+                job.status, job.message = "STOPPED", "Job was intentionally stopped."
+                job.end_time_ms = self._now_ms()
+            return True
+
+        return self._call(once, retry)
 
     # -- internals ------------------------------------------------------------------------------
     def _record(self, method: str, argument: Any) -> None:

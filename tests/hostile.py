@@ -76,6 +76,7 @@ JUNK: dict[str, Answer] = {
     "weird": Answer(body=b'{"status": "WEIRD", "message": "@AUTH@"}'),
     "status-echo": Answer(body=b'{"status": "@AUTH@"}'),
     "ingress-200": Answer(body=b'{"error": "upstream @AUTH@"}'),
+    "no-id": Answer(body=b'{"job_id": null}'),
     "huge": Answer(body=_HUGE_JOB),
     "huge-chunked": Answer(body=_HUGE_JOB, declare_length=False),
 }

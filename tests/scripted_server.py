@@ -83,7 +83,7 @@ class _Route:
 
 
 class ScriptedServer:
-    """``http.server`` in a thread on a free loopback port; stop it with ``stop()``."""
+    """``http.server`` in a thread on a free loopback port; stop it with ``stop()``, or use it in ``with``."""
 
     def __init__(self) -> None:
         self.answers: dict[str, Answer] = {}
@@ -187,3 +187,9 @@ class ScriptedServer:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
+
+    def __enter__(self) -> ScriptedServer:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

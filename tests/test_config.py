@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -217,11 +218,24 @@ def test_job_properties_known_keys() -> None:
     assert props.follow_logs is False
 
 
+def documented_job_properties() -> list[str]:
+    """The keys of the "Job properties" table in docs/configmap.md (the first column's names)."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "configmap.md").read_text()
+    section = text.split("## Job properties", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return sorted(name for row in rows for name in re.findall(r"`([A-Za-z_]+)`", row.split("|")[1]))
+
+
 def test_unknown_job_property_lists_the_known_keys() -> None:
     with pytest.raises(ConfigError) as caught:
-        parse_job_properties('{"entrypoint_num_cpu": 1}')
-    message = caught.value.problems[0][1]
-    assert "entrypoint_num_cpu" in message and "entrypoint_num_cpus" in message and "activeDeadlineSeconds" in message
+        parse_job_properties('{"entrypoint_num_cpu": 1, "followlogs": false}')
+    [(key, message)] = caught.value.problems
+    assert key == "jobproperties"
+    unknown, known = message.split("; known keys: ")
+    assert unknown == "unknown key(s) entrypoint_num_cpu, followlogs"
+    # Every key the documentation lists, and only those: the message is the user's reference.
+    assert known.split(", ") == documented_job_properties()
+    assert "entrypoint_num_cpus" in known and "activeDeadlineSeconds" in known
 
 
 @pytest.mark.parametrize(
@@ -475,3 +489,33 @@ def test_any_text_in_the_json_keys_parses_or_is_a_config_error(text: str) -> Non
             parse_config({**MINIMAL, key: text})
         except ConfigError as error:
             assert {k for k, _ in error.problems} == {key}
+
+
+# -- a config read again after the job was submitted -------------------------------------------------
+def test_after_a_submission_a_bad_key_is_set_aside_with_its_default() -> None:
+    data = {**MINIMAL, "kill": "maybe", "updateInterval": "soon", "jobdata.jobScript": ""}
+
+    config = parse_config(data, submitted=True)
+
+    assert {key for key, _ in config.set_aside} == {"kill", "updateInterval", "jobdata.jobScript"}
+    assert config.kill is False
+    assert config.update_interval == DEFAULT_UPDATE_INTERVAL
+    assert config.resource_url == MINIMAL["resourceURL"]
+
+
+def test_an_id_in_the_configmap_counts_as_a_submission() -> None:
+    config = parse_config({**MINIMAL, "id": "raypod-train-0123", "kill": "maybe"})
+
+    assert [key for key, _ in config.set_aside] == ["kill"]
+
+
+def test_after_a_submission_a_bad_resource_url_is_still_raised() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**MINIMAL, "resourceURL": "not an address", "kill": "maybe"}, submitted=True)
+
+    assert "resourceURL" in [key for key, _ in caught.value.problems]
+
+
+def test_before_a_submission_nothing_is_set_aside() -> None:
+    assert parse_config(MINIMAL).set_aside == ()
+    assert [key for key, _ in problems_of({**MINIMAL, "kill": "maybe"})] == ["kill"]

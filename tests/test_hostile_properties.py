@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -44,14 +43,6 @@ SETTINGS = settings(
 OLD_ID = "raypod-hostile-fedcba987654"
 FINAL = ("SUCCEEDED", "FAILED", "KILL", "UNKNOWN")
 
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[ScriptedServer]:
-    scripted = ScriptedServer()
-    try:
-        yield scripted
-    finally:
-        scripted.stop()
 
 
 # -- (a) ConfigMaps ---------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ managed to send.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
@@ -23,22 +22,6 @@ MARKER = "tok-MARKER-7f3a9c"
 BLOCK = 64 * 1024
 
 
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    scripted = ScriptedServer()
-    try:
-        yield scripted
-    finally:
-        scripted.stop()
-
-
-@pytest.fixture
-def other_server() -> Iterator[ScriptedServer]:
-    scripted = ScriptedServer()
-    try:
-        yield scripted
-    finally:
-        scripted.stop()
 
 
 def ray_client(url: str, credentials: RayCredentials = RayCredentials(), *, basic: bool = False) -> RayJobsClient:

@@ -7,7 +7,6 @@ import json
 import subprocess
 import threading
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,20 @@ from raypod.kube import KillFromEither, KubeConfigMap, ServiceAccount, api_base_
 from raypod.process import open_run_target
 from raypod.retry import RetryPolicy
 from raypod.runner import Runner, RunOptions
+from raypod.session import SessionSettings
 from raypod.status import OWNED_KEYS, StatusReporter
 from tests.fake_kube import FakeKube
-from tests.helpers import PARSE_KWARGS_SCRIPT, BridgeJob, KubeJob, Services, jobs_of, ray_job, wait_until
+from tests.helpers import (
+    PARSE_KWARGS_SCRIPT,
+    BridgeJob,
+    KubeJob,
+    Services,
+    assert_operator_times,
+    jobs_of,
+    ray_job,
+    wait_until,
+    waiting_script,
+)
 
 QUICK = RetryPolicy(attempts=2, initial_wait=0.05, max_wait=0.1, deadline=2.0)
 
@@ -67,8 +77,7 @@ def test_status_reaches_the_configmap_through_merge_patches_of_owned_keys_only(
     assert data["status.jobStatus"] == "SUCCEEDED"
     assert data["id"].startswith(f"raypod-{kube_job.job.name}-")
     assert "log uploaded to s3://" in data["status.message"]
-    for key in ("status.submitTime", "status.startTime", "status.endTime"):
-        datetime.strptime(data[key], "%Y-%m-%dT%H:%M:%SZ")  # Go's 2006-01-02T15:04:05Z
+    assert_operator_times(data)
     assert {k: v for k, v in data.items() if k not in OWNED_KEYS} == operator_keys
     patches = kube_job.fake.calls("PATCH")
     assert patches and all(p.content_type == "application/merge-patch+json" for p in patches)
@@ -257,8 +266,7 @@ def in_process_runner(kube_job: KubeJob) -> tuple[Runner, io.StringIO]:
         kube_job.fake.url, ServiceAccount(kube_job.fake.sa_dir), kube_job.fake.namespace, kube_job.cm, retry=QUICK
     )
     options = RunOptions(
-        job_name=kube_job.job.name,
-        namespace=kube_job.fake.namespace,
+        SessionSettings(job_name=kube_job.job.name, namespace=kube_job.fake.namespace),
         s3_credentials_dir=kube_job.job.s3_credentials_dir,
         follow_logs=False,
     )
@@ -288,18 +296,30 @@ def test_status_writes_failing_past_every_retry_do_not_fail_the_job(kube_job: Ku
 
 
 @pytest.mark.integration
-def test_final_status_that_cannot_be_written_fails_the_pod_cleanly(kube_job: KubeJob) -> None:
-    kube_job.create(jobdata__scriptLocation="inline", jobdata__jobScript="print('done quickly')\n")
-    runner, _ = in_process_runner(kube_job)
+def test_final_status_that_cannot_be_written_fails_the_pod_cleanly(
+    kube_job: KubeJob, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    release = tmp_path / "release"
+    kube_job.create(jobdata__scriptLocation="inline", jobdata__jobScript=waiting_script(release))
+    runner, out = in_process_runner(kube_job)
     thread, outcome = run_in_thread(runner)
-    kube_job.wait_for("id")
-    kube_job.fake.fail("patch", 503, None)
+    try:
+        kube_job.wait_for("status.jobStatus", "RUNNING")
+        # From here every write fails, past every retry; then the job ends on its own.
+        kube_job.fake.fail("patch", 503, None)
+    finally:
+        release.touch()
     thread.join(timeout=120)
-    # Exit 1 (the operator sees a pod error), no exception escaping; the job itself ran on Ray.
-    assert outcome == {"code": 1}
-    # The last status that could be written stays: not final, so the operator reports a pod error.
-    assert kube_job.data().get("status.jobStatus") in ("SUBMITTED", "PENDING", "RUNNING")
-    assert ray_job(kube_job.job.services, kube_job.data()["id"])["status"] in ("RUNNING", "SUCCEEDED")
+    assert not thread.is_alive()
+    # Exit 1 and no exception escaping: the operator reports a pod error rather than wait on RUNNING.
+    assert outcome == {"code": 1}, out.getvalue()
+    data = kube_job.data()
+    assert data["status.jobStatus"] == "RUNNING"
+    assert "status.endTime" not in data
+    # The Ray job ended and its log was uploaded; raypod said which status it could not write.
+    assert ray_job(kube_job.job.services, data["id"])["status"] == "SUCCEEDED"
+    assert "released" in kube_job.job.log_text()
+    assert "could not write the final status SUCCEEDED" in caplog.text
 
 
 # -- the client alone, against the fake API ----------------------------------------------------

@@ -256,6 +256,38 @@ def test_active_deadline_passed_stops_the_job_and_fails_it_naming_the_deadline()
     assert 5 < h.clock.elapsed <= 15
 
 
+def test_start_deadline_stops_a_job_that_never_started_and_says_ray_kept_it_pending() -> None:
+    h = Harness({"jobproperties": '{"startDeadlineSeconds": 5}'}, life=("PENDING",), stop_timeout=60.0)
+    h.ray.ignore_stop_in = ("PENDING",)  # Ray 2.60 answers stopped: true and leaves it PENDING
+    outcome = h.run()
+
+    assert (outcome.ending, outcome.status, outcome.reason) == (Ending.FINAL, st.FAILED, "StartDeadlineExceeded")
+    assert outcome.message == (
+        "The job did not start within startDeadlineSeconds (5 s); it was stopped, but Ray cannot stop a job that "
+        "has not started: it stays PENDING on Ray, and the stop request waits there for the job's start."
+    )
+    assert h.ray.calls_of("stop_job") == [outcome.submission_id]  # Ray took it: not asked again
+    assert 15 <= h.clock.elapsed <= 30  # 10 s for the stop to show, not the whole stop_timeout
+
+
+def test_start_deadline_of_a_job_stopped_while_it_starts_ends_failed_with_that_reason() -> None:
+    h = Harness({"jobproperties": '{"startDeadlineSeconds": 5}'}, life=("PENDING",))
+    outcome = h.run()  # the fake Ray stops a PENDING job when asked
+
+    assert (outcome.status, outcome.reason) == (st.FAILED, "StartDeadlineExceeded")
+    assert outcome.message == "The job did not start within startDeadlineSeconds (5 s); it was stopped."
+    assert outcome.end_time == ray_time(outcome.job, "end_time_ms")
+
+
+def test_start_deadline_does_not_touch_a_job_that_started_in_time() -> None:
+    h = Harness({"jobproperties": '{"startDeadlineSeconds": 5}'}, life=("PENDING", "RUNNING"))
+    h.clock.terminate_at(60)
+    outcome = h.run()
+
+    assert outcome.ending is Ending.TERMINATED
+    assert h.ray.calls_of("stop_job") == []
+
+
 # -- attach ---------------------------------------------------------------------------------------
 def test_id_in_the_configmap_is_reattached_without_a_post() -> None:
     h = Harness({"id": "raysubmit_given"}, life=("RUNNING", "SUCCEEDED"))

@@ -209,6 +209,15 @@ def check_world(world: World) -> None:
     assert (code == exits.EXIT_BAD_INPUT) == (outcome.ending is Ending.BAD_INPUT)
     assert (code == exits.EXIT_TERMINATED) == (outcome.ending is Ending.TERMINATED)
 
+    # Every end has a machine reason, and a written final status carries it.
+    reasons = {value for name, value in vars(st.Reason).items() if not name.startswith("_")}
+    if outcome.ending in (Ending.FINAL, Ending.BAD_INPUT, Ending.ALREADY_FINAL):
+        assert outcome.reason in reasons, outcome
+        if not final_write_failed and outcome.ending is not Ending.ALREADY_FINAL:
+            assert h.sink.data.get(st.REASON) == outcome.reason
+    if outcome.ending is Ending.BAD_INPUT:
+        assert outcome.reason == st.Reason.BAD_INPUT
+
     # Submission: at most one id, persisted before any POST; bad input means nothing was posted.
     posted = set(h.ray.posts)
     assert len(posted) <= 1

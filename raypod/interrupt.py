@@ -1,0 +1,44 @@
+"""SIGTERM inside a call in flight: the blocking calls the signal may cut short.
+
+A request waiting for its answer (a held package upload, an S3 part, a hung API) blocks for
+its read timeout, up to 60 s: longer than the pod's 30 s grace. Python runs a signal handler
+in the main thread, and a handler that raises ends the blocked system call there and then.
+So the SIGTERM handler calls ``cut_call_in_flight``, which raises ``Terminated`` only while
+the main thread is inside ``cuttable()``; anywhere else the code checks the event itself at
+its next step. Threads other than the main one never see the signal: their regions are no-ops.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from raypod.errors import Terminated
+
+#: What the main thread is waiting for, innermost last (``what`` is already free of secrets).
+_calls: list[str] = []
+
+
+@contextmanager
+def cuttable(what: str) -> Iterator[None]:
+    """A blocking call that SIGTERM may end with ``Terminated`` (see the module's docstring)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _calls.append(what)
+    try:
+        yield
+    finally:
+        _calls.pop()
+
+
+def cut_call_in_flight() -> None:
+    """Called by the signal handler: leave the main thread's blocking call, if it is in one."""
+    if _calls:
+        raise Terminated(f"terminated during {_calls[-1]}")
+
+
+def in_flight() -> bool:
+    """Whether the main thread is inside a call that SIGTERM would cut (for tests and logs)."""
+    return bool(_calls)

@@ -1,0 +1,103 @@
+"""What a run leaves behind for people and machines once it ends: a one-line summary in the
+pod's termination message (``kubectl describe pod`` shows it), and the ``--result`` JSON file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from raypod import status as st
+from raypod.runner import RunResult
+from raypod.session import Ending
+
+log = logging.getLogger(__name__)
+
+#: Where Kubernetes reads a container's termination message (its ``terminationMessagePath``).
+TERMINATION_LOG = Path("/dev/termination-log")
+#: The kubelet keeps at most 4096 bytes of it.
+MAX_TERMINATION_MESSAGE = 4096
+#: ``attempt`` in the result: raypod submits a job once (retries on the same cluster are not built yet).
+ATTEMPT = 1
+
+
+def summary_line(result: RunResult) -> str:
+    """One line: the status, its reason, the job and the message."""
+    outcome, written = result.outcome, result.status
+    submission_id = outcome.submission_id or written.get(st.ID, "")
+    if outcome.ending is Ending.TERMINATED:
+        if submission_id:
+            return f"terminated: Ray job {submission_id} keeps running; the next pod re-attaches to it"
+        return "terminated: nothing was submitted"
+    if outcome.ending is Ending.DETACHED:
+        return f"SUBMITTED: Ray job {submission_id}"
+    status = written.get(st.JOB_STATUS) or outcome.status
+    reason = written.get(st.REASON) or outcome.reason
+    message = written.get(st.MESSAGE) or outcome.message
+    job = f" Ray job {submission_id}:" if submission_id else ""
+    return st.one_line(f"{status} ({reason}):{job} {message}", MAX_TERMINATION_MESSAGE)
+
+
+def result_document(result: RunResult) -> dict[str, Any]:
+    """The ``--result`` file: what CI and scripts read instead of parsing the output."""
+    outcome, written = result.outcome, result.status
+    job = outcome.job
+    collected = result.collected
+    final = outcome.ending in (Ending.FINAL, Ending.BAD_INPUT, Ending.ALREADY_FINAL)
+    return {
+        "submissionId": outcome.submission_id or written.get(st.ID) or None,
+        "attempt": ATTEMPT,
+        "status": written.get(st.JOB_STATUS) or outcome.status or None,
+        "final": final,
+        "reason": (written.get(st.REASON) or outcome.reason or None) if final else None,
+        "exitCode": result.exit_code,
+        "message": written.get(st.MESSAGE) or outcome.message or None,
+        "submitTime": written.get(st.SUBMIT_TIME) or None,
+        "startTime": written.get(st.START_TIME) or None,
+        "endTime": written.get(st.END_TIME) or None,
+        "driverExitCode": job.driver_exit_code if job is not None else None,
+        "log": collected.log_uri if collected is not None else None,
+        "resultFiles": {
+            "found": list(collected.files_found) if collected is not None else [],
+            "missing": list(collected.files_missing) if collected is not None else [],
+        },
+    }
+
+
+def termination_log_path(flag: str | None) -> Path | None:
+    """``--termination-log``: a path; empty for none; absent for ``/dev/termination-log`` when the
+    kubelet made it (inside a pod), so that raypod never creates a file in ``/dev`` elsewhere."""
+    if flag is None:
+        return TERMINATION_LOG if TERMINATION_LOG.exists() else None
+    return Path(flag) if flag else None
+
+
+def write_termination_message(path: Path | None, result: RunResult) -> None:
+    """The summary, cut to the 4096 bytes the kubelet keeps (never inside a character)."""
+    if path is None:
+        return
+    data = summary_line(result).encode("utf-8")[:MAX_TERMINATION_MESSAGE].decode("utf-8", "ignore")
+    try:
+        path.write_text(data, encoding="utf-8")
+    except OSError as error:
+        log.warning("could not write the termination message to %s: %s", path, error.strerror)
+
+
+def write_result(path: Path, result: RunResult) -> None:
+    """The result document, replaced atomically (a reader never sees half a file)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=".result-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(result_document(result), handle, indent=2)
+                handle.write("\n")
+            os.replace(temp, path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+    except OSError as error:
+        log.warning("could not write the result to %s: %s", path, error.strerror)

@@ -1,0 +1,76 @@
+"""``raypod delete`` (only an ended job), and KubeRay's submitter variables as the CLI's fallbacks:
+``RAY_DASHBOARD_ADDRESS`` for the address, ``RAY_JOB_SUBMISSION_ID`` for the id ``submit`` uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.helpers import Services, ray_job, stop_ray_job, unique, wait_for_ray_status
+from tests.test_cli import client_args, raypod
+
+pytestmark = pytest.mark.integration
+
+
+def submitted(services: Services, tmp_path: Path, body: str) -> str:
+    script = tmp_path / f"{unique('s')}.py"
+    script.write_text(body)
+    completed = raypod("submit", *client_args(services, tmp_path), "--script", str(script), "--job-name", "del")
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout.strip()
+
+
+def test_delete_forgets_an_ended_job(services: Services, tmp_path: Path) -> None:
+    submission_id = submitted(services, tmp_path, "print('done')\n")
+    assert wait_for_ray_status(services, submission_id, {"SUCCEEDED"}) == "SUCCEEDED"
+
+    completed = raypod("delete", submission_id, *client_args(services, tmp_path))
+
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == f"{submission_id}: deleted (SUCCEEDED)"
+    gone = requests.get(f"{services.ray_address}/api/jobs/{submission_id}", timeout=30)
+    assert gone.status_code == 404
+
+
+def test_delete_of_a_running_job_says_to_stop_it_first_and_keeps_it(services: Services, tmp_path: Path) -> None:
+    submission_id = submitted(services, tmp_path, "import time\ntime.sleep(600)\n")
+    try:
+        assert wait_for_ray_status(services, submission_id, {"RUNNING"}) == "RUNNING"
+
+        completed = raypod("delete", submission_id, *client_args(services, tmp_path))
+
+        assert completed.returncode == 1
+        assert f"stop it first (`raypod stop {submission_id}`)" in completed.stderr
+        assert "Traceback" not in completed.stderr
+        assert ray_job(services, submission_id)["status"] == "RUNNING"
+    finally:
+        stop_ray_job(services, submission_id)
+
+
+def test_delete_of_an_unknown_id_exits_1(services: Services, tmp_path: Path) -> None:
+    completed = raypod("delete", "raypod-no-such-job", *client_args(services, tmp_path))
+
+    assert completed.returncode == 1
+    assert "raypod-no-such-job" in completed.stderr
+
+
+def test_kuberays_dashboard_address_and_submission_id_are_used_when_nothing_else_is_set(
+    services: Services, tmp_path: Path
+) -> None:
+    script = tmp_path / "job.py"
+    script.write_text("print('from a KubeRay submitter')\n")
+    wanted_id = unique("kuberay-job")
+    env = {"RAY_DASHBOARD_ADDRESS": services.ray_address.removeprefix("http://"), "RAY_JOB_SUBMISSION_ID": wanted_id}
+    credentials = ["--credentials", str(tmp_path)]
+
+    first = raypod("submit", *credentials, "--script", str(script), "--job-name", "kr", "--wait", env=env)
+    again = raypod("submit", *credentials, "--script", str(script), "--job-name", "kr", "--wait", env=env)
+
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines()[0] == wanted_id
+    assert ray_job(services, wanted_id)["status"] == "SUCCEEDED"
+    # The same id again (a restarted submitter): attached to, not submitted twice.
+    assert again.returncode == 0, again.stderr
+    assert f"attached to existing Ray job {wanted_id}" in again.stderr
