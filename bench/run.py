@@ -1,25 +1,36 @@
-"""raypod against the Ray SDK + minio: one machine, one run, one Ray head, one S3 server.
+"""raypod against the Ray SDK + minio, two ways: one machine, one run, one Ray head, one S3 server.
 
-    make bench                                   # 1 MB, 100 MB and 1 GB logs, 3 repeats
+    make bench                                   # 1 MB and 100 MB logs, 3 repeats; 1 GB once
     .venv/bin/python -m bench.run --sizes 1,100 --repeats 5    # from the repository root
 
-Each tool runs the same lifecycle (submit, wait, fetch the log, upload it to S3) as a
-child process, from its own virtualenv under bench/.venvs/ (raypod: ``pip install .``;
-the baseline: ``ray[default]``, ``kubernetes``, ``minio``). Measured per run:
+Each tool runs the same lifecycle (submit, wait, get the log into S3) as a child process, from its
+own virtualenv under bench/.venvs/ (raypod: ``pip install .``; both baselines: ``ray[default]`` and
+``minio``, nothing they do not import). The two baselines:
+
+- ``sdk``: as the first ray-pod did (bench/sdk_lifecycle.py): poll every second, ``get_job_logs``
+  (the whole log in one string), one ``put_object``;
+- ``sdk-stream``: as a careful user would (bench/sdk_streaming.py): ``tail_job_logs`` streamed into
+  a multipart upload, minio imported only once the log comes.
+
+Measured per run:
 
 - peak RSS and CPU time (user+sys) of the child, from ``wait4`` in a small launcher
   (devtools/measure.py says why): the job itself runs in Ray's workers, so its time is not counted;
 - cold start: from spawning the child to its ``POST /api/jobs/`` reaching the dashboard;
 - HTTP requests to the dashboard, counted by a proxy on loopback in front of it (devtools/proxy.py,
-  keeping connections alive as the tools open them).
+  keeping connections alive as the tools open them);
+- the uploaded object: the job's lines must be there byte for byte (sha256), after Ray's few
+  start-up lines, or the run fails.
 
-The median of the repeats is reported, as a markdown table on stdout and in
-bench/results/latest.md.
+The median of the repeats is reported, as a markdown table on stdout and, with every run's raw
+figures, in bench/results/<UTC time>.md and .json. The goals (docs/benchmark.md) are checked last:
+a missed goal makes the exit status 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -45,11 +56,21 @@ VENVS = BENCH / ".venvs"
 RESULTS = BENCH / "results"
 JOB = BENCH / "job.py"
 SDK_SCRIPT = BENCH / "sdk_lifecycle.py"
+SDK_STREAM_SCRIPT = BENCH / "sdk_streaming.py"
 MIB = 1024 * 1024
 POLL_INTERVAL = 1.0
-#: raypod without the live copy of the job's output: the baseline prints none either.
+#: raypod without the live copy of the job's output: the baselines print none either.
 NO_FOLLOW = "raypod-no-follow"
-TOOLS = ("raypod", NO_FOLLOW, "sdk")
+SDK = "sdk"
+SDK_STREAM = "sdk-stream"
+TOOLS = ("raypod", NO_FOLLOW, SDK, SDK_STREAM)
+BASELINES = (SDK, SDK_STREAM)
+#: The goals of docs/benchmark.md, checked at the end of every run.
+GOAL_PEAK_RSS_MIB = 40.0
+GOAL_COLD_START_RATIO = 3.0
+GOAL_INSTALL_MIB = 30.0
+#: Where the job's first line may start in the log: after Ray's few start-up lines.
+MAX_LOG_PREFIX = 4096
 RUN_TIMEOUT = 1800.0
 #: Not runtime dependencies: the installers that every fresh venv carries.
 INSTALLERS = {"pip", "setuptools", "wheel", "pkg_resources"}
@@ -81,6 +102,8 @@ class Measure:
     wall: float
     requests: list[Request]
     log_bytes: int
+    #: sha256 of the job's lines in the uploaded object (checked against what the job printed).
+    job_lines_sha256: str
 
     @property
     def polls(self) -> int:
@@ -164,7 +187,8 @@ class Bench:
                 argv.append("--no-follow-logs")
             object_name = f"{name}/logs"
         else:
-            argv, env, object_name = self._sdk(name, megabytes)
+            script = SDK_STREAM_SCRIPT if tool == SDK_STREAM else SDK_SCRIPT
+            argv, env, object_name = self._sdk(name, megabytes, script)
         self.proxy.clear_requests()
         # cwd: not the repo, whose raypod/ would shadow the copy installed in the venv.
         rss, cpu, started = run_child(argv, env, cwd=self.work)
@@ -173,12 +197,37 @@ class Bench:
         posts = [r.at for r in requests if r.method == "POST" and r.path.rstrip("/") == "/api/jobs"]
         if not posts:
             raise RuntimeError(f"{tool} never posted a job")
-        size = self.s3_client.stat_object(self.bucket, object_name).size
-        if size < megabytes * 1_000_000:
-            raise RuntimeError(f"{tool} uploaded {size} bytes for a {megabytes} MB log")
+        size, digest = self._check_upload(tool, megabytes, object_name)
         # The objects are only checked, not kept: 1 GB logs would fill the S3 server's disk.
         self.s3_client.remove_object(self.bucket, object_name)
-        return Measure(tool, megabytes, rss, cpu, posts[0] - started, wall, requests, size)
+        return Measure(tool, megabytes, rss, cpu, posts[0] - started, wall, requests, size, digest)
+
+    def _check_upload(self, tool: str, megabytes: int, object_name: str) -> tuple[int, str]:
+        """The object's size, and the sha256 of the job's lines in it, which must be what the job printed."""
+        response = self.s3_client.get_object(self.bucket, object_name)
+        marker = job_line(0)[:16]
+        size, head, digest, found = 0, b"", hashlib.sha256(), False
+        try:
+            for chunk in response.stream(MIB):
+                size += len(chunk)
+                if found:
+                    digest.update(chunk)
+                    continue
+                head += chunk
+                at = head.find(marker)
+                if at >= 0:
+                    found = True
+                    if at > MAX_LOG_PREFIX:
+                        raise RuntimeError(f"{tool}: the job's first line starts at byte {at} of the log")
+                    digest.update(head[at:])
+                elif len(head) > MAX_LOG_PREFIX + len(marker):
+                    raise RuntimeError(f"{tool}: no line of the job in the first {len(head)} bytes of the log")
+        finally:
+            response.close()
+            response.release_conn()
+        if not found or digest.hexdigest() != expected_sha256(megabytes):
+            raise RuntimeError(f"{tool} uploaded {size} bytes that are not the {megabytes} MB the job printed")
+        return size, digest.hexdigest()
 
     def _raypod(self, name: str, megabytes: int) -> tuple[list[str], dict[str, str]]:
         root = self.work / name
@@ -218,11 +267,11 @@ class Bench:
         env = {**os.environ, "JOBNAME": name, "NAMESPACE": "bench"}
         return argv, env
 
-    def _sdk(self, name: str, megabytes: int) -> tuple[list[str], dict[str, str], str]:
+    def _sdk(self, name: str, megabytes: int, script: Path) -> tuple[list[str], dict[str, str], str]:
         object_name = f"{name}/logs"
         argv = [
-            str(venv_python("sdk")),
-            str(SDK_SCRIPT),
+            str(venv_python(SDK)),
+            str(script),
             "--address",
             self.proxy.url,
             "--entrypoint",
@@ -247,6 +296,27 @@ class Bench:
         return argv, env, object_name
 
 
+# -- the job's output ------------------------------------------------------------------------
+
+
+def job_line(number: int) -> bytes:
+    """Line ``number`` of bench/job.py's output, as it prints it."""
+    return f"line {number:010d} ".encode() + b"x" * 83 + b"\n"
+
+
+_EXPECTED: dict[int, str] = {}
+
+
+def expected_sha256(megabytes: int) -> str:
+    """The sha256 of all bench/job.py prints for ``megabytes`` (computed once per size)."""
+    if megabytes not in _EXPECTED:
+        digest = hashlib.sha256()
+        for start in range(0, megabytes * 10_000, 10_000):
+            digest.update(b"".join(job_line(i) for i in range(start, start + 10_000)))
+        _EXPECTED[megabytes] = digest.hexdigest()
+    return _EXPECTED[megabytes]
+
+
 # -- report --------------------------------------------------------------------------------
 
 
@@ -264,34 +334,44 @@ def request_kinds(measures: list[Measure]) -> str:
         path = request.path.split("?")[0]
         if _is_status_path(path):
             path = "/api/jobs/<id>"
-        elif path.startswith("/api/jobs/") and path.endswith("/logs"):
-            path = "/api/jobs/<id>/logs"
+        elif path.startswith("/api/jobs/") and path.count("/") > 3:
+            path = "/api/jobs/<id>/" + path.split("/", 4)[4]
         key = f"{request.method} {path}"
         kinds[key] = kinds.get(key, 0) + 1
     return ", ".join(f"{k} ×{v}" if v > 1 else k for k, v in kinds.items())
 
 
+@dataclass(frozen=True)
+class Report:
+    text: str
+    #: (goal, result, met)
+    goals: list[tuple[str, str, bool]]
+
+
 def render(
     results: dict[tuple[str, int], list[Measure]],
     sizes: list[int],
-    repeats: int,
+    repeats: dict[int, int],
     installs: dict[str, tuple[int, list[str]]],
     imports: dict[str, int],
     machine: str,
-) -> str:
+    raw_file: str,
+) -> Report:
     rows: list[tuple[str, ...]] = []
 
     def cell(tool: str, size: int, value: str) -> float:
         return median([float(getattr(m, value)) for m in results[(tool, size)]])
 
-    def add(label: str, values: list[float | None], unit: str, fmt: str, scale: float = 1) -> None:
-        raypod, sdk = values[0], values[2]
-        assert raypod is not None and sdk is not None
-        shown = [fmt.format(v / scale) + unit if v is not None else "same" for v in values]
-        rows.append((label, *shown, ratio(sdk, raypod)))
+    def add(label: str, values: dict[str, float | None], unit: str, fmt: str, scale: float = 1) -> None:
+        """One row; the ratio is against the better (lower) of the two baselines. None: as the column before."""
+        raypod = values["raypod"]
+        better = min(v for t, v in values.items() if t in BASELINES and v is not None)
+        assert raypod is not None
+        shown = ["same" if (value := values[tool]) is None else fmt.format(value / scale) + unit for tool in TOOLS]
+        rows.append((label, *shown, ratio(better, raypod)))
 
-    def per_tool(size: int, value: str) -> list[float | None]:
-        return [cell(tool, size, value) for tool in TOOLS]
+    def per_tool(size: int, value: str) -> dict[str, float | None]:
+        return {tool: cell(tool, size, value) for tool in TOOLS}
 
     for size in sizes:
         add(f"peak RSS, {size} MB log", per_tool(size, "peak_rss_kib"), " MiB", "{:.1f}", 1024)
@@ -299,40 +379,65 @@ def render(
         add(f"CPU user+sys, {size} MB log", per_tool(size, "cpu_seconds"), " s", "{:.2f}")
     for size in sizes:
         add(f"wall time, {size} MB log", per_tool(size, "wall"), " s", "{:.1f}")
-    cold: list[float | None] = [
-        median([m.cold_start for (t, _), ms in results.items() if t == tool for m in ms]) for tool in TOOLS
-    ]
-    add("cold start: spawn to POST /api/jobs/", cold, " s", "{:.2f}")
-    add("RSS after imports only", [imports["raypod"], None, imports["sdk"]], " MiB", "{:.1f}", 1024)
-    add("installed runtime deps", [installs["raypod"][0], None, installs["sdk"][0]], " MiB", "{:.1f}", MIB)
+    cold = {tool: median([m.cold_start for (t, _), ms in results.items() if t == tool for m in ms]) for tool in TOOLS}
+    add("cold start: spawn to `POST /api/jobs/`", dict(cold), " s", "{:.2f}")
+    same = {NO_FOLLOW: None, SDK_STREAM: None}
+    add("RSS after imports only", {"raypod": imports["raypod"], SDK: imports[SDK], **same}, " MiB", "{:.1f}", 1024)
+    add(
+        "installed runtime dependencies",
+        {"raypod": installs["raypod"][0], SDK: installs[SDK][0], **same},
+        " MiB",
+        "{:.1f}",
+        MIB,
+    )
     for size in sizes:
-        others = [median([len(m.requests) - m.polls for m in results[(t, size)]]) for t in TOOLS]
-        polls = [median([m.polls for m in results[(t, size)]]) for t in TOOLS]
+        others = {t: median([len(m.requests) - m.polls for m in results[(t, size)]]) for t in TOOLS}
+        polls = {t: median([m.polls for m in results[(t, size)]]) for t in TOOLS}
+        better = min(others[t] for t in BASELINES)
         rows.append(
             (
                 f"dashboard requests besides polls (+ status polls), {size} MB log",
-                *[f"{o:g} (+ {p:g})" for o, p in zip(others, polls, strict=True)],
-                ratio(others[2], others[0]),
+                *[f"{others[t]:g} (+ {polls[t]:g})" for t in TOOLS],
+                ratio(better, others["raypod"]),
             )
         )
+
+    peak = max(cell("raypod", size, "peak_rss_kib") for size in sizes) / 1024
+    cold_ratio = min(cold[t] for t in BASELINES) / cold["raypod"]
+    install = installs["raypod"][0] / MIB
+    goals = [
+        (f"peak RSS ≤ {GOAL_PEAK_RSS_MIB:g} MiB at any log size", f"{peak:.1f} MiB", peak <= GOAL_PEAK_RSS_MIB),
+        (
+            f"cold start ≥ {GOAL_COLD_START_RATIO:g}× faster than the better SDK baseline",
+            f"{cold_ratio:.1f}×",
+            cold_ratio >= GOAL_COLD_START_RATIO,
+        ),
+        (f"runtime install ≤ {GOAL_INSTALL_MIB:g} MiB", f"{install:.1f} MiB", install <= GOAL_INSTALL_MIB),
+    ]
+    runs = ", ".join(f"{repeats[size]} at {size} MB" for size in sizes)
     lines = [
         machine,
         "",
-        f"Median of {repeats} runs. Ratio = SDK / raypod (default, live output on); above 1×, raypod uses less.",
+        f"Median of the runs ({runs}). Ratio = the better of the two SDK baselines / raypod (default, "
+        "live output on); above 1×, raypod uses less. Raw figures: " + raw_file,
         "",
-        "| measure | raypod | raypod --no-follow-logs | Ray SDK + minio | ratio |",
-        "|---|---|---|---|---|",
+        "| measure | raypod | raypod --no-follow-logs | SDK: `get_job_logs` + `put_object` "
+        "| SDK: `tail_job_logs` streamed to S3 | ratio (better SDK / raypod) |",
+        "|---|---|---|---|---|---|",
         *["| " + " | ".join(row) + " |" for row in rows],
         "",
-        f"- raypod's requests ({sizes[-1]} MB): {request_kinds(results[('raypod', sizes[-1])])}",
-        f"- SDK's requests ({sizes[-1]} MB): {request_kinds(results[('sdk', sizes[-1])])}",
-        "- Minimum the REST API needs: 2 besides polls (`POST /api/jobs/` and one log read), plus status polls "
-        f"(at least one; here one per {POLL_INTERVAL:g} s while the job runs, for both tools).",
+        *[f"- {tool}'s requests ({sizes[-1]} MB): {request_kinds(results[(tool, sizes[-1])])}" for tool in TOOLS],
+        "- Every uploaded log held the job's lines byte for byte (sha256), after Ray's start-up lines.",
         f"- raypod's runtime distributions: {', '.join(installs['raypod'][1])}",
-        f"- Baseline's runtime distributions: {len(installs['sdk'][1])}",
-        f"- Baseline RSS after `import kubernetes.client` as well: {imports['sdk+kubernetes'] / 1024:.1f} MiB",
+        f"- The baselines' environment (both): {len(installs[SDK][1])} distributions",
+        f"- With `kubernetes` as well, as the first ray-pod: {installs['sdk-kubernetes'][0] / MIB:.1f} MiB installed, "
+        f"{imports['sdk+kubernetes'] / 1024:.1f} MiB RSS after `import kubernetes.client` too",
+        "",
+        "| goal | result | met |",
+        "|---|---|---|",
+        *[f"| {goal} | {result} | {'yes' if met else '**no**'} |" for goal, result, met in goals],
     ]
-    return "\n".join(lines) + "\n"
+    return Report("\n".join(lines) + "\n", goals)
 
 
 def machine_line(ray_version: str, sizes: list[int]) -> str:
@@ -348,33 +453,57 @@ def machine_line(ray_version: str, sizes: list[int]) -> str:
     )
 
 
+def parse_repeats(text: str, sizes: list[int]) -> dict[int, int]:
+    """``3`` for every size; ``3,1000=1``: three runs, but one at 1000 MB."""
+    default, overrides = 3, {}
+    for part in (part.strip() for part in text.split(",")):
+        if "=" in part:
+            size, count = part.split("=", 1)
+            overrides[int(size)] = int(count)
+        elif part:
+            default = int(part)
+    return {size: overrides.get(size, default) for size in sizes}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1,100,1000", help="log sizes in MB, comma-separated (default 1,100,1000)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per tool and size; the median is reported")
+    parser.add_argument(
+        "--repeats",
+        default="3,1000=1",
+        help="runs per tool and size, the median is reported; SIZE=N for one size (default 3, and 1 at 1000 MB)",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    repeats = parse_repeats(args.repeats, sizes)
     free_gb = shutil.disk_usage(tempfile.gettempdir()).free / 1e9
     # Ray keeps each driver log and the S3 server spools each object: about 3× the log per run.
-    needed = 3 * sum(sizes) * 2 * args.repeats / 1000
+    needed = 3 * sum(size * len(TOOLS) * repeats[size] for size in sizes) / 1000
     if needed > free_gb * 0.8:
         print(f"warning: these sizes need about {needed:.0f} GB of {free_gb:.0f} GB free; drop 1000 from --sizes")
 
     ray_version = subprocess.run(
         [sys.executable, "-c", "import ray; print(ray.__version__)"], check=True, capture_output=True, text=True
     ).stdout.strip()
-    print("preparing the two virtualenvs under bench/.venvs/ (cached) ...", flush=True)
+    print("preparing the virtualenvs under bench/.venvs/ (cached) ...", flush=True)
     VENVS.mkdir(parents=True, exist_ok=True)
     raypod_python = ensure_venv("raypod", [str(REPO)], reinstall=[str(REPO)])
-    sdk_python = ensure_venv("sdk", [f"ray[default]=={ray_version}", "kubernetes", "minio"])
-    installs = {"raypod": installed_size(raypod_python), "sdk": installed_size(sdk_python)}
+    # Only what the baselines import: the Ray SDK (its jobs client needs ray[default]) and minio.
+    sdk_python = ensure_venv(SDK, [f"ray[default]=={ray_version}", "minio"])
+    # Not a baseline: the first ray-pod's footprint, with the Kubernetes client it imported.
+    kube_python = ensure_venv("sdk-kubernetes", [f"ray[default]=={ray_version}", "minio", "kubernetes"])
+    installs = {
+        "raypod": installed_size(raypod_python),
+        SDK: installed_size(sdk_python),
+        "sdk-kubernetes": installed_size(kube_python),
+    }
     imports = {
         "raypod": import_rss_kib(
             raypod_python, "import raypod.cli, raypod.commands, raypod.runner, raypod.s3; raypod.s3._import_minio()"
         ),
-        "sdk": import_rss_kib(sdk_python, "from ray.job_submission import JobSubmissionClient; import minio"),
+        SDK: import_rss_kib(sdk_python, "from ray.job_submission import JobSubmissionClient; import minio"),
         "sdk+kubernetes": import_rss_kib(
-            sdk_python, "from ray.job_submission import JobSubmissionClient; import minio, kubernetes.client"
+            kube_python, "from ray.job_submission import JobSubmissionClient; import minio, kubernetes.client"
         ),
     }
 
@@ -383,17 +512,18 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="raypod-bench-"))
     try:
         with ThreadPoolExecutor(2) as pool:
-            for started in [pool.submit(ray.start), pool.submit(s3.start)]:
+            for started in (pool.submit(ray.start), pool.submit(s3.start)):
                 started.result()
         with Proxy("127.0.0.1", ray.port, keep_alive=True) as proxy:
             bench = Bench(ray, s3, proxy, work)
             # One unmeasured run each: the first job on a fresh head pays for its worker start-up.
-            bench.run("raypod", 1)
-            bench.run("sdk", 1)
+            for tool in ("raypod", SDK, SDK_STREAM):
+                bench.run(tool, 1)
             for size in sizes:
-                for repeat in range(args.repeats):
+                for repeat in range(repeats[size]):
                     # Rotate the order so no tool always runs on a warmer head.
-                    for tool in TOOLS[repeat % 3 :] + TOOLS[: repeat % 3]:
+                    shift = repeat % len(TOOLS)
+                    for tool in TOOLS[shift:] + TOOLS[:shift]:
                         measure = bench.run(tool, size)
                         results.setdefault((tool, size), []).append(measure)
                         print(
@@ -407,26 +537,44 @@ def main() -> int:
         s3.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    report = render(results, sizes, args.repeats, installs, imports, machine_line(ray_version, sizes))
+    stamp = time.strftime("%Y-%m-%dT%H%MZ", time.gmtime())
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latest.md").write_text(report)
+    raw_path = RESULTS / f"{stamp}.json"
+    report = render(
+        results, sizes, repeats, installs, imports, machine_line(ray_version, sizes), str(raw_path.relative_to(REPO))
+    )
     raw = [
         {
             "tool": m.tool,
             "mb": m.megabytes,
             "peak_rss_kib": m.peak_rss_kib,
-            "cpu_s": m.cpu_seconds,
-            "cold_start_s": m.cold_start,
-            "wall_s": m.wall,
+            "cpu_s": round(m.cpu_seconds, 3),
+            "cold_start_s": round(m.cold_start, 3),
+            "wall_s": round(m.wall, 3),
             "requests": [f"{r.method} {r.path}" for r in m.requests],
             "log_bytes": m.log_bytes,
+            "job_lines_sha256": m.job_lines_sha256,
         }
         for ms in results.values()
         for m in ms
     ]
-    (RESULTS / "latest.json").write_text(json.dumps({"installs": installs, "imports": imports, "runs": raw}, indent=1))
+    summary = {
+        "machine": machine_line(ray_version, sizes),
+        "sizes_mb": sizes,
+        "repeats": {str(size): count for size, count in repeats.items()},
+        "installs": {name: {"bytes": size, "dists": dists} for name, (size, dists) in installs.items()},
+        "import_rss_kib": imports,
+        "goals": [{"goal": goal, "result": result, "met": met} for goal, result, met in report.goals],
+        "runs": raw,
+    }
+    raw_path.write_text(json.dumps(summary, indent=1) + "\n")
+    (RESULTS / f"{stamp}.md").write_text(report.text)
     print()
-    print(report)
+    print(report.text)
+    missed = [goal for goal, _, met in report.goals if not met]
+    if missed:
+        print(f"goal missed: {'; '.join(missed)}", file=sys.stderr)
+        return 1
     return 0
 
 

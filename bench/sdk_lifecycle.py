@@ -1,7 +1,8 @@
-"""The baseline: what a user writes without raypod. Ray SDK + minio, same lifecycle.
+"""The first baseline: the Ray SDK + minio as the first ray-pod used them, same lifecycle.
 
-Submit the job, poll its status until it ends, fetch its log, upload the log to S3.
-Run by bench/run.py in its own virtualenv (``ray[default]``, ``kubernetes``, ``minio``).
+Submit the job, poll its status every second until it ends, fetch its log with ``get_job_logs``
+(the whole log in one string), upload it with one ``put_object``. Run by bench/run.py in the
+baseline's virtualenv (``ray[default]``, ``minio``); bench/sdk_streaming.py is the second baseline.
 """
 
 from __future__ import annotations

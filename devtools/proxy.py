@@ -18,6 +18,9 @@ What is done with the connections is chosen when the proxy is made:
   distorted. The requests are recorded on the way; there are no rules.
 
 Either way ``down()`` resets every new connection until ``up()``.
+
+``s3_target`` and the ``S3_*`` patterns name S3's calls for one object: its single PUT, and each
+step of a multipart upload (open, one part, complete), so a fault can hit a log of any size.
 """
 
 from __future__ import annotations
@@ -327,8 +330,12 @@ class Proxy:
             self.requests.append(Request(head.at, head.method, head.target, head.headers, action))
 
     def _relay(self, client: socket.socket, upstream: socket.socket) -> None:
-        """Keep-alive mode: copy both ways as the bytes come, recording each request on the way."""
+        """Keep-alive mode: copy both ways as the bytes come, recording each request on the way.
+
+        After a request to upgrade the connection (a WebSocket, e.g. Ray's log tail), what the
+        client sends is no longer HTTP: it is only copied."""
         parser = RequestParser()
+        upgraded = False
         sockets = [client, upstream]
         # Bounded by the stop flag: select wakes every _POLL seconds.
         while not self._stopped.is_set():
@@ -338,8 +345,9 @@ class Proxy:
                 if not data:
                     return
                 if sock is client:
-                    for head, _body in parser.feed(data):
+                    for head, _body in [] if upgraded else parser.feed(data):
                         self._record(head, FORWARD)
+                        upgraded = upgraded or "upgrade" in head.headers
                     upstream.sendall(data)
                 else:
                     client.sendall(data)
@@ -485,6 +493,20 @@ def _basic_ok(headers: dict[str, str], credentials: tuple[str, str] | None) -> b
         return True
     expected = "Basic " + base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
     return headers.get("authorization") == expected
+
+
+#: Targets of S3's calls for one object, as ``path`` regexes for rules (minio's query order). An
+#: object under one part (5 MiB) is one ``PUT /<bucket>/<key>``; a larger one is a multipart
+#: upload: a POST that opens it, a PUT per part, a POST that completes it (a DELETE aborts it).
+S3_SINGLE_PUT = r"/{key}$"
+S3_CREATE_MULTIPART = r"/{key}\?uploads=?$"
+S3_UPLOAD_PART = r"/{key}\?partNumber={part}&uploadId="
+S3_COMPLETE_MULTIPART = r"/{key}\?uploadId=[^&]+$"
+
+
+def s3_target(pattern: str, key: str, part: int | str = r"\d+") -> str:
+    """One of the ``S3_*`` patterns for the object ``key`` (``part``: one part's number, or any)."""
+    return pattern.format(key=re.escape(key), part=part)
 
 
 def s3_error(code: str, message: str) -> bytes:

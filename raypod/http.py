@@ -70,7 +70,8 @@ def summarize_error_body(body: str) -> str:
             if isinstance(parsed.get(field), str) and parsed[field].strip():
                 text = parsed[field].strip()
                 break
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # The last line that says something: Ray's wrapped agent error ends with a line holding only ".".
+    lines = [line.strip() for line in text.splitlines() if any(char.isalnum() for char in line)]
     return lines[-1][:500] if lines else "empty response"
 
 

@@ -18,6 +18,7 @@ from raypod.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from minio import Minio
+    from minio.error import S3Error as MinioS3Error
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ class S3Store:
         """Make the bucket; one made meanwhile (by another pod, say) is as good."""
 
         def make() -> None:
-            from minio.error import S3Error as MinioS3Error
+            MinioS3Error = _minio_s3_error()
 
             try:
                 self.client.make_bucket(bucket)
@@ -180,8 +181,7 @@ class S3Store:
         grants only ``s3:PutObject`` refuses it, and minio would then fail the write itself. Any
         other answer (``NoSuchBucket`` included) is raised as minio raised it.
         """
-        from minio.error import S3Error as MinioS3Error
-
+        MinioS3Error = _minio_s3_error()
         client = self.client
         try:
             client._get_region(bucket)
@@ -193,7 +193,7 @@ class S3Store:
 
     def object_exists(self, bucket: str, object_name: str) -> bool:
         def stat() -> bool:
-            from minio.error import S3Error as MinioS3Error
+            MinioS3Error = _minio_s3_error()
 
             try:
                 self.client.stat_object(bucket, object_name)
@@ -250,7 +250,17 @@ def _import_minio() -> type[Minio]:
     return Minio
 
 
+def _minio_s3_error() -> type[MinioS3Error]:
+    """minio's S3Error. Any ``from minio... import`` loads minio's package first, so it goes
+    through ``_import_minio``, or minio's ``__init__`` would load its admin client after all."""
+    _import_minio()
+    from minio.error import S3Error
+
+    return S3Error
+
+
 def _translate(error: Exception, what: str, key: str | None) -> Exception:
+    _import_minio()
     from minio.error import InvalidResponseError, ServerError
     from minio.error import S3Error as MinioS3Error
     from urllib3.exceptions import HTTPError

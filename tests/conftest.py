@@ -5,6 +5,7 @@ The helpers the test modules share are in tests/helpers.py; the services and the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 
 from devtools.proxy import Proxy
 from devtools.services import LocalRay, LocalS3
-from tests.helpers import BridgeJob, Services
+from tests.helpers import RAY_AUTH_TOKEN, BridgeJob, Services
 from tests.scripted_server import ScriptedServer
 
 
@@ -58,6 +59,17 @@ def bridge_job(tmp_path: Path, services: Services) -> BridgeJob:
     return BridgeJob(tmp_path, services)
 
 
+# -- a second Ray head that requires a token (Ray token auth), shared by the modules that need it ----
+@pytest.fixture(scope="session")
+def token_ray() -> Iterator[LocalRay]:
+    ray = LocalRay(env={"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": RAY_AUTH_TOKEN}, num_cpus=1)
+    ray.start()
+    try:
+        yield ray
+    finally:
+        ray.stop()
+
+
 # -- a loopback server that answers whatever a test scripts (tests/scripted_server.py) -------------
 @pytest.fixture(scope="module")
 def module_scripted_server() -> Iterator[ScriptedServer]:
@@ -77,3 +89,46 @@ def other_server() -> Iterator[ScriptedServer]:
     """A second host, e.g. the target of a redirect."""
     with ScriptedServer() as scripted:
         yield scripted
+
+
+# -- under CI=true a skip is a failure: a missing tool must not pass unnoticed -----------------------
+#: Skips CI keeps: a test that steps aside because another one covers the same ground in this
+#: environment (test id -> why). Anything else that skips under CI=true fails, naming its reason.
+CI_KEPT_SKIPS = {
+    "tests/test_image.py::test_runtime_installed_as_the_dockerfile_does_runs_a_whole_job_without_ray": (
+        "where tests/test_container.py builds and runs the image itself, which CI's tools allow"
+    ),
+}
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI") == "true"
+
+
+def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2])
+    return str(longrepr)
+
+
+def _fail_instead_of_skip(report: pytest.TestReport | pytest.CollectReport) -> None:
+    report.outcome = "failed"
+    report.longrepr = f"CI=true: no test may skip ({_skip_reason(report)})"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    # An expected failure (xfail) is reported as skipped too: it is not a skip.
+    if in_ci() and report.skipped and not hasattr(report, "wasxfail") and item.nodeid not in CI_KEPT_SKIPS:
+        _fail_instead_of_skip(report)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    outcome = yield
+    report: pytest.CollectReport = outcome.get_result()  # type: ignore[attr-defined]
+    if in_ci() and report.skipped:  # a whole module skipped, e.g. pytest.skip(allow_module_level=True)
+        _fail_instead_of_skip(report)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -48,6 +49,23 @@ class Services:
     @property
     def ray_address(self) -> str:
         return self.ray.address
+
+
+#: The operator's time layout, Go's 2006-01-02T15:04:05Z, spelled out here rather than taken from
+#: raypod: UTC, every field zero-padded, no fraction, no offset.
+GO_TIME = re.compile(r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\dZ")
+
+
+def assert_operator_times(status: Mapping[str, str]) -> None:
+    """submitTime, startTime and endTime are in the operator's layout, and in that order."""
+    times = [status["status.submitTime"], status["status.startTime"], status["status.endTime"]]
+    for text in times:
+        assert GO_TIME.fullmatch(text), f"{text!r} is not in the layout 2006-01-02T15:04:05Z"
+    assert times == sorted(times), times  # this layout sorts as text in time order
+
+
+#: The token of the token-auth Ray head (conftest's ``token_ray``); a marker that must never be printed.
+RAY_AUTH_TOKEN = "ray-token-MARKER-5f3c9a1e7b2d4c6f8a0e"
 
 
 def unique(prefix: str) -> str:
@@ -200,6 +218,15 @@ class BridgeJob:
         finally:
             response.close()
             response.release_conn()
+
+
+def put_object(client: Any, bucket: str, name: str, data: str | bytes) -> str:
+    """Upload ``data`` (making the bucket if needed); returns its ``bucket:object`` for a ConfigMap key."""
+    if not client.bucket_exists(bucket):
+        client.make_bucket(bucket)
+    raw = data.encode() if isinstance(data, str) else data
+    client.put_object(bucket, name, io.BytesIO(raw), len(raw))
+    return f"{bucket}:{name}"
 
 
 def ray_jobs(services: Services) -> list[dict[str, Any]]:

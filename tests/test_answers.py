@@ -48,7 +48,6 @@ RAY_JOB: dict[str, Any] = {
 }
 
 
-
 @pytest.fixture
 def ray(server: ScriptedServer) -> Iterator[RayJobsClient]:
     server.reset()

@@ -18,14 +18,17 @@ from tests.helpers import BridgeJob
 
 pytestmark = pytest.mark.integration
 
+#: In resourceURL: it must not reach a message, nor any request.
+PASSWORD = "pw-5e3b9c"
 #: case -> (keys to set, None deleting one; the key the message must name)
 CATALOGUE: dict[str, tuple[dict[str, str | None], str]] = {
-    # resourceURL
+    # resourceURL: {proxy} is the recording proxy's host:port, so a check that let the value through
+    # would be seen contacting it (RESOURCE_URL_PROBLEMS says what each message must name).
     "resourceURL missing": ({"resourceURL": None}, "resourceURL"),
-    "resourceURL without scheme": ({"resourceURL": "ray-head:8265"}, "resourceURL"),
-    "resourceURL ftp": ({"resourceURL": "ftp://ray-head:8265"}, "resourceURL"),
-    "resourceURL with password": ({"resourceURL": "http://me:pw@ray-head:8265"}, "resourceURL"),
-    "resourceURL bad port": ({"resourceURL": "http://ray-head:99999"}, "resourceURL"),
+    "resourceURL without scheme": ({"resourceURL": "{proxy}"}, "resourceURL"),
+    "resourceURL ftp": ({"resourceURL": "ftp://{proxy}"}, "resourceURL"),
+    "resourceURL with password": ({"resourceURL": f"http://me:{PASSWORD}@{{proxy}}"}, "resourceURL"),
+    "resourceURL bad port": ({"resourceURL": "http://127.0.0.1:99999"}, "resourceURL"),
     # updateInterval
     "updateInterval zero": ({"updateInterval": "0"}, "updateInterval"),
     "updateInterval negative": ({"updateInterval": "-5"}, "updateInterval"),
@@ -148,12 +151,23 @@ CATALOGUE: dict[str, tuple[dict[str, str | None], str]] = {
 }
 
 
-def apply(job: BridgeJob, changes: dict[str, str | None]) -> None:
+#: What the resourceURL cases' messages say: the problem itself, not "cannot reach the Ray dashboard"
+#: (which a value let through to a connection attempt would end with, also as bad input).
+RESOURCE_URL_PROBLEMS = {
+    "resourceURL missing": "Bad input: resourceURL: missing: ",
+    "resourceURL without scheme": "Bad input: resourceURL: expected an http:// or https:// address, got ",
+    "resourceURL ftp": "Bad input: resourceURL: expected an http:// or https:// address, got ",
+    "resourceURL with password": "Bad input: resourceURL: must not hold a user or password",
+    "resourceURL bad port": "Bad input: resourceURL: bad port in ",
+}
+
+
+def apply(job: BridgeJob, changes: dict[str, str | None], proxy: Proxy) -> None:
     for key, value in changes.items():
         if value is None:
             job.data.pop(key, None)
         else:
-            job.data[key] = value
+            job.data[key] = value.replace("{proxy}", proxy.endpoint)
 
 
 def assert_bad_input(job: BridgeJob, proxy: Proxy, key: str, *extra: str) -> str:
@@ -165,6 +179,7 @@ def assert_bad_input(job: BridgeJob, proxy: Proxy, key: str, *extra: str) -> str
     assert result.status["status.jobStatus"] == "FAILED"
     assert result.status["status.message"].startswith(f"Bad input: {key}: ")
     assert proxy.recorded() == [], "bad input must be found before Ray is contacted"
+    assert PASSWORD not in result.stdout + result.stderr + json.dumps(result.status)  # never repeated
     return result.status["status.message"]
 
 
@@ -174,9 +189,10 @@ def test_wrong_value_exits_2_naming_the_key_and_contacts_no_one(
 ) -> None:
     changes, key = CATALOGUE[case]
     bridge_job.set(resourceURL=ray_proxy.url, jobdata__scriptLocation="inline", jobdata__jobScript="print('never')\n")
-    apply(bridge_job, changes)
+    apply(bridge_job, changes, ray_proxy)
     message = assert_bad_input(bridge_job, ray_proxy, key)
-    assert "pw@" not in message  # a password in resourceURL is not repeated
+    if case in RESOURCE_URL_PROBLEMS:
+        assert message.startswith(RESOURCE_URL_PROBLEMS[case]), message
 
 
 @pytest.mark.parametrize(

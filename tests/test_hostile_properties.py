@@ -44,7 +44,6 @@ OLD_ID = "raypod-hostile-fedcba987654"
 FINAL = ("SUCCEEDED", "FAILED", "KILL", "UNKNOWN")
 
 
-
 # -- (a) ConfigMaps ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Value:

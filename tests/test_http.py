@@ -22,8 +22,6 @@ MARKER = "tok-MARKER-7f3a9c"
 BLOCK = 64 * 1024
 
 
-
-
 def ray_client(url: str, credentials: RayCredentials = RayCredentials(), *, basic: bool = False) -> RayJobsClient:
     return RayJobsClient.connect(url, credentials, basic_auth=basic, retry=NO_RETRY)
 

@@ -75,6 +75,34 @@ def test_entrypoint_resources_metadata_runtime_env_and_id_prefix_reach_the_ray_j
     assert "properties job ran" in bridge_job.log_text()
 
 
+def test_a_non_zero_entrypoint_num_gpus_reaches_the_supervisor_actor(bridge_job: BridgeJob) -> None:
+    """The test's head has no GPU, so the job stays PENDING: its supervisor actor, waiting to be
+    placed, already carries the amount Ray was asked for (a zero amount would be left out)."""
+    bridge_job.set(
+        jobdata__scriptLocation="inline",
+        jobdata__jobScript="print('never runs here')\n",
+        jobproperties=json.dumps({"entrypoint_num_gpus": 0.5}),
+    )
+    bridge_job.write_config()
+    config = ["--config", str(bridge_job.config_dir), "--job-name", bridge_job.name]
+    credentials = ["--credentials", str(bridge_job.credentials_dir)]
+    credentials += ["--s3-credentials", str(bridge_job.s3_credentials_dir)]
+    submitted = subprocess.run(
+        [sys.executable, "-m", "raypod", "submit", *config, *credentials],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    submission_id = submitted.stdout.strip()
+    try:
+        assert supervisor_resources(bridge_job.services, submission_id) == {"GPU": 0.5}
+        assert ray_job(bridge_job.services, submission_id)["status"] == "PENDING"
+    finally:
+        # Best effort: Ray 2.60 answers a stop of a PENDING job and leaves it PENDING (it holds nothing).
+        requests.post(f"{bridge_job.services.ray_address}/api/jobs/{submission_id}/stop", timeout=30)
+
+
 def test_active_deadline_stops_a_long_job_and_ends_failed(bridge_job: BridgeJob) -> None:
     bridge_job.set(
         jobdata__scriptLocation="inline",

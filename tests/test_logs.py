@@ -17,7 +17,11 @@ from tests.helpers import BridgeJob
 
 BIG_LINES = 2_100_000  # 100 bytes each: 210 MB, above the 200 MB the issue asks for
 LINE_WIDTH = 100
-RSS_LIMIT_KIB = 64 * 1024
+#: Measured 38.1, 38.7 and 39.0 MiB here (Python 3.11, the test venv, live output on), once minio's
+#: admin client was no longer loaded by mistake (test_dependencies.py): the bound leaves 3 MiB, so a
+#: regression of a few MiB (a second part buffer, a log held whole) fails. The 40 MiB goal is
+#: `make bench`'s own check.
+RSS_LIMIT_KIB = 42 * 1024
 
 # Numbered 100-byte lines, written 1 MB at a time (print per line would take Ray minutes).
 BIG_JOB = f"""\
@@ -75,6 +79,7 @@ def test_a_210_mb_log_is_uploaded_whole_while_peak_memory_stays_flat(bridge_job:
     bridge_job.set(jobdata__scriptLocation="inline", jobdata__jobScript=BIG_JOB)
     stdout = tmp_path / "raypod-stdout.txt"
     peak_kib = run_raypod_measured(bridge_job, stdout=stdout)
+    print(f"raypod's peak RSS for a {BIG_LINES * LINE_WIDTH // 10**6} MB log: {peak_kib / 1024:.1f} MiB")
 
     expected = hashlib.sha256()
     for line in big_job_lines():

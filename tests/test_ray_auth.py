@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,10 +17,10 @@ from raypod.credentials import RayAuthSources
 from raypod.errors import ConfigError, RayApiError
 from raypod.ray import RayJobsClient
 from raypod.retry import NO_RETRY
-from tests.helpers import BridgeJob
+from tests.helpers import RAY_AUTH_TOKEN, BridgeJob
 from tests.scripted_server import Answer, ScriptedServer
 
-TOKEN = "auth-conventions-TOKEN-7c1e5a9b3d"
+TOKEN = RAY_AUTH_TOKEN
 COOKIE_SECRET = "oauth-proxy-SESSION-4b8e2f6a1c"
 
 
@@ -134,16 +133,6 @@ def test_extra_headers_reach_the_dashboard_and_an_echo_of_them_is_scrubbed(tmp_p
 
 
 # -- end to end, on a real head that requires a token ----------------------------------------------
-@pytest.fixture(scope="module")
-def token_ray() -> Iterator[LocalRay]:
-    ray = LocalRay(env={"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN}, num_cpus=1)
-    ray.start()
-    try:
-        yield ray
-    finally:
-        ray.stop()
-
-
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "RAYPOD_"))}
     return subprocess.run(

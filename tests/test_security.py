@@ -21,11 +21,11 @@ import trustme
 
 from devtools.proxy import Proxy, s3_error
 from devtools.services import LocalRay
-from tests.helpers import BridgeJob, RunResult, Services, jobs_of
+from tests.helpers import RAY_AUTH_TOKEN, BridgeJob, RunResult, Services, jobs_of
 
 pytestmark = pytest.mark.integration
 
-RAY_TOKEN = "ray-token-MARKER-5f3c9a1e7b2d4c6f8a0e"
+RAY_TOKEN = RAY_AUTH_TOKEN
 ACCESS_KEY = "AKIAMARKERACCESSKEY7"
 SECRET_KEY = "s3-secret-MARKER-wJalrXUtnFEMI-K7MDENG"
 USERNAME = "user-MARKER-basic-3d1f"
@@ -34,17 +34,6 @@ MARKERS = (RAY_TOKEN, ACCESS_KEY, SECRET_KEY, USERNAME, PASSWORD)
 
 #: The job shows raypod everything it was given, so the log proves what reached it.
 PRINT_EVERYTHING = "import os, sys\nprint('ARGV', sys.argv)\nprint('ENV', dict(os.environ))\n"
-
-
-@pytest.fixture(scope="module")
-def token_ray() -> Iterator[LocalRay]:
-    """A second Ray head that requires a token (Ray 2.52+ token auth)."""
-    ray = LocalRay(env={"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": RAY_TOKEN}, num_cpus=1)
-    ray.start()
-    try:
-        yield ray
-    finally:
-        ray.stop()
 
 
 def plant_markers(job: BridgeJob, *, token: bool = True) -> None:
