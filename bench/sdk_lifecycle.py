@@ -7,27 +7,16 @@ baseline's virtualenv (``ray[default]``, ``minio``); bench/sdk_streaming.py is t
 
 from __future__ import annotations
 
-import argparse
 import io
 import time
 
 from minio import Minio
 from ray.job_submission import JobStatus, JobSubmissionClient
+from sdk_arguments import baseline_arguments
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--address", required=True)
-    parser.add_argument("--entrypoint", required=True)
-    parser.add_argument("--submission-id", required=True)
-    parser.add_argument("--s3-endpoint", required=True)
-    parser.add_argument("--access-key", required=True)
-    parser.add_argument("--secret-key", required=True)
-    parser.add_argument("--bucket", required=True)
-    parser.add_argument("--object", required=True)
-    parser.add_argument("--interval", type=float, default=1.0)
-    parser.add_argument("--timeout", type=float, default=1800.0)
-    args = parser.parse_args()
+    args = baseline_arguments()
 
     client = JobSubmissionClient(args.address)
     submission_id = client.submit_job(entrypoint=args.entrypoint, submission_id=args.submission_id)

@@ -12,7 +12,6 @@ address: a submitter that only reaches the dashboard (a pod outside the cluster)
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import io
 import queue
@@ -21,6 +20,7 @@ import time
 from typing import Any, BinaryIO, cast
 
 from ray.job_submission import JobStatus, JobSubmissionClient
+from sdk_arguments import baseline_arguments
 
 #: S3's smallest part: the upload holds about one part (minio copies it a few times).
 PART_SIZE = 5 * 1024 * 1024
@@ -66,18 +66,7 @@ def tail_into(client: JobSubmissionClient, submission_id: str, chunks: queue.Que
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--address", required=True)
-    parser.add_argument("--entrypoint", required=True)
-    parser.add_argument("--submission-id", required=True)
-    parser.add_argument("--s3-endpoint", required=True)
-    parser.add_argument("--access-key", required=True)
-    parser.add_argument("--secret-key", required=True)
-    parser.add_argument("--bucket", required=True)
-    parser.add_argument("--object", required=True)
-    parser.add_argument("--interval", type=float, default=1.0, help="status polls, only after the tail ended")
-    parser.add_argument("--timeout", type=float, default=1800.0)
-    args = parser.parse_args()
+    args = baseline_arguments("status polls, only after the tail ended")
 
     client = JobSubmissionClient(args.address)
     submission_id = client.submit_job(entrypoint=args.entrypoint, submission_id=args.submission_id)

@@ -16,7 +16,6 @@ these tests are skipped with one reason; with CI=true that is a failure instead.
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import time
@@ -51,7 +50,7 @@ from tests.helpers import (
     wait_for_ray_status,
     waiting_script,
 )
-from tests.test_samples import RAY_SAMPLES, SAMPLES, documents, one
+from tests.test_samples import one, sample_on_local_services
 
 pytestmark = pytest.mark.integration
 
@@ -225,21 +224,9 @@ def test_image_is_labelled_non_root_and_adds_only_raypod_to_its_base(image: Buil
 def test_sample_configmap_runs_in_kubernetes_mode_with_no_flags(
     case: str, image: Built, kube: FakeKube, secrets: dict[str, Path], services: Services
 ) -> None:
-    configmap = documents(SAMPLES / f"configmap-{case}.yaml")[0]
+    configmap, data = sample_on_local_services(case, services)
     name = configmap["metadata"]["name"]
-    job_name = name.removesuffix("-bridge-cm")
-    data = dict(configmap["data"])
-    # The in-cluster addresses become this machine's Ray and S3; nothing else changes.
-    data["resourceURL"] = services.ray_address
-    data["s3.endpoint"] = services.s3.endpoint
-    client = services.s3.client()
-    bucket = data["s3upload.bucket"]
-    if not client.bucket_exists(bucket):
-        client.make_bucket(bucket)
-    for path in sorted(RAY_SAMPLES.iterdir()):
-        raw = path.read_bytes()
-        client.put_object(bucket, f"ray/{path.name}", io.BytesIO(raw), len(raw))
-    client.remove_object(bucket, f"{job_name}/logs")  # another test's run of this sample may have left one
+    job_name, bucket = name.removesuffix("-bridge-cm"), data["s3upload.bucket"]
     kube.create_configmap(name, data)
 
     with operator_pod(image, kube, job_name, secrets) as pod:

@@ -203,9 +203,9 @@ def test_kubectl_client_dry_run_accepts_every_manifest(tmp_path: Path) -> None:
             assert len(created) == len(documents(path)), completed.stdout
 
 
-@pytest.mark.integration
-@pytest.mark.parametrize("case", ["inline", "s3"])
-def test_sample_configmap_runs_end_to_end_through_the_api(case: str, services: Services, tmp_path: Path) -> None:
+def sample_on_local_services(case: str, services: Services) -> tuple[dict[str, Any], dict[str, str]]:
+    """A sample ConfigMap ("inline" or "s3") and its data pointed at this machine's Ray and S3, with
+    the Ray samples it reads uploaded to its bucket and no log left by an earlier run."""
     configmap = documents(SAMPLES / f"configmap-{case}.yaml")[0]
     data = dict(configmap["data"])
     # The in-cluster addresses become this machine's Ray and S3; nothing else changes.
@@ -219,6 +219,16 @@ def test_sample_configmap_runs_end_to_end_through_the_api(case: str, services: S
         raw = path.read_bytes()
         client.put_object(bucket, f"ray/{path.name}", io.BytesIO(raw), len(raw))
     job_name = configmap["metadata"]["name"].removesuffix("-bridge-cm")
+    client.remove_object(bucket, f"{job_name}/logs")
+    return configmap, data
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("case", ["inline", "s3"])
+def test_sample_configmap_runs_end_to_end_through_the_api(case: str, services: Services, tmp_path: Path) -> None:
+    configmap, data = sample_on_local_services(case, services)
+    job_name, bucket = configmap["metadata"]["name"].removesuffix("-bridge-cm"), data["s3upload.bucket"]
+    client = services.s3.client()
     credentials = tmp_path / "credentials"
     credentials.mkdir()
     for key, value in one("Secret", "ray-resource-secret")["stringData"].items():
