@@ -92,15 +92,6 @@ def other_server() -> Iterator[ScriptedServer]:
 
 
 # -- under CI=true a skip is a failure: a missing tool must not pass unnoticed -----------------------
-#: Skips CI keeps: a test that steps aside because another one covers the same ground in this
-#: environment (test id -> why). Anything else that skips under CI=true fails, naming its reason.
-CI_KEPT_SKIPS = {
-    "tests/test_image.py::test_runtime_installed_as_the_dockerfile_does_runs_a_whole_job_without_ray": (
-        "where tests/test_container.py builds and runs the image itself, which CI's tools allow"
-    ),
-}
-
-
 def in_ci() -> bool:
     return os.environ.get("CI") == "true"
 
@@ -122,7 +113,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
     # An expected failure (xfail) is reported as skipped too: it is not a skip.
-    if in_ci() and report.skipped and not hasattr(report, "wasxfail") and item.nodeid not in CI_KEPT_SKIPS:
+    if in_ci() and report.skipped and not hasattr(report, "wasxfail"):
         _fail_instead_of_skip(report)
 
 
