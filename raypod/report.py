@@ -3,10 +3,7 @@ pod's termination message (``kubectl describe pod`` shows it), and the ``--resul
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -89,15 +86,6 @@ def write_termination_message(path: Path | None, result: RunResult) -> None:
 def write_result(path: Path, result: RunResult) -> None:
     """The result document, replaced atomically (a reader never sees half a file)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=".result-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(result_document(result), handle, indent=2)
-                handle.write("\n")
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        st.write_json_atomically(path, result_document(result))
     except OSError as error:
         log.warning("could not write the result to %s: %s", path, error.strerror)

@@ -130,17 +130,21 @@ class StatusFile:
         return {str(k): str(v) for k, v in data.items()}
 
     def write(self, changes: Mapping[str, str]) -> None:
-        merged = {**self.load(), **changes}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=".status-", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(merged, handle, indent=2, sort_keys=True)
-                handle.write("\n")
-            os.replace(temp, self.path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        write_json_atomically(self.path, {**self.load(), **changes}, sort_keys=True)
+
+
+def write_json_atomically(path: Path, value: object, *, sort_keys: bool = False) -> None:
+    """``value`` as indented JSON, replacing ``path`` in one step: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(value, handle, indent=2, sort_keys=sort_keys)
+            handle.write("\n")
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
 
 
 class StatusReporter:
