@@ -35,6 +35,9 @@ KILL = "kill"
 ID = "id"
 
 DEFAULT_UPDATE_INTERVAL = 20.0
+DEFAULT_RETRY_DELAY = 10.0
+#: The most retries ``jobproperties.retries`` may ask for: enough for any flaky job, and bounded.
+MAX_RETRIES = 100
 #: The shortest ``updateInterval`` accepted, in seconds: a shorter one only floods the dashboard.
 MIN_UPDATE_INTERVAL = 0.5
 #: How deeply the JSON values (scriptMetadata, jobParameters, jobproperties with its runtime_env)
@@ -87,6 +90,10 @@ class JobProperties:
     submission_id_prefix: str | None = None
     auth: str = "none"
     follow_logs: bool | None = None
+    #: How often a job that ends FAILED on its own is submitted again (as ``<id>-r<n>``).
+    retries: int = 0
+    #: The wait between a failed attempt and the next one.
+    retry_delay_seconds: float = DEFAULT_RETRY_DELAY
 
 
 @dataclass(frozen=True)
@@ -457,6 +464,8 @@ _PROPERTY_KEYS = {
     "submissionIdPrefix",
     "auth",
     "followLogs",
+    "retries",
+    "retryDelaySeconds",
 }
 KNOWN_PROPERTIES = tuple(sorted(_PROPERTY_KEYS))
 
@@ -558,6 +567,15 @@ def parse_job_properties(text: str) -> JobProperties:
         problems.add(JOB_PROPERTIES, f"followLogs must be true or false, got {follow!r}")
         follow = None
 
+    retries = obj.get("retries", 0)
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
+        problems.add(JOB_PROPERTIES, f"retries must be a whole number from 0 to {MAX_RETRIES}, got {retries!r}")
+        retries = 0
+    retry_delay = obj.get("retryDelaySeconds", DEFAULT_RETRY_DELAY)
+    if not finite_number(retry_delay) or retry_delay < 0:
+        problems.add(JOB_PROPERTIES, f"retryDelaySeconds must be a finite, non-negative number, got {retry_delay!r}")
+        retry_delay = DEFAULT_RETRY_DELAY
+
     problems.raise_if_any()
     return JobProperties(
         entrypoint_num_cpus=cpus,
@@ -572,6 +590,8 @@ def parse_job_properties(text: str) -> JobProperties:
         submission_id_prefix=prefix,
         auth=auth,
         follow_logs=follow,
+        retries=retries,
+        retry_delay_seconds=float(retry_delay),
     )
 
 

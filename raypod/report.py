@@ -4,6 +4,7 @@ pod's termination message (``kubectl describe pod`` shows it), and the ``--resul
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,6 @@ log = logging.getLogger(__name__)
 TERMINATION_LOG = Path("/dev/termination-log")
 #: The kubelet keeps at most 4096 bytes of it.
 MAX_TERMINATION_MESSAGE = 4096
-#: ``attempt`` in the result: raypod submits a job once (retries on the same cluster are not built yet).
-ATTEMPT = 1
 
 
 def summary_line(result: RunResult) -> str:
@@ -46,7 +45,7 @@ def result_document(result: RunResult) -> dict[str, Any]:
     final = outcome.ending in (Ending.FINAL, Ending.BAD_INPUT, Ending.ALREADY_FINAL)
     return {
         "submissionId": outcome.submission_id or written.get(st.ID) or None,
-        "attempt": ATTEMPT,
+        "attempt": attempt_number(written),
         "status": written.get(st.JOB_STATUS) or outcome.status or None,
         "final": final,
         "reason": (written.get(st.REASON) or outcome.reason or None) if final else None,
@@ -62,6 +61,14 @@ def result_document(result: RunResult) -> dict[str, Any]:
             "missing": list(collected.files_missing) if collected is not None else [],
         },
     }
+
+
+def attempt_number(written: Mapping[str, str]) -> int | None:
+    """The attempt the status is about; None when nothing was submitted."""
+    text = written.get(st.ATTEMPT, "")
+    if text.isdigit():
+        return int(text)
+    return 1 if written.get(st.ID) else None
 
 
 def termination_log_path(flag: str | None) -> Path | None:

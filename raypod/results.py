@@ -28,6 +28,53 @@ class Collected:
     files_missing: tuple[str, ...] = ()
 
 
+def log_object_name(job_name: str, attempt: int | None = None) -> str:
+    """``<JOBNAME>/logs`` for the job's last attempt; ``<JOBNAME>/logs.<n>`` for attempt n that was retried."""
+    return f"{job_name}/logs" if attempt is None else f"{job_name}/logs.{attempt}"
+
+
+def keep_attempt_log(
+    ray: RayJobsClient,
+    s3: S3Store | None,
+    config: BridgeConfig,
+    job: JobInfo,
+    job_name: str,
+    attempt: int,
+    echo: LineEcho,
+    retry: RetryPolicy,
+) -> None:
+    """Upload the log of a failed attempt that is retried, before the next attempt starts."""
+    if s3 is None or not config.upload_bucket:
+        _echo_rest_quietly(ray, job, echo)
+        return
+    _upload_job_log(ray, s3, job, config.upload_bucket, log_object_name(job_name, attempt), echo, retry)
+
+
+def _echo_rest_quietly(ray: RayJobsClient, job: JobInfo, echo: LineEcho) -> None:
+    if echo.enabled:
+        # A short job can end before the live stream starts: show what was not shown.
+        try:
+            echo_rest(ray, job, echo)
+        except RaypodError as error:
+            log.warning("could not print the rest of the job's output: %s", error)
+
+
+def _upload_job_log(
+    ray: RayJobsClient, s3: S3Store, job: JobInfo, bucket: str, object_name: str, echo: LineEcho, retry: RetryPolicy
+) -> tuple[str | None, str]:
+    """The log's URI once it is in S3, and what happened in words."""
+    try:
+        size = upload_log(ray, s3, job, bucket, object_name, echo, retry)
+    except Terminated:
+        raise  # SIGTERM: the runner leaves, and the next pod uploads the log
+    except RaypodError as error:
+        log.error("log upload failed: %s", error)
+        return None, f"the log could not be uploaded to s3://{bucket}/{object_name}: {one_line(str(error), 200)}"
+    log_uri = s3.url(bucket, object_name)
+    log.info("uploaded %d bytes of log to %s", size, log_uri)
+    return log_uri, f"log uploaded to {log_uri}"
+
+
 def collect_results(
     ray: RayJobsClient,
     s3: S3Store | None,
@@ -39,25 +86,12 @@ def collect_results(
 ) -> Collected:
     """Upload the log and check the expected result files."""
     if s3 is None or not config.upload_bucket:
-        if echo.enabled:
-            # A short job can end before the live stream starts: show what was not shown.
-            try:
-                echo_rest(ray, job, echo)
-            except RaypodError as error:
-                log.warning("could not print the rest of the job's output: %s", error)
+        _echo_rest_quietly(ray, job, echo)
         return Collected("the log was not uploaded (no s3.endpoint and s3upload.bucket).")
     bucket, prefix = config.upload_bucket, f"{job_name}/"
-    object_name = f"{prefix}logs"
-    try:
-        size = upload_log(ray, s3, job, bucket, object_name, echo, retry)
-    except Terminated:
-        raise  # SIGTERM: the runner leaves, and the next pod uploads the log
-    except RaypodError as error:
-        log.error("log upload failed: %s", error)
-        return Collected(f"the log could not be uploaded to s3://{bucket}/{object_name}: {one_line(str(error), 200)}.")
-    log_uri = s3.url(bucket, object_name)
-    log.info("uploaded %d bytes of log to %s", size, log_uri)
-    text = f"log uploaded to {log_uri}"
+    log_uri, text = _upload_job_log(ray, s3, job, bucket, log_object_name(job_name), echo, retry)
+    if log_uri is None:
+        return Collected(text + ".")
     if not config.upload_files:
         return Collected(text + ".", log_uri)
     try:

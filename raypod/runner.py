@@ -21,7 +21,7 @@ from raypod.logjob import set_log_job_id
 from raypod.logs import LineEcho, LiveLog
 from raypod.output import print_bad_input
 from raypod.ray import JobInfo, RayJobsClient
-from raypod.results import Collected, collect_results
+from raypod.results import Collected, collect_results, keep_attempt_log
 from raypod.s3 import S3Store
 from raypod.session import Ending, JobSession, Outcome, SessionSettings, outcome_of_error, outcome_of_unusable_config
 from raypod.source import ConfigSource
@@ -102,8 +102,7 @@ class Runner:
             except RaypodError as error:
                 return self._finish(outcome_of_error(error))
             follow = config.properties.follow_logs
-            echo = LineEcho(self.job_out, enabled=self.options.follow_logs if follow is None else follow)
-            live = LiveLog(ray, echo)
+            output = JobOutput(ray, self.job_out, enabled=self.options.follow_logs if follow is None else follow)
             session = JobSession(
                 config,
                 ray,
@@ -113,17 +112,18 @@ class Runner:
                 self.clock,
                 self._settings(),
                 on_attach=lambda job: self.say(f"attached to existing Ray job {job.submission_id} ({job.status})"),
-                on_poll=lambda job: self._polled(job, live),
+                on_poll=lambda job: self._polled(job, output.live),
+                on_attempt_failed=lambda job, attempt: self._attempt_failed(ray, s3, config, output, job, attempt),
             )
             try:
                 outcome = session.run()
             finally:
-                live.stop()
+                output.live.stop()
             if outcome.ending is Ending.FINAL and outcome.job is not None and outcome.status != st.UNKNOWN:
                 # UNKNOWN: the job may still be running, so its log is not complete yet.
                 try:
                     collected = collect_results(
-                        ray, s3, config, outcome.job, self.options.session.job_name, echo, self.retry
+                        ray, s3, config, outcome.job, self.options.session.job_name, output.echo, self.retry
                     )
                 except Terminated:
                     # The upload was aborted: the next pod re-attaches, uploads the log and writes the end.
@@ -148,6 +148,20 @@ class Runner:
     def _settings(self) -> SessionSettings:
         return replace(self.options.session, retry=self.retry)
 
+    def _attempt_failed(
+        self,
+        ray: RayJobsClient,
+        s3: S3Store | None,
+        config: BridgeConfig,
+        output: JobOutput,
+        job: JobInfo,
+        attempt: int,
+    ) -> None:
+        """Keep the log of an attempt that is retried, and start the next one's output afresh."""
+        output.live.stop()
+        keep_attempt_log(ray, s3, config, job, self.options.session.job_name, attempt, output.echo, self.retry)
+        output.next_attempt()
+
     def _polled(self, job: JobInfo, live: LiveLog) -> None:
         live.observe(job)
         if self.options.on_poll is not None:
@@ -157,6 +171,19 @@ class Runner:
     def _finish(self, outcome: Outcome, collected: Collected | None = None) -> RunResult:
         code = finish(outcome, self.reporter, self.clock, self.say)
         return RunResult(code, outcome, collected, dict(self.reporter.current))
+
+
+class JobOutput:
+    """The job's output printed live: each attempt has its own log, so its own echo and follower."""
+
+    def __init__(self, ray: RayJobsClient, out: TextIO, *, enabled: bool) -> None:
+        self.ray, self.out, self.enabled = ray, out, enabled
+        self.echo = LineEcho(out, enabled=enabled)
+        self.live = LiveLog(ray, self.echo)
+
+    def next_attempt(self) -> None:
+        self.echo = LineEcho(self.out, enabled=self.enabled)
+        self.live = LiveLog(self.ray, self.echo)
 
 
 def timestamped_printer(clock: Clock, out: TextIO) -> Callable[[str], None]:

@@ -12,6 +12,8 @@ The states, each handled by one method, and where they lead:
 - ``Watch``: one poll -> ``Watch`` again, a final ``Outcome`` when the job ended, ``Stop`` on
   kill or a passed deadline, ``TERMINATED`` on SIGTERM.
 - ``Stop``: ask Ray to stop the job and wait for it -> a final ``Outcome``.
+- ``Retry``: an attempt ended FAILED and ``jobproperties.retries`` allows another: wait
+  ``retryDelaySeconds`` (kill, the deadline and SIGTERM still apply) -> ``Submit(<id>-r<n>)``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import enum
 import logging
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +120,28 @@ class Outcome:
         )
 
 
+def attempt_id(base_id: str, attempt: int) -> str:
+    """The submission id of an attempt: the job's id, then ``<id>-r1``, ``<id>-r2`` for the retries."""
+    return base_id if attempt <= 1 else f"{base_id}-r{attempt - 1}"
+
+
+def base_of(submission_id: str, attempt: int) -> str:
+    """The job's id from the id of one of its attempts."""
+    return submission_id.removesuffix(f"-r{attempt - 1}") if attempt > 1 else submission_id
+
+
+def recorded_attempt(text: str) -> int:
+    """``status.attempt`` as an earlier pod wrote it; 1 when absent or unreadable."""
+    try:
+        attempt = int(text) if text else 1
+    except ValueError:
+        attempt = 0
+    if attempt < 1:
+        log.warning("%s=%r is not an attempt number; taking it as 1", st.ATTEMPT, text)
+        return 1
+    return attempt
+
+
 def is_refusal(error: RayApiError) -> bool:
     """Ray said no to the request itself (a 4xx): it did not take it, and asking again cannot help."""
     return not error.transient and error.status is not None and 400 <= error.status < 500
@@ -195,6 +219,19 @@ class Stopping:
 
 
 @dataclass(frozen=True)
+class Retry:
+    """Attempt ``attempt - 1`` ended FAILED: ``attempt`` is submitted once the delay has passed."""
+
+    attempt: int
+    #: The attempt that failed, as Ray last reported it (its log is the last one if no other follows).
+    failed: JobInfo
+    #: Its final message, kept should nothing follow it.
+    message: str
+    #: When the wait began (the clock's monotonic time).
+    since: float
+
+
+@dataclass(frozen=True)
 class Watch:
     submission_id: str
     #: The last answer from Ray, if any.
@@ -204,7 +241,7 @@ class Watch:
     stopping: Stopping | None = None
 
 
-State = Attach | Submit | Watch
+State = Attach | Submit | Watch | Retry
 
 
 class JobSession:
@@ -222,6 +259,7 @@ class JobSession:
         *,
         on_attach: Callable[[JobInfo], None] | None = None,
         on_poll: Callable[[JobInfo], None] | None = None,
+        on_attempt_failed: Callable[[JobInfo, int], None] | None = None,
     ) -> None:
         self.config = config
         self.ray = ray
@@ -233,6 +271,15 @@ class JobSession:
         self.retry = settings.retry
         self.on_attach = on_attach
         self.on_poll = on_poll
+        #: Hears each attempt that failed and is retried, with its number (the runner keeps its log).
+        self.on_attempt_failed = on_attempt_failed
+        #: The attempt being run (1 for the first) and the job's id, of which retries are ``<id>-r<n>``.
+        self.attempt = 1
+        self.base_id = ""
+        #: When this pod POSTed the current attempt (the clock's monotonic time), for its start deadline.
+        self.attempt_posted_at: float | None = None
+        #: While a retry is being submitted: the failed attempt it follows.
+        self.retrying: Retry | None = None
         #: Whether Ray may have the job: from here on, an error means "unknown", not "not submitted".
         self.submitted = False
 
@@ -243,6 +290,8 @@ class JobSession:
             while not isinstance(state, Outcome):
                 state = self.step(state)
         except RaypodError as error:
+            if self.retrying is not None and not self.submitted and not isinstance(error, Terminated):
+                return self._retry_not_submitted(self.retrying, error)
             return outcome_of_error(error, self.submission_id, submitted=self.submitted)
         return state
 
@@ -254,8 +303,16 @@ class JobSession:
         final = recorded_final(self.reporter.current)
         if final is not None:
             return final
-        submission_id = self.config.submission_id or self.reporter.get(st.ID)
+        recorded_id, configured = self.reporter.get(st.ID), self.config.submission_id
+        attempt = recorded_attempt(self.reporter.get(st.ATTEMPT))
+        if recorded_id and attempt > 1 and (not configured or attempt_id(configured, attempt) == recorded_id):
+            # A retry is under way: with a status file, the ConfigMap's id is the job's, not the attempt's.
+            configured = recorded_id
+        elif configured and configured != recorded_id:
+            attempt = 1  # the ConfigMap names another job than the one recorded
+        submission_id = configured or recorded_id
         if submission_id:
+            self.attempt, self.base_id = attempt, base_of(submission_id, attempt)
             return Attach(submission_id, self.reporter.get(st.JOB_STATUS))
         return Submit(None)
 
@@ -264,6 +321,8 @@ class JobSession:
             return self._attach(state)
         if isinstance(state, Submit):
             return self._submit(state)
+        if isinstance(state, Retry):
+            return self._wait_to_retry(state)
         return self._watch_once(state)
 
     # -- attach --------------------------------------------------------------------------------
@@ -274,6 +333,8 @@ class JobSession:
         try:
             job = self.ray.get_job(submission_id, retry=self._connect_policy())
         except RayApiError as error:
+            if error.not_found and self.attempt > 1:
+                return self._attach_unposted_retry(submission_id)
             if error.not_found and confirmed:
                 return Outcome.final(
                     submission_id, st.UNKNOWN, f"Ray no longer knows job {submission_id} (was the head restarted?)"
@@ -296,6 +357,22 @@ class JobSession:
         if self.on_attach is not None:
             self.on_attach(job)
         return Watch(submission_id, job, self.clock.monotonic())
+
+    def _attach_unposted_retry(self, submission_id: str) -> State | Outcome:
+        """Ray does not know this retry. If it still knows the attempt before it, the head kept its
+        jobs, so this one was persisted but never POSTed: submit it. Otherwise Ray lost them all."""
+        previous = attempt_id(self.base_id, self.attempt - 1)
+        try:
+            self.ray.get_job(previous, retry=self._connect_policy())
+        except RayApiError as error:
+            self.submitted = True
+            if error.not_found:
+                message = f"Ray no longer knows job {submission_id} nor {previous} before it (was the head restarted?)"
+            else:
+                message = one_line(f"Cannot tell whether Ray has job {submission_id}: {error}", 400)
+            return Outcome.final(submission_id, st.UNKNOWN, message)
+        log.info("attempt %d (%s) was never accepted by Ray; submitting it", self.attempt, submission_id)
+        return Submit(submission_id)
 
     def _connect_policy(self) -> RetryPolicy:
         return self.retry.with_deadline(self.settings.connect_timeout)
@@ -333,6 +410,8 @@ class JobSession:
             submission_id = state.submission_id or new_submission_id(
                 settings.job_name, config.properties.submission_id_prefix, self.source.identity
             )
+            if not self.base_id:
+                self.base_id = submission_id
             payload = plan_submission(
                 config, inputs, settings.job_name, settings.namespace, package.uri if package else None, submission_id
             )
@@ -351,8 +430,9 @@ class JobSession:
                 # /api/version may answer without auth; the package calls are where a token is checked.
                 raise self._unreachable(error) from error
         self._raise_if_terminated()
-        # The id is persisted before the POST, so a lost answer or a new pod never submits twice.
-        self.reporter.update({st.ID: submission_id}, must_persist=True)
+        # The id and its attempt are persisted before the POST, so a lost answer or a new pod never
+        # submits twice, and a replacement pod continues the count.
+        self.reporter.update({st.ID: submission_id, st.ATTEMPT: str(self.attempt)}, must_persist=True)
         self.submitted = True
         try:
             self._post_once(payload, submission_id)
@@ -360,13 +440,17 @@ class JobSession:
             if not is_refusal(error):
                 raise  # Ray may have the job: run() reports UNKNOWN, not a rejection
             raise SubmissionRejected(error) from error
+        first_submission = self.attempt == 1 or not self.reporter.get(st.SUBMIT_TIME)
+        what = "Submitted" if self.attempt == 1 else f"Submitted attempt {self.attempt} of {self._attempts}"
         self.reporter.update(
             {
                 st.JOB_STATUS: st.SUBMITTED,
-                st.SUBMIT_TIME: format_time(self.clock.now()),
-                st.MESSAGE: f"Submitted to {config.resource_url} as {submission_id}.",
+                # The BridgeJob's submission: activeDeadlineSeconds and its duration count from the first.
+                st.SUBMIT_TIME: format_time(self.clock.now()) if first_submission else None,
+                st.MESSAGE: f"{what} to {config.resource_url} as {submission_id}.",
             }
         )
+        self.attempt_posted_at = self.clock.monotonic()
         if settings.submit_only:
             return Outcome(Ending.DETACHED, submission_id, st.SUBMITTED)
         return Watch(submission_id, None, self.clock.monotonic())
@@ -398,6 +482,10 @@ class JobSession:
                 log.info("Ray accepted %s although its answer was lost", submission_id)
 
         self._connect_policy().call(attempt, what=f"submission of {submission_id}")
+
+    @property
+    def _attempts(self) -> int:
+        return self.config.properties.retries + 1
 
     def _raise_if_terminated(self) -> None:
         """Nothing is persisted or POSTed once SIGTERM has arrived."""
@@ -432,7 +520,7 @@ class JobSession:
                 if stopping is not None and job.status == RAY_STOPPED:
                     return Outcome.final(submission_id, stopping.status, stopping.message, job, reason=stopping.reason)
                 # It ended on its own (before any stop took): Ray's own status is the true one.
-                return self._ended(job)
+                return self._ended_or_retried(job)
             self.reporter.update(
                 {
                     st.JOB_STATUS: st.bridge_status(job.status),
@@ -466,7 +554,7 @@ class JobSession:
             message = f"activeDeadlineSeconds ({deadline:g} s) passed; the job was stopped."
             return self._start_stopping(submission_id, st.FAILED, message, st.Reason.DEADLINE_EXCEEDED)
         not_started = job is None or job.status == "PENDING"
-        if start_deadline is not None and not_started and self._deadline_passed(start_deadline):
+        if start_deadline is not None and not_started and self._start_deadline_passed(start_deadline, job):
             message = f"The job did not start within startDeadlineSeconds ({start_deadline:g} s); it was stopped."
             return self._start_stopping(submission_id, st.FAILED, message, st.Reason.START_DEADLINE_EXCEEDED)
         return None
@@ -526,6 +614,71 @@ class JobSession:
     def _deadline_passed(self, deadline: float) -> bool:
         submitted = parse_time(self.reporter.get(st.SUBMIT_TIME))
         return submitted is not None and (self.clock.now() - submitted).total_seconds() > deadline
+
+    def _start_deadline_passed(self, deadline: float, job: JobInfo | None) -> bool:
+        """Each attempt has the whole start deadline, counted from its own submission."""
+        if self.attempt == 1:
+            return self._deadline_passed(deadline)
+        if self.attempt_posted_at is not None:
+            return self.clock.monotonic() - self.attempt_posted_at > deadline
+        # Re-attached to a retry: Ray's creation time of it is the one record of its submission.
+        if job is None or not job.start_time_ms:
+            return False
+        return self.clock.now().timestamp() - job.start_time_ms / 1000 > deadline
+
+    def _ended_or_retried(self, job: JobInfo) -> State | Outcome:
+        """The attempt's end: final, unless it failed on its own and retries are left."""
+        outcome = self._ended(job)
+        if self._attempts > 1:
+            counted = f"{outcome.message.rstrip('.')} (attempt {self.attempt} of {self._attempts})."
+            outcome = replace(outcome, message=counted)
+        if outcome.reason != st.Reason.APP_FAILED or self.attempt >= self._attempts:
+            return outcome
+        if self.config.set_aside:
+            log.warning("attempt %d failed; not retried: the ConfigMap has problems (set aside above)", self.attempt)
+            return outcome
+        failed = self.attempt
+        if self.on_attempt_failed is not None:
+            self.on_attempt_failed(job, failed)
+        delay = self.config.properties.retry_delay_seconds
+        message = one_line(
+            f"Attempt {failed} of {self._attempts} ({outcome.submission_id}) failed: "
+            f"{self._ended(job).message.removeprefix('Job failed: ').rstrip('.')}; "
+            f"attempt {failed + 1} starts in {delay:g} s.",
+        )
+        log.info("%s", message)
+        self.reporter.update({st.JOB_STATUS: st.PENDING, st.MESSAGE: message})
+        return Retry(failed + 1, job, outcome.message, self.clock.monotonic())
+
+    def _wait_to_retry(self, state: Retry) -> State | Outcome:
+        """The delay before the next attempt, cut short by kill, the deadline or SIGTERM."""
+        failed_id = attempt_id(self.base_id, state.attempt - 1)
+        if self._kill_requested():
+            message = f"Stopped at the operator's request (kill=true) before attempt {state.attempt}; {state.message}"
+            return Outcome.final(failed_id, st.KILL, message, state.failed, reason=st.Reason.KILLED)
+        deadline = self.config.properties.active_deadline_seconds
+        if deadline is not None and self._deadline_passed(deadline):
+            message = f"activeDeadlineSeconds ({deadline:g} s) passed before attempt {state.attempt}; {state.message}"
+            return Outcome.final(failed_id, st.FAILED, message, state.failed, reason=st.Reason.DEADLINE_EXCEEDED)
+        remaining = self.config.properties.retry_delay_seconds - (self.clock.monotonic() - state.since)
+        if remaining <= 0:
+            self.attempt, self.attempt_posted_at = state.attempt, None
+            # Until its id is persisted, nothing of this attempt is on Ray: an error ends the job with
+            # the failed attempt's end, not as "unknown".
+            self.retrying, self.submitted = state, False
+            return Submit(attempt_id(self.base_id, state.attempt))
+        self.reporter.flush()
+        if self.clock.wait(min(remaining, self.config.update_interval)):
+            return Outcome(Ending.TERMINATED, failed_id)
+        return state
+
+    def _retry_not_submitted(self, state: Retry, error: RaypodError) -> Outcome:
+        failed_id = attempt_id(self.base_id, state.attempt - 1)
+        log.error("attempt %d could not be submitted: %s", state.attempt, error)
+        message = (
+            f"{state.message.rstrip('.')}; attempt {state.attempt} could not be submitted: {one_line(str(error), 150)}"
+        )
+        return Outcome.final(failed_id, st.FAILED, message, state.failed, reason=st.Reason.APP_FAILED)
 
     def _ended(self, job: JobInfo) -> Outcome:
         status = st.bridge_status(job.status)

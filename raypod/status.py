@@ -22,7 +22,9 @@ END_TIME = "status.endTime"
 MESSAGE = "status.message"
 #: Why the job ended, for machines (one of ``Reason``); ``status.message`` says it for people.
 REASON = "status.reason"
-OWNED_KEYS = (ID, JOB_STATUS, SUBMIT_TIME, START_TIME, END_TIME, MESSAGE, REASON)
+#: Which attempt ``id`` is (1 for the first; ``jobproperties.retries`` adds more), persisted before its POST.
+ATTEMPT = "status.attempt"
+OWNED_KEYS = (ID, JOB_STATUS, SUBMIT_TIME, START_TIME, END_TIME, MESSAGE, REASON, ATTEMPT)
 
 SUBMITTED = "SUBMITTED"
 PENDING = "PENDING"

@@ -194,6 +194,8 @@ class FakeRay:
         self.journal = journal if journal is not None else []
         self.ray_version = ray_version
         self.jobs: dict[str, FakeJob] = {}
+        #: The lives of the jobs POSTed from now on, in order (a retried job's attempts); then ``life``.
+        self.next_lives: deque[Life] = deque()
         self.packages: dict[str, int] = {}
         self.calls: list[tuple[str, Any]] = []
         self.submitted: list[str] = []
@@ -282,7 +284,7 @@ class FakeRay:
                 raise duplicate_id_error(submission_id)
             self.jobs[submission_id] = FakeJob(
                 submission_id,
-                self.life,
+                self.next_lives.popleft() if self.next_lives else self.life,
                 payload=dict(payload),
                 ignore_stop_in=self.ignore_stop_in,
                 start_time_ms=self._now_ms(),

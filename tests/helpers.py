@@ -210,9 +210,10 @@ class BridgeJob:
     def wait_for_status(self, wanted: str, timeout: float = 120) -> dict[str, str]:
         return self.wait_for("status.jobStatus", wanted, timeout)
 
-    def log_text(self) -> str:
+    def log_text(self, object_name: str = "logs") -> str:
+        """The uploaded log: ``logs`` (the last attempt's), or ``logs.<n>`` (a retried attempt's)."""
         client = self.services.s3.client()
-        response = client.get_object(self.bucket, f"{self.name}/logs")
+        response = client.get_object(self.bucket, f"{self.name}/{object_name}")
         try:
             return response.read().decode()
         finally:

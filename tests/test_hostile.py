@@ -688,6 +688,7 @@ def test_the_final_write_holds_every_key(make_pod: Callable[..., Pod], run: Call
         "status.endTime",
         "status.message",
         "status.reason",
+        "status.attempt",
     }
     assert result.status["status.reason"] == "Succeeded"
     assert result.status["status.startTime"] == "2023-11-14T22:13:20Z"

@@ -70,8 +70,8 @@ def test_fresh_job_persists_its_id_before_the_one_post_then_is_watched_to_succes
     assert submission_id.startswith("raypod-train-")
     assert outcome.submission_id == submission_id
     # The id reaches the sink alone, before the POST; SUBMITTED follows the POST.
-    assert sink_before_post(h) == [{st.ID: submission_id}]
-    assert h.sink.writes[0] == {st.ID: submission_id}
+    assert sink_before_post(h) == [{st.ID: submission_id, st.ATTEMPT: "1"}]
+    assert h.sink.writes[0] == {st.ID: submission_id, st.ATTEMPT: "1"}
     assert h.sink.writes[1][st.JOB_STATUS] == st.SUBMITTED
     assert TIME.match(h.sink.writes[1][st.SUBMIT_TIME])
     assert h.sink.writes[1][st.MESSAGE] == f"Submitted to {RAY_URL} as {submission_id}."
@@ -522,7 +522,7 @@ def test_status_write_outage_after_the_id_is_persisted_does_not_fail_the_job() -
     outcome = h.run()
 
     assert outcome.status == st.SUCCEEDED
-    assert h.sink.writes == [{st.ID: outcome.submission_id}]
+    assert h.sink.writes == [{st.ID: outcome.submission_id, st.ATTEMPT: "1"}]
     assert h.reporter.get(st.JOB_STATUS) == st.RUNNING  # kept, to be written when the API is back
 
 

@@ -20,7 +20,7 @@ from raypod.errors import ConfigError, KubeApiError, RayApiError
 from raypod.ray import JobInfo
 from raypod.retry import RetryPolicy
 from raypod.runner import finish
-from raypod.session import Ending, Outcome
+from raypod.session import Ending, Outcome, attempt_id
 from raypod.status import StatusReporter
 from tests.fakes import LOST, OK, FakeClock, Harness, MemorySink, ray_error
 
@@ -92,6 +92,7 @@ class World:
     sink_failures: int | None  # None: none; -1: every write
     deadline: int | None
     submit_only: bool
+    retries: int
 
 
 @s.composite
@@ -117,6 +118,7 @@ def worlds(draw: s.DrawFn) -> World:
         sink_failures=draw(s.one_of(s.none(), s.integers(-1, 4))),
         deadline=draw(s.one_of(s.none(), s.integers(3, 40))),
         submit_only=draw(s.booleans()) and draw(s.booleans()),
+        retries=draw(s.sampled_from([0, 0, 1, 2])),
     )
 
 
@@ -130,8 +132,13 @@ def build(world: World) -> Harness:
         recorded = {st.ID: known_id, st.JOB_STATUS: world.recorded_status}
     if world.kill_in_config:
         data["kill"] = "true"
+    properties: dict[str, Any] = {}
     if world.deadline is not None:
-        data["jobproperties"] = json.dumps({"activeDeadlineSeconds": world.deadline})
+        properties["activeDeadlineSeconds"] = world.deadline
+    if world.retries:
+        properties.update(retries=world.retries, retryDelaySeconds=3)
+    if properties:
+        data["jobproperties"] = json.dumps(properties)
     h = Harness(data, recorded=recorded, life=list(world.life), submit_only=world.submit_only, connect_timeout=0.02)
     # As the runner does: SIGTERM (the clock's event) cuts short any wait between retries.
     retry = RetryPolicy(attempts=3, initial_wait=0.001, max_wait=0.001, deadline=0.02)
@@ -171,7 +178,8 @@ def test_any_world_ends_in_an_outcome_whose_exit_code_matches_the_written_status
 
 def check_world(world: World) -> None:
     h = build(world)
-    recorded_in_sink = h.sink.data.get(st.ID)
+    recorded = dict(h.sink.data)
+    recorded_in_sink = recorded.get(st.ID)
     recorded_id = h.source.data.get("id") or recorded_in_sink
     try:
         outcome = h.run()
@@ -205,6 +213,7 @@ def check_world(world: World) -> None:
     assert (code == exits.EXIT_OK) == (
         outcome.ending is Ending.DETACHED
         or (outcome.ending is Ending.FINAL and final_status == st.SUCCEEDED and not final_write_failed)
+        or (outcome.ending is Ending.ALREADY_FINAL and outcome.status == st.SUCCEEDED)
     )
     assert (code == exits.EXIT_BAD_INPUT) == (outcome.ending is Ending.BAD_INPUT)
     assert (code == exits.EXIT_TERMINATED) == (outcome.ending is Ending.TERMINATED)
@@ -218,22 +227,30 @@ def check_world(world: World) -> None:
     if outcome.ending is Ending.BAD_INPUT:
         assert outcome.reason == st.Reason.BAD_INPUT
 
-    # Submission: at most one id, persisted before any POST; bad input means nothing was posted.
-    posted = set(h.ray.posts)
-    assert len(posted) <= 1
-    assert len(h.ray.submitted) <= 1
+    # Submission: one id per attempt, each persisted with its attempt number before its first POST,
+    # none submitted twice; bad input means nothing was posted.
+    posted = list(dict.fromkeys(h.ray.posts))
+    assert len(posted) <= world.retries + 1
+    assert len(h.ray.submitted) == len(set(h.ray.submitted)) <= world.retries + 1
     if outcome.ending is Ending.BAD_INPUT:
         assert h.ray.posts == []
     if world.kill_in_config and world.start == "fresh":
         assert h.ray.calls == []
-    if recorded_id and posted:
-        assert posted == {recorded_id}
     if posted:
-        (submission_id,) = posted
-        assert outcome.submission_id == submission_id
-        first_post = next(i for i, (kind, item) in enumerate(h.journal) if kind == "ray" and item[0] == "submit_job")
-        persisted = [item.get(st.ID) for kind, item in h.journal[:first_post] if kind == "sink"]
-        assert submission_id in [recorded_in_sink, *persisted]
+        # The attempts are consecutive: from the first, or from the retry after a recorded job.
+        base = recorded_id or posted[0]
+        first_attempt = 1 if posted[0] == base else 2
+        attempts = range(first_attempt, first_attempt + len(posted))
+        assert posted == [attempt_id(base, n) for n in attempts]
+        assert outcome.submission_id == posted[-1]
+        for attempt, submission_id in zip(attempts, posted, strict=True):
+            first_post = h.journal.index(("ray", ("submit_job", submission_id)))
+            persisted = dict(recorded)
+            for kind, item in h.journal[:first_post]:
+                if kind == "sink":
+                    persisted.update(item)
+            assert persisted.get(st.ID) == submission_id
+            assert persisted.get(st.ATTEMPT, "1") == str(attempt)
 
     # What Ray put in an error body stays out of the ConfigMap.
     for write in h.sink.writes:
@@ -315,9 +332,9 @@ def test_a_second_pod_after_any_first_one_never_makes_a_second_job(world: World)
     outcome = second.run()
     second.finish(outcome)
 
-    assert len(second.ray.submitted) <= 1
-    assert len(set(second.ray.posts)) <= 1
-    if jobs_after_first:
+    # Across both pods, no attempt is submitted twice and the count goes on.
+    assert len(second.ray.submitted) == len(set(second.ray.submitted)) <= world.retries + 1
+    if jobs_after_first and world.retries == 0:
         # Ray has the first pod's job: the second one re-attaches to it and never posts.
         assert second.ray.posts[posts_before:] == []
         assert outcome.submission_id in ("", jobs_after_first[0])

@@ -1,0 +1,284 @@
+"""Retries on the same cluster (``jobproperties.retries``): which ends are retried, the attempt
+persisted before each POST, a replacement pod continuing the count, and each attempt's log.
+
+The branches run on the in-memory fakes; one end-to-end test runs a flaky job on the real Ray head."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from raypod import exits
+from raypod import status as st
+from raypod.session import Ending, attempt_id, base_of, recorded_attempt
+from tests.fakes import FAILED_MESSAGE, Harness, no_answer, wrapped_rejection
+from tests.helpers import BridgeJob, jobs_of
+
+FAILS = ("PENDING", "RUNNING", ("FAILED", FAILED_MESSAGE))
+SUCCEEDS = ("PENDING", "RUNNING", "SUCCEEDED")
+
+
+def retrying(retries: int = 2, delay: float = 10, **more: object) -> dict[str, str]:
+    return {"jobproperties": json.dumps({"retries": retries, "retryDelaySeconds": delay, **more})}
+
+
+def test_attempt_ids_are_the_jobs_id_then_r1_r2_and_give_the_jobs_id_back() -> None:
+    assert [attempt_id("raypod-x-1a", n) for n in (1, 2, 3)] == ["raypod-x-1a", "raypod-x-1a-r1", "raypod-x-1a-r2"]
+    assert base_of("raypod-x-1a-r2", 3) == "raypod-x-1a"
+    # An id that merely ends like a retry is the job's own id at attempt 1.
+    assert base_of("job-r1", 1) == "job-r1"
+    assert [recorded_attempt(text) for text in ("", "1", "3", "0", "-2", "two")] == [1, 1, 3, 1, 1, 1]
+
+
+def test_a_failed_attempt_is_submitted_again_as_r1_and_its_success_ends_the_job() -> None:
+    h = Harness(retrying(retries=2), life=SUCCEEDS)
+    h.ray.next_lives.extend([FAILS, SUCCEEDS])
+    failed: list[tuple[str, int]] = []
+    session = h.session()
+    session.on_attempt_failed = lambda job, attempt: failed.append((job.submission_id, attempt))
+
+    outcome = session.run()
+
+    first, second = h.ray.posts
+    assert second == f"{first}-r1"
+    assert failed == [(first, 1)]
+    assert (outcome.status, outcome.reason, outcome.submission_id) == (st.SUCCEEDED, st.Reason.SUCCEEDED, second)
+    assert outcome.message == "Job succeeded (attempt 2 of 3)."
+    # Each attempt's id is persisted with its number before its POST.
+    attempts = [(w[st.ID], w[st.ATTEMPT]) for w in h.sink.writes if st.ATTEMPT in w]
+    assert attempts == [(first, "1"), (second, "2")]
+    post_of_second = h.journal.index(("ray", ("submit_job", second)))
+    assert ("sink", {st.ID: second, st.ATTEMPT: "2"}) in h.journal[:post_of_second]
+    # Between the attempts the job is PENDING, saying what failed and when the next starts.
+    between = [w[st.MESSAGE] for w in h.sink.writes if w.get(st.JOB_STATUS) == st.PENDING and st.MESSAGE in w]
+    assert (
+        between[0]
+        == f"Attempt 1 of 3 ({first}) failed: Job entrypoint command failed with exit code 1; attempt 2 starts in 10 s."
+    )
+    # The delay was waited (the fake clock moves only in waits) and the first submission time is kept.
+    assert len(h.sink.written(st.SUBMIT_TIME)) == 1
+    assert h.finish(outcome) == exits.EXIT_OK
+
+
+def test_a_job_that_fails_every_attempt_ends_failed_after_the_last_one() -> None:
+    h = Harness(retrying(retries=2, delay=0), life=FAILS)
+
+    outcome = h.run()
+
+    first = h.ray.posts[0]
+    assert h.ray.posts == [first, f"{first}-r1", f"{first}-r2"]
+    assert (outcome.status, outcome.reason) == (st.FAILED, st.Reason.APP_FAILED)
+    assert outcome.submission_id == f"{first}-r2"
+    assert outcome.message == "Job failed: Job entrypoint command failed with exit code 1 (attempt 3 of 3)."
+    assert h.finish(outcome) == exits.EXIT_FAILED
+    assert h.sink.data[st.ATTEMPT] == "3"
+
+
+@pytest.mark.parametrize(
+    ("life", "status", "reason"),
+    [
+        (("RUNNING", "STOPPED"), st.KILL, st.Reason.KILLED),
+        (("RUNNING", "SUCCEEDED"), st.SUCCEEDED, st.Reason.SUCCEEDED),
+    ],
+    ids=["stopped-on-ray", "succeeded"],
+)
+def test_only_a_failure_is_retried(life: tuple[str, ...], status: str, reason: str) -> None:
+    h = Harness(retrying(retries=3), life=life)
+
+    outcome = h.run()
+
+    assert len(h.ray.posts) == 1
+    assert (outcome.status, outcome.reason) == (status, reason)
+
+
+def test_a_job_past_its_deadline_is_not_retried() -> None:
+    h = Harness(retrying(retries=3, activeDeadlineSeconds=12), life=("RUNNING",))
+
+    outcome = h.run()
+
+    assert len(h.ray.posts) == 1
+    assert (outcome.status, outcome.reason) == (st.FAILED, st.Reason.DEADLINE_EXCEEDED)
+
+
+def test_a_rejected_submission_is_not_retried() -> None:
+    h = Harness(retrying(retries=3))
+    h.ray.fail("submit_job", wrapped_rejection())
+
+    outcome = h.run()
+
+    assert len(h.ray.posts) == 1
+    assert (outcome.status, outcome.reason) == (st.FAILED, st.Reason.SUBMISSION_REJECTED)
+
+
+def test_kill_during_the_delay_ends_kill_without_another_attempt() -> None:
+    h = Harness(retrying(retries=2, delay=60), life=FAILS)
+    # The first attempt ends within three polls of 5 s; kill comes while the retry waits.
+    h.set_kill_at(30)
+
+    outcome = h.run()
+
+    assert len(h.ray.posts) == 1
+    assert (outcome.status, outcome.reason) == (st.KILL, st.Reason.KILLED)
+    assert outcome.message.startswith("Stopped at the operator's request (kill=true) before attempt 2; Job failed")
+    # The failed attempt's log is still the job's last log.
+    assert outcome.job is not None and outcome.job.status == "FAILED"
+    assert h.finish(outcome) == exits.for_status(st.KILL)
+
+
+def test_the_deadline_passing_during_the_delay_ends_the_job_without_another_attempt() -> None:
+    h = Harness(retrying(retries=2, delay=600, activeDeadlineSeconds=100), life=FAILS)
+
+    outcome = h.run()
+
+    assert len(h.ray.posts) == 1
+    assert (outcome.status, outcome.reason) == (st.FAILED, st.Reason.DEADLINE_EXCEEDED)
+    assert "before attempt 2" in outcome.message
+
+
+def test_sigterm_during_the_delay_leaves_and_the_next_pod_continues_the_count() -> None:
+    first_pod = Harness(retrying(retries=2, delay=60), life=FAILS)
+    first_pod.ray.next_lives.extend([FAILS, SUCCEEDS])
+    first_pod.clock.terminate_at(40)
+
+    outcome = first_pod.run()
+
+    assert outcome.ending is Ending.TERMINATED
+    (first,) = first_pod.ray.posts
+    # The next pod: the same Ray, the recorded keys, a new clock.
+    second_pod = Harness(retrying(retries=2, delay=60), recorded=first_pod.sink.data)
+    second_pod.ray = first_pod.ray
+    second_pod.ray.clock = second_pod.clock
+
+    outcome = second_pod.run()
+
+    assert second_pod.ray.posts == [first, f"{first}-r1"]
+    assert (outcome.status, outcome.submission_id) == (st.SUCCEEDED, f"{first}-r1")
+    assert second_pod.sink.data[st.ATTEMPT] == "2"
+
+
+def test_a_pod_that_died_between_persisting_an_attempt_and_its_post_submits_it_once() -> None:
+    h = Harness(retrying(retries=2, delay=0), life=SUCCEEDS)
+    h.ray.add_job("raypod-train-abc", life=FAILS[-1:])
+    h.sink.data.update(
+        {
+            st.ID: "raypod-train-abc-r1",
+            st.ATTEMPT: "2",
+            st.JOB_STATUS: st.PENDING,
+            st.SUBMIT_TIME: "2025-03-04T05:06:07Z",
+        }
+    )
+
+    outcome = h.run()
+
+    assert h.ray.posts == ["raypod-train-abc-r1"]
+    assert (outcome.status, outcome.submission_id) == (st.SUCCEEDED, "raypod-train-abc-r1")
+
+
+def test_a_head_that_lost_every_attempt_makes_the_job_unknown_and_submits_nothing() -> None:
+    h = Harness(
+        retrying(retries=2), recorded={st.ID: "raypod-train-abc-r1", st.ATTEMPT: "2", st.JOB_STATUS: st.RUNNING}
+    )
+
+    outcome = h.run()
+
+    assert h.ray.posts == []
+    assert (outcome.status, outcome.reason) == (st.UNKNOWN, st.Reason.LOST)
+    assert "nor raypod-train-abc before it" in outcome.message
+
+
+def test_a_retry_that_cannot_be_submitted_ends_with_the_failed_attempt_not_unknown() -> None:
+    h = Harness(retrying(retries=2, delay=0), life=FAILS)
+    session = h.session()
+    # The first attempt's checks pass; from the retry on, the dashboard's version call fails.
+    session.on_attempt_failed = lambda job, attempt: h.ray.fail("version", no_answer("GET", "/api/version"), None)
+
+    outcome = session.run()
+
+    assert len(h.ray.posts) == 1
+    assert (outcome.status, outcome.reason) == (st.FAILED, st.Reason.APP_FAILED)
+    assert "attempt 2 could not be submitted" in outcome.message
+    assert outcome.submission_id == h.ray.posts[0]
+
+
+def test_with_a_status_file_the_configmaps_id_is_the_jobs_and_the_recorded_retry_is_attached() -> None:
+    h = Harness(
+        {**retrying(retries=2), "id": "my-job"},
+        recorded={st.ID: "my-job-r1", st.ATTEMPT: "2", st.JOB_STATUS: st.RUNNING},
+    )
+    h.ray.add_job("my-job", life=FAILS[-1:])
+    h.ray.add_job("my-job-r1", life=("RUNNING", "SUCCEEDED"))
+
+    outcome = h.run()
+
+    assert h.ray.posts == []
+    assert (outcome.status, outcome.submission_id) == (st.SUCCEEDED, "my-job-r1")
+
+
+def test_in_kubernetes_the_configmaps_id_is_the_attempts_and_the_count_goes_on_from_it() -> None:
+    # In a pod, id is a key of the ConfigMap itself, so it holds the attempt's id.
+    recorded = {st.ID: "raypod-train-abc-r1", st.ATTEMPT: "2", st.JOB_STATUS: st.RUNNING}
+    h = Harness({**retrying(retries=2, delay=0), "id": "raypod-train-abc-r1"}, recorded=recorded, life=SUCCEEDS)
+    h.ray.add_job("raypod-train-abc", life=FAILS[-1:])
+    h.ray.add_job("raypod-train-abc-r1", life=FAILS[-1:])
+
+    outcome = h.run()
+
+    assert h.ray.posts == ["raypod-train-abc-r2"]
+    assert (outcome.status, outcome.submission_id) == (st.SUCCEEDED, "raypod-train-abc-r2")
+    assert h.sink.data[st.ATTEMPT] == "3"
+
+
+@pytest.mark.parametrize("value", ["-1", "1.5", "true", "101", '"2"'])
+def test_a_bad_retries_value_is_bad_input_naming_it(value: str) -> None:
+    h = Harness({"jobproperties": f'{{"retries": {value}}}'})
+
+    with pytest.raises(Exception) as raised:
+        h.session()
+
+    assert "retries must be a whole number from 0 to 100" in str(raised.value)
+
+
+FLAKY_SCRIPT = """
+import sys
+from pathlib import Path
+
+marker = Path(sys.argv[-1].split("=", 1)[1])
+attempt = len(marker.read_text().splitlines()) + 1 if marker.exists() else 1
+with marker.open("a") as handle:
+    handle.write("ran\\n")
+print(f"attempt {attempt} ran", flush=True)
+sys.exit(0 if attempt >= 2 else 3)
+"""
+
+
+@pytest.mark.integration
+def test_a_flaky_job_is_retried_on_the_real_head_with_each_attempts_log_kept(
+    bridge_job: BridgeJob, tmp_path: Path
+) -> None:
+    marker = tmp_path / "attempts"
+    bridge_job.set(
+        jobdata__scriptLocation="inline",
+        jobdata__jobScript=FLAKY_SCRIPT,
+        jobdata__jobParameters=json.dumps({"marker": str(marker)}),
+        jobproperties=json.dumps({"retries": 2, "retryDelaySeconds": 1}),
+    )
+    result_file = tmp_path / "result.json"
+
+    result = bridge_job.run("--result", str(result_file))
+
+    assert result.returncode == 0, result.stderr
+    status = result.status
+    first = status["id"].removesuffix("-r1")
+    assert (status["id"], status["status.attempt"], status["status.jobStatus"]) == (f"{first}-r1", "2", "SUCCEEDED")
+    assert status["status.message"].startswith("Job succeeded (attempt 2 of 3); log uploaded to")
+    assert {job["submission_id"]: job["status"] for job in jobs_of(bridge_job.services, bridge_job.name)} == {
+        first: "FAILED",
+        f"{first}-r1": "SUCCEEDED",
+    }
+    assert "attempt 1 ran" in bridge_job.log_text("logs.1")
+    assert "attempt 2 ran" in bridge_job.log_text("logs")
+    assert json.loads(result_file.read_text())["attempt"] == 2
+    # Both attempts' output reached the pod's log, each once.
+    assert [line for line in result.job_lines if line.startswith("attempt")] == ["attempt 1 ran", "attempt 2 ran"]
