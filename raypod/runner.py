@@ -4,6 +4,7 @@ the outcome into the final status and the exit code, in one place."""
 from __future__ import annotations
 
 import logging
+import random
 import sys
 import threading
 from collections.abc import Callable, Mapping
@@ -146,7 +147,8 @@ class Runner:
         return S3Store(config.s3, S3Credentials.from_dir(self.options.s3_credentials_dir), self.retry)
 
     def _settings(self) -> SessionSettings:
-        return replace(self.options.session, retry=self.retry)
+        jitter = self.options.session.first_poll_jitter or random.random
+        return replace(self.options.session, retry=self.retry, first_poll_jitter=jitter)
 
     def _attempt_failed(
         self,

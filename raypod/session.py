@@ -67,6 +67,9 @@ class SessionSettings:
     stop_timeout: float = 60.0
     #: Return as soon as Ray has the job (``submit`` without ``--wait``).
     submit_only: bool = False
+    #: Fractions in [0, 1) that shorten the watch's first wait, so pods started together do not
+    #: poll in lockstep (``random.random`` in a pod); None: every wait is ``updateInterval``.
+    first_poll_jitter: Callable[[], float] | None = None
     #: The patient policy of every call but the polls. Give it the SIGTERM event
     #: (``RetryPolicy.interruptible``): a wait between retries then ends at once.
     retry: RetryPolicy = RetryPolicy()
@@ -280,6 +283,7 @@ class JobSession:
         self.attempt_posted_at: float | None = None
         #: While a retry is being submitted: the failed attempt it follows.
         self.retrying: Retry | None = None
+        self._jittered = False
         #: Whether Ray may have the job: from here on, an error means "unknown", not "not submitted".
         self.submitted = False
 
@@ -541,7 +545,7 @@ class JobSession:
             )
             return Outcome.final(submission_id, st.FAILED, message, job, reason=stopping.reason)
         self.reporter.flush()
-        if self.clock.wait(self._interval(stopping)):
+        if self.clock.wait(self._next_wait(stopping)):
             return Outcome(Ending.TERMINATED, submission_id)
         return Watch(submission_id, job, last_answer, stopping)
 
@@ -574,6 +578,15 @@ class JobSession:
         log.info("stopping Ray job %s: %s", submission_id, message)
         request = PendingStop(self.ray, submission_id, self._poll_timeouts())
         return Stopping(status, message, reason, self.clock.monotonic(), request)
+
+    def _next_wait(self, stopping: Stopping | None) -> float:
+        interval = self._interval(stopping)
+        jitter = self.settings.first_poll_jitter
+        if self._jittered or jitter is None or stopping is not None:
+            return interval
+        self._jittered = True
+        # A random phase: the number of polls per job stays the same, only their moment moves.
+        return interval * min(max(jitter(), 0.0), 1.0)
 
     def _stop_overdue(self, stopping: Stopping | None) -> bool:
         return stopping is not None and self.clock.monotonic() - stopping.since >= self.settings.stop_timeout

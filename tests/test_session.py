@@ -17,6 +17,7 @@ import pytest
 from raypod import exits
 from raypod import status as st
 from raypod.errors import ConfigError, KubeApiError, RayApiError
+from raypod.jobs import WAIT_POLL
 from raypod.ray import JobInfo
 from raypod.retry import RetryPolicy
 from raypod.runner import finish
@@ -561,6 +562,32 @@ def test_watch_writes_pending_then_running_with_the_start_time_and_on_poll_hears
     assert start == ray_time(outcome.job, "start_time_ms")
     assert [job.status for job in h.polled] == ["PENDING", "PENDING", "RUNNING", "RUNNING", "SUCCEEDED"]
     assert h.clock.waits == [5.0] * 5
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.25, 0.999])
+def test_the_first_wait_has_a_random_phase_and_every_later_one_is_the_interval(fraction: float) -> None:
+    # Pods started together then poll at different moments, each still once per interval.
+    life = ("PENDING", "RUNNING", "RUNNING", "RUNNING", "SUCCEEDED")
+    h = Harness(life=life, first_poll_jitter=lambda: fraction)
+
+    outcome = h.run()
+
+    assert outcome.status == st.SUCCEEDED
+    assert h.clock.waits == [5.0 * fraction] + [5.0] * 3
+    assert len(h.ray.calls_of("get_job")) == len(life)
+
+
+def test_the_waits_for_a_stop_are_not_jittered() -> None:
+    h = Harness(life=("RUNNING",), first_poll_jitter=lambda: 0.1)
+    h.source.data["kill"] = "true"
+    h.ray.add_job("raypod-train-known", life=("RUNNING", "RUNNING", "RUNNING", "STOPPED"), ignore_stop_in=("RUNNING",))
+    h.sink.data.update({st.ID: "raypod-train-known", st.JOB_STATUS: st.RUNNING})
+
+    outcome = h.run()
+
+    # kill was set before the first poll: the stop is asked at once, and each wait is the stop's poll.
+    assert outcome.status == st.KILL
+    assert h.clock.waits and all(wait == min(WAIT_POLL, 5.0) for wait in h.clock.waits)
 
 
 def test_rays_message_while_running_is_written_as_one_line() -> None:
