@@ -59,6 +59,10 @@ examples:
   # a local script, parameters and env vars as flags; prints the submission id
   python -m raypod submit --address http://127.0.0.1:8265 --script train.py \\
       --param epochs=3 --param name="two words" --env MODE=batch --pip 'rich>=13'
+  # a project directory, as with `ray job submit --working-dir . -- python train.py`,
+  # plus a wheel for a cluster without a package index
+  python -m raypod submit --working-dir . --script train.py --exclude 'data/' \
+      --wheel dist/mylib-1.0-py3-none-any.whl --wait
   # a Bridge ConfigMap, followed to the end (exit code 0/1/2 like run)
   python -m raypod submit --config ./myjob-bridge-cm.json --wait --interval 2
 
@@ -174,6 +178,29 @@ def build_parser() -> argparse.ArgumentParser:
     flags.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="an env var of the job; repeat")
     flags.add_argument("--pip", action="append", default=[], metavar="SPEC", help="a pip requirement; repeat")
     flags.add_argument("--properties", metavar="JSON", help="jobproperties, e.g. '{\"entrypoint_num_cpus\": 1}'")
+    flags.add_argument(
+        "--working-dir",
+        type=Path,
+        metavar="DIR",
+        help="a local directory sent with the job, as with `ray job submit --working-dir`: the job runs in it, "
+        "--script is a path inside it, its modules import in the driver and in remote tasks; its .gitignore "
+        "and .rayignore files are honoured",
+    )
+    flags.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="with --working-dir: leave out the paths this .gitignore-style pattern matches; repeat",
+    )
+    flags.add_argument(
+        "--wheel",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="a local .whl the job imports, installed by Ray with no package index (runtime_env.py_modules); repeat",
+    )
     submit.add_argument("--wait", action="store_true", help="follow the job to its end; exit 0/1/2 like run")
     submit.add_argument(
         "--stop-on-interrupt",

@@ -36,6 +36,7 @@ from raypod.credentials import RayAuthSources
 from raypod.entrypoint import validation_problems
 from raypod.errors import ConfigError, RayApiError, RaypodError
 from raypod.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
+from raypod.inputs import WHEEL_FLAG, LocalInputs, WithLocalInputs
 from raypod.jobs import stop_and_wait, wait_until_ended
 from raypod.logjob import set_log_job_id
 from raypod.logs import LineEcho, LiveLog, echo_rest, log_chunks
@@ -48,6 +49,8 @@ from raypod.runner import Runner, RunOptions, RunResult, report_bad_input
 from raypod.session import SessionSettings
 from raypod.source import ConfigSource, MappingSource, OverlaySource, open_source
 from raypod.status import NullSink
+from raypod.wheels import wheel_name_problems
+from raypod.workdir import EXCLUDE_FLAG, WORKING_DIR_FLAG, script_in_working_dir
 
 log = logging.getLogger(__name__)
 
@@ -95,17 +98,21 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
 def flags_config(args: argparse.Namespace) -> dict[str, str]:
     """The ConfigMap keys that ``submit --script`` stands for, so the same parser checks them."""
     path: Path = args.script
-    try:
-        script = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError.single("--script", f"cannot read {path}: {error}") from error
+    if args.working_dir is not None:
+        # One of the working dir's files: sent as a path, which the job runs from its working directory.
+        script_location, script = "remote", script_in_working_dir(path, args.working_dir)
+    else:
+        try:
+            script_location, script = "inline", path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError.single("--script", f"cannot read {path}: {error}") from error
     metadata: dict[str, object] = {}
     if args.pip:
         metadata["pip"] = list(args.pip)
     if args.env:
         metadata["env"] = _pairs(args.env, "--env")
     data = {
-        SCRIPT_LOCATION: "inline",
+        SCRIPT_LOCATION: script_location,
         JOB_SCRIPT: script,
         UPDATE_INTERVAL: "2",
         JOB_PARAMETERS: json.dumps(_pairs(args.param, "--param")) if args.param else "",
@@ -141,8 +148,20 @@ def submit_source(args: argparse.Namespace) -> ConfigSource:
     if args.config is not None and args.script is not None:
         raise ConfigError.single("--config", "give either --config or --script, not both")
     overrides: dict[str, str] = {}
+    local = LocalInputs()
     if args.config is not None:
-        loose = [flag for flag, value in (("--param", args.param), ("--env", args.env), ("--pip", args.pip)) if value]
+        loose = [
+            flag
+            for flag, value in (
+                ("--param", args.param),
+                ("--env", args.env),
+                ("--pip", args.pip),
+                (WORKING_DIR_FLAG, args.working_dir),
+                (EXCLUDE_FLAG, args.exclude),
+                (WHEEL_FLAG, args.wheel),
+            )
+            if value
+        ]
         if loose or args.properties:
             raise ConfigError.single(
                 ", ".join([*loose, *(["--properties"] if args.properties else [])]),
@@ -155,9 +174,10 @@ def submit_source(args: argparse.Namespace) -> ConfigSource:
             address = resolve_address(None, os.environ)
     elif args.script is not None:
         data = flags_config(args)
+        local = local_inputs(args)
         address = require_address(args)
         # Checked here so a problem names the flag the user typed, not the ConfigMap key.
-        problems = validation_problems({**data, RESOURCE_URL: address})
+        problems = validation_problems({**data, RESOURCE_URL: address}, local)
         if problems:
             raise ConfigError([(_FLAG_OF_KEY.get(key, key), problem) for key, problem in problems])
         base = MappingSource(data)
@@ -171,7 +191,27 @@ def submit_source(args: argparse.Namespace) -> ConfigSource:
     if kuberay_id and not base.read().get(ID, "").strip():
         # KubeRay's submitter names the id: a job Ray has under it is attached to, never submitted again.
         overrides[ID] = kuberay_id
-    return OverlaySource(base, overrides)
+    source = OverlaySource(base, overrides)
+    return WithLocalInputs(source, local) if local.working_dir is not None or local.wheels else source
+
+
+def local_inputs(args: argparse.Namespace) -> LocalInputs:
+    """``submit``'s files from this machine: the working dir, its excludes, and the wheels."""
+    if args.exclude and args.working_dir is None:
+        raise ConfigError.single(EXCLUDE_FLAG, f"only with {WORKING_DIR_FLAG}")
+    wheels: tuple[Path, ...] = tuple(args.wheel)
+    problems = [(WHEEL_FLAG, f"{path} is not a file") for path in wheels if not path.is_file()]
+    named = wheel_name_problems([path.name for path in wheels], [str(path) for path in wheels])
+    problems += [(WHEEL_FLAG, problem) for problem in named]
+    if problems:
+        raise ConfigError(problems)
+    return LocalInputs(
+        working_dir=args.working_dir,
+        excludes=tuple(args.exclude),
+        # Ray's own clients skip .gitignore files when this is 1.
+        use_gitignore=os.environ.get("RAY_RUNTIME_ENV_IGNORE_GITIGNORE", "0") != "1",
+        wheels=wheels,
+    )
 
 
 # -- commands ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from raypod.errors import ConfigError
+from raypod.wheels import wheel_name_problems
 
 RESOURCE_URL = "resourceURL"
 UPDATE_INTERVAL = "updateInterval"
@@ -70,6 +71,8 @@ class S3Location:
 class Metadata:
     pip: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    #: ``.whl`` files in S3, installed by Ray as ``py_modules`` (no package index needed).
+    wheels: tuple[S3Location, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -305,14 +308,37 @@ def parse_json_object(text: str, key: str) -> dict[str, Any]:
 
 
 def parse_metadata(text: str, key: str = SCRIPT_METADATA) -> Metadata:
-    """Parse ``{"pip": {...} | [...], "env": {...}}``."""
+    """Parse ``{"pip": {...} | [...], "env": {...}, "wheels": ["bucket:object.whl", ...]}``."""
     if not text.strip():
         return Metadata()
     obj = parse_json_object(text, key)
-    unknown = sorted(set(obj) - {"pip", "env"})
+    unknown = sorted(set(obj) - {"pip", "env", "wheels"})
     if unknown:
-        raise ConfigError.single(key, f"unknown field(s) {', '.join(unknown)}; known: pip, env")
-    return Metadata(pip=_parse_pip(obj.get("pip"), key), env=_parse_env(obj.get("env"), key))
+        raise ConfigError.single(key, f"unknown field(s) {', '.join(unknown)}; known: pip, env, wheels")
+    return Metadata(
+        pip=_parse_pip(obj.get("pip"), key),
+        env=_parse_env(obj.get("env"), key),
+        wheels=_parse_wheels(obj.get("wheels"), key),
+    )
+
+
+def _parse_wheels(wheels: Any, key: str) -> tuple[S3Location, ...]:
+    if wheels is None:
+        return ()
+    if not isinstance(wheels, list) or not all(isinstance(item, str) for item in wheels):
+        raise ConfigError.single(key, "wheels must be a list of bucket:object .whl files")
+    problems = _Problems()
+    locations: list[S3Location] = []
+    for item in wheels:
+        try:
+            locations.append(parse_location(item, key))
+        except ConfigError as error:
+            problems.items.extend((key, f"wheels: {problem}") for _, problem in error.problems)
+    names = [location.base_name for location in locations]
+    for problem in wheel_name_problems(names, [f"wheel {str(location)!r}" for location in locations]):
+        problems.add(key, f"wheels: {problem}")
+    problems.raise_if_any()
+    return tuple(locations)
 
 
 def _parse_pip(pip: Any, key: str) -> tuple[str, ...]:

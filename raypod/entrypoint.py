@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from raypod.config import (
     JOB_PROPERTIES,
+    S3_ENDPOINT,
+    SCRIPT_METADATA,
     BridgeConfig,
     JobProperties,
     Metadata,
@@ -18,17 +20,19 @@ from raypod.config import (
     parse_metadata,
 )
 from raypod.errors import ConfigError
-from raypod.package import JOB_FOLDER
 
 if TYPE_CHECKING:
-    from raypod.inputs import JobInputs
+    from raypod.inputs import JobInputs, LocalInputs
+    from raypod.package import JobPackages
 
-#: Fields of runtime_env that raypod fills itself, from the jobdata keys.
+#: Fields of runtime_env that raypod fills itself, from the jobdata keys (and ``submit``'s flags).
 RAYPOD_RUNTIME_ENV_FIELDS = {
-    "working_dir": "the script and jobdata.additionalData",
+    "working_dir": "the script and jobdata.additionalData (or --working-dir)",
     "env_vars": "the env of jobdata.scriptMetadata",
     "pip": "the pip of jobdata.scriptMetadata",
 }
+#: Where the wheels raypod adds to ``py_modules`` come from.
+WHEEL_SOURCES = "the wheels of jobdata.scriptMetadata (or --wheel)"
 
 
 def kwargs_tokens(params: Mapping[str, str], *, s3: S3Settings | None, bucket: str | None, job_name: str) -> list[str]:
@@ -56,7 +60,10 @@ def build_entrypoint(script: str, tokens: Sequence[str], folder: str | None = No
 
 
 def build_runtime_env(
-    package_uri: str | None, metadata: Metadata, extra: Mapping[str, Any] | None = None
+    package_uri: str | None,
+    metadata: Metadata,
+    extra: Mapping[str, Any] | None = None,
+    wheel_uris: Sequence[str] = (),
 ) -> dict[str, Any]:
     """raypod's runtime_env, merged with the jobproperties' extra fields; a clash is an error."""
     env: dict[str, Any] = {}
@@ -66,10 +73,15 @@ def build_runtime_env(
         env["pip"] = list(metadata.pip)
     if metadata.env:
         env["env_vars"] = dict(metadata.env)
+    if wheel_uris:
+        env["py_modules"] = list(wheel_uris)
     for name, value in (extra or {}).items():
         if name == "pip" and isinstance(value, dict) and "packages" not in value:
             # pip options (index URL for a mirror, pip_check, pip_version) around raypod's packages.
             env["pip"] = {**value, "packages": list(metadata.pip)}
+            continue
+        if name == "py_modules" and wheel_uris:
+            env["py_modules"] = merged_py_modules(value, wheel_uris)
             continue
         if name in env:
             raise ConfigError.single(
@@ -78,6 +90,15 @@ def build_runtime_env(
             )
         env[name] = value
     return env
+
+
+def merged_py_modules(user: Any, wheel_uris: Sequence[str]) -> list[str]:
+    """The user's own ``py_modules`` URIs first, then the wheels', each once."""
+    if not isinstance(user, list) or not all(isinstance(uri, str) for uri in user):
+        raise ConfigError.single(
+            JOB_PROPERTIES, f"runtime_env.py_modules must be a list of URIs to be merged with {WHEEL_SOURCES}"
+        )
+    return list(dict.fromkeys([*user, *wheel_uris]))
 
 
 def new_submission_id(job_name: str, prefix: str | None = None, identity: str | None = None) -> str:
@@ -129,22 +150,29 @@ def plan_submission(
     inputs: JobInputs,
     job_name: str,
     namespace: str,
-    package_uri: str | None,
+    packages: JobPackages,
     submission_id: str,
 ) -> dict[str, Any]:
     """The POST body for this job. Pure, so it is checked before anything is contacted."""
     tokens = kwargs_tokens(inputs.parameters, s3=config.s3, bucket=config.upload_bucket, job_name=job_name)
+    working_dir = packages.working_dir
     return build_submission(
         submission_id=submission_id,
-        entrypoint=build_entrypoint(inputs.script, tokens, JOB_FOLDER if package_uri else None),
-        runtime_env=build_runtime_env(package_uri, inputs.metadata, config.properties.runtime_env),
+        entrypoint=build_entrypoint(inputs.script, tokens, inputs.folder if working_dir else None),
+        runtime_env=build_runtime_env(
+            working_dir.uri if working_dir else None,
+            inputs.metadata,
+            config.properties.runtime_env,
+            [wheel.uri for wheel in packages.wheels],
+        ),
         metadata=job_metadata(config.properties, job_name, namespace),
         properties=config.properties,
     )
 
 
-def validation_problems(data: Mapping[str, str]) -> list[tuple[str, str]]:
-    """Every problem of a ConfigMap that can be seen without contacting Ray or S3."""
+def validation_problems(data: Mapping[str, str], local: LocalInputs | None = None) -> list[tuple[str, str]]:
+    """Every problem of a ConfigMap (and of ``submit``'s local inputs) that can be seen without
+    contacting Ray or S3."""
     try:
         config = parse_config(data)
     except ConfigError as error:
@@ -152,13 +180,24 @@ def validation_problems(data: Mapping[str, str]) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     # What parse_config leaves to submission time, checked here with the same builders.
     metadata = parse_metadata(config.metadata) if isinstance(config.metadata, str) else Metadata()
-    packaged = config.script_location != "remote" or bool(config.additional_data)
+    has_working_dir = local is not None and local.working_dir is not None
+    packaged = config.script_location != "remote" or bool(config.additional_data) or has_working_dir
+    wheel_uris = ["gcs://wheel.whl"] if metadata.wheels or (local is not None and local.wheels) else []
     for check in (
-        lambda: build_runtime_env("gcs://package.zip" if packaged else None, metadata, config.properties.runtime_env),
+        lambda: build_runtime_env(
+            "gcs://package.zip" if packaged else None, metadata, config.properties.runtime_env, wheel_uris
+        ),
         lambda: job_metadata(config.properties, "job", "namespace"),
+        lambda: require_s3_for_wheels(metadata, config),
     ):
         try:
             check()
         except ConfigError as error:
             problems.extend(error.problems)
     return problems
+
+
+def require_s3_for_wheels(metadata: Metadata, config: BridgeConfig) -> None:
+    """The metadata's wheels are in S3: without ``s3.endpoint`` they cannot be fetched."""
+    if metadata.wheels and config.s3 is None:
+        raise ConfigError.single(S3_ENDPOINT, f"missing, but the wheels of {SCRIPT_METADATA} are in S3")

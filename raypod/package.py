@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import hashlib
+import stat
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from raypod.config import ADDITIONAL_DATA
+from raypod.errors import ConfigError
+from raypod.wheels import content_addressed_name
+
 #: The job's files sit in this folder of the package, not at its top level: Ray puts the top
 #: level on every worker's sys.path, where a script named e.g. code.py would shadow the
 #: standard library's module and kill the job supervisor before the job starts.
 JOB_FOLDER = "raypod_job"
+#: The largest body Ray's dashboard takes in one ``PUT /api/packages/``: its aiohttp server's
+#: ``client_max_size``, ``DASHBOARD_CLIENT_MAX_SIZE`` in ray/_private/ray_constants.py (Ray 2.60),
+#: set in ray/dashboard/http_server_head.py; one byte more is answered 413. It is below the GCS's
+#: own limit for a package (``GCS_STORAGE_MAX_SIZE``, 512 MiB, ray/_private/runtime_env/packaging.py).
+UPLOAD_LIMIT = 100 * 1024 * 1024
+#: How many of the largest files a too-large package's message names.
+LARGEST_SHOWN = 5
 #: A fixed timestamp, so the same files always give the same bytes and the same name.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 _CHUNK = 1024 * 1024
@@ -27,22 +39,64 @@ class Package:
         return f"gcs://{self.name}"
 
 
+@dataclass(frozen=True)
+class JobPackages:
+    """What a job uploads: its working dir (the script and its files) and its wheels."""
+
+    working_dir: Package | None = None
+    wheels: tuple[Package, ...] = ()
+
+    @property
+    def all(self) -> tuple[Package, ...]:
+        return (self.working_dir, *self.wheels) if self.working_dir else self.wheels
+
+
 def package_name(digest: str) -> str:
     """Ray's own naming scheme for uploaded working dirs."""
     return f"_ray_pkg_{digest[:32]}.zip"
 
 
-def build_package(files: Mapping[str, Path], output_dir: Path) -> Package:
-    """Zip ``{name: file}`` under JOB_FOLDER, in name order, streaming each file."""
+def mib(size: float) -> str:
+    return f"{size / 1024 / 1024:.1f} MiB"
+
+
+def size_text(size: int) -> str:
+    """A file's size for a person: bytes, KiB, MiB or GiB."""
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KiB"
+    return mib(size) if size < 1024**3 else f"{size / 1024**3:.1f} GiB"
+
+
+def build_package(
+    files: Mapping[str, Path],
+    output_dir: Path,
+    *,
+    folder: str | None = JOB_FOLDER,
+    key: str = ADDITIONAL_DATA,
+    limit: int = UPLOAD_LIMIT,
+) -> Package:
+    """Zip ``{name: file or empty folder}`` under ``folder`` (None: at the top level), in name order,
+    streaming each file. A package over ``limit`` is bad input naming ``key``, found while zipping."""
     zip_path = output_dir / "package.zip"
-    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with zip_path.open("wb") as out, zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name in sorted(files):
-            info = zipfile.ZipInfo(f"{JOB_FOLDER}/{name}", date_time=_ZIP_EPOCH)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            with files[name].open("rb") as source, archive.open(info, "w", force_zip64=True) as target:
-                while chunk := source.read(_CHUNK):
+            source = files[name]
+            entry = f"{folder}/{name}" if folder else name
+            if source.is_dir():
+                archive.writestr(_info(entry + "/", 0o40755), b"")
+                continue
+            info = _info(entry, 0o755 if source.stat().st_mode & stat.S_IXUSR else 0o644)
+            with source.open("rb") as reader, archive.open(info, "w", force_zip64=True) as target:
+                while chunk := reader.read(_CHUNK):
                     target.write(chunk)
+                    if out.tell() > limit:
+                        # Stopped here: zipping gigabytes only to refuse them helps nobody.
+                        raise too_large(files, out.tell(), key, limit, complete=False)
+    size = zip_path.stat().st_size
+    if size > limit:
+        raise too_large(files, size, key, limit, complete=True)
     digest = hashlib.sha256()
     with zip_path.open("rb") as packed:
         while chunk := packed.read(_CHUNK):
@@ -50,3 +104,44 @@ def build_package(files: Mapping[str, Path], output_dir: Path) -> Package:
     final = zip_path.with_name(package_name(digest.hexdigest()))
     zip_path.replace(final)
     return Package(final.name, final)
+
+
+def _info(name: str, mode: int) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    # The executable bit is kept, as Ray's own packaging keeps it (a run.sh stays runnable).
+    info.external_attr = mode << 16
+    return info
+
+
+def upload_limit_text(limit: int) -> str:
+    return f"the {mib(limit)} Ray's dashboard takes in one upload"
+
+
+def too_large(files: Mapping[str, Path], size: int, key: str, limit: int, *, complete: bool) -> ConfigError:
+    """Bad input: the package's size and its largest files, which are what to leave out."""
+    sizes = {name: path.stat().st_size for name, path in files.items() if not path.is_dir()}
+    largest = sorted(sizes, key=lambda name: (-sizes[name], name))[:LARGEST_SHOWN]
+    shown = ", ".join(f"{name} ({size_text(sizes[name])})" for name in largest)
+    most = upload_limit_text(limit)
+    what = (
+        f"the package is {mib(size)}, more than {most}"
+        if complete
+        else f"the package is over {most} (zipping stopped there; its files add up to {size_text(sum(sizes.values()))})"
+    )
+    return ConfigError.single(key, f"{what}; the largest files: {shown}")
+
+
+def wheel_package(path: Path, key: str) -> Package:
+    """A wheel named by its content (``raypod.wheels``), to upload; one over the upload limit is bad
+    input naming ``key``."""
+    size = path.stat().st_size
+    if size > UPLOAD_LIMIT:
+        raise ConfigError.single(
+            key, f"the wheel {path.name} is {mib(size)}, more than {upload_limit_text(UPLOAD_LIMIT)}"
+        )
+    digest = hashlib.sha256()
+    with path.open("rb") as wheel:
+        while chunk := wheel.read(_CHUNK):
+            digest.update(chunk)
+    return Package(content_addressed_name(path.name, digest.hexdigest()), path)

@@ -32,9 +32,8 @@ from raypod.config import RESOURCE_URL, BridgeConfig, kill_requested
 from raypod.entrypoint import new_submission_id, plan_submission
 from raypod.errors import ConfigError, RayApiError, RaypodError, SubmissionRejected, Terminated
 from raypod.http import Timeouts
-from raypod.inputs import fetch_inputs
+from raypod.inputs import build_packages, fetch_inputs, local_inputs_of
 from raypod.jobs import WAIT_POLL, PendingStop, RayJobs
-from raypod.package import build_package
 from raypod.ray import RAY_STOPPED, JobInfo, is_duplicate_submission, is_wrapped_rejection
 from raypod.retry import NO_RETRY, RetryPolicy
 from raypod.s3 import S3Store
@@ -409,25 +408,24 @@ class JobSession:
             )
         with tempfile.TemporaryDirectory(prefix="raypod-") as temp:
             workdir = Path(temp)
-            inputs = fetch_inputs(config, self.s3, workdir)
-            package = build_package(inputs.files, workdir) if inputs.files else None
+            inputs = fetch_inputs(config, self.s3, workdir, local_inputs_of(self.source))
+            packages = build_packages(inputs, workdir)
             submission_id = state.submission_id or new_submission_id(
                 settings.job_name, config.properties.submission_id_prefix, self.source.identity
             )
             if not self.base_id:
                 self.base_id = submission_id
-            payload = plan_submission(
-                config, inputs, settings.job_name, settings.namespace, package.uri if package else None, submission_id
-            )
+            payload = plan_submission(config, inputs, settings.job_name, settings.namespace, packages, submission_id)
             try:
                 version = self.ray.version(retry=self._connect_policy())
             except RayApiError as error:
                 raise self._unreachable(error) from error
             log.info("Ray dashboard %s answers (Ray %s)", config.resource_url, version.get("ray_version", "?"))
             try:
-                if package is not None and not self.ray.package_exists(package.name):
-                    log.info("uploading working-dir package %s", package.name)
-                    self.ray.upload_package(package.name, package.path)
+                for package in packages.all:  # the working dir's, then each wheel's: once per content
+                    if not self.ray.package_exists(package.name):
+                        log.info("uploading package %s", package.name)
+                        self.ray.upload_package(package.name, package.path)
             except RayApiError as error:
                 if not error.unauthorized:
                     raise
