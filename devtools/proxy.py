@@ -9,7 +9,11 @@ What is done with the connections is chosen when the proxy is made:
 
 - per request (the default), to inject faults: each request gets its own upstream connection and
   both sides are told ``Connection: close``, so a fault hits exactly one request and never a pooled
-  connection's next one. Rules are matched in order by method and path regex. A rule fires for its
+  connection's next one. A WebSocket upgrade (Ray's log tail) is passed on as it was asked, and
+  once upgraded its bytes are copied both ways; ``websockets=False`` makes the proxy behave as an
+  ingress without WebSocket support instead: it drops ``Connection: Upgrade``, and Ray 2.60 then
+  answers (500) only once the job has ended. (An ingress that refuses at once: a ``fail`` rule.)
+  Rules are matched in order by method and path regex. A rule fires for its
   next ``times`` matching requests (or for ever) and can: answer with a status (e.g. 503), reset the
   connection (RST), forward the request and then reset instead of answering ("the answer was
   lost"), cut the answer short, delay, or demand basic auth.
@@ -33,7 +37,8 @@ import ssl
 import struct
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 
 #: What a rule does with a request.
 RESPOND = "respond"
@@ -88,6 +93,8 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     #: The rule action applied, or FORWARD.
     action: str = FORWARD
+    #: For a connection upgraded by this request (a WebSocket): time.monotonic() when it ended.
+    closed_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -177,12 +184,19 @@ class Proxy:
     """
 
     def __init__(
-        self, upstream_host: str, upstream_port: int, *, keep_alive: bool = False, tls: ssl.SSLContext | None = None
+        self,
+        upstream_host: str,
+        upstream_port: int,
+        *,
+        keep_alive: bool = False,
+        tls: ssl.SSLContext | None = None,
+        websockets: bool = True,
     ) -> None:
         if keep_alive and tls is not None:
             raise ValueError("keep-alive mode does not terminate TLS")
         self.upstream = (upstream_host, upstream_port)
         self.keep_alive = keep_alive
+        self.websockets = websockets
         self.tls = tls
         self.rules: list[Rule] = []
         self.requests: list[Request] = []
@@ -325,9 +339,15 @@ class Proxy:
                     except OSError:
                         pass
 
-    def _record(self, head: _Head, action: str) -> None:
+    def _record(self, head: _Head, action: str) -> int:
+        """Record a request; returns its index in ``requests``."""
         with self._lock:
             self.requests.append(Request(head.at, head.method, head.target, head.headers, action))
+            return len(self.requests) - 1
+
+    def _record_close(self, index: int) -> None:
+        with self._lock:
+            self.requests[index] = replace(self.requests[index], closed_at=time.monotonic())
 
     def _relay(self, client: socket.socket, upstream: socket.socket) -> None:
         """Keep-alive mode: copy both ways as the bytes come, recording each request on the way.
@@ -335,7 +355,22 @@ class Proxy:
         After a request to upgrade the connection (a WebSocket, e.g. Ray's log tail), what the
         client sends is no longer HTTP: it is only copied."""
         parser = RequestParser()
-        upgraded = False
+        upgraded: int | None = None
+        try:
+            for sock, data in self._both_ways(client, upstream):
+                if sock is client and upgraded is None:
+                    for head, _body in parser.feed(data):
+                        index = self._record(head, FORWARD)
+                        if "upgrade" in head.headers:
+                            upgraded = index  # what follows is the WebSocket's, not HTTP
+                            break
+        finally:
+            if upgraded is not None:
+                self._record_close(upgraded)
+
+    def _both_ways(self, client: socket.socket, upstream: socket.socket) -> Iterator[tuple[socket.socket, bytes]]:
+        """Copy bytes both ways as they come, until either side closes or the proxy stops; each read
+        is given to the caller (which side, what) before it is passed on."""
         sockets = [client, upstream]
         # Bounded by the stop flag: select wakes every _POLL seconds.
         while not self._stopped.is_set():
@@ -344,13 +379,8 @@ class Proxy:
                 data = sock.recv(256 * 1024)
                 if not data:
                     return
-                if sock is client:
-                    for head, _body in [] if upgraded else parser.feed(data):
-                        self._record(head, FORWARD)
-                        upgraded = upgraded or "upgrade" in head.headers
-                    upstream.sendall(data)
-                else:
-                    client.sendall(data)
+                yield sock, data
+                (upstream if sock is client else client).sendall(data)
 
     def _forward_one(self, client: socket.socket) -> socket.socket | None:
         """Per-request mode: read one request, apply the first matching rule; return the upstream connection."""
@@ -359,8 +389,9 @@ class Proxy:
             return None
         head, body = request
         rule = self._match(head.method, head.target)
-        self._record(head, rule.action if rule else FORWARD)
+        index = self._record(head, rule.action if rule else FORWARD)
         fields = head.fields
+        upgrade = self.websockets and "upgrade" in head.headers
         if rule is not None and rule.action == DELAY:
             if self._stopped.wait(rule.delay):
                 return None
@@ -376,7 +407,16 @@ class Proxy:
         elif rule is not None and rule.action == REQUIRE_BASIC and rule.strip:
             fields = [(name, value) for name, value in fields if name.lower() != "authorization"]
         upstream = socket.create_connection(self.upstream, timeout=_IO_TIMEOUT)
-        upstream.sendall(_rebuild_head(head.method, head.target, fields) + body)
+        upstream.sendall(_rebuild_head(head.method, head.target, fields, upgrade=upgrade) + body)
+        if upgrade:
+            # The answer (101, or a refusal) goes back as it is; after a 101 the bytes are the
+            # WebSocket's, both ways.
+            try:
+                for _sock, _data in self._both_ways(client, upstream):
+                    pass
+            finally:
+                self._record_close(index)
+            return upstream
         if rule is not None and rule.action == DROP_RESPONSE:
             # Wait until the upstream has handled the request, then lose its answer.
             upstream.recv(1)
@@ -474,9 +514,11 @@ def _parse_head(head: bytes) -> _Head:
     return _Head(at, method, target, fields)
 
 
-def _rebuild_head(method: str, target: str, fields: list[tuple[str, str]]) -> bytes:
+def _rebuild_head(method: str, target: str, fields: list[tuple[str, str]], *, upgrade: bool = False) -> bytes:
+    """The request for the upstream: ``Connection: close``, or ``Connection: Upgrade`` for a passed-on upgrade."""
     kept = [f"{name}: {value}" for name, value in fields if name.lower() not in _HOP_HEADERS]
-    return "\r\n".join([f"{method} {target} HTTP/1.1", *kept, "Connection: close", "", ""]).encode("latin-1")
+    connection = "Connection: Upgrade" if upgrade else "Connection: close"
+    return "\r\n".join([f"{method} {target} HTTP/1.1", *kept, connection, "", ""]).encode("latin-1")
 
 
 def _respond(

@@ -54,10 +54,18 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """Real time; ``terminate`` is the event the SIGTERM handler sets."""
+    """Real time; ``terminate`` is the event the SIGTERM handler sets.
+
+    ``wake()`` ends the current ``wait()`` early, or the next one at once when none is under
+    way (so a wake-up that comes while the caller is busy is not lost), without meaning SIGTERM:
+    the log follower calls it when the job's log ends, so that the next poll comes now.
+    """
 
     def __init__(self, terminate: threading.Event | None = None) -> None:
         self.terminate = terminate or threading.Event()
+        self._alarm = threading.Condition()
+        self._woken = False
+        self._relay: threading.Thread | None = None
 
     def monotonic(self) -> float:
         return time.monotonic()
@@ -66,8 +74,31 @@ class SystemClock:
         return datetime.now(timezone.utc)
 
     def wait(self, seconds: float) -> bool:
-        return self.terminate.wait(max(0.0, seconds))
+        self._relay_terminate()
+        with self._alarm:
+            self._alarm.wait_for(lambda: self._woken or self.terminate.is_set(), max(0.0, seconds))
+            self._woken = False
+        return self.terminate.is_set()
+
+    def wake(self) -> None:
+        with self._alarm:
+            self._woken = True
+            self._alarm.notify_all()
 
     @property
     def terminated(self) -> bool:
         return self.terminate.is_set()
+
+    def _relay_terminate(self) -> None:
+        """A thread that passes ``terminate`` on to the wait: an Event cannot be waited on with another.
+
+        Started at the first wait; it blocks on the event (no polling), and being a daemon it
+        never holds the process up."""
+        if self._relay is None:
+            self._relay = threading.Thread(target=self._pass_on_terminate, name="raypod-clock-relay", daemon=True)
+            self._relay.start()
+
+    def _pass_on_terminate(self) -> None:
+        self.terminate.wait()
+        with self._alarm:
+            self._alarm.notify_all()

@@ -10,7 +10,7 @@ import base64
 import json
 import socket
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -99,6 +99,20 @@ class JsonAnswer:
         return self.client.make_error(
             self.method, self.url, self.status, f"unexpected answer: {shown}", retryable=False
         )
+
+
+@dataclass(frozen=True)
+class UpgradeRequest:
+    """A WebSocket upgrade to the client's base URL, with what ``requests`` would send a GET."""
+
+    url: str
+    #: The headers (auth included) as ``requests`` would send them: secrets, never logged.
+    headers: Mapping[str, str] = field(repr=False)
+    #: False, or the CA bundle (file or directory) the TLS certificate is checked against.
+    verify: bool | str
+    timeouts: Timeouts
+    #: The proxy ``requests`` would go through (from the environment); a raw socket cannot.
+    proxy: str | None
 
 
 class HttpClient:
@@ -226,6 +240,34 @@ class HttpClient:
             raise self.make_error("GET", redact_url(response.url), None, _root_cause(error)) from error
         finally:
             response.close()
+
+    def upgrade_request(self, path: str) -> UpgradeRequest:
+        """What a WebSocket upgrade of ``path`` must send: this client's headers, auth, TLS
+        settings, timeouts and proxy, taken from ``requests`` itself so they cannot drift apart."""
+        url = self.url(path)
+        try:
+            prepared = self.session.prepare_request(
+                requests.Request("GET", url, headers=dict(self._headers() if self._headers else {}))
+            )
+        except (ValueError, TypeError) as error:
+            # Never the exception's text: it may quote a header value.
+            raise self.make_error(
+                "GET", redact_url(url), None, f"{type(error).__name__}: {BUILD_FAILED}", retryable=False
+            ) from None
+        settings = self.session.merge_environment_settings(url, {}, None, self._verify, None)
+        verify = settings["verify"]
+        # As requests does with verify=True: its CA bundle (certifi's), unless the environment named one.
+        ca: bool | str = verify if isinstance(verify, str) or verify is False else requests.utils.DEFAULT_CA_BUNDLE_PATH
+        hop_by_hop = ("connection", "accept-encoding", "content-length", "transfer-encoding")
+        headers = {name: value for name, value in prepared.headers.items() if name.lower() not in hop_by_hop}
+        self.request_count += 1
+        return UpgradeRequest(
+            url,
+            headers,
+            ca,
+            self.timeouts,
+            requests.utils.select_proxy(url, settings["proxies"]),
+        )
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         """The parsed JSON answer; see ``json_answer``."""

@@ -4,23 +4,27 @@ Neither path holds the log in memory: bytes pass through in chunks of at most
 ``CHUNK`` bytes, and S3 gets multipart parts from one fixed buffer. Lines are handled
 in blocks (one ``rfind``/``replace`` per chunk, not Python work per line), so a
 gigabyte of output costs little CPU.
+
+What is shown is the log's text with universal newlines (``\r\n`` and a lone ``\r`` end a
+line, as ``\n`` does), because that is all Ray's WebSocket tail can give: it reads the file in
+Python's text mode. The byte streams are translated the same way for the echo, so a line is
+shown the same whichever stream brought it, and one offset says how far the echo got. What
+goes to S3 is always the file's own bytes, read once the job has ended: the tail's text cannot
+stand in for them (see ``LogFollower``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Generator, Iterator
-from typing import TYPE_CHECKING, TextIO
+from collections.abc import Callable, Generator, Iterator
+from typing import TextIO
 
 from raypod.errors import RayApiError, Terminated
 from raypod.http import abort_stream
 from raypod.ray import JobInfo, RayJobsClient
 from raypod.retry import NO_RETRY, RetryPolicy
 from raypod.s3 import S3Store
-
-if TYPE_CHECKING:
-    import requests
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +39,10 @@ _RECONNECT_WAIT = 2.0
 class LineEcho:
     """Prints the job's output with a prefix on each line, each byte once, in order.
 
-    Shared by the live follower and the final upload. Both read the same log file from
-    its first byte, so a byte offset says what was printed already: the upload pass
-    prints only what the follower had not reached.
+    Shared by the live follower and the final upload. Both read the same log from its
+    first byte, fed as text with universal newlines (``EchoPass``), so an offset in that
+    text says what was printed already: the upload pass prints only what the follower had
+    not reached.
     """
 
     def __init__(self, out: TextIO, enabled: bool = True, prefix: str = JOB_LINE_PREFIX) -> None:
@@ -68,21 +73,21 @@ class LineEcho:
 
     def _write(self, block: bytes) -> None:
         raw = getattr(self.out, "buffer", None)
-        data = block.replace(b"\r\n", b"\n") if b"\r" in block else block
-        if data.endswith(b"\n"):
-            data = data[:-1]
-        if raw is not None and _is_utf8(data):
+        if raw is not None and _is_utf8(block):
             # Valid UTF-8 goes to the binary layer as it is: decoding, prefixing and re-encoding
             # every byte as text costs about 4 s of CPU per GB, this under 1 s. The text layer
             # is flushed first, so status lines printed through it keep their place.
             self.out.flush()
             prefix = self.prefix.encode()
             raw.write(prefix)
-            raw.write(data.replace(b"\n", b"\n" + prefix) if prefix else data)
-            raw.write(b"\n")
+            # One copy of the block (the prefixed one); a view drops what follows its last newline.
+            text = block.replace(b"\n", b"\n" + prefix) if prefix else block
+            raw.write(memoryview(text)[: -len(prefix)] if prefix and block.endswith(b"\n") else text)
+            if not block.endswith(b"\n"):
+                raw.write(b"\n")
             raw.flush()
             return
-        self.out.write(format_block(data, self.prefix))
+        self.out.write(format_block(block, self.prefix))
         self.out.flush()
 
     def cut_off(self, owner: object) -> None:
@@ -92,7 +97,7 @@ class LineEcho:
 
 def format_block(block: bytes, prefix: str = JOB_LINE_PREFIX) -> str:
     """Whole lines (or one piece of an over-long line) as prefixed text, ending in a newline."""
-    data = block.replace(b"\r\n", b"\n")
+    data = block
     if data.endswith(b"\n"):
         data = data[:-1]
     text = data.decode("utf-8", "replace")
@@ -100,6 +105,8 @@ def format_block(block: bytes, prefix: str = JOB_LINE_PREFIX) -> str:
 
 
 def _is_utf8(data: bytes) -> bool:
+    if data.isascii():
+        return True  # most logs: checked without decoding a copy
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
@@ -123,12 +130,18 @@ class BlockSplitter:
         if cut < 0:
             self._partial += chunk
         else:
-            block = self._partial + chunk[: cut + 1] if self._partial else chunk[: cut + 1]
+            # One copy at most (none when the chunk ends with its newline).
+            block = b"".join((self._partial, memoryview(chunk)[: cut + 1])) if self._partial else chunk[: cut + 1]
             self._partial = chunk[cut + 1 :]
             yield self._emit(block)
         while len(self._partial) >= MAX_LINE:
             piece, self._partial = self._partial[:MAX_LINE], self._partial[MAX_LINE:]
             yield self._emit(piece)
+
+    @property
+    def pending(self) -> bool:
+        """Whether an unfinished line is held back."""
+        return bool(self._partial)
 
     def finish(self) -> Iterator[tuple[int, bytes]]:
         if self._partial:
@@ -141,76 +154,220 @@ class BlockSplitter:
         return offset, block
 
 
-class LogFollower:
-    """A background thread that streams the live log into stdout (for ``kubectl logs``).
+class UniversalNewlines:
+    """Turns ``\r\n`` and a lone ``\r`` into ``\n``, across chunk boundaries, as Python's text
+    mode (and so Ray's log tail) reads a file. Costs one scan per chunk without ``\r``."""
 
-    One long-lived ``/api/v0/logs/stream`` request: the dashboard pushes new bytes as the
-    job writes them, so nothing is downloaded twice. Only after a broken stream does it
-    reconnect, and then it skips what was printed already.
+    def __init__(self) -> None:
+        #: The last chunk ended with ``\r``, given out as ``\n`` already: a ``\n`` next belongs to it.
+        self._after_cr = False
+
+    def push(self, chunk: bytes) -> bytes:
+        if not chunk:
+            return chunk
+        if self._after_cr:
+            self._after_cr = False
+            if chunk.startswith(b"\n"):
+                chunk = chunk[1:]
+        if b"\r" not in chunk:
+            return chunk
+        self._after_cr = chunk.endswith(b"\r")
+        return chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
+class EchoPass:
+    """One reading of the log shown through the echo, from its first byte: whole-line blocks at
+    offsets in the echo's text, and nothing split again below what the echo printed already
+    (the upload pass after a live follower that got to the end costs a length per chunk)."""
+
+    def __init__(self, echo: LineEcho, owner: object, *, translate: bool) -> None:
+        self.echo = echo
+        self.owner = owner
+        #: The byte streams need translating; the tail's text has universal newlines already.
+        self._newlines = UniversalNewlines() if translate else None
+        self._splitter = BlockSplitter()
+
+    def push(self, chunk: bytes) -> bool:
+        """Show what is new in ``chunk``; False once the owner was cut off."""
+        text = self._newlines.push(chunk) if self._newlines is not None else chunk
+        splitter = self._splitter
+        if not splitter.pending and splitter.offset + len(text) <= self.echo.printed:
+            splitter.offset += len(text)
+            return True
+        return all(self.echo.feed(self.owner, offset, block) for offset, block in splitter.push(text))
+
+    def finish(self) -> None:
+        """The log ended: show its last line even without a newline."""
+        for offset, block in self._splitter.finish():
+            self.echo.feed(self.owner, offset, block)
+
+
+class LogFollower:
+    """A background thread that copies the live log to stdout (for ``kubectl logs``).
+
+    It reads Ray's WebSocket tail (``/api/jobs/<id>/logs/tail``), the one stream the dashboard
+    ends when the job has ended: Ray 2.60 checks the job's status every 2 s while the log is
+    quiet and closes 2 s after it saw the end, so 2 to 4 s after Ray's end_time (about 4 s for a
+    job that prints to its last moment). A clean end calls ``on_end``, with which the runner wakes
+    the watch, so that the final poll comes then and not up to ``updateInterval`` later. The
+    tail needs no driver node, so it starts while the job is still PENDING.
+
+    It follows ``/api/v0/logs/stream`` instead (once the driver's node is known; that stream never
+    ends, so the end is seen at the next poll, as before) when the dashboard refuses the
+    upgrade (an ingress without WebSocket support), breaks the protocol, or when the tail ended
+    while a poll says the job runs on: Ray's tail stops, closing normally, at bytes that are not
+    UTF-8, so a clean close does not even prove that the tail saw the whole log.
+
+    One connection serves the run; only after a break does it reconnect, and the echo skips
+    what was printed already.
     """
 
-    def __init__(self, ray: RayJobsClient, submission_id: str, node_id: str, echo: LineEcho) -> None:
+    def __init__(
+        self,
+        ray: RayJobsClient,
+        submission_id: str,
+        echo: LineEcho,
+        *,
+        node_id: str | None = None,
+        on_end: Callable[[], None] | None = None,
+    ) -> None:
         self.ray = ray
         self.submission_id = submission_id
         self.node_id = node_id
         self.echo = echo
+        self.on_end = on_end
         self.connections = 0
+        #: Which stream is followed: Ray's tail until it turns out unusable.
+        self.use_tail = True
+        #: The tail closed normally (the job ended, or the tail stopped early).
+        self.tail_ended = False
         self._stop = threading.Event()
-        self._response: requests.Response | None = None
+        #: Set by a poll that finds the job running after the tail ended (and by stop).
+        self._runs_on = threading.Event()
+        #: Set once the driver's node is known (and by stop): the byte stream needs it.
+        self._node_known = threading.Event()
+        if node_id:
+            self._node_known.set()
+        self._abort: Callable[[], None] | None = None
         self._thread = threading.Thread(target=self._run, name="raypod-log-follower", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
+    def observe(self, job: JobInfo) -> None:
+        """Hear a status answer: the driver's node, and whether the job runs on after the tail ended."""
+        if job.driver_node_id and not self.node_id:
+            self.node_id = job.driver_node_id
+            self._node_known.set()
+        if self.tail_ended and not job.terminal:
+            self._runs_on.set()
+
     def stop(self) -> None:
         """Stop following; lines not printed yet are printed by the final upload instead."""
         self._stop.set()
+        self._runs_on.set()
+        self._node_known.set()
         self.echo.cut_off(self)
-        response = self._response
-        if response is not None:
-            abort_stream(response)
+        abort = self._abort
+        if abort is not None:
+            abort()
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self._follow_once()
+                if self.use_tail:
+                    if self._follow_tail():
+                        return
+                    continue  # on to the byte stream, at once
+                self._follow_stream()
+            except RayApiError as error:
+                if self._stop.is_set():
+                    return
+                if self.use_tail and not error.transient:
+                    log.warning(
+                        "following the job's log through /api/v0/logs/stream: the WebSocket tail is not usable "
+                        "(%s), so the job's end is seen at the next poll",
+                        error,
+                    )
+                    self.use_tail = False
+                    continue
+                log.debug("live log stream interrupted (%s); reconnecting", error)
             except Exception as error:  # noqa: BLE001 - stop() closes the socket under the reader
                 if self._stop.is_set():
                     return
                 log.debug("live log stream interrupted (%s); reconnecting", error)
             self._stop.wait(_RECONNECT_WAIT)
 
-    def _follow_once(self) -> None:
+    def _follow_tail(self) -> bool:
+        """Read the tail until Ray closes it. True: done (the job ended, or stop); False: the job
+        runs on, so follow the byte stream from here."""
+        tail = self.ray.open_log_tail(self.submission_id, on_socket=lambda socket: self._hold(socket.abort))
+        self.connections += 1
+        reading = EchoPass(self.echo, self, translate=False)
+        for chunk in self.ray.tail_chunks(tail):
+            if not reading.push(chunk):
+                return True
+        # Ray closed the tail normally. Its last line without a newline is left to the upload
+        # pass, which reads to the true end: the tail may have stopped short of it.
+        self.tail_ended = True
+        if self.on_end is not None:
+            self.on_end()
+        self._runs_on.wait()
+        if self._stop.is_set():
+            return True
+        log.warning(
+            "Ray's log tail ended while the job runs on (it stops at bytes that are not UTF-8); "
+            "following /api/v0/logs/stream instead"
+        )
+        self.use_tail = False
+        return False
+
+    def _follow_stream(self) -> None:
+        self._node_known.wait()
+        if self._stop.is_set():
+            return
         # No read timeout: a quiet job may print nothing for hours; stop() closes the socket.
         response = self.ray.open_log_stream(
             self.submission_id, self.node_id, follow=True, read_timeout=None, retry=NO_RETRY
         )
-        self._response = response
+        self._hold(lambda: abort_stream(response))
         self.connections += 1
-        splitter = BlockSplitter()
+        reading = EchoPass(self.echo, self, translate=True)
         # A chunked response: each read returns what has arrived, up to CHUNK bytes.
         for chunk in self.ray.http.iter_chunks(response, CHUNK):
-            for offset, block in splitter.push(chunk):
-                if not self.echo.feed(self, offset, block):
-                    return
+            if not reading.push(chunk):
+                return
+
+    def _hold(self, abort: Callable[[], None]) -> None:
+        """Keep how to end the current connection, for stop(); end it now if stop() came first."""
+        self._abort = abort
+        if self._stop.is_set():
+            abort()
 
 
 class LiveLog:
-    """The job's output, followed while the driver runs: one follower, started when there is a log.
+    """The job's output, followed while it runs: one follower, started by the first status answer
+    that says the job has not ended (Ray's tail waits for the driver by itself).
 
-    ``observe`` is fed every status answer; only a running driver has a log file to follow.
+    ``observe`` is fed every status answer; ``on_end`` hears the tail's clean end (the runner
+    passes its clock's ``wake``).
     """
 
-    def __init__(self, ray: RayJobsClient, echo: LineEcho) -> None:
+    def __init__(self, ray: RayJobsClient, echo: LineEcho, on_end: Callable[[], None] | None = None) -> None:
         self.ray = ray
         self.echo = echo
+        self.on_end = on_end
         self.follower: LogFollower | None = None
 
     def observe(self, job: JobInfo) -> None:
-        if self.follower is None and self.echo.enabled and job.status == "RUNNING" and job.driver_node_id:
-            self.follower = LogFollower(self.ray, job.submission_id, job.driver_node_id, self.echo)
+        if self.follower is None and self.echo.enabled and not job.terminal:
+            self.follower = LogFollower(
+                self.ray, job.submission_id, self.echo, node_id=job.driver_node_id, on_end=self.on_end
+            )
             self.follower.start()
+        if self.follower is not None:
+            self.follower.observe(job)
 
     def stop(self) -> None:
         """Stop following; what it had not printed yet is printed by the final pass."""
@@ -270,18 +427,15 @@ def echo_rest(ray: RayJobsClient, job: JobInfo, echo: LineEcho) -> None:
 
 
 def _echoed(chunks: Iterator[bytes], echo: LineEcho | None) -> Generator[bytes, None, None]:
-    """Pass the chunks through, showing each line once: the echo skips what it printed already."""
+    """Pass the chunks through unchanged, showing each line once: the echo skips what it printed already."""
     if echo is None or not echo.enabled:
         yield from chunks
         return
-    owner = object()
-    splitter = BlockSplitter()
+    reading = EchoPass(echo, object(), translate=True)
     for chunk in chunks:
-        for offset, block in splitter.push(chunk):
-            echo.feed(owner, offset, block)
+        reading.push(chunk)
         yield chunk
-    for offset, block in splitter.finish():
-        echo.feed(owner, offset, block)
+    reading.finish()
 
 
 def log_chunks(ray: RayJobsClient, job: JobInfo) -> Generator[bytes, None, None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -15,8 +15,15 @@ import requests
 
 from raypod.credentials import RayCredentials
 from raypod.errors import ConfigError, RayApiError
-from raypod.http import MAX_PROBLEM, HttpClient, JsonAnswer, Timeouts, bounded_text
+from raypod.http import MAX_PROBLEM, HttpClient, JsonAnswer, Timeouts, bounded_text, redact_url, summarize_error_body
 from raypod.retry import NO_RETRY, RetryPolicy
+from raypod.websocket import (
+    NO_STATUS,
+    NORMAL_CLOSURE,
+    WebSocket,
+    WebSocketError,
+    WebSocketRefused,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +43,13 @@ MAX_ID = 512
 MAX_LIST_BODY = 64 * 1024 * 1024
 #: Ray answers a package check with an empty body; a few bytes more show that it did not.
 MAX_PACKAGE_ANSWER = 1024
+#: How long the log tail lets small frames gather between reads (Ray itself batches for 1 s).
+TAIL_LINGER = 0.05
+#: The tail's read size: what the follower thread holds at once is a few times this.
+TAIL_READ_SIZE = 64 * 1024
+#: Ray answers the tail's upgrade at once. Behind a proxy that drops the upgrade headers, Ray 2.60
+#: answers (500) only when the job has ended: after this long, the tail is taken as refused.
+TAIL_HANDSHAKE_TIMEOUT = 10.0
 
 
 class UnexpectedAnswer(Exception):
@@ -360,3 +374,66 @@ class RayJobsClient:
             retry=retry,
             timeouts=Timeouts(self.http.timeouts.connect, read_timeout),
         )
+
+    def open_log_tail(self, submission_id: str, on_socket: Callable[[WebSocket], None] | None = None) -> WebSocket:
+        """Ray's WebSocket tail of the job's log (``/api/jobs/<id>/logs/tail``), open.
+
+        Ray sends the log from its first line as text, the file read with universal newlines
+        (``\r\n`` and ``\r`` arrive as ``\n``), and closes it (code 1000) once the job has
+        ended. ``on_socket`` is given the socket before it connects, so that ``abort()`` can end
+        the handshake too. Any answer but 101 (an ingress without WebSocket support, a 404), or
+        none within ``TAIL_HANDSHAKE_TIMEOUT``, is a permanent RayApiError; a connection that
+        fails, a transient one.
+        """
+        upgrade = self.http.upgrade_request(f"/api/jobs/{quote(submission_id)}/logs/tail")
+        shown = redact_url(upgrade.url)
+        if upgrade.proxy:
+            raise self.http.make_error(
+                "GET",
+                shown,
+                None,
+                "an HTTP proxy is configured, and raypod's WebSocket does not use one",
+                retryable=False,
+            )
+        try:
+            tail = WebSocket(
+                upgrade.url,
+                upgrade.headers,
+                verify=upgrade.verify,
+                connect_timeout=upgrade.timeouts.connect,
+                handshake_timeout=min(TAIL_HANDSHAKE_TIMEOUT, upgrade.timeouts.read or TAIL_HANDSHAKE_TIMEOUT),
+                # A quiet job may print nothing for hours: only abort() ends the wait.
+                idle_timeout=None,
+                # Ray sends a frame per 10 lines: read them in batches, a little later, for far less CPU.
+                read_size=TAIL_READ_SIZE,
+                linger=TAIL_LINGER,
+                what=f"GET {shown} (WebSocket)",
+            )
+            if on_socket is not None:
+                on_socket(tail)
+            return tail.open()
+        except WebSocketRefused as error:
+            reason = summarize_error_body(error.body) if error.body.strip() else error.reason or "no reason given"
+            raise self.http.make_error(
+                "GET", shown, error.status, f"{reason} (WebSocket upgrade refused)", error.body, retryable=False
+            ) from None
+        except WebSocketError as error:
+            raise self._tail_error(shown, error) from None
+
+    def tail_chunks(self, tail: WebSocket) -> Iterator[bytes]:
+        """The tail's bytes as they come. Returns when Ray closed it normally; a tail that broke,
+        or closed with another code, is a transient RayApiError, a server that broke the protocol
+        a permanent one."""
+        shown = redact_url(tail.url)
+        try:
+            yield from tail.chunks()
+        except WebSocketError as error:
+            raise self._tail_error(shown, error) from None
+        if tail.close_code not in (NORMAL_CLOSURE, NO_STATUS):
+            reason = f": {bounded_text(tail.close_reason, 200)}" if tail.close_reason else ""
+            raise self.http.make_error("GET", shown, None, f"the log tail closed with code {tail.close_code}{reason}")
+
+    def _tail_error(self, shown_url: str, error: WebSocketError) -> RayApiError:
+        made = self.http.make_error("GET", shown_url, None, str(error), retryable=False if error.lasting else None)
+        assert isinstance(made, RayApiError)
+        return made

@@ -103,7 +103,9 @@ class Runner:
             except RaypodError as error:
                 return self._finish(outcome_of_error(error))
             follow = config.properties.follow_logs
-            output = JobOutput(ray, self.job_out, enabled=self.options.follow_logs if follow is None else follow)
+            enabled = self.options.follow_logs if follow is None else follow
+            # The live tail's end (the job's) wakes the watch: the final poll comes now, not an interval later.
+            output = JobOutput(ray, self.job_out, enabled=enabled, on_log_end=self.clock.wake)
             session = JobSession(
                 config,
                 ray,
@@ -178,14 +180,16 @@ class Runner:
 class JobOutput:
     """The job's output printed live: each attempt has its own log, so its own echo and follower."""
 
-    def __init__(self, ray: RayJobsClient, out: TextIO, *, enabled: bool) -> None:
-        self.ray, self.out, self.enabled = ray, out, enabled
+    def __init__(
+        self, ray: RayJobsClient, out: TextIO, *, enabled: bool, on_log_end: Callable[[], None] | None = None
+    ) -> None:
+        self.ray, self.out, self.enabled, self.on_log_end = ray, out, enabled, on_log_end
         self.echo = LineEcho(out, enabled=enabled)
-        self.live = LiveLog(ray, self.echo)
+        self.live = LiveLog(ray, self.echo, on_log_end)
 
     def next_attempt(self) -> None:
         self.echo = LineEcho(self.out, enabled=self.enabled)
-        self.live = LiveLog(self.ray, self.echo)
+        self.live = LiveLog(self.ray, self.echo, self.on_log_end)
 
 
 def timestamped_printer(clock: Clock, out: TextIO) -> Callable[[str], None]:

@@ -5,15 +5,30 @@ from __future__ import annotations
 import hashlib
 import io
 import signal
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from devtools.measure import run_measured
 from devtools.proxy import Proxy
-from raypod.logs import JOB_LINE_PREFIX, MAX_LINE, BlockSplitter, LineEcho
-from tests.helpers import BridgeJob
+from raypod.logs import (
+    JOB_LINE_PREFIX,
+    MAX_LINE,
+    BlockSplitter,
+    EchoPass,
+    LineEcho,
+    LiveLog,
+    UniversalNewlines,
+    echo_rest,
+    log_chunks,
+)
+from raypod.ray import RayJobsClient
+from tests.helpers import BridgeJob, wait_until
 
 BIG_LINES = 2_100_000  # 100 bytes each: 210 MB, above the 200 MB the issue asks for
 LINE_WIDTH = 100
@@ -121,7 +136,7 @@ for i in range({LIVE_LINES}):
 """
 
 
-def test_live_output_shows_each_line_once_in_order_from_one_stream(bridge_job: BridgeJob, tmp_path: Path) -> None:
+def test_live_output_shows_each_line_once_in_order_from_one_tail(bridge_job: BridgeJob, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     # Connections kept alive, as raypod pools them: a live stream stays one request.
     with Proxy("127.0.0.1", bridge_job.services.ray.port, keep_alive=True) as proxy:
@@ -154,12 +169,14 @@ def test_live_output_shows_each_line_once_in_order_from_one_stream(bridge_job: B
     assert numbered == expected
     assert len(job_lines) == len(set(job_lines)), "a line was printed twice"
 
-    # One live stream for the whole run and one final read: the log is never fetched per poll.
+    # One live stream (Ray's tail) for the whole run and one final read: the log is never fetched per poll.
+    submission_id = bridge_job.read_status()["id"]
     paths = [request.path.split("?")[0] for request in requests]
-    assert paths.count("/api/v0/logs/stream") == 1
+    assert paths.count(f"/api/jobs/{submission_id}/logs/tail") == 1
+    assert paths.count("/api/v0/logs/stream") == 0
     assert paths.count("/api/v0/logs/file") == 1
-    assert paths.count("/api/jobs/" + bridge_job.read_status()["id"]) >= 3, "the job should span several polls"
-    assert not any("/logs" in path and path.startswith("/api/jobs/") for path in paths)
+    assert paths.count(f"/api/jobs/{submission_id}") >= 3, "the job should span several polls"
+    assert f"/api/jobs/{submission_id}/logs" not in paths
 
 
 def test_no_follow_logs_prints_no_job_lines_but_uploads_the_log(bridge_job: BridgeJob) -> None:
@@ -168,6 +185,149 @@ def test_no_follow_logs_prints_no_job_lines_but_uploads_the_log(bridge_job: Brid
     assert result.returncode == 0, result.stderr
     assert result.job_lines == []
     assert bridge_job.log_text().rstrip("\n").endswith("quiet line")
+
+
+# -- what Ray's tail sends, and how raypod shows it -------------------------------------------
+#: Windows line ends, a progress bar redrawn with \r, and a last line without a newline.
+NEWLINES_JOB = """\
+import sys, time
+out = sys.stdout
+out.write("crlf line\\r\\n")
+out.write("progress 1\\rprogress 2\\rprogress 3\\n")
+out.flush()
+time.sleep(2)
+out.write("no newline at the end")
+out.flush()
+"""
+#: A byte that is not UTF-8, while the job runs on for a while after it.
+NOT_UTF8_JOB = """\
+import sys, time
+print("before", flush=True)
+sys.stdout.buffer.write(b"bad \\xff byte\\n")
+sys.stdout.flush()
+for i in range(6):
+    print("after", i, flush=True)
+    time.sleep(0.5)
+"""
+
+
+def submit_script(job: BridgeJob, text: str) -> tuple[RayJobsClient, str]:
+    script = job.root / "tail-job.py"
+    script.write_text(text)
+    ray = RayJobsClient.connect(job.services.ray_address)
+    return ray, ray.submit_job({"entrypoint": f"{sys.executable} {script}"})
+
+
+def tail_and_file(ray: RayJobsClient, submission_id: str) -> tuple[bytes, int | None, str, bytes]:
+    """Everything Ray's tail sends (until it closes), its close code, the job's status as it closed,
+    then (once the job ended) the file's own bytes."""
+    tail = ray.open_log_tail(submission_id)
+    sent = b"".join(ray.tail_chunks(tail))
+    status_at_close = ray.get_job(submission_id).status
+    wait_until(lambda: ray.get_job(submission_id).terminal, "the job's end")
+    return sent, tail.close_code, status_at_close, b"".join(log_chunks(ray, ray.get_job(submission_id)))
+
+
+def test_rays_tail_sends_the_log_as_text_with_universal_newlines(bridge_job: BridgeJob) -> None:
+    ray, submission_id = submit_script(bridge_job, NEWLINES_JOB)
+    sent, code, status_at_close, file_bytes = tail_and_file(ray, submission_id)
+    assert (code, status_at_close) == (1000, "SUCCEEDED")
+    assert file_bytes.endswith(b"crlf line\r\nprogress 1\rprogress 2\rprogress 3\nno newline at the end")
+    # Ray's job agent reads the file with open(path, "r"): \r\n and \r arrive as \n. The byte count
+    # differs by the \r\n; the \r that became \n leaves no trace at all.
+    assert sent == universal(file_bytes)
+    assert len(sent) == len(file_bytes) - 1
+
+
+def test_a_normal_close_of_rays_tail_does_not_prove_the_log_complete(bridge_job: BridgeJob) -> None:
+    ray, submission_id = submit_script(bridge_job, NOT_UTF8_JOB)
+    sent, code, status_at_close, file_bytes = tail_and_file(ray, submission_id)
+    assert b"bad \xff byte\nafter 0\n" in file_bytes and b"after 5\n" in file_bytes
+    # The agent's text reader fails on the byte; the tail still closes with 1000, as after a
+    # complete log, while the job runs on, having sent nothing from the failing read on.
+    assert code == 1000
+    assert status_at_close == "RUNNING"
+    assert b"after" not in sent
+    assert len(sent) < len(file_bytes)
+
+
+def job_lines(stdout: str) -> list[str]:
+    """The job's own lines raypod printed (Ray's start-up lines left out)."""
+    lines = [line[len(JOB_LINE_PREFIX) :] for line in stdout.splitlines() if line.startswith(JOB_LINE_PREFIX)]
+    return [line for line in lines if "job_manager.py" not in line and not line.startswith("Running entrypoint")]
+
+
+@pytest.mark.parametrize("websockets", [True, False], ids=["tail", "ingress-refusing-websockets"])
+def test_lines_are_shown_alike_whether_the_tail_or_the_byte_stream_brought_them(
+    bridge_job: BridgeJob, websockets: bool
+) -> None:
+    with Proxy("127.0.0.1", bridge_job.services.ray.port) as proxy:
+        if not websockets:
+            proxy.fail("GET", r"/logs/tail$", status=400, body=b"<html>Bad Request</html>", content_type="text/html")
+        bridge_job.set(resourceURL=proxy.url, jobdata__scriptLocation="inline", jobdata__jobScript=NEWLINES_JOB)
+        result = bridge_job.run()
+        paths = [request.path.split("?")[0] for request in proxy.recorded()]
+    assert result.returncode == 0, result.stderr
+    assert job_lines(result.stdout) == ["crlf line", "progress 1", "progress 2", "progress 3", "no newline at the end"]
+    # S3 gets the file's own bytes, whatever was shown.
+    assert bridge_job.log_text().endswith("crlf line\r\nprogress 1\rprogress 2\rprogress 3\nno newline at the end")
+    assert len([path for path in paths if path.endswith("/logs/tail")]) == 1
+    if websockets:
+        assert "/api/v0/logs/stream" not in paths
+    else:
+        # Refused: the byte stream took over, once the driver's node was known.
+        assert paths.count("/api/v0/logs/stream") == 1
+        assert "WebSocket tail is not usable" in result.stderr
+    assert paths.count("/api/v0/logs/file") == 1
+
+
+TICKS_JOB = "import time\nfor i in range(12):\n    print('tick', i, flush=True)\n    time.sleep(0.5)\n"
+
+
+def test_behind_a_proxy_that_drops_the_upgrade_the_byte_stream_takes_over_after_the_handshake_timeout(
+    bridge_job: BridgeJob, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ray 2.60 answers such a request only once the job has ended: raypod waits this long, not that.
+    monkeypatch.setattr("raypod.ray.TAIL_HANDSHAKE_TIMEOUT", 1.0)
+    with Proxy("127.0.0.1", bridge_job.services.ray.port, websockets=False) as proxy:
+        ray, submission_id = submit_script(bridge_job, TICKS_JOB)
+        ray = RayJobsClient.connect(proxy.url)
+        out = io.StringIO()
+        echo = LineEcho(out)
+        live = LiveLog(ray, echo)
+        job = ray.get_job(submission_id)
+        while not job.terminal:  # the session's polls, bounded by the job's own length
+            live.observe(job)
+            time.sleep(0.3)
+            job = ray.get_job(submission_id)
+        shown_while_running = out.getvalue()
+        live.stop()
+        echo_rest(ray, job, echo)
+        paths = [request.path.split("?")[0] for request in proxy.recorded()]
+    assert "tick 0" in shown_while_running
+    assert job_lines(out.getvalue()) == [f"tick {i}" for i in range(12)]
+    assert len([path for path in paths if path.endswith("/logs/tail")]) == 1
+    assert paths.count("/api/v0/logs/stream") == 1
+
+
+def test_a_job_that_prints_bytes_that_are_not_utf8_shows_each_line_once(bridge_job: BridgeJob) -> None:
+    with Proxy("127.0.0.1", bridge_job.services.ray.port, keep_alive=True) as proxy:
+        bridge_job.set(resourceURL=proxy.url, jobdata__scriptLocation="inline", jobdata__jobScript=NOT_UTF8_JOB)
+        result = bridge_job.run()
+        paths = [request.path.split("?")[0] for request in proxy.recorded()]
+    assert result.returncode == 0, result.stderr
+    assert job_lines(result.stdout) == ["before", "bad \ufffd byte", *[f"after {i}" for i in range(6)]]
+    assert "\\xff" not in result.stdout
+    client = bridge_job.services.s3.client()
+    response = client.get_object(bridge_job.bucket, f"{bridge_job.name}/logs")
+    try:
+        assert b"bad \xff byte\n" in response.read()
+    finally:
+        response.close()
+        response.release_conn()
+    # The tail ended at the byte while the job ran on: the byte stream took over from there.
+    assert len([path for path in paths if path.endswith("/logs/tail")]) == 1
+    assert paths.count("/api/v0/logs/stream") == 1
 
 
 # -- the echo's bookkeeping, without Ray ------------------------------------------------
@@ -185,20 +345,59 @@ def blocks(data: bytes, sizes: list[int], finish: bool = True) -> Iterator[tuple
 
 
 def test_echo_prints_each_line_once_when_the_upload_pass_takes_over_mid_line() -> None:
-    log = b"".join(f"line {i}\r\n".encode() for i in range(50)) + b"no newline at the end"
+    log = b"".join(f"line {i}\r\n".encode() for i in range(50)) + b"a\rb\r\rc\n" + b"no newline at the end"
     out = io.StringIO()
     echo = LineEcho(out)
-    follower, upload = object(), object()
-    # The follower sees a prefix, cut in the middle of a line, then is cut off.
-    for offset, block in blocks(log[:203], [7, 50, 1, 90], finish=False):
-        echo.feed(follower, offset, block)
-    echo.cut_off(follower)
-    assert not echo.feed(follower, 0, b"late\n")
-    # The upload pass reads everything again, in other chunk sizes.
-    for offset, block in blocks(log, [64, 3, 100, 1000]):
-        echo.feed(upload, offset, block)
-    expected = [f"line {i}" for i in range(50)] + ["no newline at the end"]
+    follower, upload = EchoPass(echo, object(), translate=False), EchoPass(echo, object(), translate=True)
+    # The follower reads the tail's text (universal newlines), cut in the middle of a line, then is cut off.
+    text = universal(log)
+    for start, end in [(0, 7), (7, 57), (57, 58), (58, 148)]:
+        assert follower.push(text[start:end])
+    echo.cut_off(follower.owner)
+    assert not follower.push(b"late\n")
+    # The upload pass reads the file's own bytes again, in other chunk sizes (one cut inside a \r\n).
+    for start, end in [(0, 64), (64, 67), (67, 102), (102, 103), (103, len(log))]:
+        upload.push(log[start:end])
+    upload.finish()
+    expected = [f"line {i}" for i in range(50)] + ["a", "b", "", "c", "no newline at the end"]
     assert out.getvalue().splitlines() == [JOB_LINE_PREFIX + line for line in expected]
+
+
+def universal(data: bytes) -> bytes:
+    """The log as Ray's tail reads it: Python's text mode, universal newlines."""
+    return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline=None).read().encode("utf-8")
+
+
+line_bytes = st.lists(st.sampled_from([b"a", "é".encode(), b"\r", b"\n", b"\r\n", b" "]), max_size=60).map(b"".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(line_bytes, st.lists(st.integers(0, 60), max_size=8))
+def test_the_echo_reads_newlines_as_rays_tail_does_however_the_chunks_fall(data: bytes, cuts: list[int]) -> None:
+    newlines = UniversalNewlines()
+    translated, position = b"", 0
+    for cut in sorted(cuts):
+        translated += newlines.push(data[position:cut])
+        position = max(position, cut)
+    translated += newlines.push(data[position:])
+    assert translated == universal(data)
+
+
+def test_an_upload_pass_after_a_complete_live_pass_prints_nothing_again() -> None:
+    log = b"".join(f"line {i}\n".encode() for i in range(1000))
+    out = io.StringIO()
+    echo = LineEcho(out)
+    live = EchoPass(echo, object(), translate=False)
+    for start in range(0, len(log), 1000):
+        live.push(log[start : start + 1000])
+    echo.cut_off(live.owner)
+    shown = out.getvalue()
+    upload = EchoPass(echo, object(), translate=True)
+    for start in range(0, len(log), 4096):
+        upload.push(log[start : start + 4096])
+    upload.finish()
+    assert out.getvalue() == shown
+    assert shown.splitlines()[-1] == f"{JOB_LINE_PREFIX}line 999"
 
 
 def test_an_endless_line_is_printed_in_bounded_pieces() -> None:
@@ -222,7 +421,7 @@ def test_echo_keeps_order_with_text_lines_and_replaces_invalid_utf8() -> None:
     echo = LineEcho(out)
     owner = object()
     out.write("status one\n")  # still in the text layer's buffer when the echo writes bytes
-    first = "héllo\r\nwörld\n".encode()
+    first = "héllo\nwörld\n".encode()
     assert echo.feed(owner, 0, first)
     out.write("status two\n")
     assert echo.feed(owner, len(first), b"bad \xff byte\n")

@@ -1,0 +1,201 @@
+"""The final status comes right after the job ends, not an interval later: Ray's log tail closes
+when the job has ended, and its end wakes the watch (``SystemClock.wake``) for the next poll.
+
+The timing itself (the lag from Ray's end_time) is measured by the benchmark; these tests check
+the order of events and the requests made, never how long anything took.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from devtools.proxy import Proxy, Request
+from raypod.clock import SystemClock
+from raypod.credentials import RayAuthSources
+from raypod.process import install_terminate_handler
+from raypod.runner import Runner, RunOptions
+from raypod.session import SessionSettings
+from raypod.source import DirectorySource
+from raypod.status import StatusFile
+from tests.helpers import BridgeJob
+
+#: Long enough that a wait which ends by itself cannot be mistaken for one the tail's end cut short.
+LONG_INTERVAL = 120
+#: A bound for waits that must end early (a broken wake-up makes the test fail, not hang).
+BOUND = 600.0
+SHORT_JOB = "import time\nfor i in range(4):\n    print('tick', i, flush=True)\n    time.sleep(0.5)\n"
+
+
+@dataclass(frozen=True)
+class Event:
+    what: str
+    at: float
+
+
+class RecordingClock(SystemClock):
+    """The real clock, with each wait's start and end and each wake-up written down in order."""
+
+    def __init__(self, terminate: threading.Event) -> None:
+        super().__init__(terminate)
+        self.events: list[Event] = []
+        self._lock = threading.Lock()
+
+    def _note(self, what: str) -> None:
+        with self._lock:
+            self.events.append(Event(what, time.monotonic()))
+
+    def wait(self, seconds: float) -> bool:
+        self._note(f"wait {seconds:g}")
+        terminated = super().wait(seconds)
+        self._note("waited")
+        return terminated
+
+    def wake(self) -> None:
+        self._note("wake")
+        super().wake()
+
+
+def in_process_run(job: BridgeJob, proxy: Proxy, *, follow: bool) -> tuple[int, RecordingClock, str]:
+    """Run raypod in this process on the job (its status in a file), with the dashboard behind ``proxy``."""
+    job.set(resourceURL=proxy.url)
+    job.write_config()
+    options = RunOptions(
+        # The first wait is the whole interval: the jitter would only shorten it.
+        SessionSettings(job_name=job.name, namespace="test-ns", first_poll_jitter=lambda: 1.0),
+        ray_auth=RayAuthSources(directory=job.credentials_dir),
+        s3_credentials_dir=job.s3_credentials_dir,
+        follow_logs=follow,
+    )
+    out = io.StringIO()
+    runner = Runner(DirectorySource(job.config_dir), StatusFile(job.status_file), options, status_out=out)
+    clock = RecordingClock(runner.clock.terminate)
+    runner.clock = clock
+    return runner.run().exit_code, clock, out.getvalue()
+
+
+def remote_script(job: BridgeJob, text: str) -> None:
+    """The job's script as a file 'on the Ray node' (this machine), so no package is uploaded."""
+    script = job.root / "job.py"
+    script.write_text(text)
+    job.set(jobdata__scriptLocation="remote", jobdata__jobScript=str(script), updateInterval=str(LONG_INTERVAL))
+
+
+def dashboard_calls(requests: list[Request], submission_id: str) -> list[str]:
+    return [r.path.split("?")[0].replace(submission_id, "<id>") for r in requests]
+
+
+def test_the_poll_after_the_tail_closes_comes_at_once_not_an_interval_later(bridge_job: BridgeJob) -> None:
+    remote_script(bridge_job, SHORT_JOB)
+    with Proxy("127.0.0.1", bridge_job.services.ray.port, keep_alive=True) as proxy:
+        code, clock, out = in_process_run(bridge_job, proxy, follow=True)
+        requests = proxy.recorded()
+    status = bridge_job.read_status()
+    assert code == 0, out
+    assert status["status.jobStatus"] == "SUCCEEDED"
+    assert "[job] tick 3" in out
+
+    submission_id = status["id"]
+    assert dashboard_calls(requests, submission_id) == [
+        "/api/version",
+        "/api/jobs/",
+        "/api/jobs/<id>",  # PENDING, right after the POST: the follower opens the tail
+        "/api/jobs/<id>/logs/tail",
+        "/api/jobs/<id>",  # SUCCEEDED: the poll the tail's end brought forward
+        "/api/v0/logs/file",  # the upload reads the file itself
+    ]
+    tail, final_poll = requests[3], requests[4]
+    assert tail.closed_at is not None, "the tail stayed open"
+
+    # One wait, for the whole interval, cut short by the wake-up that the tail's normal close
+    # caused; the final poll came after it. No second wait: no interval went by.
+    whats = [event.what for event in clock.events]
+    assert whats == [f"wait {LONG_INTERVAL}", "wake", "waited"]
+    started, woken, ended = (event.at for event in clock.events)
+    assert started < woken <= ended <= final_poll.at
+
+
+def test_with_live_output_off_nothing_wakes_the_watch(bridge_job: BridgeJob) -> None:
+    remote_script(bridge_job, "print('quiet')\n")
+    bridge_job.set(updateInterval="2")
+    with Proxy("127.0.0.1", bridge_job.services.ray.port, keep_alive=True) as proxy:
+        code, clock, out = in_process_run(bridge_job, proxy, follow=False)
+        requests = proxy.recorded()
+    assert code == 0, out
+    assert "wake" not in [event.what for event in clock.events]
+    assert not [r for r in requests if "/logs/tail" in r.path or "/logs/stream" in r.path]
+
+
+# -- SystemClock.wake ----------------------------------------------------------------------------
+def wait_in_thread(clock: SystemClock, seconds: float) -> tuple[threading.Thread, list[bool], threading.Event]:
+    result: list[bool] = []
+    started = threading.Event()
+
+    def run() -> None:
+        started.set()
+        result.append(clock.wait(seconds))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, result, started
+
+
+def test_wake_ends_the_current_wait_early_without_meaning_sigterm() -> None:
+    clock = SystemClock()
+    began = clock.monotonic()
+    thread, result, started = wait_in_thread(clock, BOUND)
+    assert started.wait(BOUND)
+    clock.wake()
+    thread.join(BOUND)
+    assert result == [False]
+    assert clock.monotonic() - began < BOUND, "the wait ran its full length"
+    assert not clock.terminated
+
+
+def test_a_wake_that_comes_between_waits_ends_the_next_one_only() -> None:
+    clock = SystemClock()
+    clock.wake()  # e.g. the tail closed while the poll was in flight
+    began = clock.monotonic()
+    assert clock.wait(BOUND) is False
+    assert clock.monotonic() - began < BOUND
+    # Consumed: the wait after it runs its course.
+    assert clock.wait(0.2) is False
+    assert clock.monotonic() - began >= 0.2
+
+
+def test_sigterm_still_ends_a_wait_that_wake_can_end() -> None:
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    clock = SystemClock(install_terminate_handler())
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+    began = clock.monotonic()
+    timer.start()
+    try:
+        assert clock.wait(BOUND) is True
+    finally:
+        timer.cancel()
+        timer.join()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    assert clock.monotonic() - began < BOUND
+    assert clock.terminated
+
+
+def test_terminate_set_from_another_thread_ends_the_wait() -> None:
+    terminate = threading.Event()
+    clock = SystemClock(terminate)
+    thread, result, started = wait_in_thread(clock, BOUND)
+    assert started.wait(BOUND)
+    terminate.set()
+    thread.join(BOUND)
+    assert result == [True]
+
+
+@pytest.mark.parametrize("seconds", [0.0, -1.0])
+def test_a_wait_of_nothing_returns_at_once(seconds: float) -> None:
+    assert SystemClock().wait(seconds) is False
