@@ -1,4 +1,5 @@
-"""Run a command and measure its own peak RSS and CPU time, from ``wait4``, without bias.
+"""Run a command and measure its own peak RSS and CPU time, from ``wait4``, without bias; and read
+the CPU time of processes that keep running (a Ray dashboard), from ``/proc/<pid>/stat``.
 
 Why a launcher: Python starts children with vfork (or posix_spawn), and Linux records the
 *parent's* high-water RSS into the child's ``ru_maxrss`` when the child calls exec. A child of
@@ -15,6 +16,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -26,8 +29,9 @@ pid = os.fork()
 if pid == 0:
     os.execvp(sys.argv[2], sys.argv[2:])
 _, status, usage = os.wait4(pid, 0)
+ended = time.monotonic()
 with open(sys.argv[1], "w") as out:
-    json.dump({"started": started, "maxrss_kib": usage.ru_maxrss,
+    json.dump({"started": started, "ended": ended, "maxrss_kib": usage.ru_maxrss,
                "cpu_s": usage.ru_utime + usage.ru_stime, "code": os.waitstatus_to_exitcode(status)}, out)
 """
 
@@ -40,6 +44,8 @@ class Usage:
     #: time.monotonic() just before the command was forked (a system-wide clock)
     started: float
     stderr: str
+    #: Seconds from the fork to the command's end.
+    wall: float = 0.0
 
 
 def run_measured(
@@ -74,7 +80,60 @@ def run_measured(
         cpu_seconds=float(data["cpu_s"]),
         started=float(data["started"]),
         stderr=stderr.decode(errors="replace"),
+        wall=float(data["ended"]) - float(data["started"]),
     )
+
+
+#: The unit of utime and stime in /proc/<pid>/stat.
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds that a live process (all its threads, not its children) has used so far.
+
+    From /proc/<pid>/stat: utime and stime are its 14th and 15th fields. The 2nd, the command's name
+    in parentheses, may hold spaces, so the fields are counted from its closing parenthesis.
+    """
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    after_name = stat[stat.rindex(")") + 2 :].split()
+    # after_name[0] is field 3 (the state), so field n is after_name[n - 3].
+    return (int(after_name[14 - 3]) + int(after_name[15 - 3])) / CLOCK_TICKS
+
+
+class CpuMeter:
+    """The CPU seconds that named, long-running processes use between ``start()`` and ``read()``.
+
+    A process that exits in between is an error: its time could no longer be read.
+    """
+
+    def __init__(self, pids: Mapping[str, int]) -> None:
+        self.pids = dict(pids)
+        self._start: dict[str, float] = {}
+        self._started_at = 0.0
+
+    def start(self) -> CpuMeter:
+        self._start = self._now()
+        self._started_at = time.monotonic()
+        return self
+
+    def read(self) -> dict[str, float]:
+        """CPU seconds per name since ``start()``."""
+        now = self._now()
+        return {name: now[name] - self._start[name] for name in self.pids}
+
+    @property
+    def elapsed(self) -> float:
+        """Wall seconds since ``start()``."""
+        return time.monotonic() - self._started_at
+
+    def _now(self) -> dict[str, float]:
+        seconds = {}
+        for name, pid in self.pids.items():
+            try:
+                seconds[name] = process_cpu_seconds(pid)
+            except (FileNotFoundError, ProcessLookupError):
+                raise RuntimeError(f"{name} (pid {pid}) has exited: its CPU time can no longer be read") from None
+        return seconds
 
 
 if __name__ == "__main__":

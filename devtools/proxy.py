@@ -339,15 +339,20 @@ class Proxy:
                     except OSError:
                         pass
 
-    def _record(self, head: _Head, action: str) -> int:
-        """Record a request; returns its index in ``requests``."""
+    def _record(self, head: _Head, action: str) -> Request:
+        """Record a request; returns the record, which ``_record_close`` finds again."""
+        request = Request(head.at, head.method, head.target, head.headers, action)
         with self._lock:
-            self.requests.append(Request(head.at, head.method, head.target, head.headers, action))
-            return len(self.requests) - 1
+            self.requests.append(request)
+        return request
 
-    def _record_close(self, index: int) -> None:
+    def _record_close(self, request: Request) -> None:
+        """Note when an upgraded connection ended, unless ``clear_requests`` dropped its record meanwhile."""
         with self._lock:
-            self.requests[index] = replace(self.requests[index], closed_at=time.monotonic())
+            for position, recorded in enumerate(self.requests):
+                if recorded is request:
+                    self.requests[position] = replace(recorded, closed_at=time.monotonic())
+                    return
 
     def _relay(self, client: socket.socket, upstream: socket.socket) -> None:
         """Keep-alive mode: copy both ways as the bytes come, recording each request on the way.
@@ -355,14 +360,14 @@ class Proxy:
         After a request to upgrade the connection (a WebSocket, e.g. Ray's log tail), what the
         client sends is no longer HTTP: it is only copied."""
         parser = RequestParser()
-        upgraded: int | None = None
+        upgraded: Request | None = None
         try:
             for sock, data in self._both_ways(client, upstream):
                 if sock is client and upgraded is None:
                     for head, _body in parser.feed(data):
-                        index = self._record(head, FORWARD)
+                        request = self._record(head, FORWARD)
                         if "upgrade" in head.headers:
-                            upgraded = index  # what follows is the WebSocket's, not HTTP
+                            upgraded = request  # what follows is the WebSocket's, not HTTP
                             break
         finally:
             if upgraded is not None:
@@ -389,7 +394,7 @@ class Proxy:
             return None
         head, body = request
         rule = self._match(head.method, head.target)
-        index = self._record(head, rule.action if rule else FORWARD)
+        record = self._record(head, rule.action if rule else FORWARD)
         fields = head.fields
         upgrade = self.websockets and "upgrade" in head.headers
         if rule is not None and rule.action == DELAY:
@@ -415,7 +420,7 @@ class Proxy:
                 for _sock, _data in self._both_ways(client, upstream):
                     pass
             finally:
-                self._record_close(index)
+                self._record_close(record)
             return upstream
         if rule is not None and rule.action == DROP_RESPONSE:
             # Wait until the upstream has handled the request, then lose its answer.

@@ -7,6 +7,7 @@ by killing exactly that session: nothing else on the machine is touched.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -83,6 +84,37 @@ def _session_members(sid: int) -> list[int]:
     return members
 
 
+def _command_line(pid: int) -> list[str]:
+    """A process's arguments as /proc shows them (a process that renamed itself shows its new title)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+#: The dashboard's HTTP head: ``python .../ray/dashboard/dashboard.py ...``.
+DASHBOARD_HEAD = "dashboard"
+#: The node's dashboard agent (``ray::DashboardAgent``): it serves log tails and log streams.
+DASHBOARD_AGENT = "agent"
+#: Ray 2.60 runs most dashboard modules in processes the head forks, titled ``ray-dashboard-JobHead-0``.
+_MODULE_TITLE = re.compile(r"ray-dashboard-(\w+-\d+)")
+
+
+def dashboard_role(arguments: list[str]) -> str | None:
+    """Which dashboard process a command line is: DASHBOARD_HEAD, DASHBOARD_AGENT, a module's name
+    (``JobHead-0``, ``StateHead-0``, ...), or None for any other process."""
+    if not arguments:
+        return None
+    scripts = arguments[:3]
+    if any(argument.endswith("ray/dashboard/dashboard.py") for argument in scripts):
+        return DASHBOARD_HEAD
+    if arguments[0].startswith("ray::DashboardAgent") or any(a.endswith("ray/dashboard/agent.py") for a in scripts):
+        return DASHBOARD_AGENT
+    module = _MODULE_TITLE.match(arguments[0])
+    return module.group(1) if module else None
+
+
 class LocalRay:
     """``ray start --head --block`` with the dashboard on 127.0.0.1 and free ports."""
 
@@ -157,6 +189,28 @@ class LocalRay:
             _stop_session(self.process, grace=5)
             self.process = None
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def dashboard_processes(self, timeout: float = 60.0) -> dict[str, int]:
+        """The pids of this head's dashboard, by role: DASHBOARD_HEAD (``dashboard.py``, which answers
+        HTTP), each module process it forked (``JobHead-0`` serves ``/api/jobs/``, ``StateHead-0``
+        ``/api/v0/logs/``, ...), and DASHBOARD_AGENT. Only processes of this head's session are looked at.
+        The agent may come up a little after the dashboard answers: it is waited for up to ``timeout``."""
+        if self.process is None:
+            raise RuntimeError("the Ray head is not running")
+        limit = time.monotonic() + timeout
+        while True:
+            roles: dict[str, int] = {}
+            for pid in _session_members(self.process.pid):
+                role = dashboard_role(_command_line(pid))
+                if role is not None:
+                    roles[role] = pid
+            missing = {DASHBOARD_HEAD, DASHBOARD_AGENT} - roles.keys()
+            if not missing:
+                return roles
+            if time.monotonic() > limit:
+                names = " or ".join(sorted(missing))
+                raise RuntimeError(f"no {names} process among the Ray head's; see {self.log_path}")
+            time.sleep(0.5)
 
 
 class LocalS3:
