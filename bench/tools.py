@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devtools.proxy import Proxy
-from devtools.services import LocalRay, LocalS3
+from devtools.services import LocalRay, LocalS3, write_pod_secrets
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
@@ -146,11 +146,7 @@ def raypod_command(
         values["jobproperties"] = json.dumps(dict(properties))
     for key, value in values.items():
         (config / key).write_text(value)
-    credentials = root / "credentials"
-    credentials.mkdir()
-    (credentials / "username").write_text("placeholder")
-    (credentials / "password").write_text("placeholder")
-    s3_credentials = s3.write_credentials(root / "s3credentials")
+    credentials, s3_credentials = write_pod_secrets(root, s3)
     status_file = root / "status.json"
     argv = [
         str(venv_python(RAYPOD)),

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from devtools.services import LocalRay, LocalS3
+from devtools.services import LocalRay, LocalS3, write_pod_secrets
 
 REPO = Path(__file__).resolve().parent.parent
 JOBNAME = "demo-job"
@@ -70,11 +70,7 @@ def run_demo(ray: LocalRay, s3: LocalS3) -> int:
     }
     config = work / "configmap.json"
     config.write_text(json.dumps(configmap, indent=2))
-    credentials = work / "credentials"
-    credentials.mkdir()
-    (credentials / "username").write_text("placeholder")
-    (credentials / "password").write_text("placeholder")
-    s3_credentials = s3.write_credentials(work / "s3credentials")
+    credentials, s3_credentials = write_pod_secrets(work, s3)
     status_file = work / "status.json"
 
     banner(f"running the pod: python -m raypod run --config {config}")

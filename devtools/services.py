@@ -115,6 +115,16 @@ def dashboard_role(arguments: list[str]) -> str | None:
     return module.group(1) if module else None
 
 
+def write_pod_secrets(root: Path, s3: LocalS3) -> tuple[Path, Path]:
+    """The two mounted secrets a pod reads, under ``root``: the Ray resource secret (placeholders:
+    the local head needs no auth) and the S3 keys. Returns (credentials, s3 credentials)."""
+    credentials = root / "credentials"
+    credentials.mkdir(parents=True, exist_ok=True)
+    (credentials / "username").write_text("placeholder")
+    (credentials / "password").write_text("placeholder")
+    return credentials, s3.write_credentials(root / "s3credentials")
+
+
 class LocalRay:
     """``ray start --head --block`` with the dashboard on 127.0.0.1 and free ports."""
 
