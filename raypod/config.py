@@ -341,6 +341,12 @@ def _parse_wheels(wheels: Any, key: str) -> tuple[S3Location, ...]:
     return tuple(locations)
 
 
+def require_s3_for_wheels(metadata: Metadata, config: BridgeConfig) -> None:
+    """The metadata's wheels are in S3: without ``s3.endpoint`` they cannot be fetched."""
+    if metadata.wheels and config.s3 is None:
+        raise ConfigError.single(S3_ENDPOINT, f"missing, but the wheels of {SCRIPT_METADATA} are in S3")
+
+
 def _parse_pip(pip: Any, key: str) -> tuple[str, ...]:
     if pip is None:
         return ()

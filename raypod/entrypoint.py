@@ -10,14 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from raypod.config import (
     JOB_PROPERTIES,
-    S3_ENDPOINT,
-    SCRIPT_METADATA,
     BridgeConfig,
     JobProperties,
     Metadata,
     S3Settings,
     parse_config,
     parse_metadata,
+    require_s3_for_wheels,
 )
 from raypod.errors import ConfigError
 
@@ -195,9 +194,3 @@ def validation_problems(data: Mapping[str, str], local: LocalInputs | None = Non
         except ConfigError as error:
             problems.extend(error.problems)
     return problems
-
-
-def require_s3_for_wheels(metadata: Metadata, config: BridgeConfig) -> None:
-    """The metadata's wheels are in S3: without ``s3.endpoint`` they cannot be fetched."""
-    if metadata.wheels and config.s3 is None:
-        raise ConfigError.single(S3_ENDPOINT, f"missing, but the wheels of {SCRIPT_METADATA} are in S3")

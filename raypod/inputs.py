@@ -16,8 +16,8 @@ from raypod.config import (
     S3Location,
     parse_metadata,
     parse_parameters,
+    require_s3_for_wheels,
 )
-from raypod.entrypoint import require_s3_for_wheels
 from raypod.errors import ConfigError
 from raypod.package import JOB_FOLDER, JobPackages, build_package, wheel_package
 from raypod.s3 import S3Store
