@@ -639,10 +639,11 @@ class JobSession:
 
     def _ended_or_retried(self, job: JobInfo) -> State | Outcome:
         """The attempt's end: final, unless it failed on its own and retries are left."""
-        outcome = self._ended(job)
+        ended = self._ended(job)
+        outcome = ended
         if self._attempts > 1:
-            counted = f"{outcome.message.rstrip('.')} (attempt {self.attempt} of {self._attempts})."
-            outcome = replace(outcome, message=counted)
+            counted = f"{ended.message.rstrip('.')} (attempt {self.attempt} of {self._attempts})."
+            outcome = replace(ended, message=counted)
         if outcome.reason != st.Reason.APP_FAILED or self.attempt >= self._attempts:
             return outcome
         if self.config.set_aside:
@@ -654,7 +655,7 @@ class JobSession:
         delay = self.config.properties.retry_delay_seconds
         message = one_line(
             f"Attempt {failed} of {self._attempts} ({outcome.submission_id}) failed: "
-            f"{self._ended(job).message.removeprefix('Job failed: ').rstrip('.')}; "
+            f"{ended.message.removeprefix('Job failed: ').rstrip('.')}; "
             f"attempt {failed + 1} starts in {delay:g} s.",
         )
         log.info("%s", message)
