@@ -1,6 +1,6 @@
 """Fixtures: one real Ray head and one S3 server for the whole run, on loopback, and what stands in front of them.
 
-The helpers the test modules share are in tests/helpers.py; the services and the proxy in devtools/.
+The helpers the test modules share are in tests/support/; the services and the proxy in devtools/.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 
 from devtools.proxy import Proxy
 from devtools.services import LocalRay, LocalS3
-from tests.helpers import RAY_AUTH_TOKEN, BridgeJob, Services
-from tests.scripted_server import ScriptedServer
+from tests.support.helpers import RAY_AUTH_TOKEN, BridgeJob, Services
+from tests.support.scripted_server import ScriptedServer
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +70,7 @@ def token_ray() -> Iterator[LocalRay]:
         ray.stop()
 
 
-# -- a loopback server that answers whatever a test scripts (tests/scripted_server.py) -------------
+# -- a loopback server that answers whatever a test scripts (tests/support/scripted_server.py) -------------
 @pytest.fixture(scope="module")
 def module_scripted_server() -> Iterator[ScriptedServer]:
     with ScriptedServer() as scripted:

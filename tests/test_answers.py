@@ -24,8 +24,8 @@ from raypod.errors import RayApiError
 from raypod.ray import MAX_MESSAGE, RAY_STATUSES, JobInfo, RayJobsClient
 from raypod.retry import NO_RETRY
 from raypod.session import Ending
-from tests.fakes import Harness
-from tests.scripted_server import Answer, ScriptedServer
+from tests.support.fakes import Harness
+from tests.support.scripted_server import Answer, ScriptedServer
 
 JOB_PATH = "/api/jobs/s1"
 #: What Ray 2.60 answers for a running job.

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from devtools.proxy import Proxy
-from tests.helpers import BridgeJob
+from tests.support.helpers import BridgeJob
 
 pytestmark = pytest.mark.integration
 

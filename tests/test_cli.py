@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from raypod.output import PLAIN_EVERY, Progress
-from tests.helpers import BridgeJob, Services, ray_job, unique, wait_for_ray_status
+from tests.support.helpers import BridgeJob, Services, ray_job, unique, wait_for_ray_status
 
 #: The caller's Ray settings must not leak into a test.
 _SCRUBBED = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "JOBNAME", "NAMESPACE")

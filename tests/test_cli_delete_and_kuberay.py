@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import Services, ray_job, stop_ray_job, unique, wait_for_ray_status
+from tests.support.helpers import Services, ray_job, stop_ray_job, unique, wait_for_ray_status
 from tests.test_cli import client_args, raypod
 
 pytestmark = pytest.mark.integration

@@ -24,7 +24,7 @@ from raypod.runner import Runner, RunOptions
 from raypod.session import SessionSettings
 from raypod.source import DirectorySource
 from raypod.status import StatusFile
-from tests.helpers import BridgeJob
+from tests.support.helpers import BridgeJob
 
 #: Long enough that a wait which ends by itself cannot be mistaken for one the tail's end cut short.
 LONG_INTERVAL = 120

@@ -40,8 +40,8 @@ from devtools.image import (
     missing_requirements,
 )
 from devtools.proxy import Proxy
-from tests.fake_kube import FakeKube
-from tests.helpers import (
+from tests.support.fake_kube import FakeKube
+from tests.support.helpers import (
     Services,
     jobs_of,
     ray_job,

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import REPO, BridgeJob, Services
+from tests.support.helpers import REPO, BridgeJob, Services
 
 #: The runtime requirements the README and docs/comparison.md state.
 RUNTIME = {"requests", "minio", "tenacity"}

@@ -29,7 +29,7 @@ from devtools.proxy import (
 from devtools.services import free_port
 from raypod.errors import RayApiError, S3Error, Terminated
 from raypod.retry import RetryPolicy
-from tests.helpers import (
+from tests.support.helpers import (
     BridgeJob,
     Services,
     Watched,

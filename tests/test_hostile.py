@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile import (
+from tests.support.hostile import (
     GARBAGE,
     REFUSALS,
     TIME,
@@ -41,7 +41,7 @@ from tests.hostile import (
     job_answer,
     token_pieces,
 )
-from tests.scripted_server import Answer, ScriptedServer, Seen
+from tests.support.scripted_server import Answer, ScriptedServer, Seen
 
 OLD_ID = "raypod-hostile-0123456789ab"
 INLINE = {"jobdata.scriptLocation": "inline", "jobdata.jobScript": "print('hello')\n"}

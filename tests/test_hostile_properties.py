@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as s
 
-from tests.hostile import (
+from tests.support.hostile import (
     GARBAGE,
     REFUSALS,
     TRANSIENT,
@@ -32,7 +32,7 @@ from tests.hostile import (
     check_exit_matches_status,
     scratch,
 )
-from tests.scripted_server import ScriptedServer
+from tests.support.scripted_server import ScriptedServer
 
 SETTINGS = settings(
     max_examples=40,

@@ -16,7 +16,7 @@ from raypod.errors import ApiError, RayApiError
 from raypod.http import MAX_JSON_BODY, HttpClient
 from raypod.ray import RayJobsClient
 from raypod.retry import NO_RETRY, RetryPolicy
-from tests.scripted_server import Answer, ScriptedServer
+from tests.support.scripted_server import Answer, ScriptedServer
 
 MARKER = "tok-MARKER-7f3a9c"
 BLOCK = 64 * 1024

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from devtools.measure import run_measured
-from tests.helpers import REPO, BridgeJob
+from tests.support.helpers import REPO, BridgeJob
 
 pytestmark = pytest.mark.integration
 

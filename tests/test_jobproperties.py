@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.helpers import BridgeJob, Services, ray_job, wait_for_ray_status
+from tests.support.helpers import BridgeJob, Services, ray_job, wait_for_ray_status
 
 pytestmark = pytest.mark.integration
 

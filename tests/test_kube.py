@@ -21,8 +21,8 @@ from raypod.retry import RetryPolicy
 from raypod.runner import Runner, RunOptions
 from raypod.session import SessionSettings
 from raypod.status import OWNED_KEYS, StatusReporter
-from tests.fake_kube import FakeKube
-from tests.helpers import (
+from tests.support.fake_kube import FakeKube
+from tests.support.helpers import (
     PARSE_KWARGS_SCRIPT,
     BridgeJob,
     KubeJob,

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from raypod.config import parse_job_properties
-from tests.helpers import BridgeJob, Services, ray_job, stop_ray_job
+from tests.support.helpers import BridgeJob, Services, ray_job, stop_ray_job
 
 pytestmark = pytest.mark.integration
 

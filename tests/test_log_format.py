@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.helpers import BridgeJob
+from tests.support.helpers import BridgeJob
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")  # the operator's 2006-01-02T15:04:05Z
 

@@ -28,7 +28,7 @@ from raypod.logs import (
     log_chunks,
 )
 from raypod.ray import RayJobsClient
-from tests.helpers import BridgeJob, wait_until
+from tests.support.helpers import BridgeJob, wait_until
 
 BIG_LINES = 2_100_000  # 100 bytes each: 210 MB, above the 200 MB the issue asks for
 LINE_WIDTH = 100

@@ -17,8 +17,8 @@ from raypod.credentials import RayAuthSources
 from raypod.errors import ConfigError, RayApiError
 from raypod.ray import RayJobsClient
 from raypod.retry import NO_RETRY
-from tests.helpers import RAY_AUTH_TOKEN, BridgeJob
-from tests.scripted_server import Answer, ScriptedServer
+from tests.support.helpers import RAY_AUTH_TOKEN, BridgeJob
+from tests.support.scripted_server import Answer, ScriptedServer
 
 TOKEN = RAY_AUTH_TOKEN
 COOKIE_SECRET = "oauth-proxy-SESSION-4b8e2f6a1c"

@@ -23,7 +23,7 @@ from raypod.report import (
 from raypod.results import Collected
 from raypod.runner import RunResult
 from raypod.session import Ending, Outcome
-from tests.helpers import BridgeJob
+from tests.support.helpers import BridgeJob
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")  # the operator's 2006-01-02T15:04:05Z
 ENDED = JobInfo("raypod-train-1", "FAILED", "exit 3", 1_700_000_000_000, 1_700_000_060_000, "node", 3)

@@ -13,8 +13,8 @@ import pytest
 from raypod import exits
 from raypod import status as st
 from raypod.session import Ending, attempt_id, base_of, recorded_attempt
-from tests.fakes import FAILED_MESSAGE, Harness, no_answer, wrapped_rejection
-from tests.helpers import BridgeJob, jobs_of
+from tests.support.fakes import FAILED_MESSAGE, Harness, no_answer, wrapped_rejection
+from tests.support.helpers import BridgeJob, jobs_of
 
 FAILS = ("PENDING", "RUNNING", ("FAILED", FAILED_MESSAGE))
 SUCCEEDS = ("PENDING", "RUNNING", "SUCCEEDED")

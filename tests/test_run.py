@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import (
+from tests.support.helpers import (
     PARSE_KWARGS_SCRIPT,
     BridgeJob,
     assert_operator_times,

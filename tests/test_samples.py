@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.fake_kube import FakeKube
-from tests.helpers import REPO, Services
+from tests.support.fake_kube import FakeKube
+from tests.support.helpers import REPO, Services
 
 SAMPLES = REPO / "samples" / "kubernetes"
 RAY_SAMPLES = REPO / "samples" / "ray"

@@ -21,7 +21,7 @@ import trustme
 
 from devtools.proxy import Proxy, s3_error
 from devtools.services import LocalRay
-from tests.helpers import RAY_AUTH_TOKEN, BridgeJob, RunResult, Services, jobs_of
+from tests.support.helpers import RAY_AUTH_TOKEN, BridgeJob, RunResult, Services, jobs_of
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,7 @@ from raypod.retry import RetryPolicy
 from raypod.runner import finish
 from raypod.session import KILL_MESSAGE, Ending, Outcome
 from raypod.status import KILL, StatusReporter
-from tests.fakes import (
+from tests.support.fakes import (
     FAILED_MESSAGE,
     INLINE_SCRIPT,
     RAY_URL,

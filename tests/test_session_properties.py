@@ -22,7 +22,7 @@ from raypod.retry import RetryPolicy
 from raypod.runner import finish
 from raypod.session import Ending, Outcome, attempt_id
 from raypod.status import StatusReporter
-from tests.fakes import LOST, OK, FakeClock, Harness, MemorySink, ray_error
+from tests.support.fakes import LOST, OK, FakeClock, Harness, MemorySink, ray_error
 
 #: In every error body Ray sends, never in the one-line reason: a body (a traceback that may
 #: echo the request) must not reach the ConfigMap.

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from devtools.proxy import Proxy
-from tests.fake_kube import FakeKube
-from tests.helpers import (
+from tests.support.fake_kube import FakeKube
+from tests.support.helpers import (
     BridgeJob,
     KubeJob,
     Services,

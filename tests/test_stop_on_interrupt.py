@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Services, ray_job, stop_ray_job, wait_for_ray_status, wait_until
+from tests.support.helpers import Services, ray_job, stop_ray_job, wait_for_ray_status, wait_until
 from tests.test_cli import _SCRUBBED, client_args
 
 pytestmark = pytest.mark.integration

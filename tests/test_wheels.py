@@ -29,7 +29,7 @@ from raypod.entrypoint import build_runtime_env
 from raypod.errors import ConfigError
 from raypod.package import UPLOAD_LIMIT, wheel_package
 from raypod.wheels import content_addressed_name
-from tests.helpers import BridgeJob, put_object, ray_job, unique
+from tests.support.helpers import BridgeJob, put_object, ray_job, unique
 from tests.test_cli import raypod
 
 

@@ -17,7 +17,7 @@ from devtools.proxy import Proxy
 from raypod.errors import ConfigError
 from raypod.package import JOB_FOLDER, UPLOAD_LIMIT, build_package, mib
 from raypod.workdir import compile_pattern, script_in_working_dir, warn_of_shadowing, working_dir_files
-from tests.helpers import Services, jobs_of, ray_job, unique, wait_for_ray_status
+from tests.support.helpers import Services, jobs_of, ray_job, unique, wait_for_ray_status
 from tests.test_cli import client_args, raypod
 
 #: A tree with every kind of rule: nested .gitignore and .rayignore files, negations, anchors, '**',

@@ -39,7 +39,7 @@ from urllib.parse import unquote
 import pytest
 
 from raypod.cli import main
-from tests.scripted_server import Answer, ScriptedServer, Seen
+from tests.support.scripted_server import Answer, ScriptedServer, Seen
 
 #: The token in the credentials directory: it is sent, and must never be printed or written.
 TOKEN = "MARKER-TOKEN-5f1d"

@@ -19,9 +19,9 @@ from typing import IO, Any
 import requests
 
 from devtools.services import LocalRay, LocalS3
-from tests.fake_kube import FakeKube
+from tests.support.fake_kube import FakeKube
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 PARSE_KWARGS_SCRIPT = """\
 import argparse, json, sys

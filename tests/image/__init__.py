@@ -1,0 +1,4 @@
+"""The image lane: the container image built and run (buildah, podman), the Dockerfile read and replayed.
+
+`make test-image` runs it.
+"""
