@@ -26,6 +26,7 @@ from raypod.config import (
 )
 from raypod.errors import ConfigError
 from raypod.source import DirectorySource, ManifestSource, open_source
+from tests.support.helpers import REPO
 
 MINIMAL = {"resourceURL": "http://ray-head:8265", "jobdata.jobScript": "/opt/job.py"}
 
@@ -220,7 +221,7 @@ def test_job_properties_known_keys() -> None:
 
 def documented_job_properties() -> list[str]:
     """The keys of the "Job properties" table in docs/configmap.md (the first column's names)."""
-    text = (Path(__file__).resolve().parent.parent / "docs" / "configmap.md").read_text()
+    text = (REPO / "docs" / "configmap.md").read_text()
     section = text.split("## Job properties", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     return sorted(name for row in rows for name in re.findall(r"`([A-Za-z_]+)`", row.split("|")[1]))
