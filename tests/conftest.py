@@ -1,6 +1,10 @@
 """Fixtures: one real Ray head and one S3 server for the whole run, on loopback, and what stands in front of them.
 
-The helpers the test modules share are in tests/support/; the services and the proxy in devtools/.
+The suite runs in lanes, one folder each, and a test's lane is its folder (a marker set below):
+unit (in-process, on fakes), loopback (scripted servers on 127.0.0.1 and raypod as a child process),
+ray (the real Ray head and/or the S3 server) and image (the container image). ``make test-unit`` and
+its siblings run one lane; ``-m unit`` and the like select by the marker. The helpers the test
+modules share are in tests/support/; the services and the proxy in devtools/.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import pytest
 
 from devtools.proxy import Proxy
 from devtools.services import LocalRay, LocalS3
+from tests.support.fake_kube import FakeKube
 from tests.support.helpers import RAY_AUTH_TOKEN, BridgeJob, Services
 from tests.support.scripted_server import ScriptedServer
 
@@ -70,6 +75,13 @@ def token_ray() -> Iterator[LocalRay]:
         ray.stop()
 
 
+# -- the fake Kubernetes API over HTTPS (tests/support/fake_kube.py), one per test ---------------------
+@pytest.fixture
+def fake_kube(tmp_path: Path) -> Iterator[FakeKube]:
+    with FakeKube(tmp_path / "kube") as fake:
+        yield fake
+
+
 # -- a loopback server that answers whatever a test scripts (tests/support/scripted_server.py) -------------
 @pytest.fixture(scope="module")
 def module_scripted_server() -> Iterator[ScriptedServer]:
@@ -89,6 +101,27 @@ def other_server() -> Iterator[ScriptedServer]:
     """A second host, e.g. the target of a redirect."""
     with ScriptedServer() as scripted:
         yield scripted
+
+
+# -- the lane of a test is the folder it is in --------------------------------------------------------
+LANES = ("unit", "loopback", "ray", "image")
+TESTS = Path(__file__).resolve().parent
+
+
+def lane_of(path: Path) -> str | None:
+    """``unit``, ``loopback``, ``ray`` or ``image`` for a file in that folder under tests/, else None."""
+    try:
+        parts = path.resolve().relative_to(TESTS).parts
+    except ValueError:
+        return None
+    return parts[0] if len(parts) > 1 and parts[0] in LANES else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        lane = lane_of(item.path)
+        if lane is not None:
+            item.add_marker(lane)
 
 
 # -- under CI=true a skip is a failure: a missing tool must not pass unnoticed -----------------------

@@ -50,9 +50,7 @@ from tests.support.helpers import (
     wait_for_ray_status,
     waiting_script,
 )
-from tests.test_samples import one, sample_on_local_services
-
-pytestmark = pytest.mark.integration
+from tests.support.samples import one, sample_on_local_services
 
 Record = Callable[[str, object], None]
 #: The pod's grace period (the operator's pods keep Kubernetes' default).

@@ -16,12 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from devtools.measure import run_measured
 from tests.support.helpers import REPO, BridgeJob
-
-pytestmark = pytest.mark.integration
 
 DOCKERFILE = REPO / "Dockerfile"
 MiB = 1024 * 1024

@@ -16,8 +16,6 @@ import pytest
 from devtools.proxy import Proxy
 from tests.support.helpers import BridgeJob
 
-pytestmark = pytest.mark.integration
-
 #: In resourceURL: it must not reach a message, nor any request.
 PASSWORD = "pw-5e3b9c"
 #: case -> (keys to set, None deleting one; the key the message must name)

@@ -8,12 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
 from tests.support.helpers import BridgeJob, Services, ray_job, wait_for_ray_status
-
-pytestmark = pytest.mark.integration
 
 
 def supervisor_resources(services: Services, submission_id: str) -> dict[str, float]:

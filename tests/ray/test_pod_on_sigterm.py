@@ -39,8 +39,6 @@ from tests.support.helpers import (
     waiting_script,
 )
 
-pytestmark = pytest.mark.integration
-
 JOBS = r"^/api/jobs/$"
 PACKAGES = r"^/api/packages/"
 FINAL = ("SUCCEEDED", "FAILED", "KILL", "UNKNOWN")

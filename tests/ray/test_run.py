@@ -8,8 +8,6 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.support.helpers import (
     PARSE_KWARGS_SCRIPT,
     BridgeJob,
@@ -18,8 +16,6 @@ from tests.support.helpers import (
     ray_job,
     wait_for_ray_status,
 )
-
-pytestmark = pytest.mark.integration
 
 
 def put(client, bucket: str, name: str, data: str | bytes) -> str:  # type: ignore[no-untyped-def]

@@ -23,8 +23,6 @@ from devtools.proxy import Proxy, s3_error
 from devtools.services import LocalRay
 from tests.support.helpers import RAY_AUTH_TOKEN, BridgeJob, RunResult, Services, jobs_of
 
-pytestmark = pytest.mark.integration
-
 RAY_TOKEN = RAY_AUTH_TOKEN
 ACCESS_KEY = "AKIAMARKERACCESSKEY7"
 SECRET_KEY = "s3-secret-MARKER-wJalrXUtnFEMI-K7MDENG"

@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import SCRUBBED, client_args
 from tests.support.helpers import Services, ray_job, stop_ray_job, wait_for_ray_status, wait_until
-from tests.test_cli import _SCRUBBED, client_args
-
-pytestmark = pytest.mark.integration
 
 LONG_JOB = "import time\nprint('started', flush=True)\ntime.sleep(600)\n"
 
@@ -22,7 +20,7 @@ LONG_JOB = "import time\nprint('started', flush=True)\ntime.sleep(600)\n"
 def start_submit(services: Services, tmp_path: Path, *flags: str) -> subprocess.Popen[str]:
     script = tmp_path / "long.py"
     script.write_text(LONG_JOB)
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
     command = [sys.executable, "-m", "raypod", "submit", *client_args(services, tmp_path), "--script", str(script)]
     return subprocess.Popen(
         [*command, "--job-name", "cancel", "--wait", *flags],

@@ -29,6 +29,11 @@ from typing import Any
 import requests
 import trustme
 
+from raypod.retry import RetryPolicy
+
+#: A retry policy short enough for tests of raypod's client against this server (faults end quickly).
+QUICK = RetryPolicy(attempts=2, initial_wait=0.05, max_wait=0.1, deadline=2.0)
+
 CONFIGMAP_PATH = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/configmaps/(?P<name>[^/]+)$")
 #: Any other object path: /api/v1/namespaces/ns/pods/x or /apis/group/version/namespaces/ns/plural/x.
 OBJECT_PATH = re.compile(r"^/apis?/(?:[^/]+/)?[^/]+/(?:namespaces/[^/]+/)?(?P<plural>[^/]+)/(?P<name>[^/]+)$")
@@ -56,6 +61,12 @@ def status_body(code: int, reason: str, message: str) -> dict[str, Any]:
         "reason": reason,
         "code": code,
     }
+
+
+def other_ca_bundle(path: Path) -> Path:
+    """The certificate of a CA that is not the fake server's, written to ``path``."""
+    trustme.CA().cert_pem.write_to_path(str(path))
+    return path
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from raypod.errors import ApiError, ConfigError, Terminated
+from raypod.errors import ApiError, ConfigError, RayApiError, S3Error, Terminated
 from raypod.retry import RetryPolicy
 
 
@@ -65,3 +65,50 @@ def test_sigterm_during_the_wait_raises_terminated_not_the_last_error() -> None:
 
     with pytest.raises(Terminated):
         policy.call(failing, "a call")
+
+
+# -- what is retried and what is not: Ray's answers, SIGTERM between tries, TLS and S3 failures ----------
+@pytest.mark.parametrize(
+    ("status", "calls"), [(None, 3), (500, 3), (503, 3), (429, 3), (400, 1), (401, 1), (403, 1), (404, 1), (409, 1)]
+)
+def test_retry_policy_retries_no_answer_5xx_and_429_only(status: int | None, calls: int) -> None:
+    policy = RetryPolicy(attempts=3, initial_wait=0.001, max_wait=0.001)
+    made: list[int] = []
+
+    def call() -> None:
+        made.append(1)
+        raise RayApiError("GET", "http://ray", status, "injected")
+
+    with pytest.raises(RayApiError):
+        policy.call(call, "a call")
+    assert len(made) == calls
+
+
+def test_sigterm_ends_a_wait_between_retries_at_once() -> None:
+    event = threading.Event()
+    event.set()
+    policy = RetryPolicy(attempts=5, initial_wait=600, max_wait=600).interruptible(event)
+    made: list[int] = []
+
+    def call() -> None:
+        made.append(1)
+        raise RayApiError("GET", "http://ray", 503, "injected")
+
+    with pytest.raises(Terminated):
+        policy.call(call, "a call")
+    assert made == [1]
+
+
+def test_a_certificate_failure_is_not_retried_although_it_has_no_status() -> None:
+    assert not RayApiError("GET", "https://ray", None, "TLS verification failed", retryable=False).transient
+    assert RayApiError("GET", "https://ray", None, "Connection reset").transient
+
+
+@pytest.mark.parametrize(("status", "transient"), [(403, False), (404, False), (429, True), (502, True)])
+def test_a_non_xml_s3_answer_is_retried_by_its_status(status: int, transient: bool) -> None:
+    from minio.error import InvalidResponseError
+
+    from raypod.s3 import _translate
+
+    error = _translate(InvalidResponseError(status, "text/html", "<html>proxy</html>"), "upload", None)
+    assert isinstance(error, S3Error) and error.transient is transient

@@ -21,7 +21,7 @@ from raypod.config import S3Settings
 from raypod.credentials import S3Credentials
 from raypod.errors import Terminated
 from raypod.http import HttpClient, Timeouts
-from raypod.interrupt import cuttable, in_flight
+from raypod.interrupt import in_flight
 from raypod.process import install_terminate_handler
 from raypod.retry import NO_RETRY
 from raypod.s3 import S3Store
@@ -103,34 +103,3 @@ def test_sigterm_cuts_an_s3_call_waiting_for_its_answer() -> None:
         with pytest.raises(Terminated, match="terminated during check of s3://bucket/object"):
             under_sigterm(lambda: store.object_exists("bucket", "object"))
     assert not in_flight()
-
-
-def test_a_region_in_another_thread_is_never_cut() -> None:
-    """Signals reach only the main thread: a worker's region must not make the handler raise."""
-    inside = threading.Event()
-    leave = threading.Event()
-
-    def worker() -> None:
-        with cuttable("a worker's call"):
-            inside.set()
-            leave.wait(10)
-
-    thread = threading.Thread(target=worker)
-    thread.start()
-    try:
-        assert inside.wait(10)
-        assert not in_flight()
-    finally:
-        leave.set()
-        thread.join(10)
-
-
-def test_outside_a_region_sigterm_only_sets_the_event() -> None:
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    event = install_terminate_handler()
-    try:
-        os.kill(os.getpid(), signal.SIGTERM)
-        assert event.wait(10)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -1,4 +1,5 @@
-"""The ConfigMap through the Kubernetes API: a fake API server over HTTPS, the real Ray and S3."""
+"""The ConfigMap through the Kubernetes API: raypod as a pod, a fake API server over HTTPS, the real
+Ray and S3. (conftest's ``fake_kube`` is the API server.)"""
 
 from __future__ import annotations
 
@@ -6,22 +7,16 @@ import io
 import json
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
-import trustme
 
-from raypod.errors import ConfigError, KubeApiError, RaypodError
-from raypod.kube import KillFromEither, KubeConfigMap, ServiceAccount, api_base_url
-from raypod.process import open_run_target
-from raypod.retry import RetryPolicy
+from raypod.kube import KubeConfigMap, ServiceAccount
 from raypod.runner import Runner, RunOptions
 from raypod.session import SessionSettings
-from raypod.status import OWNED_KEYS, StatusReporter
-from tests.support.fake_kube import FakeKube
+from raypod.status import OWNED_KEYS
+from tests.support.fake_kube import QUICK, FakeKube, other_ca_bundle
 from tests.support.helpers import (
     PARSE_KWARGS_SCRIPT,
     BridgeJob,
@@ -33,14 +28,6 @@ from tests.support.helpers import (
     wait_until,
     waiting_script,
 )
-
-QUICK = RetryPolicy(attempts=2, initial_wait=0.05, max_wait=0.1, deadline=2.0)
-
-
-@pytest.fixture
-def fake_kube(tmp_path: Path) -> Iterator[FakeKube]:
-    with FakeKube(tmp_path / "kube") as fake:
-        yield fake
 
 
 @pytest.fixture
@@ -54,15 +41,7 @@ def stop(process: subprocess.Popen[str]) -> None:
         process.wait(timeout=30)
 
 
-def other_ca_bundle(path: Path) -> Path:
-    trustme.CA().cert_pem.write_to_path(str(path))
-    return path
-
-
 # -- end to end: raypod as a pod runs it, against the real Ray and S3 ----------------------------
-
-
-@pytest.mark.integration
 def test_status_reaches_the_configmap_through_merge_patches_of_owned_keys_only(
     kube_job: KubeJob, tmp_path: Path
 ) -> None:
@@ -88,7 +67,6 @@ def test_status_reaches_the_configmap_through_merge_patches_of_owned_keys_only(
     assert ray_job(kube_job.job.services, data["id"])["metadata"]["bridge-namespace"] == kube_job.fake.namespace
 
 
-@pytest.mark.integration
 def test_two_pods_started_together_make_one_ray_job(kube_job: KubeJob) -> None:
     # A force-deleted pod and its replacement overlap: both read the same ConfigMap with no id yet.
     kube_job.create(
@@ -117,7 +95,6 @@ def test_two_pods_started_together_make_one_ray_job(kube_job: KubeJob) -> None:
     assert kube_job.data()["status.jobStatus"] == "SUCCEEDED"
 
 
-@pytest.mark.integration
 def test_kill_set_through_the_api_stops_the_running_job(kube_job: KubeJob) -> None:
     kube_job.create(
         jobdata__scriptLocation="inline",
@@ -138,7 +115,6 @@ def test_kill_set_through_the_api_stops_the_running_job(kube_job: KubeJob) -> No
     assert ray_job(kube_job.job.services, running["id"])["status"] == "STOPPED"
 
 
-@pytest.mark.integration
 def test_a_key_the_operator_writes_while_the_job_runs_survives(kube_job: KubeJob) -> None:
     kube_job.create(
         jobdata__scriptLocation="inline",
@@ -162,7 +138,6 @@ def test_a_key_the_operator_writes_while_the_job_runs_survives(kube_job: KubeJob
     assert data["status.jobStatus"] == "SUCCEEDED"
 
 
-@pytest.mark.integration
 def test_a_token_rotated_in_the_middle_of_a_job_is_picked_up(kube_job: KubeJob) -> None:
     kube_job.create(
         jobdata__scriptLocation="inline",
@@ -189,7 +164,6 @@ DENIED = {
 }
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("case", sorted(DENIED))
 def test_unreadable_configmap_exits_2_with_what_to_fix(kube_job: KubeJob, case: str) -> None:
     verb, status, phrases = DENIED[case]
@@ -206,7 +180,6 @@ def test_unreadable_configmap_exits_2_with_what_to_fix(kube_job: KubeJob, case: 
     assert jobs_of(kube_job.job.services, kube_job.job.name) == []
 
 
-@pytest.mark.integration
 def test_bad_credentials_file_in_a_pod_is_reported_in_the_configmap(kube_job: KubeJob) -> None:
     # The operator sees the reason in the BridgeJob, not only a pod error.
     marker = "MARKER-token-4e1a"
@@ -221,7 +194,6 @@ def test_bad_credentials_file_in_a_pod_is_reported_in_the_configmap(kube_job: Ku
     assert jobs_of(kube_job.job.services, kube_job.job.name) == []
 
 
-@pytest.mark.integration
 def test_username_and_password_are_not_read_unless_auth_is_basic(kube_job: KubeJob) -> None:
     password = kube_job.job.credentials_dir / "password"
     password.unlink()
@@ -232,7 +204,6 @@ def test_username_and_password_are_not_read_unless_auth_is_basic(kube_job: KubeJ
     assert kube_job.data()["status.jobStatus"] == "SUCCEEDED"
 
 
-@pytest.mark.integration
 def test_patch_forbidden_submits_nothing_and_exits_1_naming_the_rule(kube_job: KubeJob) -> None:
     kube_job.create(jobdata__scriptLocation="inline", jobdata__jobScript="print('never runs')\n")
     kube_job.fake.deny("patch", 403)
@@ -274,7 +245,6 @@ def in_process_runner(kube_job: KubeJob) -> tuple[Runner, io.StringIO]:
     return Runner(api, api, options, status_out=out), out
 
 
-@pytest.mark.integration
 def test_status_writes_failing_past_every_retry_do_not_fail_the_job(kube_job: KubeJob) -> None:
     kube_job.create(
         jobdata__scriptLocation="inline",
@@ -295,7 +265,6 @@ def test_status_writes_failing_past_every_retry_do_not_fail_the_job(kube_job: Ku
     assert data["status.startTime"] and data["status.submitTime"]
 
 
-@pytest.mark.integration
 def test_final_status_that_cannot_be_written_fails_the_pod_cleanly(
     kube_job: KubeJob, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -320,132 +289,3 @@ def test_final_status_that_cannot_be_written_fails_the_pod_cleanly(
     assert ray_job(kube_job.job.services, data["id"])["status"] == "SUCCEEDED"
     assert "released" in kube_job.job.log_text()
     assert "could not write the final status SUCCEEDED" in caplog.text
-
-
-# -- the client alone, against the fake API ----------------------------------------------------
-
-
-def test_status_kept_when_retries_are_spent_and_written_on_the_next_update(fake_kube: FakeKube) -> None:
-    fake_kube.create_configmap("j-bridge-cm", {"resourceURL": "http://ray:8265"})
-    api = KubeConfigMap(
-        fake_kube.url, ServiceAccount(fake_kube.sa_dir), fake_kube.namespace, "j-bridge-cm", retry=QUICK
-    )
-    reporter = StatusReporter(api)
-    fake_kube.fail("patch", 503, None)
-    reporter.update({"status.jobStatus": "RUNNING"})
-    assert "status.jobStatus" not in fake_kube.data("j-bridge-cm")
-    with pytest.raises(RaypodError):
-        reporter.update({"status.message": "must land"}, must_persist=True)
-    fake_kube.clear_faults()
-    reporter.flush()
-    data = fake_kube.data("j-bridge-cm")
-    assert data["status.jobStatus"] == "RUNNING" and data["status.message"] == "must land"
-    assert data["resourceURL"] == "http://ray:8265"
-
-
-def test_transient_errors_are_retried_within_one_write(fake_kube: FakeKube) -> None:
-    fake_kube.create_configmap("j-bridge-cm", {})
-    api = KubeConfigMap(
-        fake_kube.url,
-        ServiceAccount(fake_kube.sa_dir),
-        fake_kube.namespace,
-        "j-bridge-cm",
-        retry=RetryPolicy(attempts=4, initial_wait=0.05, max_wait=0.1, deadline=5),
-    )
-    fake_kube.fail("patch", 503, 1)
-    fake_kube.fail("patch", 429, 1)
-    api.write({"id": "abc"})
-    assert fake_kube.data("j-bridge-cm") == {"id": "abc"}
-
-
-def test_token_file_is_read_for_every_request(fake_kube: FakeKube) -> None:
-    fake_kube.create_configmap("j-bridge-cm", {"a": "1"})
-    api = KubeConfigMap(
-        fake_kube.url, ServiceAccount(fake_kube.sa_dir), fake_kube.namespace, "j-bridge-cm", retry=QUICK
-    )
-    assert api.read() == {"a": "1"}
-    fake_kube.rotate_token()
-    assert api.read() == {"a": "1"}
-
-
-def test_wrong_requests_ca_bundle_does_not_override_the_service_account_ca(
-    fake_kube: FakeKube, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fake_kube.create_configmap("j-bridge-cm", {"a": "1"})
-    wrong = str(other_ca_bundle(tmp_path / "wrong.pem"))
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", wrong)
-    monkeypatch.setenv("CURL_CA_BUNDLE", wrong)
-    # The control: a plain requests call does take the bundle from the environment, and fails.
-    with pytest.raises(requests.exceptions.SSLError):
-        requests.get(f"{fake_kube.url}/api", timeout=10)
-    api = KubeConfigMap(
-        fake_kube.url, ServiceAccount(fake_kube.sa_dir), fake_kube.namespace, "j-bridge-cm", retry=QUICK
-    )
-    assert api.read() == {"a": "1"}
-
-
-def test_server_certificate_from_another_ca_is_refused(fake_kube: FakeKube, tmp_path: Path) -> None:
-    fake_kube.create_configmap("j-bridge-cm", {"a": "1"})
-    account_dir = tmp_path / "other-sa"
-    account_dir.mkdir()
-    (account_dir / "token").write_text(fake_kube.token)
-    other_ca_bundle(account_dir / "ca.crt")
-    api = KubeConfigMap(fake_kube.url, ServiceAccount(account_dir), fake_kube.namespace, "j-bridge-cm", retry=QUICK)
-    with pytest.raises(KubeApiError, match="TLS verification failed"):
-        api.read()
-    assert fake_kube.calls("GET") == []
-
-
-def test_api_url_from_service_env_brackets_ipv6_and_yields_to_override() -> None:
-    assert api_base_url({"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}) == (
-        "https://10.0.0.1:443"
-    )
-    assert api_base_url({"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "6443"}) == (
-        "https://[fd00::1]:6443"
-    )
-    assert api_base_url({"KUBERNETES_SERVICE_HOST": "10.0.0.1", "RAYPOD_KUBE_API": "https://127.0.0.1:1/"}) == (
-        "https://127.0.0.1:1"
-    )
-    with pytest.raises(ConfigError, match="KUBERNETES_SERVICE_HOST"):
-        api_base_url({})
-
-
-def test_in_a_pod_the_api_is_source_and_sink_and_namespace_comes_from_the_account(fake_kube: FakeKube) -> None:
-    target = open_run_target("j", None, None, None, environ=fake_kube.env())
-    assert isinstance(target.source, KubeConfigMap) and target.sink is target.source
-    assert target.namespace == fake_kube.namespace
-    assert target.source.path == f"/api/v1/namespaces/{fake_kube.namespace}/configmaps/j-bridge-cm"
-
-
-def test_without_a_service_account_config_is_required(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="--config"):
-        open_run_target("j", None, None, None, environ={"RAYPOD_SERVICE_ACCOUNT_DIR": str(tmp_path / "none")})
-
-
-def test_without_a_job_name_nothing_is_opened(fake_kube: FakeKube) -> None:
-    with pytest.raises(ConfigError, match="JOBNAME"):
-        open_run_target(None, None, None, None, environ=fake_kube.env())
-
-
-def test_config_dir_in_a_pod_reads_kill_from_either_source(fake_kube: FakeKube, tmp_path: Path) -> None:
-    mounted = tmp_path / "mounted"
-    mounted.mkdir()
-    (mounted / "resourceURL").write_text("http://ray:8265")
-    (mounted / "kill").write_text("false")
-    fake_kube.create_configmap("j-bridge-cm", {"resourceURL": "http://ray:8265", "kill": "false"})
-    target = open_run_target("j", None, mounted, None, environ=fake_kube.env())
-    source = target.source
-    assert isinstance(source, KillFromEither) and isinstance(target.sink, KubeConfigMap)
-    assert source.read()["kill"] == "false"
-    # The operator's kill reaches the API at once; the mounted copy lags behind.
-    fake_kube.create_configmap("j-bridge-cm", {"resourceURL": "http://ray:8265", "kill": "true"})
-    assert source.read()["kill"] == "true"
-    # The API unreadable: the mounted copy still counts.
-    fake_kube.deny("get", 403)
-    (mounted / "kill").write_text("true")
-    assert source.read()["kill"] == "true"
-    (mounted / "kill").write_text("false")
-    assert source.read()["kill"] == "false"
-    # With --status-file the status stays in the file and the API is not used at all.
-    file_target = open_run_target("j", None, mounted, tmp_path / "s.json", environ=fake_kube.env())
-    assert not isinstance(file_target.sink, KubeConfigMap)

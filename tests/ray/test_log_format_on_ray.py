@@ -6,14 +6,11 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
-
 from tests.support.helpers import BridgeJob
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")  # the operator's 2006-01-02T15:04:05Z
 
 
-@pytest.mark.integration
 def test_every_log_line_is_a_json_object_naming_the_job_once_its_id_is_known(bridge_job: BridgeJob) -> None:
     bridge_job.set(jobdata__scriptLocation="inline", jobdata__jobScript="print('to stdout', flush=True)\n")
 
@@ -31,20 +28,3 @@ def test_every_log_line_is_a_json_object_naming_the_job_once_its_id_is_known(bri
     # stdout keeps its plain lines: the status changes and the job's output.
     assert "[job] to stdout" in result.stdout
     assert "status.jobStatus=SUCCEEDED" in result.stdout
-
-
-def test_the_flag_is_taken_by_every_command() -> None:
-    from raypod.cli import build_parser
-
-    parser = build_parser()
-    for argv in (
-        ["run", "--log-format", "json"],
-        ["submit", "--log-format", "json"],
-        ["status", "x", "--log-format", "json"],
-        ["logs", "x", "--log-format", "json"],
-        ["stop", "x", "--log-format", "json"],
-        ["delete", "x", "--log-format", "json"],
-        ["list", "--log-format", "json"],
-        ["validate", "--config", "c", "--log-format", "json"],
-    ):
-        assert parser.parse_args(argv).log_format == "json", argv

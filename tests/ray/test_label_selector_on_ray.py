@@ -6,12 +6,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from raypod.config import parse_job_properties
 from tests.support.helpers import BridgeJob, Services, ray_job, stop_ray_job
-
-pytestmark = pytest.mark.integration
 
 SCRIPT = "print('placed by label', flush=True)\n"
 
@@ -22,12 +17,6 @@ def with_selector(job: BridgeJob, selector: dict[str, str]) -> BridgeJob:
         jobdata__jobScript=SCRIPT,
         jobproperties=json.dumps({"entrypoint_label_selector": selector}),
     )
-
-
-def test_the_selector_is_parsed_as_strings_only() -> None:
-    assert parse_job_properties('{"entrypoint_label_selector": {"zone": "a"}}').entrypoint_label_selector == {
-        "zone": "a"
-    }
 
 
 def test_a_selector_the_head_node_meets_runs_the_job(bridge_job: BridgeJob) -> None:

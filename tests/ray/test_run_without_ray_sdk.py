@@ -7,9 +7,7 @@ it loaded is traced back to a distribution that the runtime requirements pull in
 
 from __future__ import annotations
 
-import configparser
 import json
-import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -17,10 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.helpers import REPO, BridgeJob, Services
-
-#: The runtime requirements the README and docs/comparison.md state.
-RUNTIME = {"requests", "minio", "tenacity"}
+from tests.support.helpers import BridgeJob, Services
+from tests.support.requirements import RUNTIME, requirement_name
 
 #: Runs raypod's CLI with `ray` and `kubernetes` refused, then prints the distributions of every
 #: module it loaded (the standard library has none; what the interpreter's start-up loaded, such
@@ -52,17 +48,6 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def requirement_name(line: str) -> str:
-    return re.split(r"[<>=!~\[;\s]", line.strip(), maxsplit=1)[0].lower().replace("_", "-")
-
-
-def declared_requirements() -> set[str]:
-    parser = configparser.ConfigParser()
-    parser.read(REPO / "setup.cfg")
-    lines = parser["options"]["install_requires"].splitlines()
-    return {requirement_name(line) for line in lines if line.strip() and not line.strip().startswith("#")}
-
-
 def closure(names: set[str]) -> set[str]:
     """The distributions ``names`` pull in, themselves included (extras left out)."""
     from importlib.metadata import PackageNotFoundError, requires
@@ -80,10 +65,6 @@ def closure(names: set[str]) -> set[str]:
             continue
         pending += [requirement_name(line) for line in needed if "extra ==" not in line]
     return seen
-
-
-def test_install_requires_is_requests_minio_and_tenacity_only() -> None:
-    assert declared_requirements() == RUNTIME
 
 
 @dataclass(frozen=True)
@@ -107,7 +88,6 @@ def whole_run(services: Services, tmp_path_factory: pytest.TempPathFactory) -> W
     return WholeRun(job, completed)
 
 
-@pytest.mark.integration
 def test_a_whole_run_imports_no_ray_sdk_and_only_the_runtime_requirements(whole_run: WholeRun) -> None:
     completed = whole_run.completed
     assert completed.returncode == 0, completed.stdout + completed.stderr
@@ -118,7 +98,6 @@ def test_a_whole_run_imports_no_ray_sdk_and_only_the_runtime_requirements(whole_
     assert loaded <= closure(RUNTIME), f"loaded from outside the runtime requirements: {loaded - closure(RUNTIME)}"
 
 
-@pytest.mark.integration
 def test_a_whole_run_never_loads_minios_admin_client(whole_run: WholeRun) -> None:
     assert whole_run.completed.returncode == 0, whole_run.completed.stderr
     assert whole_run.printed("MINIO_ADMIN") is False

@@ -21,7 +21,7 @@ from hypothesis import strategies as s
 from raypod import status as st
 from raypod.clock import format_ray_time
 from raypod.errors import RayApiError
-from raypod.ray import MAX_MESSAGE, RAY_STATUSES, JobInfo, RayJobsClient
+from raypod.ray import MAX_MESSAGE, RAY_STATUSES, RayJobsClient
 from raypod.retry import NO_RETRY
 from raypod.session import Ending
 from tests.support.fakes import Harness
@@ -190,12 +190,6 @@ def test_a_long_message_is_bounded(server: ScriptedServer, ray: RayJobsClient) -
     answer_job(server, job_with(message="last available logs:\n" + "x" * 100_000))
 
     assert len(ray.get_job("s1").message) == MAX_MESSAGE
-
-
-def test_from_api_without_a_client_raises_a_permanent_ray_error() -> None:
-    with pytest.raises(RayApiError) as caught:
-        JobInfo.from_api({"status": "WEIRD"})
-    assert not caught.value.transient
 
 
 def test_the_watch_rides_out_malformed_answers_as_failed_polls(server: ScriptedServer, ray: RayJobsClient) -> None:

@@ -1,0 +1,29 @@
+"""raypod's command line run as a child process, as the CLI tests of every lane run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from tests.support.helpers import Services
+
+#: The caller's Ray settings must not leak into a test.
+SCRUBBED = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "JOBNAME", "NAMESPACE")
+
+
+def raypod(*args: str, env: Mapping[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
+    return subprocess.run(
+        [sys.executable, "-m", "raypod", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**base, "PYTHONUNBUFFERED": "1", **(env or {})},
+    )
+
+
+def client_args(services: Services, credentials: Path) -> list[str]:
+    return ["--address", services.ray_address, "--credentials", str(credentials)]

@@ -1,0 +1,135 @@
+"""samples/kubernetes/: every manifest parses, and the objects name each other consistently."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.support.samples import MANIFESTS, RAY_SAMPLES, SAMPLES, documents, names, one
+
+#: spec fields of the operator's CRD (bridgejobs.bridgejob.ibm.com/v1alpha1).
+CRD_SPEC_FIELDS = {
+    "image",
+    "imagepullpolicy",
+    "resourceURL",
+    "resourcesecret",
+    "updateinterval",
+    "kill",
+    "jobdata",
+    "jobproperties",
+    "s3storage",
+    "s3upload",
+}
+CRD_JOBDATA_FIELDS = {
+    "jobscript",
+    "scriptmetadata",
+    "jobparameters",
+    "scriptlocation",
+    "scriptextralocation",
+    "additionaldata",
+}
+
+
+def configmap_from_bridgejob(spec: dict[str, Any]) -> dict[str, str]:
+    """The ConfigMap data the operator writes for a BridgeJob spec (its newConfigMapDefinition)."""
+    jobdata = spec["jobdata"]
+    data = {
+        "updateInterval": str(spec.get("updateinterval", 20)),
+        "resourceURL": spec["resourceURL"],
+        "jobproperties": spec.get("jobproperties", ""),
+        "jobdata.jobScript": jobdata["jobscript"],
+        "jobdata.scriptLocation": jobdata.get("scriptlocation", "remote"),
+        "jobdata.scriptMetadata": jobdata.get("scriptmetadata", ""),
+        "jobdata.jobParameters": jobdata.get("jobparameters", ""),
+        "jobdata.scriptExtraLocation": jobdata.get("scriptextralocation", "inline"),
+        "jobdata.additionalData": jobdata.get("additionaldata", ""),
+    }
+    storage = spec.get("s3storage") or {}
+    if storage.get("s3secret"):
+        data["s3.secret"] = storage["s3secret"]
+        data["s3.endpoint"] = storage["endpoint"]
+        data["s3.secure"] = "true" if storage.get("secure", True) else "false"
+    upload = spec.get("s3upload") or {}
+    if upload.get("bucket"):
+        data["s3upload.bucket"] = upload["bucket"]
+        data["s3upload.files"] = upload.get("files", "")
+    return data
+
+
+def test_every_manifest_parses_into_named_objects() -> None:
+    assert len(MANIFESTS) >= 7
+    for path in MANIFESTS:
+        docs = documents(path)
+        assert docs, path
+        for doc in docs:
+            assert doc.get("apiVersion") and doc.get("kind"), path
+            assert doc["metadata"]["name"], path
+            assert "namespace" not in doc["metadata"], f"{path}: the namespace comes from kubectl -n"
+
+
+def test_configmaps_are_named_for_their_jobs_and_the_pod_reads_one() -> None:
+    configmaps = names("ConfigMap")
+    assert configmaps == {"raypod-inline-bridge-cm", "raypod-s3-bridge-cm"}
+    pod = one("Pod")
+    env = {item["name"]: item for item in pod["spec"]["containers"][0]["env"]}
+    assert f"{env['JOBNAME']['value']}-bridge-cm" in configmaps
+    assert env["NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert pod["metadata"]["name"] == f"{env['JOBNAME']['value']}-bridge-pod"
+
+
+def test_pod_is_the_operators_pod_running_as_non_root() -> None:
+    pod = one("Pod")
+    spec = pod["spec"]
+    container = spec["containers"][0]
+    assert spec["restartPolicy"] == "Never"
+    assert spec["serviceAccountName"] in names("ServiceAccount")
+    assert container["resources"] == {
+        "requests": {"cpu": "250m", "memory": "100Mi"},
+        "limits": {"cpu": "500m", "memory": "100Mi"},
+    }
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == 65532
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    for path in ("/credentials", "/s3credentials"):
+        assert mounts[path]["readOnly"] is True
+        assert volumes[mounts[path]["name"]]["secret"]["secretName"] in names("Secret")
+
+
+def test_secrets_hold_the_keys_the_operator_checks() -> None:
+    resource = one("Secret", "ray-resource-secret")["stringData"]
+    assert resource["username"] and resource["password"]
+    s3 = one("Secret", "s3-secret")["stringData"]
+    assert s3["accesskey"] and s3["secretkey"]
+
+
+def test_role_grants_only_get_and_patch_on_configmaps_to_the_pods_account() -> None:
+    role = one("Role")
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "patch"]}]
+    binding = one("RoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": one("ServiceAccount")["metadata"]["name"]}]
+
+
+@pytest.mark.parametrize("case", ["inline", "s3"])
+def test_bridgejob_yields_the_sample_configmap_and_names_existing_secrets(case: str) -> None:
+    job = documents(SAMPLES / f"bridgejob-{case}.yaml")[0]
+    assert job["apiVersion"] == "bridgejob.ibm.com/v1alpha1" and job["kind"] == "BridgeJob"
+    spec = job["spec"]
+    assert set(spec) <= CRD_SPEC_FIELDS and set(spec["jobdata"]) <= CRD_JOBDATA_FIELDS
+    assert spec["resourcesecret"] in names("Secret")
+    assert spec["s3storage"]["s3secret"] in names("Secret")
+    configmap = documents(SAMPLES / f"configmap-{case}.yaml")[0]
+    assert configmap_from_bridgejob(spec) == configmap["data"]
+
+
+def test_inline_samples_hold_the_files_of_samples_ray() -> None:
+    data = one("ConfigMap", "raypod-inline-bridge-cm")["data"]
+    assert data["jobdata.jobScript"] == (RAY_SAMPLES / "code.py").read_text()
+    assert json.loads(data["jobdata.scriptMetadata"]) == json.loads((RAY_SAMPLES / "metadata.json").read_text())
+    assert json.loads(data["jobdata.jobParameters"]) == json.loads((RAY_SAMPLES / "parameters.json").read_text())
