@@ -12,17 +12,25 @@ IMAGE_PYTHON ?= 3.12
 IMAGE_ARCH ?= $(shell uname -m)
 IMAGE_PLATFORMS ?= $(foreach tag,manylinux_2_28 manylinux_2_17 manylinux2014 manylinux_2_5 manylinux1,$(tag)_$(IMAGE_ARCH))
 
-.PHONY: help venv demo test check lint typecheck bench wheelhouse docker-build docker-push image image-test clean
+.PHONY: help venv demo test test-unit test-loopback test-ray test-image check bench wheelhouse docker-build \
+	docker-push image image-test clean
 
 help:
 	@echo "make demo          run a job end to end on a local Ray and a local S3 (both started for you)"
-	@echo "make test          install the test dependencies and run the whole suite"
+	@echo "make test          install the test dependencies and run the whole suite (all four lanes of tests/)"
+	@echo "make test-unit     the unit lane only: in-process tests on fakes (tests/unit, well under a minute)"
+	@echo "make test-loopback the loopback lane: scripted servers, the fake Kubernetes API, raypod as a child (tests/loopback)"
+	@echo "make test-ray      the ray lane: tests on the real Ray head and the S3 server (tests/ray)"
+	@echo "make test-image    the image lane: the container image and the Dockerfile's replay (tests/image)"
 	@echo "make check         ruff and mypy"
 	@echo "make bench         compare raypod with the Ray SDK (bench/)"
 	@echo "make wheelhouse    collect the runtime wheels for an offline image build"
 	@echo "make docker-build  build \$$IMAGE_TAG_BASE:\$$VERSION;  make docker-push  push it"
 	@echo "make image         build \$$IMG with docker, else buildah (no daemon), and print its name"
 	@echo "make image-test    build the image with buildah and run the pod from it with podman (docs/image.md)"
+	@echo "make venv          create .venv with the test, yaml and dev extras (the test targets do it too)"
+	@echo "make clean         remove .venv, build/, *.egg-info, the pytest, mypy and ruff caches and the wheelhouse"
+	@echo "make help          this list"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +50,10 @@ demo: $(VENV)/.installed-demo+yaml
 
 test: $(VENV)/.installed-test+yaml+dev
 	$(BIN)/python -m pytest -q -ra
+
+# One lane of tests/ each (tests/conftest.py marks every test with its lane, from its folder).
+test-unit test-loopback test-ray test-image: test-%: $(VENV)/.installed-test+yaml+dev
+	$(BIN)/python -m pytest -q -ra tests/$*
 
 check: $(VENV)/.installed-test+yaml+dev
 	$(BIN)/ruff check raypod tests samples $(wildcard bench) devtools
@@ -73,7 +85,7 @@ image: | $(BIN)/python
 	@$(BIN)/python -m devtools.image --tag $(IMG)
 
 image-test: $(VENV)/.installed-test+yaml+dev
-	$(BIN)/python -m pytest -q -ra tests/test_container.py
+	$(BIN)/python -m pytest -q -ra tests/image/test_container.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache $(WHEELHOUSE)
