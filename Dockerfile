@@ -7,7 +7,7 @@
 #
 # Air-gapped: run `make wheelhouse` where PyPI is reachable; the wheels in wheelhouse/ are
 # then used with --no-index and the build needs no network at all.
-# tests/test_container.py builds this file with buildah and runs the pod from it with podman.
+# tests/image/test_container.py builds this file with buildah and runs the pod from it with podman.
 
 ARG PYTHON_IMAGE=python:3.12-slim
 

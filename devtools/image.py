@@ -1,7 +1,7 @@
 """The raypod image, built from the Dockerfile for real and run the way the Bridge operator runs it.
 
 ``python -m devtools.image`` (``make image``) builds with docker when a docker daemon answers, else
-with buildah, which needs no daemon, and prints the image's name. tests/test_container.py builds the
+with buildah, which needs no daemon, and prints the image's name. tests/image/test_container.py builds the
 image the same way (buildah), once per session, and runs it with podman through ``Pod``.
 
 - **The base.** Without a registry, buildah builds on a local stand-in for ``python:3.12-slim``:

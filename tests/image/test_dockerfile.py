@@ -1,6 +1,6 @@
 """The Dockerfile read as text, and its runtime replayed in venvs on this machine's Python.
 
-The image itself is built and run by tests/test_container.py (buildah and podman). The replay here
+The image itself is built and run by tests/image/test_container.py (buildah and podman). The replay here
 needs neither, and takes about 13 s: it does what the Dockerfile does, with the commands parsed
 from it (so the two cannot drift apart): `make wheelhouse`, the build stage's offline pip commands
 in a fresh venv, the runtime stage's install (and removal of pip) in another fresh venv. It then

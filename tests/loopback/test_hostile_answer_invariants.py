@@ -1,6 +1,6 @@
 """Invariants of ``raypod run`` over generated ConfigMaps and generated hostile dashboards.
 
-Every example runs ``raypod.cli.main`` in-process against the fake dashboard of ``tests/hostile.py``
+Every example runs ``raypod.cli.main`` in-process against the fake dashboard of ``tests/support/hostile.py``
 and checks, whatever was generated:
 
 - ``main()`` returns (no exception, no traceback printed or logged);

@@ -2,7 +2,7 @@
 
 Each test gives one phase of the pod's life an answer class (a transient failure, a refusal, an
 answer of the wrong type, out-of-range values, a huge body, an unknown status) through the fake
-dashboard of ``tests/hostile.py``, runs ``raypod.cli.main`` on its own ConfigMap directory and
+dashboard of ``tests/support/hostile.py``, runs ``raypod.cli.main`` on its own ConfigMap directory and
 status file, and checks the exit code against the status written (docs/failures.md), how many
 requests were made, that no traceback was printed and that the token never came out.
 

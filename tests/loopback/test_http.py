@@ -1,6 +1,6 @@
 """The HTTP layer against a scripted loopback server: capped bodies, no redirects, no secret in a message.
 
-``ScriptedServer`` (``tests/scripted_server.py``) answers each ``METHOD /path`` with a crafted status,
+``ScriptedServer`` (``tests/support/scripted_server.py``) answers each ``METHOD /path`` with a crafted status,
 content type and body, records every request it gets (headers included) and counts the body bytes it
 managed to send.
 """

@@ -1,6 +1,6 @@
 """Ray's answers are data: every shape is checked, and one raypod cannot trust is a RayApiError.
 
-Each call of ``RayJobsClient`` is driven against a scripted loopback server (``tests/scripted_server.py``)
+Each call of ``RayJobsClient`` is driven against a scripted loopback server (``tests/support/scripted_server.py``)
 with answers of the wrong type, out of range, or with a status Ray never gives. A wrong answer must
 never be a traceback (the pod would end with the status left at SUBMITTED), and an unknown status
 must never become UNKNOWN (which the operator takes as final): the watch treats the error as a

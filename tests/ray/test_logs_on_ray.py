@@ -29,8 +29,8 @@ from tests.support.log_text import universal
 BIG_LINES = 2_100_000  # 100 bytes each: 210 MB, above the 200 MB the issue asks for
 LINE_WIDTH = 100
 #: Measured 38.1, 38.7 and 39.0 MiB here (Python 3.11, the test venv, live output on), once minio's
-#: admin client was no longer loaded by mistake (test_dependencies.py): the bound leaves 3 MiB, so a
-#: regression of a few MiB (a second part buffer, a log held whole) fails. The 40 MiB goal is
+#: admin client was no longer loaded by mistake (test_run_without_ray_sdk.py): the bound leaves 3 MiB,
+#: so a regression of a few MiB (a second part buffer, a log held whole) fails. The 40 MiB goal is
 #: `make bench`'s own check.
 RSS_LIMIT_KIB = 42 * 1024
 

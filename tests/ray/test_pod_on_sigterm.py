@@ -8,7 +8,7 @@ The seconds from the signal to the exit are measured and reported (``record_prop
 printed line, shown by ``-rA``), never asserted: the machines the suite runs on are shared. A
 call in flight when the signal comes ends within its timeout, so that figure is what to read.
 
-The watch itself (an outage, a hung poll) is covered in test_faults.py.
+The watch itself (an outage, a hung poll) is covered in test_faults.py (this folder).
 """
 
 from __future__ import annotations

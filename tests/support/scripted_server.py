@@ -11,7 +11,7 @@ given in one of two ways:
 
 An ``Answer`` can also break the connection without answering (``reset``: an RST, as a crashed
 proxy does) and can quote the request's credentials (``ECHO_AUTH`` in its body), as a misbehaving
-proxy's error page does. Shared by ``tests/test_http.py``, ``tests/test_answers.py`` and the
+proxy's error page does. Shared by ``tests/loopback/test_http.py``, ``tests/loopback/test_ray_answers.py`` and the
 hostile-dashboard tests.
 """
 

@@ -1,6 +1,6 @@
 """The job lifecycle (``raypod.session.JobSession``) and ``runner.finish``, branch by branch, in memory.
 
-No Ray, no S3, no network: a ``FakeRay``, a ``FakeClock`` and a ``MemorySink`` (tests/fakes.py).
+No Ray, no S3, no network: a ``FakeRay``, a ``FakeClock`` and a ``MemorySink`` (tests/support/fakes.py).
 """
 
 from __future__ import annotations
