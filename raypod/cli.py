@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from raypod import __version__
-from raypod.config import MIN_UPDATE_INTERVAL
+from raypod.contract import MIN_UPDATE_INTERVAL
 from raypod.credentials import DEFAULT_CREDENTIALS_DIR, DEFAULT_S3_CREDENTIALS_DIR
 from raypod.exits import EXIT_BAD_INPUT, SUMMARY
 

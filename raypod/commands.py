@@ -12,45 +12,30 @@ import codecs
 import json
 import logging
 import os
-import re
 import signal
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TextIO
 
-from raypod import status as st
 from raypod.clock import SystemClock, format_ray_time
-from raypod.config import (
-    ID,
-    JOB_PARAMETERS,
-    JOB_PROPERTIES,
-    JOB_SCRIPT,
-    RESOURCE_URL,
-    SCRIPT_LOCATION,
-    SCRIPT_METADATA,
-    UPDATE_INTERVAL,
-    resolve_address,
-)
 from raypod.credentials import RayAuthSources
 from raypod.entrypoint import validation_problems
-from raypod.errors import ConfigError, RayApiError, RaypodError
+from raypod.errors import ConfigError, RayApiError, RaypodError, Terminated
 from raypod.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
-from raypod.inputs import WHEEL_FLAG, LocalInputs, WithLocalInputs
+from raypod.flags import default_job_name, require_address, submit_job
 from raypod.jobs import stop_and_wait, wait_until_ended
-from raypod.logjob import set_log_job_id
-from raypod.logs import LineEcho, LiveLog, echo_rest, log_chunks
-from raypod.output import Progress, key_values, print_bad_input, table
+from raypod.log_context import set_log_job_id
+from raypod.logs import LineEcho, LiveLog, echo_rest
 from raypod.process import TerminateEvent, fallback_sink, install_terminate_handler, open_run_target
 from raypod.ray import JobInfo, RayJobsClient
-from raypod.report import termination_log_path, write_result, write_termination_message
 from raypod.retry import RetryPolicy
+from raypod.run_record import termination_log_path, write_result, write_termination_message
 from raypod.runner import Runner, RunOptions, RunResult, report_bad_input
 from raypod.session import SessionSettings
-from raypod.source import ConfigSource, MappingSource, OverlaySource, open_source
-from raypod.status import NullSink
-from raypod.wheels import wheel_name_problems
-from raypod.workdir import EXCLUDE_FLAG, WORKING_DIR_FLAG, script_in_working_dir
+from raypod.source import ConfigMapJob, open_source
+from raypod.status_store import NullSink
+from raypod.terminal import Progress, key_values, print_bad_input, table
 
 log = logging.getLogger(__name__)
 
@@ -60,21 +45,10 @@ CLI_RETRY = RetryPolicy(attempts=3, initial_wait=0.5, max_wait=2.0, deadline=10.
 FOLLOW_MAX_SILENCE = 60.0
 
 
-# -- address ---------------------------------------------------------------------------
-def require_address(args: argparse.Namespace) -> str:
-    address = resolve_address(args.address, os.environ)
-    if address is None:
-        raise ConfigError.single(
-            "--address",
-            "missing: pass --address http://HOST:8265, or set RAY_API_SERVER_ADDRESS, RAY_ADDRESS "
-            "or RAY_DASHBOARD_ADDRESS",
-        )
-    return address
-
-
+# -- the dashboard ---------------------------------------------------------------------------
 def connect(args: argparse.Namespace) -> RayJobsClient:
     credentials = ray_auth(args, for_cli=True).read(basic=False)
-    return RayJobsClient.connect(require_address(args), credentials, retry=CLI_RETRY)
+    return RayJobsClient.connect(require_address(args.address), credentials, retry=CLI_RETRY)
 
 
 def ray_auth(args: argparse.Namespace, *, for_cli: bool) -> RayAuthSources:
@@ -84,141 +58,9 @@ def ray_auth(args: argparse.Namespace, *, for_cli: bool) -> RayAuthSources:
     return RayAuthSources(args.credentials, os.environ, user_token, args.headers)
 
 
-# -- submit: a ConfigMap from flags ---------------------------------------------------------
-def _pairs(items: list[str], flag: str) -> dict[str, str]:
-    result: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError.single(flag, f"expected KEY=VALUE, got {item!r}")
-        result[key.strip()] = value
-    return result
-
-
-def flags_config(args: argparse.Namespace) -> dict[str, str]:
-    """The ConfigMap keys that ``submit --script`` stands for, so the same parser checks them."""
-    path: Path = args.script
-    if args.working_dir is not None:
-        # One of the working dir's files: sent as a path, which the job runs from its working directory.
-        script_location, script = "remote", script_in_working_dir(path, args.working_dir)
-    else:
-        try:
-            script_location, script = "inline", path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise ConfigError.single("--script", f"cannot read {path}: {error}") from error
-    metadata: dict[str, object] = {}
-    if args.pip:
-        metadata["pip"] = list(args.pip)
-    if args.env:
-        metadata["env"] = _pairs(args.env, "--env")
-    data = {
-        SCRIPT_LOCATION: script_location,
-        JOB_SCRIPT: script,
-        UPDATE_INTERVAL: "2",
-        JOB_PARAMETERS: json.dumps(_pairs(args.param, "--param")) if args.param else "",
-        SCRIPT_METADATA: json.dumps(metadata) if metadata else "",
-        JOB_PROPERTIES: args.properties or "",
-    }
-    return {key: value for key, value in data.items() if value}
-
-
-_FLAG_OF_KEY = {
-    JOB_SCRIPT: "--script",
-    JOB_PARAMETERS: "--param",
-    SCRIPT_METADATA: "--env/--pip",
-    JOB_PROPERTIES: "--properties",
-}
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:40]
-
-
-def default_job_name(args: argparse.Namespace) -> str:
-    """--job-name, $JOBNAME, else the script's or ConfigMap's name (``x-bridge-cm.json`` -> ``x``)."""
-    if args.job_name:
-        return str(args.job_name)
-    if args.script is not None:
-        return _slug(Path(args.script).stem) or "raypod"
-    stem = Path(args.config).name.split(".")[0]
-    return _slug(stem.removesuffix("-bridge-cm")) or "raypod"
-
-
-def submit_source(args: argparse.Namespace) -> ConfigSource:
-    if args.config is not None and args.script is not None:
-        raise ConfigError.single("--config", "give either --config or --script, not both")
-    overrides: dict[str, str] = {}
-    local = LocalInputs()
-    if args.config is not None:
-        loose = [
-            flag
-            for flag, value in (
-                ("--param", args.param),
-                ("--env", args.env),
-                ("--pip", args.pip),
-                (WORKING_DIR_FLAG, args.working_dir),
-                (EXCLUDE_FLAG, args.exclude),
-                (WHEEL_FLAG, args.wheel),
-            )
-            if value
-        ]
-        if loose or args.properties:
-            raise ConfigError.single(
-                ", ".join([*loose, *(["--properties"] if args.properties else [])]),
-                "only with --script; with --config they belong in the ConfigMap",
-            )
-        base: ConfigSource = open_source(args.config)
-        # An explicit --address wins; then the ConfigMap's resourceURL; then the environment.
-        address = resolve_address(args.address, {}) if args.address else None
-        if address is None and not base.read().get(RESOURCE_URL, "").strip():
-            address = resolve_address(None, os.environ)
-    elif args.script is not None:
-        data = flags_config(args)
-        local = local_inputs(args)
-        address = require_address(args)
-        # Checked here so a problem names the flag the user typed, not the ConfigMap key.
-        problems = validation_problems({**data, RESOURCE_URL: address}, local)
-        if problems:
-            raise ConfigError([(_FLAG_OF_KEY.get(key, key), problem) for key, problem in problems])
-        base = MappingSource(data)
-    else:
-        raise ConfigError.single("--script", "missing: give --script FILE, or --config PATH for a ConfigMap")
-    if address:
-        overrides[RESOURCE_URL] = address
-    if args.interval is not None:
-        overrides[UPDATE_INTERVAL] = str(args.interval)
-    kuberay_id = os.environ.get(KUBERAY_SUBMISSION_ID, "").strip()
-    if kuberay_id and not base.read().get(ID, "").strip():
-        # KubeRay's submitter names the id: a job Ray has under it is attached to, never submitted again.
-        overrides[ID] = kuberay_id
-    source = OverlaySource(base, overrides)
-    return WithLocalInputs(source, local) if local.working_dir is not None or local.wheels else source
-
-
-def local_inputs(args: argparse.Namespace) -> LocalInputs:
-    """``submit``'s files from this machine: the working dir, its excludes, and the wheels."""
-    if args.exclude and args.working_dir is None:
-        raise ConfigError.single(EXCLUDE_FLAG, f"only with {WORKING_DIR_FLAG}")
-    wheels: tuple[Path, ...] = tuple(args.wheel)
-    problems = [(WHEEL_FLAG, f"{path} is not a file") for path in wheels if not path.is_file()]
-    named = wheel_name_problems([path.name for path in wheels], [str(path) for path in wheels])
-    problems += [(WHEEL_FLAG, problem) for problem in named]
-    if problems:
-        raise ConfigError(problems)
-    return LocalInputs(
-        working_dir=args.working_dir,
-        excludes=tuple(args.exclude),
-        # Ray's own clients skip .gitignore files when this is 1.
-        use_gitignore=os.environ.get("RAY_RUNTIME_ENV_IGNORE_GITIGNORE", "0") != "1",
-        wheels=wheels,
-    )
-
-
 # -- commands ----------------------------------------------------------------------------
 #: How long ``submit --stop-on-interrupt`` waits for Ray to confirm the stop.
 STOP_ON_INTERRUPT_TIMEOUT = 60.0
-#: Set by KubeRay in its submitter pod: the id the job must have.
-KUBERAY_SUBMISSION_ID = "RAY_JOB_SUBMISSION_ID"
 
 
 def command_run(args: argparse.Namespace) -> int:
@@ -230,17 +72,15 @@ def command_run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         return leave_report(args, report_bad_input(error, fallback_sink(args.status_file), sys.stdout))
     options = RunOptions(
-        SessionSettings(
-            job_name=args.job_name,
-            namespace=target.namespace,
-            status_timeout=args.status_timeout,
-            connect_timeout=args.connect_timeout,
-        ),
+        job_name=args.job_name,
+        namespace=target.namespace,
+        session=SessionSettings(status_timeout=args.status_timeout, connect_timeout=args.connect_timeout),
         ray_auth=ray_auth(args, for_cli=False),
         s3_credentials_dir=args.s3_credentials,
         follow_logs=args.follow_logs,
     )
-    return leave_report(args, Runner(target.source, target.sink, options, terminate=terminate).run())
+    job = ConfigMapJob(target.source)
+    return leave_report(args, Runner(job, target.sink, options, terminate=terminate).run())
 
 
 def leave_report(args: argparse.Namespace, result: RunResult) -> int:
@@ -252,7 +92,7 @@ def leave_report(args: argparse.Namespace, result: RunResult) -> int:
 
 
 def command_submit(args: argparse.Namespace) -> int:
-    source = submit_source(args)
+    job, local = submit_job(args)
     # The runner prints a line on each status change; the progress adds the elapsed time.
     progress = Progress(sys.stderr, plain_on_change=False)
     job_out = progress.clearing(sys.stdout)
@@ -265,12 +105,10 @@ def command_submit(args: argparse.Namespace) -> int:
         progress.show(job.submission_id, job.status)
 
     options = RunOptions(
-        SessionSettings(
-            job_name=default_job_name(args),
-            namespace=args.namespace or "",
-            connect_timeout=args.connect_timeout,
-            submit_only=not args.wait,
-        ),
+        job_name=default_job_name(args),
+        namespace=args.namespace or "",
+        session=SessionSettings(connect_timeout=args.connect_timeout, submit_only=not args.wait),
+        local_inputs=local,
         ray_auth=ray_auth(args, for_cli=True),
         s3_credentials_dir=args.s3_credentials,
         follow_logs=args.follow_logs,
@@ -281,7 +119,7 @@ def command_submit(args: argparse.Namespace) -> int:
     terminate = install_terminate_handler() if args.wait else None
     # stdout carries only the id (and, with --wait, the job's output); the rest goes to stderr.
     runner = Runner(
-        source,
+        job,
         NullSink(),
         options,
         status_out=progress.clearing(sys.stderr),
@@ -338,7 +176,7 @@ def command_status(args: argparse.Namespace) -> int:
 def describe(job: JobInfo) -> list[tuple[str, str]]:
     pairs = [
         ("submission id", job.submission_id),
-        ("status", f"{job.status} (Bridge: {st.bridge_status(job.status)})"),
+        ("status", f"{job.status} (Bridge: {job.status.bridge})"),
         ("message", job.message or "-"),
         ("entrypoint", job.entrypoint or "-"),
         ("start", format_ray_time(job.start_time_ms) or "-"),
@@ -470,7 +308,7 @@ def command_logs(args: argparse.Namespace) -> int:
 
 def write_whole_log(ray: RayJobsClient, job: JobInfo, out: TextIO) -> None:
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    for chunk in log_chunks(ray, job):
+    for chunk in ray.log_chunks(job):
         out.write(decoder.decode(chunk))
     out.write(decoder.decode(b"", final=True))
     out.flush()
@@ -520,3 +358,6 @@ def dispatch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("raypod: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated:
+        print("raypod: terminated", file=sys.stderr)
+        return EXIT_TERMINATED

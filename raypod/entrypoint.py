@@ -8,17 +8,11 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from raypod.config import (
-    JOB_PROPERTIES,
-    BridgeConfig,
-    JobProperties,
-    Metadata,
-    S3Settings,
-    parse_config,
-    parse_metadata,
-    require_s3_for_wheels,
-)
+from raypod.config import BridgeConfig, S3Settings, parse_config, require_s3_for_wheels
+from raypod.contract import JOB_PROPERTIES
 from raypod.errors import ConfigError
+from raypod.jobdata import Metadata
+from raypod.properties import JobProperties
 
 if TYPE_CHECKING:
     from raypod.inputs import JobInputs, LocalInputs
@@ -169,16 +163,20 @@ def plan_submission(
     )
 
 
-def validation_problems(data: Mapping[str, str], local: LocalInputs | None = None) -> list[tuple[str, str]]:
-    """Every problem of a ConfigMap (and of ``submit``'s local inputs) that can be seen without
-    contacting Ray or S3."""
+def validation_problems(data: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Every problem of a ConfigMap that can be seen without contacting Ray or S3."""
     try:
         config = parse_config(data)
     except ConfigError as error:
         return error.problems
+    return submission_problems(config)
+
+
+def submission_problems(config: BridgeConfig, local: LocalInputs | None = None) -> list[tuple[str, str]]:
+    """What ``parse_config`` leaves to submission time, checked now with the same builders: the
+    runtime_env and metadata raypod would send, and where the wheels come from."""
     problems: list[tuple[str, str]] = []
-    # What parse_config leaves to submission time, checked here with the same builders.
-    metadata = parse_metadata(config.metadata) if isinstance(config.metadata, str) else Metadata()
+    metadata = config.metadata if isinstance(config.metadata, Metadata) else Metadata()
     has_working_dir = local is not None and local.working_dir is not None
     packaged = config.script_location != "remote" or bool(config.additional_data) or has_working_dir
     wheel_uris = ["gcs://wheel.whl"] if metadata.wheels or (local is not None and local.wheels) else []

@@ -32,6 +32,23 @@ class ConfigError(RaypodError):
         return [f"{key}: {problem}" for key, problem in self.problems]
 
 
+class Problems:
+    """Collects bad-input problems, so that all of them are reported, not only the first."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+
+    def add(self, key: str, problem: str) -> None:
+        self.items.append((key, problem))
+
+    def take(self, error: ConfigError) -> None:
+        self.items.extend(error.problems)
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise ConfigError(self.items)
+
+
 class ApiError(RaypodError):
     """An HTTP call failed: no connection, a timeout, or an error status."""
 
@@ -82,8 +99,22 @@ class SubmissionRejected(RaypodError):
         super().__init__(f"Ray rejected the job: {error.reason}")
 
 
-class Terminated(RaypodError):
-    """SIGTERM arrived while raypod was waiting to retry: leave now, the Ray job keeps running."""
+class DeploymentError(RaypodError):
+    """The pod's surroundings are wrong, not its job: the ConfigMap is missing, or the service
+    account may not read or write it. Nothing was submitted because of it at start-up."""
+
+    def __init__(self, what: str, problem: str) -> None:
+        #: What is wrong, as a ConfigError's key would name it ("ConfigMap").
+        self.what = what
+        self.problem = problem
+        super().__init__(f"{what}: {problem}")
+
+
+class Terminated(BaseException):
+    """SIGTERM (or SIGINT) arrived: leave now; the Ray job keeps running.
+
+    Control flow, not an error: like ``KeyboardInterrupt`` it is no ``Exception``, so no
+    ``except RaypodError`` or ``except Exception`` can swallow it on its way out."""
 
 
 class S3Error(RaypodError):
@@ -96,10 +127,3 @@ class S3Error(RaypodError):
 
 class S3BucketMissing(S3Error):
     """A write answered ``NoSuchBucket``: the bucket may be created, then the write tried again."""
-
-
-def secret_forms(secret: str) -> list[str]:
-    """The ways a secret can appear in an error's text: as it is, and as a str or bytes repr
-    quotes it (``\\r``, ``\\xe4``...), e.g. in ``Invalid header value b'...'``. Longest first."""
-    forms = {secret, repr(secret)[1:-1], repr(secret.encode("utf-8", "backslashreplace"))[2:-1]}
-    return sorted(forms, key=len, reverse=True)

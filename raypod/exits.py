@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from raypod.status import SUCCEEDED
+from raypod.contract import BridgeStatus, assert_never
 
 #: The job SUCCEEDED (or the command did what it was asked).
 EXIT_OK = 0
@@ -21,6 +21,14 @@ SUMMARY = (
 )
 
 
-def for_status(status: str) -> int:
+def for_status(status: BridgeStatus) -> int:
     """A final Bridge status as an exit code: only SUCCEEDED is success."""
-    return EXIT_OK if status == SUCCEEDED else EXIT_FAILED
+    match status:
+        case BridgeStatus.SUCCEEDED:
+            return EXIT_OK
+        case BridgeStatus.FAILED | BridgeStatus.KILL | BridgeStatus.UNKNOWN:
+            return EXIT_FAILED
+        case BridgeStatus.SUBMITTED | BridgeStatus.PENDING | BridgeStatus.RUNNING:
+            raise AssertionError(f"{status} is not a final status")
+        case _:
+            assert_never(status)

@@ -6,7 +6,6 @@ raypod errors. Both the Ray dashboard client and the Kubernetes client use it.
 
 from __future__ import annotations
 
-import base64
 import json
 import socket
 from collections.abc import Callable, Iterator, Mapping
@@ -16,9 +15,10 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 
-from raypod.errors import ApiError, secret_forms
+from raypod.errors import ApiError
 from raypod.interrupt import cuttable
 from raypod.retry import RetryPolicy
+from raypod.safetext import Scrubber, bounded_text
 
 #: How much of an error body is kept: enough for Ray's traceback tail, bounded for memory.
 MAX_ERROR_BODY = 8192
@@ -28,11 +28,6 @@ MAX_JSON_BODY = 4 * 1024 * 1024
 MAX_PROBLEM = 200
 #: Read size while a JSON answer is taken in.
 _JSON_READ = 64 * 1024
-#: Secrets shorter than this are not scrubbed: replacing one or two characters everywhere
-#: would garble every message and hides nothing.
-_MIN_SECRET = 4
-#: A ``name=value`` part of a header is scrubbed on its own from this length (shorter ones are flags).
-_MIN_COOKIE_SECRET = 8
 #: The reason given for a request that could not even be built: never the exception's text,
 #: which may quote a header value (a token).
 BUILD_FAILED = "the request could not be built: a header value or the URL is invalid; check the credential files"
@@ -57,7 +52,8 @@ def redact_url(url: str) -> str:
 
 
 def summarize_error_body(body: str) -> str:
-    """One line that says why a call failed: a JSON message, or a traceback's last line."""
+    """One line that says why a call failed: a JSON message, or a traceback's last line.
+    Give it a scrubbed body: it cuts the line it picks."""
     text = body.strip()
     if not text:
         return "empty response"
@@ -75,12 +71,6 @@ def summarize_error_body(body: str) -> str:
     return lines[-1][:500] if lines else "empty response"
 
 
-def bounded_text(text: str, limit: int) -> str:
-    """``text`` bounded and without control characters, for a message."""
-    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text[:limit])
-    return cleaned + ("..." if len(text) > limit else "")
-
-
 @dataclass(frozen=True)
 class JsonAnswer:
     """A parsed JSON answer and where it came from, so that its checker can say what was wrong."""
@@ -95,7 +85,7 @@ class JsonAnswer:
         """A permanent error for an answer of the wrong shape: asking again gets the same answer.
 
         ``problem`` may quote the answer at any length: it is scrubbed, then bounded."""
-        shown = bounded_text(self.client.scrub(problem), MAX_PROBLEM)
+        shown = bounded_text(self.client.scrubber().scrub(problem), MAX_PROBLEM)
         return self.client.make_error(
             self.method, self.url, self.status, f"unexpected answer: {shown}", retryable=False
         )
@@ -150,40 +140,16 @@ class HttpClient:
     def close(self) -> None:
         self.session.close()
 
-    def secrets(self) -> list[str]:
-        """What must never appear in a message: header values (and a bearer token alone), the password."""
-        found: list[str] = []
+    def scrubber(self) -> Scrubber:
+        """What must never appear in a message: every header value (and a bearer token alone), the
+        password. Made afresh for each use: a token file may be rotated while the pod runs."""
         try:
             values = list((self._headers() if self._headers else {}).values())
         except Exception:  # noqa: BLE001 - a header source that fails now failed before, where it was reported
             values = []
         auth = self.session.auth
-        if isinstance(auth, tuple) and len(auth) == 2:
-            values.append(str(auth[1]))
-            try:
-                values.append("Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode("latin-1")).decode())
-            except UnicodeEncodeError:
-                pass  # such a header cannot be sent either
-        for value in values:
-            if not isinstance(value, str):
-                continue
-            found.extend(secret_forms(value))
-            scheme, _, credential = value.partition(" ")
-            if credential and scheme.lower() in ("bearer", "basic", "token"):
-                found.extend(secret_forms(credential))
-            # A cookie's or a proxy header's parts (``a=SECRET; b=...``) may be echoed one by one.
-            for part in value.split(";"):
-                _, equals, piece = part.partition("=")
-                if equals and len(piece.strip()) >= _MIN_COOKIE_SECRET:
-                    found.extend(secret_forms(piece.strip()))
-        # Longest first: a whole header value goes before the token inside it.
-        return sorted({value for value in found if len(value) >= _MIN_SECRET}, key=len, reverse=True)
-
-    def scrub(self, text: str, secrets: list[str] | None = None) -> str:
-        for secret in self.secrets() if secrets is None else secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
-        return text
+        basic = (str(auth[0]), str(auth[1])) if isinstance(auth, tuple) and len(auth) == 2 else None
+        return Scrubber.of_headers(values, basic_auth=basic)
 
     def make_error(
         self,
@@ -196,13 +162,13 @@ class HttpClient:
         retryable: bool | None = None,
     ) -> ApiError:
         """This client's error class, with every secret it knows scrubbed from the reason, body and URL."""
-        secrets = self.secrets()
+        scrubber = self.scrubber()
         return self.error_class(
             method,
-            self.scrub(url, secrets),
+            scrubber.scrub(url),
             status,
-            self.scrub(reason, secrets),
-            self.scrub(body, secrets),
+            scrubber.scrub(reason),
+            scrubber.scrub(body),
             retryable=retryable,
         )
 
@@ -400,7 +366,9 @@ class HttpClient:
                 retryable=False,
             )
         if response.status_code >= 400:
-            body = _read_bounded(response)
+            # Scrubbed before it is summarized and cut: a token cut in two could not be found.
+            scrubber = self.scrubber()
+            body = scrubber.cut(_read_bounded(response, MAX_ERROR_BODY + scrubber.longest), MAX_ERROR_BODY)
             raise self.make_error(method, shown_url, response.status_code, summarize_error_body(body), body)
         return response
 
@@ -426,9 +394,9 @@ def abort_stream(response: requests.Response) -> None:
         pass  # already closed: nothing left to wake
 
 
-def _read_bounded(response: requests.Response) -> str:
+def _read_bounded(response: requests.Response, limit: int) -> str:
     try:
-        raw = next(response.iter_content(MAX_ERROR_BODY), b"")
+        raw = next(response.iter_content(limit), b"")
     except requests.RequestException:
         raw = b""
     finally:

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from raypod.config import (
-    ADDITIONAL_DATA,
-    JOB_PARAMETERS,
-    JOB_SCRIPT,
-    SCRIPT_METADATA,
-    BridgeConfig,
-    Metadata,
-    S3Location,
-    parse_metadata,
-    parse_parameters,
-    require_s3_for_wheels,
-)
+from raypod.config import BridgeConfig, require_s3_for_wheels
+from raypod.contract import ADDITIONAL_DATA, JOB_PARAMETERS, JOB_SCRIPT, SCRIPT_METADATA
 from raypod.errors import ConfigError
+from raypod.jobdata import Metadata, S3Location, parse_metadata, parse_parameters
+from raypod.objectstore import ObjectStore
 from raypod.package import JOB_FOLDER, JobPackages, build_package, wheel_package
-from raypod.s3 import S3Store
-from raypod.source import ConfigSource
 from raypod.workdir import WORKING_DIR_FLAG, warn_of_shadowing, working_dir_files
 
 WHEEL_FLAG = "--wheel"
@@ -41,34 +32,13 @@ class LocalInputs:
     wheels: tuple[Path, ...] = ()
 
 
-class WithLocalInputs:
-    """A ConfigSource that also carries the job's local inputs (``submit``'s ``--working-dir`` and
-    ``--wheel``), so the session packs them without knowing the command line."""
-
-    def __init__(self, base: ConfigSource, local: LocalInputs) -> None:
-        self.base = base
-        self.local = local
-        self.description = base.description
-
-    def read(self) -> dict[str, str]:
-        return self.base.read()
-
-    @property
-    def identity(self) -> str | None:
-        return self.base.identity
-
-
-def local_inputs_of(source: ConfigSource) -> LocalInputs:
-    return source.local if isinstance(source, WithLocalInputs) else LocalInputs()
-
-
 @dataclass(frozen=True)
 class JobInputs:
     """Everything the submission needs, fetched and checked."""
 
     script: str
     metadata: Metadata
-    parameters: dict[str, str]
+    parameters: Mapping[str, str]
     #: name in the package -> local file (or empty folder); empty for a remote script with no extra files
     files: dict[str, Path] = field(default_factory=dict)
     #: the package's folder that holds the files, where the job starts; None for a working dir, which
@@ -80,27 +50,25 @@ class JobInputs:
     wheels: tuple[tuple[Path, str], ...] = ()
 
 
-def _text(ref: str | S3Location | None, key: str, s3: S3Store | None) -> str:
-    if ref is None:
-        return ""
-    if isinstance(ref, S3Location):
-        return _require(s3, key).read_text(ref, key)
-    return ref
-
-
-def _require(s3: S3Store | None, key: str) -> S3Store:
+def _require(s3: ObjectStore | None, key: str) -> ObjectStore:
     if s3 is None:
         raise ConfigError.single(key, "is in S3 but s3.endpoint is not set")
     return s3
 
 
 def fetch_inputs(
-    config: BridgeConfig, s3: S3Store | None, workdir: Path, local: LocalInputs = LocalInputs()
+    config: BridgeConfig, s3: ObjectStore | None, workdir: Path, local: LocalInputs = LocalInputs()
 ) -> JobInputs:
-    """Download what lives in S3, write the inline script, parse metadata and parameters, and walk
-    the local working dir."""
-    metadata = parse_metadata(_text(config.metadata, SCRIPT_METADATA, s3), SCRIPT_METADATA)
-    parameters = parse_parameters(_text(config.parameters, JOB_PARAMETERS, s3), JOB_PARAMETERS)
+    """Download what lives in S3, write the inline script, parse metadata and parameters from S3,
+    and walk the local working dir."""
+    metadata = config.metadata
+    if isinstance(metadata, S3Location):
+        metadata = parse_metadata(_require(s3, SCRIPT_METADATA).read_text(metadata, SCRIPT_METADATA), SCRIPT_METADATA)
+    parameters = config.parameters
+    if isinstance(parameters, S3Location):
+        parameters = parse_parameters(
+            _require(s3, JOB_PARAMETERS).read_text(parameters, JOB_PARAMETERS), JOB_PARAMETERS
+        )
     wheels = [*_fetch_wheels(config, metadata, s3, workdir), *((path, WHEEL_FLAG) for path in local.wheels)]
     if local.working_dir is not None:
         return _working_dir_inputs(config, metadata, parameters, local, tuple(wheels))
@@ -132,7 +100,7 @@ def fetch_inputs(
 
 
 def _fetch_wheels(
-    config: BridgeConfig, metadata: Metadata, s3: S3Store | None, workdir: Path
+    config: BridgeConfig, metadata: Metadata, s3: ObjectStore | None, workdir: Path
 ) -> list[tuple[Path, str]]:
     """The metadata's wheels from S3, each in a folder of its own (two buckets may hold the same name)."""
     require_s3_for_wheels(metadata, config)
@@ -147,7 +115,7 @@ def _fetch_wheels(
 def _working_dir_inputs(
     config: BridgeConfig,
     metadata: Metadata,
-    parameters: dict[str, str],
+    parameters: Mapping[str, str],
     local: LocalInputs,
     wheels: tuple[tuple[Path, str], ...],
 ) -> JobInputs:

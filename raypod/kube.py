@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from raypod.config import KILL, kill_requested
+from raypod.config import kill_requested
+from raypod.contract import CONFIGMAP_SUFFIX, KILL, OWNED_KEYS
 from raypod.credentials import read_secret_file
-from raypod.errors import ConfigError, KubeApiError, RaypodError, Terminated
+from raypod.errors import ConfigError, DeploymentError, KubeApiError, RaypodError
 from raypod.http import HttpClient, Timeouts
 from raypod.retry import RetryPolicy
 from raypod.source import ConfigSource, object_uid
-from raypod.status import OWNED_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,6 @@ SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 #: Test and out-of-cluster overrides.
 API_ENV = "RAYPOD_KUBE_API"
 SERVICE_ACCOUNT_ENV = "RAYPOD_SERVICE_ACCOUNT_DIR"
-CONFIGMAP_SUFFIX = "-bridge-cm"
 MERGE_PATCH = "application/merge-patch+json"
 RBAC_RULE = 'apiGroups: [""], resources: ["configmaps"], verbs: ["get", "patch"]'
 
@@ -142,9 +141,9 @@ class KubeConfigMap:
         except KubeApiError as error:
             explained = self._explain(error, "get")
             if explained is not error:
-                # Missing ConfigMap or missing rights: the deployment is wrong, like a bad key
-                # (exit 2 at start-up; during the watch the runner only logs it).
-                raise ConfigError.single("ConfigMap", str(explained)) from error
+                # Missing ConfigMap or missing rights: the deployment is wrong, not the job (nothing is
+                # submitted at start-up, exit 2; during the watch it is logged, and the watch goes on).
+                raise DeploymentError("ConfigMap", str(explained)) from error
             raise
         if not isinstance(document, dict) or document.get("kind", "ConfigMap") != "ConfigMap":
             raise KubeApiError("GET", self.http.url(self.path), 200, "unexpected answer: not a ConfigMap object")
@@ -211,8 +210,6 @@ class KillFromEither:
         data = self.primary.read()
         try:
             killed = kill_requested(self.api.read())
-        except Terminated:
-            raise
         except RaypodError as error:
             log.warning("could not read kill from %s: %s", self.api.description, error)
             return data

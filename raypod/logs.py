@@ -1,7 +1,7 @@
 """The job's log: followed live into raypod's stdout, and streamed to S3 at the end.
 
 Neither path holds the log in memory: bytes pass through in chunks of at most
-``CHUNK`` bytes, and S3 gets multipart parts from one fixed buffer. Lines are handled
+``raypod.ray.LOG_CHUNK`` bytes, and S3 gets multipart parts from one fixed buffer. Lines are handled
 in blocks (one ``rfind``/``replace`` per chunk, not Python work per line), so a
 gigabyte of output costs little CPU.
 
@@ -22,17 +22,15 @@ from typing import TextIO
 
 from raypod.errors import RayApiError, Terminated
 from raypod.http import abort_stream
+from raypod.objectstore import ObjectStore
 from raypod.ray import JobInfo, RayJobsClient
 from raypod.retry import NO_RETRY, RetryPolicy
-from raypod.s3 import S3Store
 
 log = logging.getLogger(__name__)
 
 JOB_LINE_PREFIX = "[job] "
 #: A line longer than this is printed in pieces rather than held whole.
 MAX_LINE = 64 * 1024
-#: Read size for both log streams: bounds what one read holds.
-CHUNK = 256 * 1024
 _RECONNECT_WAIT = 2.0
 
 
@@ -334,8 +332,8 @@ class LogFollower:
         self._hold(lambda: abort_stream(response))
         self.connections += 1
         reading = EchoPass(self.echo, self, translate=True)
-        # A chunked response: each read returns what has arrived, up to CHUNK bytes.
-        for chunk in self.ray.http.iter_chunks(response, CHUNK):
+        # A chunked response: each read returns what has arrived, up to LOG_CHUNK bytes.
+        for chunk in self.ray.stream_chunks(response):
             if not reading.push(chunk):
                 return
 
@@ -377,7 +375,7 @@ class LiveLog:
 
 def upload_log(
     ray: RayJobsClient,
-    s3: S3Store,
+    s3: ObjectStore,
     job: JobInfo,
     bucket: str,
     object_name: str,
@@ -400,7 +398,7 @@ def upload_log(
     def attempt() -> int:
         check_interrupt()
         upload = s3.open_part_upload(bucket, object_name, create_bucket=True)
-        source = log_chunks(ray, job)
+        source = ray.log_chunks(job)
         chunks = _echoed(source, echo)
         try:
             for chunk in chunks:
@@ -422,7 +420,7 @@ def upload_log(
 
 def echo_rest(ray: RayJobsClient, job: JobInfo, echo: LineEcho) -> None:
     """Print the lines the live stream had not reached, without uploading (no S3, or the CLI)."""
-    for _ in _echoed(log_chunks(ray, job), echo):
+    for _ in _echoed(ray.log_chunks(job), echo):
         pass
 
 
@@ -436,30 +434,3 @@ def _echoed(chunks: Iterator[bytes], echo: LineEcho | None) -> Generator[bytes, 
         reading.push(chunk)
         yield chunk
     reading.finish()
-
-
-def log_chunks(ray: RayJobsClient, job: JobInfo) -> Generator[bytes, None, None]:
-    """The driver's whole log as a stream; Ray's one-string answer when no driver ran."""
-    if job.driver_node_id is None:
-        # The driver never started (e.g. the runtime_env failed): nothing to stream from a node.
-        yield from _pieces(ray.job_logs(job.submission_id).encode("utf-8"))
-        return
-    try:
-        response = ray.open_log_stream(job.submission_id, job.driver_node_id)
-    except RayApiError as error:
-        if error.status not in (404, 405):
-            raise
-        log.warning(
-            "this Ray has no log stream endpoint (%s); falling back to /api/jobs/%s/logs (the log is held in memory)",
-            error.reason,
-            job.submission_id,
-        )
-        yield from _pieces(ray.job_logs(job.submission_id).encode("utf-8"))
-        return
-    yield from ray.http.iter_chunks(response, CHUNK)
-
-
-def _pieces(data: bytes) -> Iterator[bytes]:
-    """A log held whole (the fallback) in CHUNK-sized pieces, so the echo works on bounded blocks."""
-    for start in range(0, len(data), CHUNK):
-        yield data[start : start + CHUNK]

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from raypod.config import ADDITIONAL_DATA
+from raypod.contract import ADDITIONAL_DATA
 from raypod.errors import ConfigError
 from raypod.wheels import content_addressed_name
 

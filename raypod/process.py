@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 from raypod.clock import TIME_LAYOUT
 from raypod.errors import ConfigError
 from raypod.interrupt import cut_call_in_flight
-from raypod.logjob import log_job_id
+from raypod.log_context import log_job_id
 from raypod.source import ConfigSource, open_source
-from raypod.status import NullSink, StatusFile, StatusSink
+from raypod.status_store import NullSink, StatusFile, StatusSink
 
 if TYPE_CHECKING:
     from raypod.kube import KubeConfigMap, ServiceAccount

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,12 @@ from urllib.parse import quote
 
 import requests
 
+from raypod.contract import BridgeStatus, assert_never
 from raypod.credentials import RayCredentials
 from raypod.errors import ConfigError, RayApiError
-from raypod.http import MAX_PROBLEM, HttpClient, JsonAnswer, Timeouts, bounded_text, redact_url, summarize_error_body
+from raypod.http import MAX_PROBLEM, HttpClient, JsonAnswer, Timeouts, redact_url, summarize_error_body
 from raypod.retry import NO_RETRY, RetryPolicy
+from raypod.safetext import bounded_text
 from raypod.websocket import (
     NO_STATUS,
     NORMAL_CLOSURE,
@@ -27,10 +30,50 @@ from raypod.websocket import (
 
 log = logging.getLogger(__name__)
 
-RAY_STOPPED = "STOPPED"
-RAY_TERMINAL_STATUSES = ("SUCCEEDED", "FAILED", RAY_STOPPED)
-#: Every status Ray's job API gives; anything else is an answer raypod cannot trust.
-RAY_STATUSES = ("PENDING", "RUNNING", *RAY_TERMINAL_STATUSES)
+
+class RayStatus(str, enum.Enum):
+    """Every status Ray's job API gives; anything else is an answer raypod cannot trust."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    STOPPED = "STOPPED"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def terminal(self) -> bool:
+        match self:
+            case RayStatus.SUCCEEDED | RayStatus.FAILED | RayStatus.STOPPED:
+                return True
+            case RayStatus.PENDING | RayStatus.RUNNING:
+                return False
+            case _:
+                assert_never(self)
+
+    @property
+    def bridge(self) -> BridgeStatus:
+        """The Bridge status that says the same."""
+        match self:
+            case RayStatus.PENDING:
+                return BridgeStatus.PENDING
+            case RayStatus.RUNNING:
+                return BridgeStatus.RUNNING
+            case RayStatus.SUCCEEDED:
+                return BridgeStatus.SUCCEEDED
+            case RayStatus.FAILED:
+                return BridgeStatus.FAILED
+            case RayStatus.STOPPED:
+                return BridgeStatus.KILL
+            case _:
+                assert_never(self)
+
+
+RAY_STOPPED = RayStatus.STOPPED
+RAY_STATUSES = tuple(status.value for status in RayStatus)
+RAY_TERMINAL_STATUSES = tuple(status.value for status in RayStatus if status.terminal)
 #: Ray's answer to a POST whose submission_id exists already (an HTTP 500 with a traceback).
 DUPLICATE_ID_MARKERS = ("Please use a different submission_id", "already exists")
 #: How much of Ray's message is kept (it may carry the log's tail; status.message is one sentence).
@@ -43,6 +86,8 @@ MAX_ID = 512
 MAX_LIST_BODY = 64 * 1024 * 1024
 #: Ray answers a package check with an empty body; a few bytes more show that it did not.
 MAX_PACKAGE_ANSWER = 1024
+#: Read size of the log streams: bounds what one read holds.
+LOG_CHUNK = 256 * 1024
 #: How long the log tail lets small frames gather between reads (Ray itself batches for 1 s).
 TAIL_LINGER = 0.05
 #: The tail's read size: what the follower thread holds at once is a few times this.
@@ -120,7 +165,7 @@ def _metadata(value: object) -> dict[str, str]:
 @dataclass(frozen=True)
 class JobInfo:
     submission_id: str
-    status: str
+    status: RayStatus
     message: str = ""
     start_time_ms: int | None = None
     end_time_ms: int | None = None
@@ -130,9 +175,13 @@ class JobInfo:
     metadata: Mapping[str, str] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
+    def __post_init__(self) -> None:
+        # Ray's status as its type, whoever built the JobInfo (an unknown one raises ValueError).
+        object.__setattr__(self, "status", RayStatus(self.status))
+
     @property
     def terminal(self) -> bool:
-        return self.status in RAY_TERMINAL_STATUSES
+        return self.status.terminal
 
     @classmethod
     def from_api(cls, data: object, answer: JsonAnswer | None = None) -> JobInfo:
@@ -150,7 +199,7 @@ class JobInfo:
             problem = bounded_text(error.problem, MAX_PROBLEM)
             raise RayApiError("GET", "", 200, f"unexpected answer: {problem}", retryable=False) from None
         # Ray's message goes into the status: a dashboard that echoes a credential must not put it there.
-        return replace(job, message=answer.client.scrub(job.message)) if answer is not None else job
+        return replace(job, message=answer.client.scrubber().scrub(job.message)) if answer is not None else job
 
     @classmethod
     def parse(cls, data: object) -> JobInfo:
@@ -163,10 +212,9 @@ class JobInfo:
             raise UnexpectedAnswer("no job status" + (f" (the answer says {_show(said)})" if said else ""))
         if status not in RAY_STATUSES:
             raise UnexpectedAnswer(f"unknown job status {_show(status)}")
-        assert isinstance(status, str)
         return cls(
             submission_id=_identifier(data.get("submission_id")) or _identifier(data.get("job_id")) or "",
-            status=status,
+            status=RayStatus(status),
             message=_text(data.get("message"), MAX_MESSAGE),
             start_time_ms=_time_ms(data.get("start_time")),
             end_time_ms=_time_ms(data.get("end_time")),
@@ -375,6 +423,33 @@ class RayJobsClient:
             timeouts=Timeouts(self.http.timeouts.connect, read_timeout),
         )
 
+    def log_chunks(self, job: JobInfo) -> Generator[bytes, None, None]:
+        """The driver's whole log as a stream, in pieces of at most ``LOG_CHUNK`` bytes; Ray's
+        one-string answer when no driver ran, or when this Ray has no log stream endpoint."""
+        if job.driver_node_id is None:
+            # The driver never started (e.g. the runtime_env failed): nothing to stream from a node.
+            yield from _pieces(self.job_logs(job.submission_id).encode("utf-8"))
+            return
+        try:
+            response = self.open_log_stream(job.submission_id, job.driver_node_id)
+        except RayApiError as error:
+            if error.status not in (404, 405):
+                raise
+            log.warning(
+                "this Ray has no log stream endpoint (%s); falling back to /api/jobs/%s/logs "
+                "(the log is held in memory)",
+                error.reason,
+                job.submission_id,
+            )
+            yield from _pieces(self.job_logs(job.submission_id).encode("utf-8"))
+            return
+        yield from self.stream_chunks(response)
+
+    def stream_chunks(self, response: requests.Response) -> Iterator[bytes]:
+        """A streamed answer's bytes as they come, at most ``LOG_CHUNK`` at a time; a broken stream
+        is a (transient) RayApiError."""
+        return self.http.iter_chunks(response, LOG_CHUNK)
+
     def open_log_tail(self, submission_id: str, on_socket: Callable[[WebSocket], None] | None = None) -> WebSocket:
         """Ray's WebSocket tail of the job's log (``/api/jobs/<id>/logs/tail``), open.
 
@@ -413,7 +488,8 @@ class RayJobsClient:
                 on_socket(tail)
             return tail.open()
         except WebSocketRefused as error:
-            reason = summarize_error_body(error.body) if error.body.strip() else error.reason or "no reason given"
+            body = self.http.scrubber().scrub(error.body)
+            reason = summarize_error_body(body) if body.strip() else error.reason or "no reason given"
             raise self.http.make_error(
                 "GET", shown, error.status, f"{reason} (WebSocket upgrade refused)", error.body, retryable=False
             ) from None
@@ -437,3 +513,9 @@ class RayJobsClient:
         made = self.http.make_error("GET", shown_url, None, str(error), retryable=False if error.lasting else None)
         assert isinstance(made, RayApiError)
         return made
+
+
+def _pieces(data: bytes) -> Iterator[bytes]:
+    """A log held whole (the fallback) in LOG_CHUNK-sized pieces, so the echo works on bounded blocks."""
+    for start in range(0, len(data), LOG_CHUNK):
+        yield data[start : start + LOG_CHUNK]

@@ -53,7 +53,7 @@ class RetryPolicy:
             return retrying(fn)
         except Exception as error:
             # SIGTERM wins over the last error: the caller leaves, it does not report a failure.
-            if self.interrupt is not None and self.interrupt.is_set() and not isinstance(error, Terminated):
+            if self.interrupt is not None and self.interrupt.is_set():
                 raise Terminated(f"terminated while {what} was failing") from error
             raise
 

@@ -13,20 +13,25 @@ from pathlib import Path
 from typing import TextIO
 
 from raypod import exits
-from raypod import status as st
+from raypod.artifacts import Collected, collect_results, keep_attempt_log
 from raypod.clock import Clock, SystemClock, format_ray_time, format_time
-from raypod.config import BridgeConfig, parse_config
+from raypod.config import BridgeConfig
+from raypod.contract import END_TIME, ID, JOB_STATUS, MESSAGE, REASON, START_TIME, BridgeStatus, assert_never
 from raypod.credentials import DEFAULT_S3_CREDENTIALS_DIR, RayAuthSources, S3Credentials
 from raypod.errors import ConfigError, RaypodError, Terminated
-from raypod.logjob import set_log_job_id
+from raypod.inputs import LocalInputs
+from raypod.log_context import set_log_job_id
 from raypod.logs import LineEcho, LiveLog
-from raypod.output import print_bad_input
+from raypod.objectstore import ObjectStore
+from raypod.outcome import Ending, Outcome, outcome_of_error, outcome_of_unusable_config
 from raypod.ray import JobInfo, RayJobsClient
-from raypod.results import Collected, collect_results, keep_attempt_log
 from raypod.s3 import S3Store
-from raypod.session import Ending, JobSession, Outcome, SessionSettings, outcome_of_error, outcome_of_unusable_config
-from raypod.source import ConfigSource
-from raypod.status import StatusReporter, StatusSink, status_line
+from raypod.safetext import one_line
+from raypod.session import JobSession, SessionSettings
+from raypod.source import JobSource
+from raypod.status_store import StatusReporter, StatusSink, status_line
+from raypod.submission import RaySubmitter, SubmissionSettings
+from raypod.terminal import print_bad_input
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +41,12 @@ class RunOptions:
     """Everything ``run`` and ``submit`` choose from their flags: the lifecycle's settings, and
     what only the process around it uses."""
 
-    session: SessionSettings
+    #: The BridgeJob's name (``<JOBNAME>/logs`` in S3, the id's default prefix) and namespace.
+    job_name: str
+    namespace: str
+    session: SessionSettings = SessionSettings()
+    #: ``submit``'s files from this machine (``--working-dir``, ``--wheel``); none in the pod.
+    local_inputs: LocalInputs = LocalInputs()
     #: The resource secret and Ray's other token sources: read once the ConfigMap says what it needs
     #: (username and password only for auth 'basic'), so a problem is reported where the status goes.
     ray_auth: RayAuthSources = field(default_factory=RayAuthSources)
@@ -62,7 +72,7 @@ class Runner:
 
     def __init__(
         self,
-        source: ConfigSource,
+        job: JobSource,
         sink: StatusSink,
         options: RunOptions,
         *,
@@ -70,7 +80,7 @@ class Runner:
         job_out: TextIO | None = None,
         terminate: threading.Event | None = None,
     ) -> None:
-        self.source = source
+        self.job = job
         self.options = options
         self.status_out = status_out or sys.stdout
         self.job_out = job_out or self.status_out
@@ -81,8 +91,8 @@ class Runner:
         self.reporter = StatusReporter(sink, on_change=self._status_changed)
 
     def _status_changed(self, changes: Mapping[str, str]) -> None:
-        if st.ID in changes:
-            set_log_job_id(changes[st.ID])
+        if ID in changes:
+            set_log_job_id(changes[ID])
         self.say(status_line(changes))
 
     def run(self) -> RunResult:
@@ -90,47 +100,63 @@ class Runner:
         try:
             try:
                 recorded = self.reporter.load()
-                data = self.source.read()
                 try:
-                    config = parse_config(data, submitted=bool(recorded.get(st.ID)))
+                    config = self.job.load(submitted=bool(recorded.get(ID)))
                 except ConfigError as error:
                     return self._finish(outcome_of_unusable_config(error, self.reporter.current))
                 for key, problem in config.set_aside:
-                    submitted = config.submission_id or recorded.get(st.ID)
+                    submitted = config.submission_id or recorded.get(ID)
                     log.warning("%s: %s (set aside: Ray job %s was submitted already)", key, problem, submitted)
                 ray = self._connect(config)
-                s3 = self._s3(config)
+                store = self._store(config)
             except RaypodError as error:
                 return self._finish(outcome_of_error(error))
+            except Terminated:
+                # SIGTERM while the ConfigMap was still being read: nothing was submitted by this pod.
+                return self._finish(Outcome.terminated(self.reporter.get(ID)))
             follow = config.properties.follow_logs
             enabled = self.options.follow_logs if follow is None else follow
             # The live tail's end (the job's) wakes the watch: the final poll comes now, not an interval later.
             output = JobOutput(ray, self.job_out, enabled=enabled, on_log_end=self.clock.wake)
+            options = self.options
+            submitter = RaySubmitter(
+                config,
+                ray,
+                store,
+                self.clock,
+                SubmissionSettings(options.job_name, options.namespace, options.session.connect_timeout, self.retry),
+                local=options.local_inputs,
+                identity=self.job.identity,
+            )
             session = JobSession(
                 config,
                 ray,
-                s3,
+                submitter,
                 self.reporter,
-                self.source,
+                self.job,
                 self.clock,
                 self._settings(),
                 on_attach=lambda job: self.say(f"attached to existing Ray job {job.submission_id} ({job.status})"),
                 on_poll=lambda job: self._polled(job, output.live),
-                on_attempt_failed=lambda job, attempt: self._attempt_failed(ray, s3, config, output, job, attempt),
+                on_attempt_failed=lambda job, attempt: self._attempt_failed(ray, store, config, output, job, attempt),
             )
             try:
                 outcome = session.run()
             finally:
                 output.live.stop()
-            if outcome.ending is Ending.FINAL and outcome.job is not None and outcome.status != st.UNKNOWN:
+            if (
+                outcome.ending is Ending.FINAL
+                and outcome.job is not None
+                and outcome.status is not BridgeStatus.UNKNOWN
+            ):
                 # UNKNOWN: the job may still be running, so its log is not complete yet.
                 try:
                     collected = collect_results(
-                        ray, s3, config, outcome.job, self.options.session.job_name, output.echo, self.retry
+                        ray, store, config, outcome.job, options.job_name, output.echo, self.retry
                     )
                 except Terminated:
                     # The upload was aborted: the next pod re-attaches, uploads the log and writes the end.
-                    return self._finish(replace(outcome, ending=Ending.TERMINATED))
+                    return self._finish(Outcome.terminated(outcome.submission_id))
                 outcome = replace(outcome, message=f"{outcome.message.rstrip('.')}; {collected.text}")
                 return self._finish(outcome, collected)
             return self._finish(outcome)
@@ -143,7 +169,7 @@ class Runner:
         credentials = self.options.ray_auth.read(basic=basic)
         return RayJobsClient.connect(config.resource_url, credentials, basic_auth=basic, retry=self.retry)
 
-    def _s3(self, config: BridgeConfig) -> S3Store | None:
+    def _store(self, config: BridgeConfig) -> ObjectStore | None:
         if config.s3 is None:
             return None
         return S3Store(config.s3, S3Credentials.from_dir(self.options.s3_credentials_dir), self.retry)
@@ -155,7 +181,7 @@ class Runner:
     def _attempt_failed(
         self,
         ray: RayJobsClient,
-        s3: S3Store | None,
+        s3: ObjectStore | None,
         config: BridgeConfig,
         output: JobOutput,
         job: JobInfo,
@@ -163,7 +189,7 @@ class Runner:
     ) -> None:
         """Keep the log of an attempt that is retried, and start the next one's output afresh."""
         output.live.stop()
-        keep_attempt_log(ray, s3, config, job, self.options.session.job_name, attempt, output.echo, self.retry)
+        keep_attempt_log(ray, s3, config, job, self.options.job_name, attempt, output.echo, self.retry)
         output.next_attempt()
 
     def _polled(self, job: JobInfo, live: LiveLog) -> None:
@@ -212,45 +238,58 @@ def report_bad_input(error: ConfigError, sink: StatusSink, status_out: TextIO) -
 
 def finish(outcome: Outcome, reporter: StatusReporter, clock: Clock, say: Callable[[str], None]) -> int:
     """Write what the outcome says, and return the exit code that goes with it."""
-    if outcome.ending is Ending.DETACHED:
-        return exits.EXIT_OK
-    if outcome.ending is Ending.ALREADY_FINAL:
-        say(f"Ray job {outcome.submission_id} already ended {outcome.status}: the recorded status is kept")
-        return exits.for_status(outcome.status)
-    if outcome.ending is Ending.TERMINATED:
-        reporter.flush()  # best effort: a write that fails stays pending, and the pod is going
-        where = "nothing was submitted"
-        if outcome.submission_id:
-            where = f"Ray job {outcome.submission_id} keeps running; the next pod re-attaches to it by id"
-        say(f"terminating: {where}")
-        return exits.EXIT_TERMINATED
-    if outcome.ending is Ending.BAD_INPUT:
-        print_bad_input(outcome.problems)
-        reporter.update(
-            {
-                st.JOB_STATUS: st.FAILED,
-                st.MESSAGE: outcome.message,
-                st.END_TIME: format_time(clock.now()),
-                st.REASON: outcome.reason,
-            }
-        )
-        return exits.EXIT_BAD_INPUT
-    job = outcome.job
+    match outcome.ending:
+        case Ending.DETACHED:
+            return exits.EXIT_OK
+        case Ending.ALREADY_FINAL:
+            assert outcome.status is not None
+            say(f"Ray job {outcome.submission_id} already ended {outcome.status}: the recorded status is kept")
+            return exits.for_status(outcome.status)
+        case Ending.TERMINATED:
+            try:
+                reporter.flush()  # best effort: a write that fails stays pending, and the pod is going
+            except Terminated:
+                log.warning("the last status changes were not written: the pod is going (the next pod writes them)")
+            where = "nothing was submitted"
+            if outcome.submission_id:
+                where = f"Ray job {outcome.submission_id} keeps running; the next pod re-attaches to it by id"
+            say(f"terminating: {where}")
+            return exits.EXIT_TERMINATED
+        case Ending.BAD_INPUT:
+            print_bad_input(outcome.problems)
+            reporter.update(
+                {
+                    JOB_STATUS: BridgeStatus.FAILED,
+                    MESSAGE: outcome.message,
+                    END_TIME: format_time(clock.now()),
+                    REASON: outcome.reason,
+                }
+            )
+            return exits.EXIT_BAD_INPUT
+        case Ending.FINAL:
+            return _write_final(outcome, reporter, clock, say)
+        case _:
+            assert_never(outcome.ending)
+
+
+def _write_final(outcome: Outcome, reporter: StatusReporter, clock: Clock, say: Callable[[str], None]) -> int:
+    status, job = outcome.status, outcome.job
+    assert status is not None
     changes: Mapping[str, str | None] = {
-        st.JOB_STATUS: outcome.status,
-        st.START_TIME: format_ray_time(job.start_time_ms) if job is not None else None,
-        st.END_TIME: outcome.end_time or format_time(clock.now()),
-        st.MESSAGE: st.one_line(outcome.message, 500),
-        st.REASON: outcome.reason or None,
+        JOB_STATUS: status,
+        START_TIME: format_ray_time(job.start_time_ms) if job is not None else None,
+        END_TIME: outcome.end_time or format_time(clock.now()),
+        MESSAGE: one_line(outcome.message, 500),
+        REASON: outcome.reason or None,
     }
     try:
         reporter.update(changes, must_persist=True)
     except Terminated:
         # SIGTERM while the write was retried: the status stays as it was, and the next pod writes it.
-        return finish(Outcome(Ending.TERMINATED, outcome.submission_id), reporter, clock, say)
+        return finish(Outcome.terminated(outcome.submission_id), reporter, clock, say)
     except RaypodError as error:
         # Every retry is spent (or the write is refused): say so and fail the pod, which the
         # operator then reports as a pod error instead of waiting on a stale status.
-        log.error("could not write the final status %s to %s: %s", outcome.status, reporter.sink.description, error)
+        log.error("could not write the final status %s to %s: %s", status, reporter.sink.description, error)
         return exits.EXIT_FAILED
-    return exits.for_status(outcome.status)
+    return exits.for_status(status)

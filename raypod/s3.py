@@ -10,11 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from raypod.config import S3Location, S3Settings
+from raypod.config import S3Settings
 from raypod.credentials import S3Credentials
-from raypod.errors import ApiError, ConfigError, RaypodError, S3BucketMissing, S3Error, Terminated, secret_forms
+from raypod.errors import ApiError, ConfigError, RaypodError, S3BucketMissing, S3Error
 from raypod.interrupt import cuttable
+from raypod.jobdata import S3Location
 from raypod.retry import RetryPolicy
+from raypod.safetext import Scrubber, secret_forms
 
 if TYPE_CHECKING:
     from minio import Minio
@@ -34,13 +36,15 @@ DEFAULT_REGION = "us-east-1"
 
 
 class S3Store:
+    """The ``ObjectStore`` of raypod: an S3 endpoint through minio."""
+
     def __init__(self, settings: S3Settings, credentials: S3Credentials, retry: RetryPolicy = RetryPolicy()) -> None:
         self.settings = settings
         self.retry = retry
         self._credentials = credentials
         self._client: Minio | None = None
         # An S3 server may echo the access key in an error; messages must never carry either key.
-        self._secrets = tuple(
+        self._scrubber = Scrubber(
             form for key in (credentials.access_key, credentials.secret_key) if key for form in secret_forms(key)
         )
 
@@ -73,20 +77,16 @@ class S3Store:
 
     def _scrub(self, error: Exception) -> Exception:
         """The same error without either key in it, whatever its type (problems and bodies included)."""
-        if not self._secrets:
+        if not self._scrubber:
             return error
-
-        def clean(text: str) -> str:
-            for secret in self._secrets:
-                text = text.replace(secret, "***")
-            return text
+        clean = self._scrubber.scrub
 
         if isinstance(error, ConfigError):
             problems = [(clean(key), clean(problem)) for key, problem in error.problems]
             return error if problems == error.problems else ConfigError(problems)
         if isinstance(error, ApiError):
             fields = (error.url, error.reason, error.body)
-            if not any(secret in text for text in fields for secret in self._secrets):
+            if not any(self._scrubber.holds_secret(text) for text in fields):
                 return error
             return type(error)(
                 error.method,
@@ -97,7 +97,7 @@ class S3Store:
                 retryable=error.retryable,
             )
         text = str(error)
-        if not any(secret in text for secret in self._secrets):
+        if not self._scrubber.holds_secret(text):
             return error
         if isinstance(error, S3Error):
             return type(error)(clean(text), transient=error.transient)
@@ -112,8 +112,7 @@ class S3Store:
         return self._scrub(_translate(error, what, key))
 
     def _holds_secret(self, error: Exception) -> bool:
-        text = str(error)
-        return any(secret in text for secret in self._secrets)
+        return self._scrubber.holds_secret(str(error))
 
     def url(self, bucket: str, object_name: str = "") -> str:
         return f"s3://{bucket}/{object_name}"
@@ -125,8 +124,6 @@ class S3Store:
             try:
                 with cuttable(what):
                     return fn()
-            except Terminated:
-                raise
             except Exception as error:
                 translated = self._translated(error, what, key)
                 if self._holds_secret(error):
@@ -403,8 +400,6 @@ class PartUpload:
         try:
             with cuttable(what):
                 return fn()
-        except Terminated:
-            raise
         except Exception as error:
             translated = self._store._translated(error, what, None)
             if self._store._holds_secret(error):

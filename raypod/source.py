@@ -1,5 +1,5 @@
-"""Where the ConfigMap's keys come from outside the Kubernetes API: a mounted directory, a manifest
-file, or the command line's flags."""
+"""Where the job comes from: the ConfigMap's keys (through the Kubernetes API, a mounted directory or a
+manifest file), checked into typed settings, and re-read for ``kill``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from raypod.config import BridgeConfig, ConfigOverrides, kill_requested, parse_config
 from raypod.errors import ConfigError
 
 
@@ -133,11 +134,11 @@ def open_source(path: Path) -> ConfigSource:
 
 
 class MappingSource:
-    """A ConfigMap built in memory, e.g. from ``submit``'s flags."""
+    """A ConfigMap's data held in memory (tests, tools)."""
 
     identity: str | None = None
 
-    def __init__(self, data: Mapping[str, str], description: str = "command-line flags") -> None:
+    def __init__(self, data: Mapping[str, str], description: str = "ConfigMap data in memory") -> None:
         self.data = dict(data)
         self.description = description
 
@@ -145,17 +146,40 @@ class MappingSource:
         return dict(self.data)
 
 
-class OverlaySource:
-    """A ConfigMap source with some keys replaced, e.g. by ``--address`` and ``--interval``."""
+class JobSource(Protocol):
+    """What a run needs of where its job comes from: the checked settings, ``kill``, and identity."""
 
-    def __init__(self, base: ConfigSource, overrides: Mapping[str, str]) -> None:
-        self.base = base
-        self.overrides = dict(overrides)
-        self.description = base.description
-
-    def read(self) -> dict[str, str]:
-        return {**self.base.read(), **self.overrides}
+    description: str
 
     @property
     def identity(self) -> str | None:
-        return self.base.identity
+        """A uid every pod of one BridgeJob sees (see ``ConfigSource.identity``), once loaded."""
+        ...
+
+    def load(self, *, submitted: bool) -> BridgeConfig:
+        """The job's settings; ConfigError with every problem. ``submitted``: Ray may have the job
+        already (an id is recorded), so problems are set aside, not raised (see ``parse_config``)."""
+        ...
+
+    def kill_requested(self) -> bool:
+        """Whether ``kill`` is set now; a RaypodError when it cannot be read."""
+        ...
+
+
+class ConfigMapJob:
+    """A job described by a ConfigMap's keys, with what ``submit --config`` overrides."""
+
+    def __init__(self, source: ConfigSource, overrides: ConfigOverrides = ConfigOverrides()) -> None:
+        self.source = source
+        self.overrides = overrides
+        self.description = source.description
+
+    @property
+    def identity(self) -> str | None:
+        return self.source.identity
+
+    def load(self, *, submitted: bool) -> BridgeConfig:
+        return parse_config(self.source.read(), submitted=submitted, overrides=self.overrides)
+
+    def kill_requested(self) -> bool:
+        return kill_requested(self.source.read())

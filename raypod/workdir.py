@@ -26,8 +26,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from raypod.config import runnable_name
 from raypod.errors import ConfigError
+from raypod.jobdata import runnable_name
 
 log = logging.getLogger(__name__)
 

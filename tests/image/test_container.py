@@ -235,7 +235,8 @@ def test_sample_configmap_runs_in_kubernetes_mode_with_no_flags(
     assert state["OOMKilled"] is False
     assert status["status.jobStatus"] == "SUCCEEDED"
     assert status["status.message"] == f"Job succeeded; log uploaded to s3://{bucket}/{job_name}/logs."
-    assert jobs_of(services, job_name)[-1]["submission_id"] == status["id"]
+    # Other tests of the session may have run the same sample on this head: the id is one of them.
+    assert status["id"] in [job["submission_id"] for job in jobs_of(services, job_name)]
     log = read_object(services, bucket, f"{job_name}/logs")
     assert "sum of squares below 20: 2470" in log
     if case == "s3":

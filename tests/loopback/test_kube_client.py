@@ -12,7 +12,7 @@ from raypod.errors import ConfigError, KubeApiError, RaypodError
 from raypod.kube import KillFromEither, KubeConfigMap, ServiceAccount
 from raypod.process import open_run_target
 from raypod.retry import RetryPolicy
-from raypod.status import StatusReporter
+from raypod.status_store import StatusReporter
 from tests.support.fake_kube import QUICK, FakeKube, other_ca_bundle
 
 

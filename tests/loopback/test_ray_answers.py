@@ -18,12 +18,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as s
 
-from raypod import status as st
 from raypod.clock import format_ray_time
+from raypod.contract import ID, JOB_STATUS, BridgeStatus
 from raypod.errors import RayApiError
+from raypod.outcome import Ending
 from raypod.ray import MAX_MESSAGE, RAY_STATUSES, RayJobsClient
 from raypod.retry import NO_RETRY
-from raypod.session import Ending
 from tests.support.fakes import Harness
 from tests.support.scripted_server import Answer, ScriptedServer
 
@@ -194,7 +194,7 @@ def test_a_long_message_is_bounded(server: ScriptedServer, ray: RayJobsClient) -
 
 def test_the_watch_rides_out_malformed_answers_as_failed_polls(server: ScriptedServer, ray: RayJobsClient) -> None:
     """A pod re-attached to a running job; the dashboard then answers junk for a while, then the end."""
-    h = Harness(recorded={st.ID: "s1", st.JOB_STATUS: st.RUNNING}, status_timeout=600.0)
+    h = Harness(recorded={ID: "s1", JOB_STATUS: BridgeStatus.RUNNING}, status_timeout=600.0)
     h.ray = ray  # type: ignore[assignment]
     answer_job(server, json.dumps(RAY_JOB))
     junk = ['{"status": "WEIRD"}', '{"error": "upstream"}', "[]", "null", "Infinity", "<html>maintenance</html>"]
@@ -206,9 +206,9 @@ def test_the_watch_rides_out_malformed_answers_as_failed_polls(server: ScriptedS
 
     outcome = h.run()
 
-    assert (outcome.ending, outcome.status) == (Ending.FINAL, st.SUCCEEDED)
-    written = [w.get(st.JOB_STATUS) for w in h.sink.writes]
-    assert st.UNKNOWN not in written and st.FAILED not in written
+    assert (outcome.ending, outcome.status) == (Ending.FINAL, BridgeStatus.SUCCEEDED)
+    written = [w.get(JOB_STATUS) for w in h.sink.writes]
+    assert BridgeStatus.UNKNOWN not in written and BridgeStatus.FAILED not in written
     assert len([seen for seen in server.seen if seen.path == JOB_PATH]) >= len(junk) + 3
     assert h.finish(outcome) == 0
 

@@ -17,8 +17,8 @@ from raypod.clock import SystemClock
 from raypod.credentials import RayAuthSources
 from raypod.runner import Runner, RunOptions
 from raypod.session import SessionSettings
-from raypod.source import DirectorySource
-from raypod.status import StatusFile
+from raypod.source import ConfigMapJob, DirectorySource
+from raypod.status_store import StatusFile
 from tests.support.helpers import BridgeJob
 
 #: Long enough that a wait which ends by itself cannot be mistaken for one the tail's end cut short.
@@ -61,13 +61,15 @@ def in_process_run(job: BridgeJob, proxy: Proxy, *, follow: bool) -> tuple[int, 
     job.write_config()
     options = RunOptions(
         # The first wait is the whole interval: the jitter would only shorten it.
-        SessionSettings(job_name=job.name, namespace="test-ns", first_poll_jitter=lambda: 1.0),
+        job_name=job.name,
+        namespace="test-ns",
+        session=SessionSettings(first_poll_jitter=lambda: 1.0),
         ray_auth=RayAuthSources(directory=job.credentials_dir),
         s3_credentials_dir=job.s3_credentials_dir,
         follow_logs=follow,
     )
     out = io.StringIO()
-    runner = Runner(DirectorySource(job.config_dir), StatusFile(job.status_file), options, status_out=out)
+    runner = Runner(ConfigMapJob(DirectorySource(job.config_dir)), StatusFile(job.status_file), options, status_out=out)
     clock = RecordingClock(runner.clock.terminate)
     runner.clock = clock
     return runner.run().exit_code, clock, out.getvalue()

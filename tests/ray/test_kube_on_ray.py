@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from raypod.contract import OWNED_KEYS
 from raypod.kube import KubeConfigMap, ServiceAccount
 from raypod.runner import Runner, RunOptions
-from raypod.session import SessionSettings
-from raypod.status import OWNED_KEYS
+from raypod.source import ConfigMapJob
 from tests.support.fake_kube import QUICK, FakeKube, other_ca_bundle
 from tests.support.helpers import (
     PARSE_KWARGS_SCRIPT,
@@ -237,12 +237,13 @@ def in_process_runner(kube_job: KubeJob) -> tuple[Runner, io.StringIO]:
         kube_job.fake.url, ServiceAccount(kube_job.fake.sa_dir), kube_job.fake.namespace, kube_job.cm, retry=QUICK
     )
     options = RunOptions(
-        SessionSettings(job_name=kube_job.job.name, namespace=kube_job.fake.namespace),
+        job_name=kube_job.job.name,
+        namespace=kube_job.fake.namespace,
         s3_credentials_dir=kube_job.job.s3_credentials_dir,
         follow_logs=False,
     )
     out = io.StringIO()
-    return Runner(api, api, options, status_out=out), out
+    return Runner(ConfigMapJob(api), api, options, status_out=out), out
 
 
 def test_status_writes_failing_past_every_retry_do_not_fail_the_job(kube_job: KubeJob) -> None:

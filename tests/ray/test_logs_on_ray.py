@@ -20,7 +20,6 @@ from raypod.logs import (
     LineEcho,
     LiveLog,
     echo_rest,
-    log_chunks,
 )
 from raypod.ray import RayJobsClient
 from tests.support.helpers import BridgeJob, wait_until
@@ -221,7 +220,7 @@ def tail_and_file(ray: RayJobsClient, submission_id: str) -> tuple[bytes, int | 
     sent = b"".join(ray.tail_chunks(tail))
     status_at_close = ray.get_job(submission_id).status
     wait_until(lambda: ray.get_job(submission_id).terminal, "the job's end")
-    return sent, tail.close_code, status_at_close, b"".join(log_chunks(ray, ray.get_job(submission_id)))
+    return sent, tail.close_code, status_at_close, b"".join(ray.log_chunks(ray.get_job(submission_id)))
 
 
 def test_rays_tail_sends_the_log_as_text_with_universal_newlines(bridge_job: BridgeJob) -> None:

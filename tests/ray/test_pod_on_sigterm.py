@@ -52,12 +52,6 @@ MiB = 1024 * 1024
 Record = Callable[[str, object], None]
 
 
-@pytest.fixture
-def fake_kube(tmp_path: Path) -> Iterator[FakeKube]:
-    with FakeKube(tmp_path / "kube") as fake:
-        yield fake
-
-
 @contextmanager
 def running(job: BridgeJob, *extra: str) -> Iterator[Watched]:
     """raypod started on ``job``; killed on the way out if a failed step left it running."""

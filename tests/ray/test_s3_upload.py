@@ -15,9 +15,10 @@ import pytest
 
 from devtools.proxy import Proxy, s3_error
 from devtools.services import LocalS3
-from raypod.config import S3Location, S3Settings
+from raypod.config import S3Settings
 from raypod.credentials import S3Credentials
 from raypod.errors import ConfigError, RaypodError, S3BucketMissing, S3Error, Terminated
+from raypod.jobdata import S3Location
 from raypod.logs import upload_log
 from raypod.ray import JobInfo, RayJobsClient
 from raypod.retry import NO_RETRY, RetryPolicy
@@ -28,24 +29,16 @@ JOB = JobInfo(submission_id="s1", status="SUCCEEDED", driver_node_id="node-1")
 _names = count()
 
 
-class FakeLogHttp:
-    def __init__(self, chunks: Callable[[], Iterator[bytes]]) -> None:
-        self._chunks = chunks
-
-    def iter_chunks(self, _response: object, _chunk_size: int | None) -> Iterator[bytes]:
-        yield from self._chunks()
-
-
 class FakeLogRay:
     """What ``upload_log`` uses of RayJobsClient: the driver log as a stream of chunks."""
 
     def __init__(self, chunks: Callable[[], Iterator[bytes]]) -> None:
-        self.http = FakeLogHttp(chunks)
+        self._chunks = chunks
         self.opened = 0
 
-    def open_log_stream(self, submission_id: str, node_id: str | None = None, **_: Any) -> object:
+    def log_chunks(self, job: JobInfo) -> Iterator[bytes]:
         self.opened += 1
-        return object()
+        yield from self._chunks()
 
 
 def fake_ray(chunks: Callable[[], Iterator[bytes]]) -> RayJobsClient:

@@ -23,18 +23,23 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from raypod.config import parse_config
+from raypod.contract import ID
 from raypod.errors import RayApiError, RaypodError
 from raypod.http import Timeouts
+from raypod.outcome import Outcome
 from raypod.ray import RAY_TERMINAL_STATUSES, JobInfo
 from raypod.retry import NO_RETRY, RetryPolicy
 from raypod.runner import finish
-from raypod.session import JobSession, Outcome, SessionSettings
-from raypod.source import MappingSource
-from raypod.status import StatusReporter
+from raypod.session import JobSession, SessionSettings
+from raypod.source import ConfigMapJob, MappingSource
+from raypod.status_store import StatusReporter
+from raypod.submission import RaySubmitter, SubmissionSettings
 
 T = TypeVar("T")
 RAY_URL = "http://ray.test:8265"
+#: The BridgeJob the Harness runs.
+JOB_NAME = "train"
+NAMESPACE = "bridge"
 
 #: The ConfigMap of a plain job: a script already on the Ray nodes.
 BASE_CONFIG = {
@@ -461,8 +466,6 @@ class MemorySink:
 def fast_settings(**overrides: Any) -> SessionSettings:
     """Settings whose real retry waits are a millisecond; every other wait is on the fake clock."""
     values: dict[str, Any] = {
-        "job_name": "train",
-        "namespace": "bridge",
         "status_timeout": 30.0,
         "connect_timeout": 0.5,
         "stop_timeout": 10.0,
@@ -488,6 +491,7 @@ class Harness:
         self.ray = FakeRay(self.clock, life=life, journal=self.journal)
         self.sink = MemorySink(recorded, journal=self.journal)
         self.source = MappingSource({**BASE_CONFIG, **(data or {})}, description="test ConfigMap")
+        self.job = ConfigMapJob(self.source)
         self.reporter = StatusReporter(self.sink)
         self.settings = fast_settings(**settings)
         self.attached: list[JobInfo] = []
@@ -497,12 +501,14 @@ class Harness:
     def session(self, *, hooks: bool = True) -> JobSession:
         """A session as the runner builds it; ``hooks=False``: without on_attach and on_poll."""
         self.reporter.load()
+        config = self.job.load(submitted=bool(self.reporter.get(ID)))
+        submission = SubmissionSettings(JOB_NAME, NAMESPACE, self.settings.connect_timeout, self.settings.retry)
         return JobSession(
-            parse_config(self.source.read()),
+            config,
             self.ray,
-            None,
+            RaySubmitter(config, self.ray, None, self.clock, submission, identity=self.job.identity),
             self.reporter,
-            self.source,
+            self.job,
             self.clock,
             self.settings,
             on_attach=self.attached.append if hooks else None,

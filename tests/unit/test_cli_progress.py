@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from raypod.output import PLAIN_EVERY, Progress
+from raypod.terminal import PLAIN_EVERY, Progress
 
 
 def test_progress_rewrites_one_line_on_a_terminal() -> None:

@@ -12,19 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from raypod.config import (
-    DEFAULT_UPDATE_INTERVAL,
-    KNOWN_PROPERTIES,
-    MAX_JSON_DEPTH,
-    MIN_UPDATE_INTERVAL,
-    PARAMETER_NAME,
-    S3Location,
-    parse_config,
-    parse_job_properties,
-    parse_metadata,
-    parse_parameters,
-)
+from raypod.config import parse_config
+from raypod.contract import DEFAULT_UPDATE_INTERVAL, MIN_UPDATE_INTERVAL
 from raypod.errors import ConfigError
+from raypod.jobdata import MAX_JSON_DEPTH, PARAMETER_NAME, Metadata, S3Location, parse_metadata, parse_parameters
+from raypod.properties import KNOWN_PROPERTIES, parse_job_properties
 from raypod.source import DirectorySource, ManifestSource, open_source
 from tests.support.helpers import REPO
 
@@ -41,7 +33,8 @@ def test_minimal_config_uses_operator_defaults() -> None:
     config = parse_config(MINIMAL)
     assert config.script_location == "remote"
     assert config.script == "/opt/job.py"
-    assert config.extra_location == "inline"
+    # scriptExtraLocation defaults to inline: empty metadata and parameters, parsed, not S3 objects.
+    assert (config.metadata, config.parameters) == (Metadata(), {})
     assert config.update_interval == DEFAULT_UPDATE_INTERVAL
     assert config.s3 is None
     assert config.kill is False

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from raypod.clock import format_ray_time, format_time, parse_time
-from raypod.config import JobProperties, Metadata, S3Settings
+from raypod.config import S3Settings
+from raypod.contract import BridgeStatus
 from raypod.entrypoint import (
     build_entrypoint,
     build_runtime_env,
@@ -21,8 +22,10 @@ from raypod.entrypoint import (
 )
 from raypod.errors import ConfigError
 from raypod.exits import for_status
+from raypod.jobdata import Metadata
 from raypod.package import build_package
-from raypod.status import bridge_status
+from raypod.properties import JobProperties
+from raypod.ray import RayStatus
 
 
 def test_s3_tokens_come_first_and_only_when_s3_is_configured() -> None:
@@ -134,15 +137,22 @@ def test_package_holds_files_in_its_job_folder(tmp_path: Path) -> None:
         ("SUCCEEDED", "SUCCEEDED"),
         ("FAILED", "FAILED"),
         ("STOPPED", "KILL"),
-        ("WEIRD", "UNKNOWN"),
     ],
 )
 def test_ray_status_maps_to_bridge_status(ray: str, bridge: str) -> None:
-    assert bridge_status(ray) == bridge
+    assert RayStatus(ray).bridge == bridge
+
+
+def test_a_status_ray_never_gives_is_no_ray_status() -> None:
+    with pytest.raises(ValueError, match="WEIRD"):
+        RayStatus("WEIRD")
 
 
 def test_exit_code_is_zero_only_for_success() -> None:
-    assert [for_status(s) for s in ("SUCCEEDED", "FAILED", "KILL", "UNKNOWN")] == [0, 1, 1, 1]
+    finals = [BridgeStatus(s) for s in ("SUCCEEDED", "FAILED", "KILL", "UNKNOWN")]
+    assert [for_status(s) for s in finals] == [0, 1, 1, 1]
+    with pytest.raises(AssertionError, match="not a final status"):
+        for_status(BridgeStatus.RUNNING)
 
 
 def test_times_use_the_operators_go_layout_in_utc() -> None:

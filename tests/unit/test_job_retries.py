@@ -11,8 +11,9 @@ import json
 import pytest
 
 from raypod import exits
-from raypod import status as st
-from raypod.session import Ending, attempt_id, base_of, recorded_attempt
+from raypod.contract import ATTEMPT, ID, JOB_STATUS, MESSAGE, SUBMIT_TIME, BridgeStatus, Reason
+from raypod.outcome import Ending
+from raypod.submission import attempt_id, base_of, recorded_attempt
 from tests.support.fakes import FAILED_MESSAGE, Harness, no_answer, wrapped_rejection
 
 FAILS = ("PENDING", "RUNNING", ("FAILED", FAILED_MESSAGE))
@@ -43,21 +44,21 @@ def test_a_failed_attempt_is_submitted_again_as_r1_and_its_success_ends_the_job(
     first, second = h.ray.posts
     assert second == f"{first}-r1"
     assert failed == [(first, 1)]
-    assert (outcome.status, outcome.reason, outcome.submission_id) == (st.SUCCEEDED, st.Reason.SUCCEEDED, second)
+    assert (outcome.status, outcome.reason, outcome.submission_id) == (BridgeStatus.SUCCEEDED, Reason.SUCCEEDED, second)
     assert outcome.message == "Job succeeded (attempt 2 of 3)."
     # Each attempt's id is persisted with its number before its POST.
-    attempts = [(w[st.ID], w[st.ATTEMPT]) for w in h.sink.writes if st.ATTEMPT in w]
+    attempts = [(w[ID], w[ATTEMPT]) for w in h.sink.writes if ATTEMPT in w]
     assert attempts == [(first, "1"), (second, "2")]
     post_of_second = h.journal.index(("ray", ("submit_job", second)))
-    assert ("sink", {st.ID: second, st.ATTEMPT: "2"}) in h.journal[:post_of_second]
+    assert ("sink", {ID: second, ATTEMPT: "2"}) in h.journal[:post_of_second]
     # Between the attempts the job is PENDING, saying what failed and when the next starts.
-    between = [w[st.MESSAGE] for w in h.sink.writes if w.get(st.JOB_STATUS) == st.PENDING and st.MESSAGE in w]
+    between = [w[MESSAGE] for w in h.sink.writes if w.get(JOB_STATUS) == BridgeStatus.PENDING and MESSAGE in w]
     assert (
         between[0]
         == f"Attempt 1 of 3 ({first}) failed: Job entrypoint command failed with exit code 1; attempt 2 starts in 10 s."
     )
     # The delay was waited (the fake clock moves only in waits) and the first submission time is kept.
-    assert len(h.sink.written(st.SUBMIT_TIME)) == 1
+    assert len(h.sink.written(SUBMIT_TIME)) == 1
     assert h.finish(outcome) == exits.EXIT_OK
 
 
@@ -68,18 +69,18 @@ def test_a_job_that_fails_every_attempt_ends_failed_after_the_last_one() -> None
 
     first = h.ray.posts[0]
     assert h.ray.posts == [first, f"{first}-r1", f"{first}-r2"]
-    assert (outcome.status, outcome.reason) == (st.FAILED, st.Reason.APP_FAILED)
+    assert (outcome.status, outcome.reason) == (BridgeStatus.FAILED, Reason.APP_FAILED)
     assert outcome.submission_id == f"{first}-r2"
     assert outcome.message == "Job failed: Job entrypoint command failed with exit code 1 (attempt 3 of 3)."
     assert h.finish(outcome) == exits.EXIT_FAILED
-    assert h.sink.data[st.ATTEMPT] == "3"
+    assert h.sink.data[ATTEMPT] == "3"
 
 
 @pytest.mark.parametrize(
     ("life", "status", "reason"),
     [
-        (("RUNNING", "STOPPED"), st.KILL, st.Reason.KILLED),
-        (("RUNNING", "SUCCEEDED"), st.SUCCEEDED, st.Reason.SUCCEEDED),
+        (("RUNNING", "STOPPED"), BridgeStatus.KILL, Reason.KILLED),
+        (("RUNNING", "SUCCEEDED"), BridgeStatus.SUCCEEDED, Reason.SUCCEEDED),
     ],
     ids=["stopped-on-ray", "succeeded"],
 )
@@ -98,7 +99,7 @@ def test_a_job_past_its_deadline_is_not_retried() -> None:
     outcome = h.run()
 
     assert len(h.ray.posts) == 1
-    assert (outcome.status, outcome.reason) == (st.FAILED, st.Reason.DEADLINE_EXCEEDED)
+    assert (outcome.status, outcome.reason) == (BridgeStatus.FAILED, Reason.DEADLINE_EXCEEDED)
 
 
 def test_a_rejected_submission_is_not_retried() -> None:
@@ -108,7 +109,7 @@ def test_a_rejected_submission_is_not_retried() -> None:
     outcome = h.run()
 
     assert len(h.ray.posts) == 1
-    assert (outcome.status, outcome.reason) == (st.FAILED, st.Reason.SUBMISSION_REJECTED)
+    assert (outcome.status, outcome.reason) == (BridgeStatus.FAILED, Reason.SUBMISSION_REJECTED)
 
 
 def test_kill_during_the_delay_ends_kill_without_another_attempt() -> None:
@@ -119,11 +120,11 @@ def test_kill_during_the_delay_ends_kill_without_another_attempt() -> None:
     outcome = h.run()
 
     assert len(h.ray.posts) == 1
-    assert (outcome.status, outcome.reason) == (st.KILL, st.Reason.KILLED)
+    assert (outcome.status, outcome.reason) == (BridgeStatus.KILL, Reason.KILLED)
     assert outcome.message.startswith("Stopped at the operator's request (kill=true) before attempt 2; Job failed")
     # The failed attempt's log is still the job's last log.
     assert outcome.job is not None and outcome.job.status == "FAILED"
-    assert h.finish(outcome) == exits.for_status(st.KILL)
+    assert h.finish(outcome) == exits.for_status(BridgeStatus.KILL)
 
 
 def test_the_deadline_passing_during_the_delay_ends_the_job_without_another_attempt() -> None:
@@ -132,7 +133,7 @@ def test_the_deadline_passing_during_the_delay_ends_the_job_without_another_atte
     outcome = h.run()
 
     assert len(h.ray.posts) == 1
-    assert (outcome.status, outcome.reason) == (st.FAILED, st.Reason.DEADLINE_EXCEEDED)
+    assert (outcome.status, outcome.reason) == (BridgeStatus.FAILED, Reason.DEADLINE_EXCEEDED)
     assert "before attempt 2" in outcome.message
 
 
@@ -153,8 +154,8 @@ def test_sigterm_during_the_delay_leaves_and_the_next_pod_continues_the_count() 
     outcome = second_pod.run()
 
     assert second_pod.ray.posts == [first, f"{first}-r1"]
-    assert (outcome.status, outcome.submission_id) == (st.SUCCEEDED, f"{first}-r1")
-    assert second_pod.sink.data[st.ATTEMPT] == "2"
+    assert (outcome.status, outcome.submission_id) == (BridgeStatus.SUCCEEDED, f"{first}-r1")
+    assert second_pod.sink.data[ATTEMPT] == "2"
 
 
 def test_a_pod_that_died_between_persisting_an_attempt_and_its_post_submits_it_once() -> None:
@@ -162,28 +163,28 @@ def test_a_pod_that_died_between_persisting_an_attempt_and_its_post_submits_it_o
     h.ray.add_job("raypod-train-abc", life=FAILS[-1:])
     h.sink.data.update(
         {
-            st.ID: "raypod-train-abc-r1",
-            st.ATTEMPT: "2",
-            st.JOB_STATUS: st.PENDING,
-            st.SUBMIT_TIME: "2025-03-04T05:06:07Z",
+            ID: "raypod-train-abc-r1",
+            ATTEMPT: "2",
+            JOB_STATUS: BridgeStatus.PENDING,
+            SUBMIT_TIME: "2025-03-04T05:06:07Z",
         }
     )
 
     outcome = h.run()
 
     assert h.ray.posts == ["raypod-train-abc-r1"]
-    assert (outcome.status, outcome.submission_id) == (st.SUCCEEDED, "raypod-train-abc-r1")
+    assert (outcome.status, outcome.submission_id) == (BridgeStatus.SUCCEEDED, "raypod-train-abc-r1")
 
 
 def test_a_head_that_lost_every_attempt_makes_the_job_unknown_and_submits_nothing() -> None:
     h = Harness(
-        retrying(retries=2), recorded={st.ID: "raypod-train-abc-r1", st.ATTEMPT: "2", st.JOB_STATUS: st.RUNNING}
+        retrying(retries=2), recorded={ID: "raypod-train-abc-r1", ATTEMPT: "2", JOB_STATUS: BridgeStatus.RUNNING}
     )
 
     outcome = h.run()
 
     assert h.ray.posts == []
-    assert (outcome.status, outcome.reason) == (st.UNKNOWN, st.Reason.LOST)
+    assert (outcome.status, outcome.reason) == (BridgeStatus.UNKNOWN, Reason.LOST)
     assert "nor raypod-train-abc before it" in outcome.message
 
 
@@ -196,7 +197,7 @@ def test_a_retry_that_cannot_be_submitted_ends_with_the_failed_attempt_not_unkno
     outcome = session.run()
 
     assert len(h.ray.posts) == 1
-    assert (outcome.status, outcome.reason) == (st.FAILED, st.Reason.APP_FAILED)
+    assert (outcome.status, outcome.reason) == (BridgeStatus.FAILED, Reason.APP_FAILED)
     assert "attempt 2 could not be submitted" in outcome.message
     assert outcome.submission_id == h.ray.posts[0]
 
@@ -204,7 +205,7 @@ def test_a_retry_that_cannot_be_submitted_ends_with_the_failed_attempt_not_unkno
 def test_with_a_status_file_the_configmaps_id_is_the_jobs_and_the_recorded_retry_is_attached() -> None:
     h = Harness(
         {**retrying(retries=2), "id": "my-job"},
-        recorded={st.ID: "my-job-r1", st.ATTEMPT: "2", st.JOB_STATUS: st.RUNNING},
+        recorded={ID: "my-job-r1", ATTEMPT: "2", JOB_STATUS: BridgeStatus.RUNNING},
     )
     h.ray.add_job("my-job", life=FAILS[-1:])
     h.ray.add_job("my-job-r1", life=("RUNNING", "SUCCEEDED"))
@@ -212,12 +213,12 @@ def test_with_a_status_file_the_configmaps_id_is_the_jobs_and_the_recorded_retry
     outcome = h.run()
 
     assert h.ray.posts == []
-    assert (outcome.status, outcome.submission_id) == (st.SUCCEEDED, "my-job-r1")
+    assert (outcome.status, outcome.submission_id) == (BridgeStatus.SUCCEEDED, "my-job-r1")
 
 
 def test_in_kubernetes_the_configmaps_id_is_the_attempts_and_the_count_goes_on_from_it() -> None:
     # In a pod, id is a key of the ConfigMap itself, so it holds the attempt's id.
-    recorded = {st.ID: "raypod-train-abc-r1", st.ATTEMPT: "2", st.JOB_STATUS: st.RUNNING}
+    recorded = {ID: "raypod-train-abc-r1", ATTEMPT: "2", JOB_STATUS: BridgeStatus.RUNNING}
     h = Harness({**retrying(retries=2, delay=0), "id": "raypod-train-abc-r1"}, recorded=recorded, life=SUCCEEDS)
     h.ray.add_job("raypod-train-abc", life=FAILS[-1:])
     h.ray.add_job("raypod-train-abc-r1", life=FAILS[-1:])
@@ -225,8 +226,8 @@ def test_in_kubernetes_the_configmaps_id_is_the_attempts_and_the_count_goes_on_f
     outcome = h.run()
 
     assert h.ray.posts == ["raypod-train-abc-r2"]
-    assert (outcome.status, outcome.submission_id) == (st.SUCCEEDED, "raypod-train-abc-r2")
-    assert h.sink.data[st.ATTEMPT] == "3"
+    assert (outcome.status, outcome.submission_id) == (BridgeStatus.SUCCEEDED, "raypod-train-abc-r2")
+    assert h.sink.data[ATTEMPT] == "3"
 
 
 @pytest.mark.parametrize("value", ["-1", "1.5", "true", "101", '"2"'])

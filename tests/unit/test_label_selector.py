@@ -3,7 +3,7 @@ head does with it is in tests/ray/test_label_selector_on_ray.py.)"""
 
 from __future__ import annotations
 
-from raypod.config import parse_job_properties
+from raypod.properties import parse_job_properties
 
 
 def test_the_selector_is_parsed_as_strings_only() -> None:

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from raypod import status as st
+from raypod.artifacts import Collected
+from raypod.contract import END_TIME, ID, JOB_STATUS, MESSAGE, REASON, SUBMIT_TIME, BridgeStatus
 from raypod.errors import ConfigError
+from raypod.outcome import Ending, Outcome
 from raypod.ray import JobInfo
-from raypod.report import (
+from raypod.run_record import (
     MAX_TERMINATION_MESSAGE,
     result_document,
     summary_line,
@@ -18,25 +20,23 @@ from raypod.report import (
     write_result,
     write_termination_message,
 )
-from raypod.results import Collected
 from raypod.runner import RunResult
-from raypod.session import Ending, Outcome
 
 ENDED = JobInfo("raypod-train-1", "FAILED", "exit 3", 1_700_000_000_000, 1_700_000_060_000, "node", 3)
 
 
 def written(outcome: Outcome, **keys: str) -> dict[str, str]:
-    return {st.ID: outcome.submission_id, st.JOB_STATUS: outcome.status, st.MESSAGE: outcome.message, **keys}
+    return {ID: outcome.submission_id, JOB_STATUS: outcome.status, MESSAGE: outcome.message, **keys}
 
 
 # -- status.reason: one per way a run ends ----------------------------------------------------------
 @pytest.mark.parametrize(
     ("outcome", "reason"),
     [
-        (Outcome.final("s1", st.SUCCEEDED, "Job succeeded."), "Succeeded"),
-        (Outcome.final("s1", st.FAILED, "Job failed: exit 3.", ENDED), "AppFailed"),
-        (Outcome.final("s1", st.KILL, "Stopped at the operator's request (kill=true)."), "Killed"),
-        (Outcome.final("s1", st.UNKNOWN, "Lost track of Ray job s1: ..."), "Lost"),
+        (Outcome.final("s1", BridgeStatus.SUCCEEDED, "Job succeeded."), "Succeeded"),
+        (Outcome.final("s1", BridgeStatus.FAILED, "Job failed: exit 3.", ENDED), "AppFailed"),
+        (Outcome.final("s1", BridgeStatus.KILL, "Stopped at the operator's request (kill=true)."), "Killed"),
+        (Outcome.final("s1", BridgeStatus.UNKNOWN, "Lost track of Ray job s1: ..."), "Lost"),
         (Outcome.bad_input(ConfigError.single("kill", "must be true or false")), "BadInput"),
     ],
 )
@@ -46,14 +46,14 @@ def test_each_final_status_carries_its_reason(outcome: Outcome, reason: str) -> 
 
 # -- the termination message -----------------------------------------------------------------------
 def test_the_summary_names_the_status_the_reason_the_job_and_the_message() -> None:
-    outcome = Outcome.final("raypod-train-1", st.FAILED, "Job failed: exit 3.", ENDED)
-    result = RunResult(1, outcome, None, written(outcome, **{st.REASON: "AppFailed"}))
+    outcome = Outcome.final("raypod-train-1", BridgeStatus.FAILED, "Job failed: exit 3.", ENDED)
+    result = RunResult(1, outcome, None, written(outcome, **{REASON: "AppFailed"}))
 
     assert summary_line(result) == "FAILED (AppFailed): Ray job raypod-train-1: Job failed: exit 3."
 
 
 def test_a_terminated_run_says_the_job_keeps_running() -> None:
-    result = RunResult(143, Outcome(Ending.TERMINATED, "raypod-train-1"), None, {st.JOB_STATUS: "RUNNING"})
+    result = RunResult(143, Outcome(Ending.TERMINATED, "raypod-train-1"), None, {JOB_STATUS: "RUNNING"})
 
     assert summary_line(result) == ("terminated: Ray job raypod-train-1 keeps running; the next pod re-attaches to it")
 
@@ -61,7 +61,7 @@ def test_a_terminated_run_says_the_job_keeps_running() -> None:
 def test_the_termination_message_is_cut_to_what_the_kubelet_keeps_without_splitting_a_character(
     tmp_path: Path,
 ) -> None:
-    outcome = Outcome.final("s1", st.FAILED, "é" * 5000)
+    outcome = Outcome.final("s1", BridgeStatus.FAILED, "é" * 5000)
     target = tmp_path / "termination-log"
 
     write_termination_message(target, RunResult(1, outcome, None, written(outcome)))
@@ -81,11 +81,11 @@ def test_the_termination_log_flag_chooses_the_path_or_turns_it_off(tmp_path: Pat
 
 # -- the result file --------------------------------------------------------------------------------
 def test_the_result_document_holds_the_id_status_reason_times_exit_code_log_and_files() -> None:
-    outcome = Outcome.final("raypod-train-1", st.FAILED, "Job failed: exit 3.", ENDED)
+    outcome = Outcome.final("raypod-train-1", BridgeStatus.FAILED, "Job failed: exit 3.", ENDED)
     collected = Collected("log uploaded", "s3://logs/train/logs", ("model.pt",), ("metrics.json",))
     status = written(
         outcome,
-        **{st.REASON: "AppFailed", st.SUBMIT_TIME: "2023-11-14T22:13:00Z", st.END_TIME: "2023-11-14T22:14:20Z"},
+        **{REASON: "AppFailed", SUBMIT_TIME: "2023-11-14T22:13:00Z", END_TIME: "2023-11-14T22:14:20Z"},
     )
 
     document = result_document(RunResult(1, outcome, collected, status))
@@ -108,7 +108,7 @@ def test_the_result_document_holds_the_id_status_reason_times_exit_code_log_and_
 
 
 def test_a_terminated_run_leaves_a_result_that_is_not_final() -> None:
-    document = result_document(RunResult(143, Outcome(Ending.TERMINATED, "s1"), None, {st.JOB_STATUS: "RUNNING"}))
+    document = result_document(RunResult(143, Outcome(Ending.TERMINATED, "s1"), None, {JOB_STATUS: "RUNNING"}))
 
     assert document["final"] is False
     assert document["reason"] is None
@@ -119,7 +119,7 @@ def test_a_terminated_run_leaves_a_result_that_is_not_final() -> None:
 def test_a_result_that_cannot_be_written_is_a_warning_not_a_crash(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    outcome = Outcome.final("s1", st.SUCCEEDED, "Job succeeded.")
+    outcome = Outcome.final("s1", BridgeStatus.SUCCEEDED, "Job succeeded.")
 
     write_result(blocker / "result.json", RunResult(0, outcome, None, written(outcome)))  # a file as its directory
 

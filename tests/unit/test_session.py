@@ -15,14 +15,15 @@ from typing import Any
 import pytest
 
 from raypod import exits
-from raypod import status as st
+from raypod.contract import ATTEMPT, END_TIME, ID, JOB_STATUS, MESSAGE, START_TIME, SUBMIT_TIME, BridgeStatus
 from raypod.errors import ConfigError, KubeApiError, RayApiError
 from raypod.jobs import WAIT_POLL
+from raypod.outcome import Ending, Outcome
 from raypod.ray import JobInfo
 from raypod.retry import RetryPolicy
 from raypod.runner import finish
-from raypod.session import KILL_MESSAGE, Ending, Outcome
-from raypod.status import KILL, StatusReporter
+from raypod.session import KILL_MESSAGE
+from raypod.status_store import StatusReporter
 from tests.support.fakes import (
     FAILED_MESSAGE,
     INLINE_SCRIPT,
@@ -65,18 +66,18 @@ def test_fresh_job_persists_its_id_before_the_one_post_then_is_watched_to_succes
     outcome = h.run()
 
     assert outcome.ending is Ending.FINAL
-    assert outcome.status == st.SUCCEEDED
+    assert outcome.status == BridgeStatus.SUCCEEDED
     assert outcome.message == "Job succeeded."
     (submission_id,) = h.ray.posts
     assert submission_id.startswith("raypod-train-")
     assert outcome.submission_id == submission_id
     # The id reaches the sink alone, before the POST; SUBMITTED follows the POST.
-    assert sink_before_post(h) == [{st.ID: submission_id, st.ATTEMPT: "1"}]
-    assert h.sink.writes[0] == {st.ID: submission_id, st.ATTEMPT: "1"}
-    assert h.sink.writes[1][st.JOB_STATUS] == st.SUBMITTED
-    assert TIME.match(h.sink.writes[1][st.SUBMIT_TIME])
-    assert h.sink.writes[1][st.MESSAGE] == f"Submitted to {RAY_URL} as {submission_id}."
-    assert h.sink.written(st.JOB_STATUS) == [st.SUBMITTED, st.PENDING, st.RUNNING]
+    assert sink_before_post(h) == [{ID: submission_id, ATTEMPT: "1"}]
+    assert h.sink.writes[0] == {ID: submission_id, ATTEMPT: "1"}
+    assert h.sink.writes[1][JOB_STATUS] == BridgeStatus.SUBMITTED
+    assert TIME.match(h.sink.writes[1][SUBMIT_TIME])
+    assert h.sink.writes[1][MESSAGE] == f"Submitted to {RAY_URL} as {submission_id}."
+    assert h.sink.written(JOB_STATUS) == [BridgeStatus.SUBMITTED, BridgeStatus.PENDING, BridgeStatus.RUNNING]
     # Ray's end time, in the operator's layout.
     assert outcome.end_time == ray_time(outcome.job, "end_time_ms")
     assert TIME.match(outcome.end_time or "")
@@ -89,7 +90,7 @@ def test_inline_script_is_uploaded_as_a_package_once_and_named_in_the_runtime_en
     h = Harness({"jobdata.scriptLocation": "inline", "jobdata.jobScript": INLINE_SCRIPT})
     outcome = h.run()
 
-    assert outcome.status == st.SUCCEEDED
+    assert outcome.status == BridgeStatus.SUCCEEDED
     (package,) = h.ray.calls_of("upload_package")
     assert h.ray.calls_of("package_exists") == [package]
     (submission_id,) = h.ray.posts
@@ -102,7 +103,7 @@ def test_inline_package_that_ray_already_has_is_not_uploaded_again() -> None:
     (package,) = first.ray.packages
     h = Harness({"jobdata.scriptLocation": "inline", "jobdata.jobScript": INLINE_SCRIPT})
     h.ray.packages[package] = 1
-    assert h.run().status == st.SUCCEEDED
+    assert h.run().status == BridgeStatus.SUCCEEDED
     assert h.ray.calls_of("upload_package") == []
 
 
@@ -111,7 +112,7 @@ def test_failed_job_reports_rays_message_without_its_log_tail() -> None:
     outcome = h.run()
 
     assert outcome.ending is Ending.FINAL
-    assert outcome.status == st.FAILED
+    assert outcome.status == BridgeStatus.FAILED
     assert outcome.message == "Job failed: Job entrypoint command failed with exit code 1."
     assert "last available logs" not in outcome.message
     assert outcome.end_time == ray_time(outcome.job, "end_time_ms")
@@ -119,13 +120,13 @@ def test_failed_job_reports_rays_message_without_its_log_tail() -> None:
 
 def test_failed_job_without_a_message_says_job_failed() -> None:
     outcome = Harness(life=("RUNNING", "FAILED")).run()
-    assert (outcome.status, outcome.message) == (st.FAILED, "Job failed.")
+    assert (outcome.status, outcome.message) == (BridgeStatus.FAILED, "Job failed.")
 
 
 def test_job_stopped_on_ray_by_someone_else_ends_kill() -> None:
     outcome = Harness(life=("RUNNING", "STOPPED")).run()
 
-    assert (outcome.ending, outcome.status) == (Ending.FINAL, st.KILL)
+    assert (outcome.ending, outcome.status) == (Ending.FINAL, BridgeStatus.KILL)
     assert outcome.message == "Job was stopped on Ray."
     assert outcome.end_time == ray_time(outcome.job, "end_time_ms")
 
@@ -135,10 +136,10 @@ def test_submit_only_detaches_right_after_the_post_without_a_poll() -> None:
     outcome = h.run()
 
     assert outcome.ending is Ending.DETACHED
-    assert outcome.status == st.SUBMITTED
+    assert outcome.status == BridgeStatus.SUBMITTED
     assert h.ray.posts == [outcome.submission_id]
     assert h.ray.calls_of("get_job") == []
-    assert h.sink.data[st.JOB_STATUS] == st.SUBMITTED
+    assert h.sink.data[JOB_STATUS] == BridgeStatus.SUBMITTED
     assert h.clock.waits == []
 
 
@@ -147,7 +148,7 @@ def test_kill_set_before_the_start_submits_nothing_and_makes_no_request() -> Non
     h = Harness({"kill": "true"})
     outcome = h.run()
 
-    assert (outcome.ending, outcome.status, outcome.submission_id) == (Ending.FINAL, st.KILL, "")
+    assert (outcome.ending, outcome.status, outcome.submission_id) == (Ending.FINAL, BridgeStatus.KILL, "")
     assert outcome.message.startswith("Not submitted")
     assert h.ray.calls == []
     assert h.sink.writes == []
@@ -158,7 +159,7 @@ def test_kill_set_while_watching_stops_the_job_and_waits_for_its_end() -> None:
     h.set_kill_at(12)
     outcome = h.run()
 
-    assert (outcome.ending, outcome.status, outcome.message) == (Ending.FINAL, st.KILL, KILL_MESSAGE)
+    assert (outcome.ending, outcome.status, outcome.message) == (Ending.FINAL, BridgeStatus.KILL, KILL_MESSAGE)
     assert h.ray.calls_of("stop_job") == [outcome.submission_id]
     assert outcome.job is not None and outcome.job.status == "STOPPED"
     assert outcome.end_time == ray_time(outcome.job, "end_time_ms")
@@ -173,7 +174,7 @@ def test_refused_stop_is_asked_again_on_the_next_poll_until_ray_takes_it() -> No
     outcome = h.run()
 
     assert h.ray.calls_of("stop_job") == [outcome.submission_id] * 3
-    assert (outcome.ending, outcome.status, outcome.message) == (Ending.FINAL, st.KILL, KILL_MESSAGE)
+    assert (outcome.ending, outcome.status, outcome.message) == (Ending.FINAL, BridgeStatus.KILL, KILL_MESSAGE)
     assert outcome.end_time == ray_time(outcome.job, "end_time_ms")
 
 
@@ -186,12 +187,12 @@ def test_stop_ray_never_confirms_is_reported_as_what_ray_says_and_never_as_kill(
 
     assert outcome == Outcome(Ending.TERMINATED, h.ray.posts[0])
     assert h.ray.calls_of("stop_job") == [h.ray.posts[0]]  # Ray took it: not asked again
-    assert KILL not in h.sink.written(st.JOB_STATUS)
-    assert h.sink.data[st.JOB_STATUS] == st.PENDING
-    assert h.sink.data[st.MESSAGE].startswith(
+    assert BridgeStatus.KILL not in h.sink.written(JOB_STATUS)
+    assert h.sink.data[JOB_STATUS] == BridgeStatus.PENDING
+    assert h.sink.data[MESSAGE].startswith(
         "Stopped at the operator's request (kill=true), but Ray still reports the job PENDING 10 s after the stop"
     )
-    assert len(set(h.sink.written(st.MESSAGE))) == len(h.sink.written(st.MESSAGE))  # each message written once
+    assert len(set(h.sink.written(MESSAGE))) == len(h.sink.written(MESSAGE))  # each message written once
 
 
 def test_stop_refused_for_ever_says_why_and_a_job_that_then_fails_keeps_rays_status() -> None:
@@ -202,8 +203,8 @@ def test_stop_refused_for_ever_says_why_and_a_job_that_then_fails_keeps_rays_sta
     outcome = h.run()
 
     assert len(h.ray.calls_of("stop_job")) > 2
-    assert "(the stop call failed: Internal Server Error)" in " ".join(h.sink.written(st.MESSAGE))
-    assert (outcome.ending, outcome.status, outcome.message) == (Ending.FINAL, st.FAILED, "Job failed: boom.")
+    assert "(the stop call failed: Internal Server Error)" in " ".join(h.sink.written(MESSAGE))
+    assert (outcome.ending, outcome.status, outcome.message) == (Ending.FINAL, BridgeStatus.FAILED, "Job failed: boom.")
 
 
 def test_kill_of_a_job_that_had_already_ended_keeps_rays_own_status() -> None:
@@ -219,7 +220,7 @@ def test_kill_of_a_job_that_had_already_ended_keeps_rays_own_status() -> None:
 
     # Ray answered the stop with stopped=false: nothing was killed, so no KILL is reported.
     assert h.ray.calls_of("stop_job") == [outcome.submission_id]
-    assert (outcome.ending, outcome.status, outcome.message) == (Ending.FINAL, st.SUCCEEDED, "Job succeeded.")
+    assert (outcome.ending, outcome.status, outcome.message) == (Ending.FINAL, BridgeStatus.SUCCEEDED, "Job succeeded.")
     assert outcome.end_time == ray_time(outcome.job, "end_time_ms")
 
 
@@ -232,7 +233,7 @@ def test_sigterm_while_waiting_for_a_stop_leaves_without_a_final_status() -> Non
 
     assert outcome == Outcome(Ending.TERMINATED, h.ray.posts[0])
     assert h.finish(outcome) == exits.EXIT_TERMINATED
-    assert h.sink.data[st.JOB_STATUS] == st.PENDING
+    assert h.sink.data[JOB_STATUS] == BridgeStatus.PENDING
 
 
 def test_kill_value_that_cannot_be_read_is_ignored_until_it_says_true() -> None:
@@ -241,7 +242,7 @@ def test_kill_value_that_cannot_be_read_is_ignored_until_it_says_true() -> None:
     h.set_kill_at(12)
     outcome = h.run()
 
-    assert (outcome.status, outcome.message) == (st.KILL, KILL_MESSAGE)
+    assert (outcome.status, outcome.message) == (BridgeStatus.KILL, KILL_MESSAGE)
     assert [job.status for job in h.polled][:3] == ["PENDING", "RUNNING", "RUNNING"]
     assert h.ray.calls_of("stop_job") == [outcome.submission_id]
 
@@ -250,7 +251,7 @@ def test_active_deadline_passed_stops_the_job_and_fails_it_naming_the_deadline()
     h = Harness({"jobproperties": '{"activeDeadlineSeconds": 5}'}, life=RUNNING_FOREVER)
     outcome = h.run()
 
-    assert (outcome.ending, outcome.status) == (Ending.FINAL, st.FAILED)
+    assert (outcome.ending, outcome.status) == (Ending.FINAL, BridgeStatus.FAILED)
     assert outcome.message == "activeDeadlineSeconds (5 s) passed; the job was stopped."
     assert h.ray.calls_of("stop_job") == [outcome.submission_id]
     assert outcome.end_time == ray_time(outcome.job, "end_time_ms")
@@ -262,7 +263,11 @@ def test_start_deadline_stops_a_job_that_never_started_and_says_ray_kept_it_pend
     h.ray.ignore_stop_in = ("PENDING",)  # Ray 2.60 answers stopped: true and leaves it PENDING
     outcome = h.run()
 
-    assert (outcome.ending, outcome.status, outcome.reason) == (Ending.FINAL, st.FAILED, "StartDeadlineExceeded")
+    assert (outcome.ending, outcome.status, outcome.reason) == (
+        Ending.FINAL,
+        BridgeStatus.FAILED,
+        "StartDeadlineExceeded",
+    )
     assert outcome.message == (
         "The job did not start within startDeadlineSeconds (5 s); it was stopped, but Ray cannot stop a job that "
         "has not started: it stays PENDING on Ray, and the stop request waits there for the job's start."
@@ -275,7 +280,7 @@ def test_start_deadline_of_a_job_stopped_while_it_starts_ends_failed_with_that_r
     h = Harness({"jobproperties": '{"startDeadlineSeconds": 5}'}, life=("PENDING",))
     outcome = h.run()  # the fake Ray stops a PENDING job when asked
 
-    assert (outcome.status, outcome.reason) == (st.FAILED, "StartDeadlineExceeded")
+    assert (outcome.status, outcome.reason) == (BridgeStatus.FAILED, "StartDeadlineExceeded")
     assert outcome.message == "The job did not start within startDeadlineSeconds (5 s); it was stopped."
     assert outcome.end_time == ray_time(outcome.job, "end_time_ms")
 
@@ -295,18 +300,18 @@ def test_id_in_the_configmap_is_reattached_without_a_post() -> None:
     h.ray.add_job("raysubmit_given")
     outcome = h.run()
 
-    assert (outcome.status, outcome.submission_id) == (st.SUCCEEDED, "raysubmit_given")
+    assert (outcome.status, outcome.submission_id) == (BridgeStatus.SUCCEEDED, "raysubmit_given")
     assert h.ray.posts == []
     assert [job.submission_id for job in h.attached] == ["raysubmit_given"]
-    assert h.sink.writes[0] == {st.ID: "raysubmit_given"}
+    assert h.sink.writes[0] == {ID: "raysubmit_given"}
 
 
 def test_id_recorded_by_an_earlier_pod_is_reattached_without_a_post() -> None:
-    h = Harness(recorded={st.ID: "raypod-train-abc", st.JOB_STATUS: st.RUNNING}, life=("RUNNING", "SUCCEEDED"))
+    h = Harness(recorded={ID: "raypod-train-abc", JOB_STATUS: BridgeStatus.RUNNING}, life=("RUNNING", "SUCCEEDED"))
     h.ray.add_job("raypod-train-abc")
     outcome = h.run()
 
-    assert (outcome.status, outcome.submission_id) == (st.SUCCEEDED, "raypod-train-abc")
+    assert (outcome.status, outcome.submission_id) == (BridgeStatus.SUCCEEDED, "raypod-train-abc")
     assert h.ray.posts == []
     assert len(h.attached) == 1
     assert h.attached[0].status == "RUNNING"
@@ -317,59 +322,59 @@ def test_session_without_hooks_reattaches_and_watches_all_the_same() -> None:
     h.ray.add_job("raysubmit_given")
     outcome = h.session(hooks=False).run()
 
-    assert (outcome.status, outcome.submission_id) == (st.SUCCEEDED, "raysubmit_given")
+    assert (outcome.status, outcome.submission_id) == (BridgeStatus.SUCCEEDED, "raysubmit_given")
     assert h.attached == [] and h.polled == []
 
 
 def test_recorded_id_that_ray_never_accepted_is_submitted_under_that_same_id() -> None:
-    h = Harness(recorded={st.ID: "raypod-train-abc"})
+    h = Harness(recorded={ID: "raypod-train-abc"})
     outcome = h.run()
 
-    assert (outcome.status, outcome.submission_id) == (st.SUCCEEDED, "raypod-train-abc")
+    assert (outcome.status, outcome.submission_id) == (BridgeStatus.SUCCEEDED, "raypod-train-abc")
     assert h.ray.posts == ["raypod-train-abc"]
     assert h.attached == []
 
 
 def test_recorded_confirmed_id_that_ray_no_longer_knows_is_unknown() -> None:
-    h = Harness(recorded={st.ID: "raypod-train-abc", st.JOB_STATUS: st.RUNNING})
+    h = Harness(recorded={ID: "raypod-train-abc", JOB_STATUS: BridgeStatus.RUNNING})
     outcome = h.run()
 
-    assert (outcome.ending, outcome.status) == (Ending.FINAL, st.UNKNOWN)
+    assert (outcome.ending, outcome.status) == (Ending.FINAL, BridgeStatus.UNKNOWN)
     assert "no longer knows" in outcome.message
     assert outcome.submission_id == "raypod-train-abc"
     assert h.ray.posts == []
 
 
 def test_outage_at_reattach_of_a_confirmed_job_is_ridden_out_by_the_watch() -> None:
-    recorded = {st.ID: "raypod-train-abc", st.JOB_STATUS: st.RUNNING}
+    recorded = {ID: "raypod-train-abc", JOB_STATUS: BridgeStatus.RUNNING}
     h = Harness(recorded=recorded, life=("RUNNING", "SUCCEEDED"), connect_timeout=0.1)
     h.ray.add_job("raypod-train-abc")
     h.ray.fail("get_job", no_answer(), times=None, until=3)  # down for every attempt of the attach
     outcome = h.run()
 
-    assert (outcome.status, outcome.submission_id) == (st.SUCCEEDED, "raypod-train-abc")
+    assert (outcome.status, outcome.submission_id) == (BridgeStatus.SUCCEEDED, "raypod-train-abc")
     assert h.attached == []  # Ray never answered the attach
     assert h.ray.posts == []
     assert len(h.ray.calls_of("get_job")) > 2  # the attach retried, then the watch polled
 
 
 def test_outage_at_reattach_of_an_unconfirmed_job_cannot_tell_and_is_unknown() -> None:
-    h = Harness(recorded={st.ID: "raypod-train-abc"}, connect_timeout=0.1)  # Ray never confirmed it
+    h = Harness(recorded={ID: "raypod-train-abc"}, connect_timeout=0.1)  # Ray never confirmed it
     h.ray.fail("get_job", no_answer(), times=None)
     outcome = h.run()
 
-    assert (outcome.ending, outcome.status) == (Ending.FINAL, st.UNKNOWN)
+    assert (outcome.ending, outcome.status) == (Ending.FINAL, BridgeStatus.UNKNOWN)
     assert outcome.message.startswith("Cannot tell whether Ray has job raypod-train-abc")
     assert h.ray.posts == []
 
 
 def test_unauthorized_at_reattach_of_a_confirmed_job_is_ridden_out_and_never_bad_input() -> None:
     # A rotated token: Ray has the job and it may be running; exit 2 would claim nothing was submitted.
-    h = Harness(recorded={st.ID: "raypod-train-abc", st.JOB_STATUS: st.RUNNING})
+    h = Harness(recorded={ID: "raypod-train-abc", JOB_STATUS: BridgeStatus.RUNNING})
     h.ray.fail("get_job", ray_error(401, reason="Unauthorized"), times=None)
     outcome = h.run()
 
-    assert (outcome.ending, outcome.status) == (Ending.FINAL, st.UNKNOWN)
+    assert (outcome.ending, outcome.status) == (Ending.FINAL, BridgeStatus.UNKNOWN)
     assert outcome.message.startswith("No answer from the Ray dashboard for ")
     assert h.ray.posts == []
 
@@ -380,15 +385,17 @@ def test_refused_reattach_of_an_unconfirmed_id_cannot_tell_and_is_never_bad_inpu
     h.ray.fail("get_job", error, times=None)
     outcome = h.run()
 
-    assert (outcome.ending, outcome.status) == (Ending.FINAL, st.UNKNOWN)
+    assert (outcome.ending, outcome.status) == (Ending.FINAL, BridgeStatus.UNKNOWN)
     assert outcome.message.startswith("Cannot tell whether Ray has job raysubmit_given: ")
     assert h.finish(outcome) == exits.EXIT_FAILED
     assert h.ray.posts == []
 
 
-@pytest.mark.parametrize("recorded_status", [st.SUCCEEDED, st.FAILED, st.KILL, st.UNKNOWN])
+@pytest.mark.parametrize(
+    "recorded_status", [BridgeStatus.SUCCEEDED, BridgeStatus.FAILED, BridgeStatus.KILL, BridgeStatus.UNKNOWN]
+)
 def test_final_status_recorded_by_an_earlier_pod_is_kept_without_asking_ray(recorded_status: str) -> None:
-    recorded = {st.ID: "raypod-train-abc", st.JOB_STATUS: recorded_status, st.END_TIME: "2026-01-02T03:04:05Z"}
+    recorded = {ID: "raypod-train-abc", JOB_STATUS: recorded_status, END_TIME: "2026-01-02T03:04:05Z"}
     h = Harness(recorded=recorded)  # Ray would answer 404: the head was restarted
     outcome = h.run()
     code = h.finish(outcome)
@@ -405,7 +412,7 @@ def test_lost_post_answer_is_looked_up_and_accepted_with_one_job_on_ray() -> Non
     h.ray.lose_answers(1)
     outcome = h.run()
 
-    assert outcome.status == st.SUCCEEDED
+    assert outcome.status == BridgeStatus.SUCCEEDED
     assert len(h.ray.posts) == 1
     assert list(h.ray.jobs) == [outcome.submission_id]
     assert h.ray.calls[:3] == [
@@ -426,7 +433,7 @@ def test_garbled_answer_to_an_accepted_post_is_looked_up_and_the_job_watched() -
     h.ray.submit_job = accepted_then_garbled  # type: ignore[method-assign]
     outcome = h.run()
 
-    assert (outcome.status, outcome.message) == (st.SUCCEEDED, "Job succeeded.")
+    assert (outcome.status, outcome.message) == (BridgeStatus.SUCCEEDED, "Job succeeded.")
     assert list(h.ray.jobs) == [outcome.submission_id]
 
 
@@ -436,7 +443,7 @@ def test_garbled_answer_to_a_post_ray_never_got_is_unknown_and_never_a_rejection
     h.ray.fail("submit_job", garbled, times=None)
     outcome = h.run()
 
-    assert (outcome.ending, outcome.status) == (Ending.FINAL, st.UNKNOWN)
+    assert (outcome.ending, outcome.status) == (Ending.FINAL, BridgeStatus.UNKNOWN)
     assert outcome.message.startswith(f"Lost track of Ray job {outcome.submission_id}: ")
     assert "rejected" not in outcome.message
     assert h.ray.jobs == {}
@@ -448,7 +455,7 @@ def test_duplicate_id_answer_to_a_retried_post_means_ray_has_the_job() -> None:
     h.ray.fail("get_job", no_answer())  # the look-up after the lost answer fails too: POST again
     outcome = h.run()
 
-    assert outcome.status == st.SUCCEEDED
+    assert outcome.status == BridgeStatus.SUCCEEDED
     assert h.ray.posts == [outcome.submission_id] * 2
     assert list(h.ray.jobs) == [outcome.submission_id]
     assert h.ray.submitted == [outcome.submission_id]
@@ -459,7 +466,7 @@ def test_wrapped_rejection_fails_the_job_at_once_without_a_retry() -> None:
     h.ray.fail("submit_job", wrapped_rejection(), times=None)
     outcome = h.run()
 
-    assert (outcome.ending, outcome.status) == (Ending.FINAL, st.FAILED)
+    assert (outcome.ending, outcome.status) == (Ending.FINAL, BridgeStatus.FAILED)
     assert outcome.message.startswith("Ray rejected the job")
     assert len(h.ray.posts) == 1
     assert h.ray.calls_of("get_job") == []
@@ -471,7 +478,7 @@ def test_plain_4xx_answer_to_the_post_is_a_rejection() -> None:
     h.ray.fail("submit_job", ray_error(400, "POST", reason="Bad Request: entrypoint_memory"), times=None)
     outcome = h.run()
 
-    assert (outcome.ending, outcome.status) == (Ending.FINAL, st.FAILED)
+    assert (outcome.ending, outcome.status) == (Ending.FINAL, BridgeStatus.FAILED)
     assert outcome.message == "Ray rejected the job: Bad Request: entrypoint_memory"
     assert len(h.ray.posts) == 1
 
@@ -484,7 +491,11 @@ def test_post_failing_transiently_until_connect_timeout_loses_track_of_the_job()
     submission_id = h.ray.posts[0]
     assert set(h.ray.posts) == {submission_id}
     assert len(h.ray.posts) > 1  # retried, asking after each failure whether Ray had it
-    assert (outcome.ending, outcome.status, outcome.submission_id) == (Ending.FINAL, st.UNKNOWN, submission_id)
+    assert (outcome.ending, outcome.status, outcome.submission_id) == (
+        Ending.FINAL,
+        BridgeStatus.UNKNOWN,
+        submission_id,
+    )
     assert outcome.message.startswith(f"Lost track of Ray job {submission_id}")
     assert h.ray.jobs == {}
 
@@ -506,7 +517,7 @@ def test_id_that_cannot_be_persisted_is_not_submitted() -> None:
     h.sink.fail_writes(KUBE_DOWN, times=None)
     outcome = h.run()
 
-    assert (outcome.ending, outcome.status, outcome.submission_id) == (Ending.FINAL, st.FAILED, "")
+    assert (outcome.ending, outcome.status, outcome.submission_id) == (Ending.FINAL, BridgeStatus.FAILED, "")
     assert outcome.message.startswith("Not submitted: Kubernetes API PATCH")
     assert h.ray.posts == []
 
@@ -522,9 +533,9 @@ def test_status_write_outage_after_the_id_is_persisted_does_not_fail_the_job() -
     h.sink.write = write_then_break  # type: ignore[method-assign]
     outcome = h.run()
 
-    assert outcome.status == st.SUCCEEDED
-    assert h.sink.writes == [{st.ID: outcome.submission_id, st.ATTEMPT: "1"}]
-    assert h.reporter.get(st.JOB_STATUS) == st.RUNNING  # kept, to be written when the API is back
+    assert outcome.status == BridgeStatus.SUCCEEDED
+    assert h.sink.writes == [{ID: outcome.submission_id, ATTEMPT: "1"}]
+    assert h.reporter.get(JOB_STATUS) == BridgeStatus.RUNNING  # kept, to be written when the API is back
 
 
 # -- watch ----------------------------------------------------------------------------------------
@@ -533,10 +544,10 @@ def test_failed_polls_keep_the_status_until_status_timeout_then_unknown() -> Non
     h.clock.at(7, lambda: h.ray.fail("get_job", no_answer(), times=None))
     outcome = h.run()
 
-    assert (outcome.ending, outcome.status) == (Ending.FINAL, st.UNKNOWN)
+    assert (outcome.ending, outcome.status) == (Ending.FINAL, BridgeStatus.UNKNOWN)
     # Last answer at 5 s; failing polls at 10 ... 35 are tolerated; at 40 the silence is 35 s.
     assert outcome.message.startswith("No answer from the Ray dashboard for 35 s: ConnectionError")
-    assert h.sink.data[st.JOB_STATUS] == st.RUNNING
+    assert h.sink.data[JOB_STATUS] == BridgeStatus.RUNNING
     assert outcome.job is not None and outcome.job.status == "RUNNING"
     assert h.ray.calls_of("stop_job") == []
 
@@ -546,7 +557,7 @@ def test_job_that_ray_forgets_while_watched_is_unknown() -> None:
     h.clock.at(12, lambda: h.ray.forget(h.ray.posts[0]))
     outcome = h.run()
 
-    assert (outcome.ending, outcome.status) == (Ending.FINAL, st.UNKNOWN)
+    assert (outcome.ending, outcome.status) == (Ending.FINAL, BridgeStatus.UNKNOWN)
     assert outcome.message == f"Ray no longer knows job {outcome.submission_id} (was the head restarted?)"
 
 
@@ -555,9 +566,9 @@ def test_watch_writes_pending_then_running_with_the_start_time_and_on_poll_hears
     h.clock.at(12, lambda: h.ray.fail("get_job", no_answer(), times=3))  # one failed poll: not heard
     outcome = h.run()
 
-    assert outcome.status == st.SUCCEEDED
-    assert h.sink.written(st.JOB_STATUS) == [st.SUBMITTED, st.PENDING, st.RUNNING]
-    (start,) = h.sink.written(st.START_TIME)
+    assert outcome.status == BridgeStatus.SUCCEEDED
+    assert h.sink.written(JOB_STATUS) == [BridgeStatus.SUBMITTED, BridgeStatus.PENDING, BridgeStatus.RUNNING]
+    (start,) = h.sink.written(START_TIME)
     assert TIME.match(start)
     assert start == ray_time(outcome.job, "start_time_ms")
     assert [job.status for job in h.polled] == ["PENDING", "PENDING", "RUNNING", "RUNNING", "SUCCEEDED"]
@@ -572,7 +583,7 @@ def test_the_first_wait_has_a_random_phase_and_every_later_one_is_the_interval(f
 
     outcome = h.run()
 
-    assert outcome.status == st.SUCCEEDED
+    assert outcome.status == BridgeStatus.SUCCEEDED
     assert h.clock.waits == [5.0 * fraction] + [5.0] * 3
     assert len(h.ray.calls_of("get_job")) == len(life)
 
@@ -581,19 +592,19 @@ def test_the_waits_for_a_stop_are_not_jittered() -> None:
     h = Harness(life=("RUNNING",), first_poll_jitter=lambda: 0.1)
     h.source.data["kill"] = "true"
     h.ray.add_job("raypod-train-known", life=("RUNNING", "RUNNING", "RUNNING", "STOPPED"), ignore_stop_in=("RUNNING",))
-    h.sink.data.update({st.ID: "raypod-train-known", st.JOB_STATUS: st.RUNNING})
+    h.sink.data.update({ID: "raypod-train-known", JOB_STATUS: BridgeStatus.RUNNING})
 
     outcome = h.run()
 
     # kill was set before the first poll: the stop is asked at once, and each wait is the stop's poll.
-    assert outcome.status == st.KILL
+    assert outcome.status == BridgeStatus.KILL
     assert h.clock.waits and all(wait == min(WAIT_POLL, 5.0) for wait in h.clock.waits)
 
 
 def test_rays_message_while_running_is_written_as_one_line() -> None:
     h = Harness(life=(("RUNNING", "Job is running.\nmore detail"), "SUCCEEDED"))
     h.run()
-    assert "Job is running." in h.sink.written(st.MESSAGE)
+    assert "Job is running." in h.sink.written(MESSAGE)
 
 
 # -- SIGTERM --------------------------------------------------------------------------------------
@@ -650,7 +661,7 @@ def test_sigterm_during_the_package_upload_persists_no_id_and_posts_nothing() ->
 
     assert outcome == Outcome(Ending.TERMINATED, "")
     assert h.ray.posts == []
-    assert st.ID not in h.sink.data
+    assert ID not in h.sink.data
 
 
 def test_sigterm_between_post_retries_terminates_with_the_id() -> None:
@@ -688,20 +699,20 @@ def ended_job(status: str) -> JobInfo:
 
 @pytest.mark.parametrize(
     ("status", "code"),
-    [(st.SUCCEEDED, 0), (st.FAILED, 1), (st.KILL, 1), (st.UNKNOWN, 1)],
+    [(BridgeStatus.SUCCEEDED, 0), (BridgeStatus.FAILED, 1), (BridgeStatus.KILL, 1), (BridgeStatus.UNKNOWN, 1)],
 )
 def test_finish_writes_the_final_status_and_maps_it_to_the_exit_code(status: str, code: int) -> None:
-    reporter, sink, clock, said = finish_world({st.ID: "s1"})
-    ray_status = {st.KILL: "STOPPED", st.UNKNOWN: "RUNNING"}.get(status, status)
+    reporter, sink, clock, said = finish_world({ID: "s1"})
+    ray_status = {BridgeStatus.KILL: "STOPPED", BridgeStatus.UNKNOWN: "RUNNING"}.get(status, status)
     outcome = Outcome.final("s1", status, f"It is {status}.", ended_job(ray_status))
     assert finish(outcome, reporter, clock, said.append) == code
 
-    assert sink.data[st.JOB_STATUS] == status
-    assert sink.data[st.MESSAGE] == f"It is {status}."
-    assert sink.data[st.START_TIME] == "2023-11-14T22:13:20Z"
-    assert TIME.match(sink.data[st.END_TIME])
-    if status != st.UNKNOWN:
-        assert sink.data[st.END_TIME] == "2023-11-14T22:14:20Z"  # Ray's, not the pod's
+    assert sink.data[JOB_STATUS] == status
+    assert sink.data[MESSAGE] == f"It is {status}."
+    assert sink.data[START_TIME] == "2023-11-14T22:13:20Z"
+    assert TIME.match(sink.data[END_TIME])
+    if status != BridgeStatus.UNKNOWN:
+        assert sink.data[END_TIME] == "2023-11-14T22:14:20Z"  # Ray's, not the pod's
 
 
 def test_finish_of_bad_input_writes_failed_with_the_problem_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -709,20 +720,20 @@ def test_finish_of_bad_input_writes_failed_with_the_problem_and_exits_2(capsys: 
     error = ConfigError([("resourceURL", "missing"), ("jobdata.jobScript", "missing")])
     assert finish(Outcome.bad_input(error), reporter, clock, said.append) == exits.EXIT_BAD_INPUT
 
-    assert sink.data[st.JOB_STATUS] == st.FAILED
-    assert sink.data[st.MESSAGE] == "Bad input: resourceURL: missing"
-    assert TIME.match(sink.data[st.END_TIME])
+    assert sink.data[JOB_STATUS] == BridgeStatus.FAILED
+    assert sink.data[MESSAGE] == "Bad input: resourceURL: missing"
+    assert TIME.match(sink.data[END_TIME])
     assert "raypod: bad input: jobdata.jobScript: missing" in capsys.readouterr().err
 
 
 def test_finish_of_sigterm_flushes_the_pending_status_and_exits_143() -> None:
     reporter, sink, clock, said = finish_world()
     sink.fail_writes(KUBE_DOWN, times=1)
-    reporter.update({st.ID: "s1", st.JOB_STATUS: st.RUNNING})  # kept pending
+    reporter.update({ID: "s1", JOB_STATUS: BridgeStatus.RUNNING})  # kept pending
     assert sink.writes == []
     assert finish(Outcome(Ending.TERMINATED, "s1"), reporter, clock, said.append) == exits.EXIT_TERMINATED
 
-    assert sink.writes == [{st.ID: "s1", st.JOB_STATUS: st.RUNNING}]
+    assert sink.writes == [{ID: "s1", JOB_STATUS: BridgeStatus.RUNNING}]
     assert said == ["terminating: Ray job s1 keeps running; the next pod re-attaches to it by id"]
 
 
@@ -734,15 +745,15 @@ def test_finish_of_sigterm_before_submission_says_nothing_was_submitted() -> Non
 
 
 def test_finish_of_detached_writes_nothing_more_and_exits_0() -> None:
-    reporter, sink, clock, said = finish_world({st.ID: "s1", st.JOB_STATUS: st.SUBMITTED})
-    assert finish(Outcome(Ending.DETACHED, "s1", st.SUBMITTED), reporter, clock, said.append) == exits.EXIT_OK
+    reporter, sink, clock, said = finish_world({ID: "s1", JOB_STATUS: BridgeStatus.SUBMITTED})
+    assert finish(Outcome(Ending.DETACHED, "s1", BridgeStatus.SUBMITTED), reporter, clock, said.append) == exits.EXIT_OK
     assert sink.writes == []
 
 
 def test_finish_whose_final_write_fails_exits_1_without_raising() -> None:
     reporter, sink, clock, said = finish_world()
     sink.fail_writes(KUBE_DOWN, times=None)
-    outcome = Outcome.final("s1", st.SUCCEEDED, "Job succeeded.", ended_job("SUCCEEDED"))
+    outcome = Outcome.final("s1", BridgeStatus.SUCCEEDED, "Job succeeded.", ended_job("SUCCEEDED"))
     assert finish(outcome, reporter, clock, said.append) == exits.EXIT_FAILED
     assert sink.writes == []
 
@@ -751,7 +762,7 @@ def test_whole_run_through_finish_leaves_the_final_status_in_the_sink() -> None:
     h = Harness(life=("RUNNING", ("FAILED", FAILED_MESSAGE)))
     code = h.finish(h.run())
     assert code == exits.EXIT_FAILED
-    assert h.sink.data[st.JOB_STATUS] == st.FAILED
-    assert h.sink.data[st.MESSAGE] == "Job failed: Job entrypoint command failed with exit code 1."
-    assert TIME.match(h.sink.data[st.START_TIME])
-    assert TIME.match(h.sink.data[st.END_TIME])
+    assert h.sink.data[JOB_STATUS] == BridgeStatus.FAILED
+    assert h.sink.data[MESSAGE] == "Job failed: Job entrypoint command failed with exit code 1."
+    assert TIME.match(h.sink.data[START_TIME])
+    assert TIME.match(h.sink.data[END_TIME])

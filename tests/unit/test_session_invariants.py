@@ -15,13 +15,14 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as s
 
 from raypod import exits
-from raypod import status as st
+from raypod.contract import ATTEMPT, ID, JOB_STATUS, MESSAGE, REASON, BridgeStatus, Reason
 from raypod.errors import ConfigError, KubeApiError, RayApiError
+from raypod.outcome import Ending, Outcome
 from raypod.ray import JobInfo
 from raypod.retry import RetryPolicy
 from raypod.runner import finish
-from raypod.session import Ending, Outcome, attempt_id
-from raypod.status import StatusReporter
+from raypod.status_store import StatusReporter
+from raypod.submission import attempt_id
 from tests.support.fakes import LOST, OK, FakeClock, Harness, MemorySink, ray_error
 
 #: In every error body Ray sends, never in the one-line reason: a body (a traceback that may
@@ -101,7 +102,18 @@ def worlds(draw: s.DrawFn) -> World:
     return World(
         start=draw(s.sampled_from(["fresh", "config id", "recorded id"])),
         ray_has_id=draw(s.booleans()),
-        recorded_status=draw(s.sampled_from(["", st.SUBMITTED, st.PENDING, st.RUNNING, st.SUCCEEDED, st.UNKNOWN])),
+        recorded_status=draw(
+            s.sampled_from(
+                [
+                    "",
+                    BridgeStatus.SUBMITTED,
+                    BridgeStatus.PENDING,
+                    BridgeStatus.RUNNING,
+                    BridgeStatus.SUCCEEDED,
+                    BridgeStatus.UNKNOWN,
+                ]
+            )
+        ),
         life=draw(life_steps),
         version=draw(version_kinds),
         version_down=draw(s.integers(0, 7)) == 0,
@@ -129,7 +141,7 @@ def build(world: World) -> Harness:
     if world.start == "config id":
         data["id"] = known_id
     elif world.start == "recorded id":
-        recorded = {st.ID: known_id, st.JOB_STATUS: world.recorded_status}
+        recorded = {ID: known_id, JOB_STATUS: world.recorded_status}
     if world.kill_in_config:
         data["kill"] = "true"
     properties: dict[str, Any] = {}
@@ -179,7 +191,7 @@ def test_any_world_ends_in_an_outcome_whose_exit_code_matches_the_written_status
 def check_world(world: World) -> None:
     h = build(world)
     recorded = dict(h.sink.data)
-    recorded_in_sink = recorded.get(st.ID)
+    recorded_in_sink = recorded.get(ID)
     recorded_id = h.source.data.get("id") or recorded_in_sink
     try:
         outcome = h.run()
@@ -189,7 +201,7 @@ def check_world(world: World) -> None:
     refused_before = len(h.sink.failed_writes)
     code = h.finish(outcome)
     final_write_failed = len(h.sink.failed_writes) > refused_before
-    final_status = h.sink.data.get(st.JOB_STATUS)
+    final_status = h.sink.data.get(JOB_STATUS)
 
     # The exit code follows the ending and, for a final status, the status written.
     if outcome.ending is Ending.TERMINATED:
@@ -198,34 +210,34 @@ def check_world(world: World) -> None:
     elif outcome.ending is Ending.DETACHED:
         assert code == exits.EXIT_OK
         assert world.submit_only
-        assert final_status == st.SUBMITTED or h.sink.failed_writes
+        assert final_status == BridgeStatus.SUBMITTED or h.sink.failed_writes
     elif outcome.ending is Ending.BAD_INPUT:
         assert code == exits.EXIT_BAD_INPUT
-        assert outcome.status == st.FAILED
+        assert outcome.status == BridgeStatus.FAILED
         if not final_write_failed:
-            assert final_status == st.FAILED
-            assert h.sink.data[st.MESSAGE].startswith("Bad input: ")
+            assert final_status == BridgeStatus.FAILED
+            assert h.sink.data[MESSAGE].startswith("Bad input: ")
     elif final_write_failed:
         assert code == exits.EXIT_FAILED
     else:
         assert final_status == outcome.status
-        assert code == (exits.EXIT_OK if final_status == st.SUCCEEDED else exits.EXIT_FAILED)
+        assert code == (exits.EXIT_OK if final_status == BridgeStatus.SUCCEEDED else exits.EXIT_FAILED)
     assert (code == exits.EXIT_OK) == (
         outcome.ending is Ending.DETACHED
-        or (outcome.ending is Ending.FINAL and final_status == st.SUCCEEDED and not final_write_failed)
-        or (outcome.ending is Ending.ALREADY_FINAL and outcome.status == st.SUCCEEDED)
+        or (outcome.ending is Ending.FINAL and final_status == BridgeStatus.SUCCEEDED and not final_write_failed)
+        or (outcome.ending is Ending.ALREADY_FINAL and outcome.status == BridgeStatus.SUCCEEDED)
     )
     assert (code == exits.EXIT_BAD_INPUT) == (outcome.ending is Ending.BAD_INPUT)
     assert (code == exits.EXIT_TERMINATED) == (outcome.ending is Ending.TERMINATED)
 
     # Every end has a machine reason, and a written final status carries it.
-    reasons = {value for name, value in vars(st.Reason).items() if not name.startswith("_")}
+    reasons = {value for name, value in vars(Reason).items() if not name.startswith("_")}
     if outcome.ending in (Ending.FINAL, Ending.BAD_INPUT, Ending.ALREADY_FINAL):
         assert outcome.reason in reasons, outcome
         if not final_write_failed and outcome.ending is not Ending.ALREADY_FINAL:
-            assert h.sink.data.get(st.REASON) == outcome.reason
+            assert h.sink.data.get(REASON) == outcome.reason
     if outcome.ending is Ending.BAD_INPUT:
-        assert outcome.reason == st.Reason.BAD_INPUT
+        assert outcome.reason == Reason.BAD_INPUT
 
     # Submission: one id per attempt, each persisted with its attempt number before its first POST,
     # none submitted twice; bad input means nothing was posted.
@@ -249,8 +261,8 @@ def check_world(world: World) -> None:
             for kind, item in h.journal[:first_post]:
                 if kind == "sink":
                     persisted.update(item)
-            assert persisted.get(st.ID) == submission_id
-            assert persisted.get(st.ATTEMPT, "1") == str(attempt)
+            assert persisted.get(ID) == submission_id
+            assert persisted.get(ATTEMPT, "1") == str(attempt)
 
     # What Ray put in an error body stays out of the ConfigMap.
     for write in h.sink.writes:
@@ -262,7 +274,7 @@ def check_world(world: World) -> None:
 @PROPERTY_SETTINGS
 @given(
     ending=s.sampled_from(list(Ending)),
-    status=s.sampled_from([st.SUCCEEDED, st.FAILED, st.KILL, st.UNKNOWN]),
+    status=s.sampled_from([BridgeStatus.SUCCEEDED, BridgeStatus.FAILED, BridgeStatus.KILL, BridgeStatus.UNKNOWN]),
     ray_status=s.sampled_from(RAY_STATUSES),
     message=s.text(max_size=600),
     failures=s.one_of(s.none(), s.integers(-1, 2)),
@@ -270,7 +282,7 @@ def check_world(world: World) -> None:
 def test_finish_never_raises_and_its_exit_code_matches_what_it_wrote(
     ending: Ending, status: str, ray_status: str, message: str, failures: int | None
 ) -> None:
-    sink = MemorySink({st.ID: "s1", st.JOB_STATUS: st.RUNNING})
+    sink = MemorySink({ID: "s1", JOB_STATUS: BridgeStatus.RUNNING})
     reporter = StatusReporter(sink)
     reporter.load()
     if failures is not None:
@@ -283,12 +295,12 @@ def test_finish_never_raises_and_its_exit_code_matches_what_it_wrote(
     elif ending is Ending.ALREADY_FINAL:
         outcome = Outcome(ending, "s1", status)
     else:
-        outcome = Outcome(ending, "s1", st.SUBMITTED)
+        outcome = Outcome(ending, "s1", BridgeStatus.SUBMITTED)
     said: list[str] = []
 
     code = finish(outcome, reporter, FakeClock(), said.append)
 
-    written = sink.data[st.JOB_STATUS]
+    written = sink.data[JOB_STATUS]
     refused = failures not in (None, 0)  # the final write is tried once: the sink's client retries
     expected = {
         Ending.DETACHED: exits.EXIT_OK,
@@ -300,17 +312,17 @@ def test_finish_never_raises_and_its_exit_code_matches_what_it_wrote(
         expected = exits.EXIT_FAILED if refused else exits.for_status(status)
         if not refused:
             assert written == status
-            assert "\n" not in sink.data.get(st.MESSAGE, "")
+            assert "\n" not in sink.data.get(MESSAGE, "")
     assert code == expected
     if ending is Ending.ALREADY_FINAL:
         assert sink.writes == []  # a recorded final status is kept as it is
-    succeeded = ending is Ending.ALREADY_FINAL and status == st.SUCCEEDED
+    succeeded = ending is Ending.ALREADY_FINAL and status == BridgeStatus.SUCCEEDED
     assert (code == exits.EXIT_OK) == (
-        ending is Ending.DETACHED or succeeded or (written == st.SUCCEEDED and not refused)
+        ending is Ending.DETACHED or succeeded or (written == BridgeStatus.SUCCEEDED and not refused)
     )
     if ending is Ending.BAD_INPUT and not refused:
-        assert written == st.FAILED
-        assert sink.data[st.MESSAGE].startswith("Bad input: resourceURL:")
+        assert written == BridgeStatus.FAILED
+        assert sink.data[MESSAGE].startswith("Bad input: resourceURL:")
 
 
 @PROPERTY_SETTINGS

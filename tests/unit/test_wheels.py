@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from packaging.utils import parse_wheel_filename
 
-from raypod.config import Metadata, parse_metadata
 from raypod.entrypoint import build_runtime_env
 from raypod.errors import ConfigError
+from raypod.jobdata import Metadata, parse_metadata
 from raypod.package import UPLOAD_LIMIT, wheel_package
 from raypod.wheels import content_addressed_name
 from tests.support.wheels import make_wheel

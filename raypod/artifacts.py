@@ -1,4 +1,4 @@
-"""What a finished job leaves behind: its log in S3 and the result files it was to write."""
+"""What a finished job leaves in the object store: its log, and the result files it was to write."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import logging
 from dataclasses import dataclass
 
 from raypod.config import BridgeConfig
-from raypod.errors import RaypodError, Terminated
+from raypod.errors import RaypodError
 from raypod.logs import LineEcho, echo_rest, upload_log
+from raypod.objectstore import ObjectStore
 from raypod.ray import JobInfo, RayJobsClient
 from raypod.retry import RetryPolicy
-from raypod.s3 import S3Store
-from raypod.status import one_line
+from raypod.safetext import one_line
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def log_object_name(job_name: str, attempt: int | None = None) -> str:
 
 def keep_attempt_log(
     ray: RayJobsClient,
-    s3: S3Store | None,
+    s3: ObjectStore | None,
     config: BridgeConfig,
     job: JobInfo,
     job_name: str,
@@ -60,13 +60,11 @@ def _echo_rest_quietly(ray: RayJobsClient, job: JobInfo, echo: LineEcho) -> None
 
 
 def _upload_job_log(
-    ray: RayJobsClient, s3: S3Store, job: JobInfo, bucket: str, object_name: str, echo: LineEcho, retry: RetryPolicy
+    ray: RayJobsClient, s3: ObjectStore, job: JobInfo, bucket: str, object_name: str, echo: LineEcho, retry: RetryPolicy
 ) -> tuple[str | None, str]:
     """The log's URI once it is in S3, and what happened in words."""
     try:
         size = upload_log(ray, s3, job, bucket, object_name, echo, retry)
-    except Terminated:
-        raise  # SIGTERM: the runner leaves, and the next pod uploads the log
     except RaypodError as error:
         log.error("log upload failed: %s", error)
         return None, f"the log could not be uploaded to s3://{bucket}/{object_name}: {one_line(str(error), 200)}"
@@ -77,7 +75,7 @@ def _upload_job_log(
 
 def collect_results(
     ray: RayJobsClient,
-    s3: S3Store | None,
+    s3: ObjectStore | None,
     config: BridgeConfig,
     job: JobInfo,
     job_name: str,

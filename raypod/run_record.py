@@ -1,5 +1,5 @@
-"""What a run leaves behind for people and machines once it ends: a one-line summary in the
-pod's termination message (``kubectl describe pod`` shows it), and the ``--result`` JSON file."""
+"""The record a run leaves for people and machines once it ends: a one-line summary in the pod's
+termination message (``kubectl describe pod`` shows it), and the ``--result`` JSON file."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from raypod import status as st
+from raypod.contract import ATTEMPT, END_TIME, ID, JOB_STATUS, MESSAGE, REASON, START_TIME, SUBMIT_TIME, assert_never
+from raypod.outcome import Ending
 from raypod.runner import RunResult
-from raypod.session import Ending
+from raypod.safetext import one_line
+from raypod.status_store import write_json_atomically
 
 log = logging.getLogger(__name__)
 
@@ -23,18 +25,22 @@ MAX_TERMINATION_MESSAGE = 4096
 def summary_line(result: RunResult) -> str:
     """One line: the status, its reason, the job and the message."""
     outcome, written = result.outcome, result.status
-    submission_id = outcome.submission_id or written.get(st.ID, "")
-    if outcome.ending is Ending.TERMINATED:
-        if submission_id:
-            return f"terminated: Ray job {submission_id} keeps running; the next pod re-attaches to it"
-        return "terminated: nothing was submitted"
-    if outcome.ending is Ending.DETACHED:
-        return f"SUBMITTED: Ray job {submission_id}"
-    status = written.get(st.JOB_STATUS) or outcome.status
-    reason = written.get(st.REASON) or outcome.reason
-    message = written.get(st.MESSAGE) or outcome.message
-    job = f" Ray job {submission_id}:" if submission_id else ""
-    return st.one_line(f"{status} ({reason}):{job} {message}", MAX_TERMINATION_MESSAGE)
+    submission_id = outcome.submission_id or written.get(ID, "")
+    match outcome.ending:
+        case Ending.TERMINATED:
+            if submission_id:
+                return f"terminated: Ray job {submission_id} keeps running; the next pod re-attaches to it"
+            return "terminated: nothing was submitted"
+        case Ending.DETACHED:
+            return f"SUBMITTED: Ray job {submission_id}"
+        case Ending.FINAL | Ending.BAD_INPUT | Ending.ALREADY_FINAL:
+            status = written.get(JOB_STATUS) or outcome.status
+            reason = written.get(REASON) or outcome.reason
+            message = written.get(MESSAGE) or outcome.message
+            job = f" Ray job {submission_id}:" if submission_id else ""
+            return one_line(f"{status} ({reason}):{job} {message}", MAX_TERMINATION_MESSAGE)
+        case _:
+            assert_never(outcome.ending)
 
 
 def result_document(result: RunResult) -> dict[str, Any]:
@@ -42,18 +48,18 @@ def result_document(result: RunResult) -> dict[str, Any]:
     outcome, written = result.outcome, result.status
     job = outcome.job
     collected = result.collected
-    final = outcome.ending in (Ending.FINAL, Ending.BAD_INPUT, Ending.ALREADY_FINAL)
+    final = is_final(outcome.ending)
     return {
-        "submissionId": outcome.submission_id or written.get(st.ID) or None,
+        "submissionId": outcome.submission_id or written.get(ID) or None,
         "attempt": attempt_number(written),
-        "status": written.get(st.JOB_STATUS) or outcome.status or None,
+        "status": written.get(JOB_STATUS) or outcome.status or None,
         "final": final,
-        "reason": (written.get(st.REASON) or outcome.reason or None) if final else None,
+        "reason": (written.get(REASON) or outcome.reason or None) if final else None,
         "exitCode": result.exit_code,
-        "message": written.get(st.MESSAGE) or outcome.message or None,
-        "submitTime": written.get(st.SUBMIT_TIME) or None,
-        "startTime": written.get(st.START_TIME) or None,
-        "endTime": written.get(st.END_TIME) or None,
+        "message": written.get(MESSAGE) or outcome.message or None,
+        "submitTime": written.get(SUBMIT_TIME) or None,
+        "startTime": written.get(START_TIME) or None,
+        "endTime": written.get(END_TIME) or None,
         "driverExitCode": job.driver_exit_code if job is not None else None,
         "log": collected.log_uri if collected is not None else None,
         "resultFiles": {
@@ -63,12 +69,23 @@ def result_document(result: RunResult) -> dict[str, Any]:
     }
 
 
+def is_final(ending: Ending) -> bool:
+    """Whether the run ends with a final status (written now, or kept from an earlier pod)."""
+    match ending:
+        case Ending.FINAL | Ending.BAD_INPUT | Ending.ALREADY_FINAL:
+            return True
+        case Ending.TERMINATED | Ending.DETACHED:
+            return False
+        case _:
+            assert_never(ending)
+
+
 def attempt_number(written: Mapping[str, str]) -> int | None:
     """The attempt the status is about; None when nothing was submitted."""
-    text = written.get(st.ATTEMPT, "")
+    text = written.get(ATTEMPT, "")
     if text.isdigit():
         return int(text)
-    return 1 if written.get(st.ID) else None
+    return 1 if written.get(ID) else None
 
 
 def termination_log_path(flag: str | None) -> Path | None:
@@ -93,6 +110,6 @@ def write_termination_message(path: Path | None, result: RunResult) -> None:
 def write_result(path: Path, result: RunResult) -> None:
     """The result document, replaced atomically (a reader never sees half a file)."""
     try:
-        st.write_json_atomically(path, result_document(result))
+        write_json_atomically(path, result_document(result))
     except OSError as error:
         log.warning("could not write the result to %s: %s", path, error.strerror)

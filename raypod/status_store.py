@@ -1,4 +1,5 @@
-"""The Bridge statuses raypod writes, where they are written, and the reporter that writes them."""
+"""Where raypod's status keys go (the ConfigMap, a status file, nowhere), and the reporter that
+writes only what changed and keeps a failed write for the next try."""
 
 from __future__ import annotations
 
@@ -10,75 +11,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
-from raypod.config import ID as ID  # the key raypod writes its submission id to
+from raypod.contract import OWNED_KEYS
 from raypod.errors import ConfigError, RaypodError
 
 log = logging.getLogger(__name__)
-
-JOB_STATUS = "status.jobStatus"
-SUBMIT_TIME = "status.submitTime"
-START_TIME = "status.startTime"
-END_TIME = "status.endTime"
-MESSAGE = "status.message"
-#: Why the job ended, for machines (one of ``Reason``); ``status.message`` says it for people.
-REASON = "status.reason"
-#: Which attempt ``id`` is (1 for the first; ``jobproperties.retries`` adds more), persisted before its POST.
-ATTEMPT = "status.attempt"
-OWNED_KEYS = (ID, JOB_STATUS, SUBMIT_TIME, START_TIME, END_TIME, MESSAGE, REASON, ATTEMPT)
-
-SUBMITTED = "SUBMITTED"
-PENDING = "PENDING"
-RUNNING = "RUNNING"
-SUCCEEDED = "SUCCEEDED"
-FAILED = "FAILED"
-KILL = "KILL"
-UNKNOWN = "UNKNOWN"
-FINAL_STATUSES = (SUCCEEDED, FAILED, KILL, UNKNOWN)
-
-
-class Reason:
-    """The values of ``status.reason`` (and of ``reason`` in the ``--result`` file)."""
-
-    SUCCEEDED = "Succeeded"
-    #: The job ran and failed (its driver exited non-zero, or Ray could not start it).
-    APP_FAILED = "AppFailed"
-    #: Stopped: at the operator's request (``kill``), or by someone else on Ray.
-    KILLED = "Killed"
-    DEADLINE_EXCEEDED = "DeadlineExceeded"
-    START_DEADLINE_EXCEEDED = "StartDeadlineExceeded"
-    SUBMISSION_REJECTED = "SubmissionRejected"
-    BAD_INPUT = "BadInput"
-    #: Nothing was submitted for a reason other than bad input (S3 or the dashboard failing before the POST).
-    NOT_SUBMITTED = "NotSubmitted"
-    #: raypod lost track of the job (``UNKNOWN``): it may still run on Ray.
-    LOST = "Lost"
-
-
-_REASON_OF_STATUS = {SUCCEEDED: Reason.SUCCEEDED, FAILED: Reason.APP_FAILED, KILL: Reason.KILLED, UNKNOWN: Reason.LOST}
-
-
-def default_reason(status: str) -> str:
-    """The reason a final status has unless something more precise is known."""
-    return _REASON_OF_STATUS.get(status, "")
-
-
-#: status.message is one human sentence, bounded.
-MAX_MESSAGE = 300
-
-_RAY_TO_BRIDGE = {"PENDING": PENDING, "RUNNING": RUNNING, "SUCCEEDED": SUCCEEDED, "FAILED": FAILED, "STOPPED": KILL}
-
-
-def bridge_status(ray_status: str) -> str:
-    return _RAY_TO_BRIDGE.get(ray_status, UNKNOWN)
-
-
-def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
-    """The first non-empty line, bounded: status.message is one human sentence."""
-    for line in text.splitlines():
-        if line.strip():
-            line = line.strip()
-            return line if len(line) <= limit else line[: limit - 3] + "..."
-    return ""
 
 
 class StatusSink(Protocol):

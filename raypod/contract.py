@@ -1,0 +1,152 @@
+"""The Bridge Operator's contract in code: the ConfigMap keys each side writes, the statuses and
+their meaning, the reasons, and the defaults. docs/operator-contract.md says the same in words.
+
+Standard library only: everything else reads its vocabulary from here.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import NoReturn
+
+#: The operator names the ConfigMap ``<JOBNAME>-bridge-cm``.
+CONFIGMAP_SUFFIX = "-bridge-cm"
+
+# -- keys the operator writes: the pod's input ---------------------------------------------
+RESOURCE_URL = "resourceURL"
+UPDATE_INTERVAL = "updateInterval"
+JOB_SCRIPT = "jobdata.jobScript"
+SCRIPT_LOCATION = "jobdata.scriptLocation"
+SCRIPT_METADATA = "jobdata.scriptMetadata"
+JOB_PARAMETERS = "jobdata.jobParameters"
+SCRIPT_EXTRA_LOCATION = "jobdata.scriptExtraLocation"
+ADDITIONAL_DATA = "jobdata.additionalData"
+JOB_PROPERTIES = "jobproperties"
+S3_ENDPOINT = "s3.endpoint"
+S3_SECURE = "s3.secure"
+S3_SECRET = "s3.secret"
+S3_UPLOAD_BUCKET = "s3upload.bucket"
+S3_UPLOAD_FILES = "s3upload.files"
+#: Set to ``true`` by the operator when the user kills the BridgeJob; re-read on every poll.
+KILL = "kill"
+
+# -- keys the pod writes: its output ---------------------------------------------------------
+#: The Ray submission id; an ``id`` present at start-up is re-attached to, never submitted again.
+ID = "id"
+JOB_STATUS = "status.jobStatus"
+SUBMIT_TIME = "status.submitTime"
+START_TIME = "status.startTime"
+END_TIME = "status.endTime"
+MESSAGE = "status.message"
+#: Why the job ended, for machines (one of ``Reason``); ``status.message`` says it for people.
+REASON = "status.reason"
+#: Which attempt ``id`` is (1 for the first; ``jobproperties.retries`` adds more), persisted before its POST.
+ATTEMPT = "status.attempt"
+OWNED_KEYS = (ID, JOB_STATUS, SUBMIT_TIME, START_TIME, END_TIME, MESSAGE, REASON, ATTEMPT)
+
+# -- defaults --------------------------------------------------------------------------------
+#: The operator's default polling interval, in seconds.
+DEFAULT_UPDATE_INTERVAL = 20.0
+#: The shortest ``updateInterval`` accepted, in seconds: a shorter one only floods the dashboard.
+MIN_UPDATE_INTERVAL = 0.5
+#: ``jobdata.scriptLocation`` when absent (the CRD's default), and ``scriptExtraLocation``'s.
+DEFAULT_SCRIPT_LOCATION = "remote"
+DEFAULT_EXTRA_LOCATION = "inline"
+
+
+def assert_never(value: NoReturn) -> NoReturn:
+    """The end of an exhaustive ``match``: mypy fails wherever a member is left unhandled."""
+    raise AssertionError(f"unhandled value: {value!r}")
+
+
+class BridgeStatus(str, enum.Enum):
+    """The values of ``status.jobStatus``. A ``str``: it is written to the ConfigMap as it is."""
+
+    SUBMITTED = "SUBMITTED"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    #: Ray's STOPPED: killed at the operator's request, or stopped on Ray.
+    KILL = "KILL"
+    #: raypod lost track of the job: it may still run on Ray.
+    UNKNOWN = "UNKNOWN"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, text: str) -> BridgeStatus | None:
+        """A status as an earlier pod recorded it; None when it is none of ours."""
+        try:
+            return cls(text)
+        except ValueError:
+            return None
+
+    @property
+    def final(self) -> bool:
+        """The job has ended (or is lost): nothing later changes the status."""
+        match self:
+            case BridgeStatus.SUCCEEDED | BridgeStatus.FAILED | BridgeStatus.KILL | BridgeStatus.UNKNOWN:
+                return True
+            case BridgeStatus.SUBMITTED | BridgeStatus.PENDING | BridgeStatus.RUNNING:
+                return False
+            case _:
+                assert_never(self)
+
+    @property
+    def confirmed(self) -> bool:
+        """Recorded only once Ray had accepted the job: Ray's 404 for its id then means Ray lost it.
+        UNKNOWN says nothing of what Ray had."""
+        match self:
+            case (
+                BridgeStatus.SUBMITTED
+                | BridgeStatus.PENDING
+                | BridgeStatus.RUNNING
+                | BridgeStatus.SUCCEEDED
+                | BridgeStatus.FAILED
+                | BridgeStatus.KILL
+            ):
+                return True
+            case BridgeStatus.UNKNOWN:
+                return False
+            case _:
+                assert_never(self)
+
+
+FINAL_STATUSES = tuple(status for status in BridgeStatus if status.final)
+
+
+class Reason:
+    """The values of ``status.reason`` (and of ``reason`` in the ``--result`` file)."""
+
+    SUCCEEDED = "Succeeded"
+    #: The job ran and failed (its driver exited non-zero, or Ray could not start it).
+    APP_FAILED = "AppFailed"
+    #: Stopped: at the operator's request (``kill``), or by someone else on Ray.
+    KILLED = "Killed"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    START_DEADLINE_EXCEEDED = "StartDeadlineExceeded"
+    SUBMISSION_REJECTED = "SubmissionRejected"
+    BAD_INPUT = "BadInput"
+    #: Nothing was submitted for a reason other than bad input (S3 or the dashboard failing before the POST).
+    NOT_SUBMITTED = "NotSubmitted"
+    #: raypod lost track of the job (``UNKNOWN``): it may still run on Ray.
+    LOST = "Lost"
+
+
+def default_reason(status: BridgeStatus) -> str:
+    """The reason a status has unless something more precise is known; empty while it runs."""
+    match status:
+        case BridgeStatus.SUCCEEDED:
+            return Reason.SUCCEEDED
+        case BridgeStatus.FAILED:
+            return Reason.APP_FAILED
+        case BridgeStatus.KILL:
+            return Reason.KILLED
+        case BridgeStatus.UNKNOWN:
+            return Reason.LOST
+        case BridgeStatus.SUBMITTED | BridgeStatus.PENDING | BridgeStatus.RUNNING:
+            return ""
+        case _:
+            assert_never(status)

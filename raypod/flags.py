@@ -1,0 +1,231 @@
+"""``submit``'s flags as typed settings, each checked once where it is read, and the dashboard
+address from the flags and the environment.
+
+``submit --script`` becomes a ``BridgeConfig`` here directly (no ConfigMap text in between);
+``submit --config`` reads the ConfigMap and takes ``--address``, ``--interval`` and KubeRay's
+``RAY_JOB_SUBMISSION_ID`` as typed overrides. Every problem names the flag or variable it came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from raypod.config import BridgeConfig, ConfigOverrides, parse_resource_url
+from raypod.contract import JOB_PARAMETERS, JOB_PROPERTIES, JOB_SCRIPT, RESOURCE_URL, SCRIPT_METADATA
+from raypod.entrypoint import submission_problems
+from raypod.errors import ConfigError, Problems
+from raypod.inputs import WHEEL_FLAG, LocalInputs
+from raypod.jobdata import Metadata, checked_parameters, parse_env, parse_pip
+from raypod.properties import JobProperties, parse_job_properties
+from raypod.source import ConfigMapJob, JobSource, open_source
+from raypod.wheels import wheel_name_problems
+from raypod.workdir import EXCLUDE_FLAG, WORKING_DIR_FLAG, script_in_working_dir
+
+#: Like the Ray CLI: the flag, then these variables, in this order; last, the one KubeRay's
+#: submitter pod sets (``host:port`` of the dashboard).
+ADDRESS_VARIABLES = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS", "RAY_DASHBOARD_ADDRESS")
+#: Set by KubeRay in its submitter pod: the id the job must have.
+KUBERAY_SUBMISSION_ID = "RAY_JOB_SUBMISSION_ID"
+#: How often ``submit --script --wait`` polls unless ``--interval`` says otherwise.
+SUBMIT_INTERVAL = 2.0
+#: Where a problem found at submission time (with the ConfigMap's key) comes from on the command line.
+_FLAG_OF_KEY = {
+    JOB_SCRIPT: "--script",
+    JOB_PARAMETERS: "--param",
+    SCRIPT_METADATA: "--env/--pip",
+    JOB_PROPERTIES: "--properties",
+}
+
+
+# -- the address --------------------------------------------------------------------------
+def resolve_address(flag: str | None, environ: Mapping[str, str]) -> str | None:
+    """The dashboard URL from ``--address``, else the first of ``ADDRESS_VARIABLES`` set; None if none."""
+    for origin, value in (("--address", flag), *((name, environ.get(name)) for name in ADDRESS_VARIABLES)):
+        if value and value.strip():
+            return dashboard_url(value.strip(), origin)
+    return None
+
+
+def dashboard_url(text: str, origin: str) -> str:
+    """An http(s) dashboard URL; a bare ``host:port`` means http, as with ``ray job``."""
+    if text in ("auto", "local"):
+        raise ConfigError.single(
+            origin, f"{text!r} needs the Ray SDK to find a cluster; give the dashboard's address, e.g. http://HOST:8265"
+        )
+    if text.startswith("ray://"):
+        raise ConfigError.single(
+            origin,
+            f"{text!r} is a Ray Client address; raypod talks to the dashboard's REST API: "
+            "give its address, e.g. http://HOST:8265",
+        )
+    if "://" not in text:
+        text = f"http://{text}"
+    return parse_resource_url(text, origin)
+
+
+def require_address(flag: str | None) -> str:
+    address = resolve_address(flag, os.environ)
+    if address is None:
+        raise ConfigError.single(
+            "--address",
+            "missing: pass --address http://HOST:8265, or set RAY_API_SERVER_ADDRESS, RAY_ADDRESS "
+            "or RAY_DASHBOARD_ADDRESS",
+        )
+    return address
+
+
+# -- the job ---------------------------------------------------------------------------------
+class FlagsJob:
+    """A job given by ``submit --script``'s flags: its settings are fixed, and nobody sets ``kill``
+    (Ctrl-C, with ``--stop-on-interrupt``, is how a person stops it)."""
+
+    description = "command-line flags"
+    identity: str | None = None
+
+    def __init__(self, config: BridgeConfig) -> None:
+        self.config = config
+
+    def load(self, *, submitted: bool) -> BridgeConfig:
+        return self.config
+
+    def kill_requested(self) -> bool:
+        return False
+
+
+def submit_job(args: argparse.Namespace) -> tuple[JobSource, LocalInputs]:
+    """What ``submit`` runs: a ConfigMap (``--config``) or a script and its flags (``--script``)."""
+    if args.config is not None and args.script is not None:
+        raise ConfigError.single("--config", "give either --config or --script, not both")
+    kuberay_id = os.environ.get(KUBERAY_SUBMISSION_ID, "").strip() or None
+    if args.script is not None:
+        config, local = job_from_flags(args, kuberay_id)
+        return FlagsJob(config), local
+    if args.config is None:
+        raise ConfigError.single("--script", "missing: give --script FILE, or --config PATH for a ConfigMap")
+    loose = [
+        flag
+        for flag, value in (
+            ("--param", args.param),
+            ("--env", args.env),
+            ("--pip", args.pip),
+            (WORKING_DIR_FLAG, args.working_dir),
+            (EXCLUDE_FLAG, args.exclude),
+            (WHEEL_FLAG, args.wheel),
+            ("--properties", args.properties),
+        )
+        if value
+    ]
+    if loose:
+        raise ConfigError.single(", ".join(loose), "only with --script; with --config they belong in the ConfigMap")
+    source = open_source(args.config)
+    # An explicit --address wins; then the ConfigMap's resourceURL; then the environment.
+    address = resolve_address(args.address, {}) if args.address else None
+    if address is None and not source.read().get(RESOURCE_URL, "").strip():
+        address = resolve_address(None, os.environ)
+    overrides = ConfigOverrides(resource_url=address, update_interval=args.interval, submission_id=kuberay_id)
+    return ConfigMapJob(source, overrides), LocalInputs()
+
+
+def job_from_flags(args: argparse.Namespace, submission_id: str | None = None) -> tuple[BridgeConfig, LocalInputs]:
+    """``submit --script``'s settings, every flag checked once; a ConfigError names each bad flag."""
+    problems = Problems()
+    local = LocalInputs()
+    try:
+        local = local_inputs(args)
+    except ConfigError as error:
+        problems.take(error)
+    script_location, script = "inline", ""
+    path: Path = args.script
+    try:
+        if args.working_dir is not None:
+            # One of the working dir's files: sent as a path, which the job runs from its working directory.
+            script_location, script = "remote", script_in_working_dir(path, args.working_dir)
+        else:
+            script = path.read_text(encoding="utf-8")
+            if not script.strip():
+                problems.add("--script", f"{path} is empty")
+    except (OSError, UnicodeDecodeError) as error:
+        problems.add("--script", f"cannot read {path}: {error}")
+    except ConfigError as error:
+        problems.take(error)
+    metadata, parameters, properties = Metadata(), {}, JobProperties()
+    try:
+        metadata = Metadata(pip=parse_pip(list(args.pip), "--pip"), env=parse_env(_pairs(args.env, "--env"), "--env"))
+    except ConfigError as error:
+        problems.take(error)
+    try:
+        parameters = checked_parameters(_pairs(args.param, "--param"), "--param")
+    except ConfigError as error:
+        problems.take(error)
+    try:
+        properties = parse_job_properties(args.properties or "", "--properties")
+    except ConfigError as error:
+        problems.take(error)
+    resource_url = ""
+    try:
+        resource_url = require_address(args.address)
+    except ConfigError as error:
+        problems.take(error)
+    problems.raise_if_any()
+    config = BridgeConfig(
+        resource_url=resource_url,
+        update_interval=args.interval or SUBMIT_INTERVAL,
+        script_location=script_location,
+        script=script,
+        metadata=metadata,
+        parameters=parameters,
+        properties=properties,
+        submission_id=submission_id,
+    )
+    # What only the whole job shows (a runtime_env field raypod sets itself, say), named by its flag.
+    late = submission_problems(config, local)
+    if late:
+        raise ConfigError([(_FLAG_OF_KEY.get(key, key), problem) for key, problem in late])
+    return config, local
+
+
+def local_inputs(args: argparse.Namespace) -> LocalInputs:
+    """``submit``'s files from this machine: the working dir, its excludes, and the wheels."""
+    if args.exclude and args.working_dir is None:
+        raise ConfigError.single(EXCLUDE_FLAG, f"only with {WORKING_DIR_FLAG}")
+    wheels: tuple[Path, ...] = tuple(args.wheel)
+    problems = [(WHEEL_FLAG, f"{path} is not a file") for path in wheels if not path.is_file()]
+    named = wheel_name_problems([path.name for path in wheels], [str(path) for path in wheels])
+    problems += [(WHEEL_FLAG, problem) for problem in named]
+    if problems:
+        raise ConfigError(problems)
+    return LocalInputs(
+        working_dir=args.working_dir,
+        excludes=tuple(args.exclude),
+        # Ray's own clients skip .gitignore files when this is 1.
+        use_gitignore=os.environ.get("RAY_RUNTIME_ENV_IGNORE_GITIGNORE", "0") != "1",
+        wheels=wheels,
+    )
+
+
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError.single(flag, f"expected KEY=VALUE, got {item!r}")
+        result[key.strip()] = value
+    return result
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:40]
+
+
+def default_job_name(args: argparse.Namespace) -> str:
+    """--job-name, $JOBNAME, else the script's or ConfigMap's name (``x-bridge-cm.json`` -> ``x``)."""
+    if args.job_name:
+        return str(args.job_name)
+    if args.script is not None:
+        return _slug(Path(args.script).stem) or "raypod"
+    stem = Path(args.config).name.split(".")[0]
+    return _slug(stem.removesuffix("-bridge-cm")) or "raypod"

@@ -1,0 +1,192 @@
+"""Getting one attempt of a job onto Ray: its inputs fetched and packed, Ray checked, the packages
+uploaded, then one POST that survives lost answers. And the ids of the attempts.
+
+The lifecycle (``raypod.session``) sees only the ``Submitter`` protocol: ``prepare`` does all the
+work that sends nothing Ray would run, ``post`` sends the job. Between the two the lifecycle
+persists the submission id, so a lost answer or a new pod never submits twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from raypod.clock import Clock
+from raypod.config import BridgeConfig
+from raypod.contract import RESOURCE_URL
+from raypod.entrypoint import new_submission_id, plan_submission
+from raypod.errors import ConfigError, RayApiError, SubmissionRejected, Terminated
+from raypod.inputs import LocalInputs, build_packages, fetch_inputs
+from raypod.jobs import RayJobs
+from raypod.objectstore import ObjectStore
+from raypod.ray import is_duplicate_submission, is_wrapped_rejection
+from raypod.retry import NO_RETRY, RetryPolicy
+from raypod.safetext import one_line
+
+log = logging.getLogger(__name__)
+
+
+def attempt_id(base_id: str, attempt: int) -> str:
+    """The submission id of an attempt: the job's id, then ``<id>-r1``, ``<id>-r2`` for the retries."""
+    return base_id if attempt <= 1 else f"{base_id}-r{attempt - 1}"
+
+
+def base_of(submission_id: str, attempt: int) -> str:
+    """The job's id from the id of one of its attempts."""
+    return submission_id.removesuffix(f"-r{attempt - 1}") if attempt > 1 else submission_id
+
+
+def recorded_attempt(text: str) -> int:
+    """``status.attempt`` as an earlier pod wrote it; 1 when absent or unreadable."""
+    try:
+        attempt = int(text) if text else 1
+    except ValueError:
+        attempt = 0
+    if attempt < 1:
+        log.warning("status.attempt=%r is not an attempt number; taking it as 1", text)
+        return 1
+    return attempt
+
+
+def is_refusal(error: RayApiError) -> bool:
+    """Ray said no to the request itself (a 4xx): it did not take it, and asking again cannot help."""
+    return not error.transient and error.status is not None and 400 <= error.status < 500
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An attempt ready to POST: its packages are on Ray, its body is built."""
+
+    submission_id: str
+    payload: dict[str, Any]
+
+
+class Submitter(Protocol):
+    def prepare(self, submission_id: str | None) -> Prepared:
+        """Fetch the inputs, pack and upload them, and check that Ray answers; nothing that Ray
+        would run is sent. ``None``: choose the job's id. Raises ConfigError for bad input."""
+        ...
+
+    def post(self, prepared: Prepared) -> None:
+        """POST the job until Ray has it. ``SubmissionRejected`` when Ray refuses it; any other
+        error means Ray may have it."""
+        ...
+
+
+@dataclass(frozen=True)
+class SubmissionSettings:
+    job_name: str
+    namespace: str
+    #: How long an unreachable dashboard is retried before the submission is given up.
+    connect_timeout: float = 60.0
+    #: The patient policy, with the SIGTERM event (``RetryPolicy.interruptible``).
+    retry: RetryPolicy = RetryPolicy()
+
+    @property
+    def connect_policy(self) -> RetryPolicy:
+        return self.retry.with_deadline(self.connect_timeout)
+
+
+class RaySubmitter:
+    """Submits ``config``'s job (and ``local``'s files) to Ray's dashboard."""
+
+    def __init__(
+        self,
+        config: BridgeConfig,
+        ray: RayJobs,
+        store: ObjectStore | None,
+        clock: Clock,
+        settings: SubmissionSettings,
+        *,
+        local: LocalInputs = LocalInputs(),
+        identity: str | None = None,
+    ) -> None:
+        self.config = config
+        self.ray = ray
+        self.store = store
+        self.clock = clock
+        self.settings = settings
+        self.local = local
+        #: The ConfigMap's uid, when known: every pod of one BridgeJob then picks the same id.
+        self.identity = identity
+
+    def prepare(self, submission_id: str | None) -> Prepared:
+        config, settings = self.config, self.settings
+        with tempfile.TemporaryDirectory(prefix="raypod-") as temp:
+            workdir = Path(temp)
+            inputs = fetch_inputs(config, self.store, workdir, self.local)
+            packages = build_packages(inputs, workdir)
+            chosen = submission_id or new_submission_id(
+                settings.job_name, config.properties.submission_id_prefix, self.identity
+            )
+            payload = plan_submission(config, inputs, settings.job_name, settings.namespace, packages, chosen)
+            try:
+                version = self.ray.version(retry=settings.connect_policy)
+            except RayApiError as error:
+                raise unreachable(error) from error
+            log.info("Ray dashboard %s answers (Ray %s)", config.resource_url, version.get("ray_version", "?"))
+            try:
+                for package in packages.all:  # the working dir's, then each wheel's: once per content
+                    if not self.ray.package_exists(package.name):
+                        log.info("uploading package %s", package.name)
+                        self.ray.upload_package(package.name, package.path)
+            except RayApiError as error:
+                if not error.unauthorized:
+                    raise
+                # /api/version may answer without auth; the package calls are where a token is checked.
+                raise unreachable(error) from error
+        return Prepared(chosen, payload)
+
+    def post(self, prepared: Prepared) -> None:
+        """POST until Ray has the job, asking after every lost answer whether it arrived."""
+        ray, submission_id = self.ray, prepared.submission_id
+
+        def attempt() -> None:
+            if self.clock.terminated:
+                raise Terminated("terminated before the submission")
+            try:
+                ray.submit_job(prepared.payload, retry=NO_RETRY)
+            except RayApiError as error:
+                if is_duplicate_submission(error):
+                    log.info("Ray already has %s: the earlier POST went through", submission_id)
+                    return
+                if is_wrapped_rejection(error):
+                    raise SubmissionRejected(error) from error
+                if is_refusal(error):
+                    raise
+                # The answer may be lost, or garbled on its way (an ingress page), after Ray accepted
+                # the job: ask before posting again, or before calling it anything.
+                try:
+                    ray.get_job(submission_id, retry=NO_RETRY)
+                except RayApiError as lookup_error:
+                    if lookup_error.not_found:
+                        raise error from lookup_error
+                    raise error from None
+                log.info("Ray accepted %s although its answer was lost", submission_id)
+
+        try:
+            self.settings.connect_policy.call(attempt, what=f"submission of {submission_id}")
+        except RayApiError as error:
+            if not is_refusal(error):
+                raise  # Ray may have the job: the lifecycle reports UNKNOWN, not a rejection
+            raise SubmissionRejected(error) from error
+
+
+def unreachable(error: RayApiError) -> ConfigError:
+    """resourceURL is wrong, refuses raypod, or does not answer: say which, and what to check."""
+    if error.unauthorized:
+        return ConfigError.single(
+            RESOURCE_URL,
+            f"the Ray dashboard refused access (HTTP {error.status}: {one_line(error.reason, 80)}); check the "
+            "token file in the credentials directory (Ray token auth) or, with auth 'basic', username/password",
+        )
+    if "TLS" in error.reason:
+        return ConfigError.single(
+            RESOURCE_URL,
+            "the dashboard's https certificate did not verify; give its CA in RAYPOD_RAY_CA_BUNDLE or as "
+            f"ca.crt in the credentials directory ({error})",
+        )
+    return ConfigError.single(RESOURCE_URL, f"cannot reach the Ray dashboard: {error}")
