@@ -20,8 +20,11 @@ RUN set -eu; \
     python -m pip wheel --no-cache-dir --disable-pip-version-check $offline --find-links wheelhouse --no-build-isolation --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE} AS runtime
+# PYTHONSAFEPATH: no working directory or script folder on sys.path, so no file that another
+# container writes (to a shared /tmp, say) can stand in for raypod's dependencies.
 ENV PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONSAFEPATH=1
 # The wheels are bind-mounted, not copied, so no layer keeps them; pip goes once raypod is in.
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
     python -m pip install --no-cache-dir --disable-pip-version-check --no-index --find-links /wheels raypod \
@@ -36,7 +39,10 @@ LABEL org.opencontainers.image.source="${IMAGE_SOURCE}" \
       org.opencontainers.image.version="${IMAGE_VERSION}" \
       org.opencontainers.image.revision="${IMAGE_REVISION}" \
       org.opencontainers.image.licenses="${IMAGE_LICENSES}"
+# The first ray-pod's entry, for pipelines that still run `python -u ./ray-pod.py` from the
+# working directory (a Kubeflow component); root-owned and read-only to the pod's user.
+COPY raypod/ray_pod.py /app/ray-pod.py
 # A fixed non-root UID (the distroless "nonroot" one), so runAsNonRoot can verify it.
 USER 65532:65532
-WORKDIR /tmp
+WORKDIR /app
 ENTRYPOINT ["python", "-m", "raypod"]

@@ -15,7 +15,7 @@ from pathlib import Path
 from raypod import __version__
 from raypod.contract import MIN_UPDATE_INTERVAL
 from raypod.credentials import DEFAULT_CREDENTIALS_DIR, DEFAULT_S3_CREDENTIALS_DIR
-from raypod.exits import EXIT_BAD_INPUT, SUMMARY
+from raypod.exits import EXIT_BAD_INPUT, EXIT_CODES_VARIABLE, SUMMARY
 
 RUN_EXAMPLE = (
     """\
@@ -159,9 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--status-timeout",
         type=_positive_float,
-        default=600.0,
+        default=None,
         metavar="SECONDS",
-        help="how long the dashboard may stay unreachable before the job is reported UNKNOWN (default: 600)",
+        help="how long the dashboard may stay unreachable before the job is reported UNKNOWN (default: "
+        "jobproperties' statusTimeoutSeconds, else never as the operator's pod and 600 elsewhere)",
+    )
+    run.add_argument(
+        "--exit-codes",
+        choices=("auto", "bridge", "posix"),
+        default=os.environ.get(EXIT_CODES_VARIABLE) or "auto",
+        help="'bridge': the Bridge Operator's rules (UNKNOWN and SIGTERM exit 0 once the status is written); "
+        "'posix': the code says how the job ended; 'auto' (default, also $RAYPOD_EXIT_CODES): 'bridge' when the "
+        "status goes to the ConfigMap through the Kubernetes API, else 'posix'",
     )
     _add_common_arguments(run)
 

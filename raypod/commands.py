@@ -22,7 +22,15 @@ from raypod.clock import SystemClock, format_ray_time
 from raypod.credentials import RayAuthSources
 from raypod.entrypoint import validation_problems
 from raypod.errors import ConfigError, RayApiError, RaypodError, Terminated
-from raypod.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
+from raypod.exits import (
+    EXIT_BAD_INPUT,
+    EXIT_CODES_VARIABLE,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    ExitCodes,
+)
 from raypod.flags import default_job_name, require_address, submit_job
 from raypod.jobs import stop_and_wait, wait_until_ended
 from raypod.log_context import set_log_job_id
@@ -71,16 +79,21 @@ def command_run(args: argparse.Namespace) -> int:
         target = open_run_target(args.job_name, args.namespace, args.config, args.status_file, interrupt=terminate)
     except ConfigError as error:
         return leave_report(args, report_bad_input(error, fallback_sink(args.status_file), sys.stdout))
+    if args.exit_codes not in ("auto", *(codes.value for codes in ExitCodes)):
+        raise ConfigError.single(EXIT_CODES_VARIABLE, f"expected auto, bridge or posix, got {args.exit_codes!r}")
+    codes = target.exit_codes if args.exit_codes == "auto" else ExitCodes(args.exit_codes)
     options = RunOptions(
         job_name=args.job_name,
         namespace=target.namespace,
-        session=SessionSettings(status_timeout=args.status_timeout, connect_timeout=args.connect_timeout),
+        session=SessionSettings(connect_timeout=args.connect_timeout),
         ray_auth=ray_auth(args, for_cli=False),
         s3_credentials_dir=args.s3_credentials,
         follow_logs=args.follow_logs,
+        exit_codes=codes,
+        status_timeout=args.status_timeout,
     )
-    job = ConfigMapJob(target.source)
-    return leave_report(args, Runner(job, target.sink, options, terminate=terminate).run())
+    runner = Runner(ConfigMapJob(target.source), target.sink, options, terminate=terminate, deletion=target.api)
+    return leave_report(args, runner.run())
 
 
 def leave_report(args: argparse.Namespace, result: RunResult) -> int:

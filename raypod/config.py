@@ -79,6 +79,9 @@ class BridgeConfig:
     #: Problems set aside because a job was submitted already (see ``parse_config``): such a
     #: config can watch that job, never submit one.
     set_aside: tuple[tuple[str, str], ...] = ()
+    #: What was taken otherwise than written, and why (one sentence each): logged, and added to the
+    #: final status message, where the BridgeJob shows it.
+    notes: tuple[str, ...] = ()
 
     @property
     def script_name(self) -> str:
@@ -135,24 +138,21 @@ def parse_resource_url(text: str, key: str = RESOURCE_URL) -> str:
     return text.rstrip("/")
 
 
-def parse_positive_number(text: str, key: str) -> float:
+def parse_update_interval(text: str) -> tuple[float, str | None]:
+    """``updateInterval``: a finite number of seconds, and a note when it was raised to the floor.
+
+    The operator writes any Go int (``"0"``, ``"-5"``): a number below MIN_UPDATE_INTERVAL is
+    raised to it, not refused, so that such a BridgeJob still runs."""
     try:
         number = float(text)
-    except ValueError as error:
-        raise ConfigError.single(key, f"expected a number of seconds, got {text!r}") from error
-    if not math.isfinite(number) or number <= 0:
-        raise ConfigError.single(key, f"expected a positive number of seconds, got {text!r}")
-    return number
-
-
-def parse_update_interval(text: str) -> float:
-    """``updateInterval``: a finite number of seconds, at least MIN_UPDATE_INTERVAL."""
-    number = parse_positive_number(text, UPDATE_INTERVAL)
+    except ValueError:
+        raise ConfigError.single(UPDATE_INTERVAL, f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(number):
+        raise ConfigError.single(UPDATE_INTERVAL, f"expected a finite number of seconds, got {text!r}")
     if number < MIN_UPDATE_INTERVAL:
-        raise ConfigError.single(
-            UPDATE_INTERVAL, f"must be at least {MIN_UPDATE_INTERVAL:g} seconds (the polling floor), got {text!r}"
-        )
-    return number
+        floor = f"{MIN_UPDATE_INTERVAL:g} s"
+        return MIN_UPDATE_INTERVAL, f"{UPDATE_INTERVAL} {text!r} is below the {floor} floor: {floor} is used"
+    return number, None
 
 
 def parse_s3_endpoint(text: str) -> tuple[str, bool | None]:
@@ -199,11 +199,11 @@ def parse_config(
 
     resource_url = overrides.resource_url or attempt(parse_resource_url, value_of(data, RESOURCE_URL), default="")
     interval_text = value_of(data, UPDATE_INTERVAL)
-    interval = overrides.update_interval or (
-        attempt(parse_update_interval, interval_text, default=DEFAULT_UPDATE_INTERVAL)
-        if interval_text
-        else DEFAULT_UPDATE_INTERVAL
-    )
+    interval, interval_note = DEFAULT_UPDATE_INTERVAL, None
+    if overrides.update_interval:
+        interval = overrides.update_interval
+    elif interval_text:
+        interval, interval_note = attempt(parse_update_interval, interval_text, default=(DEFAULT_UPDATE_INTERVAL, None))
 
     script_location = value_of(data, SCRIPT_LOCATION).lower() or DEFAULT_SCRIPT_LOCATION
     if script_location not in SCRIPT_LOCATIONS:
@@ -291,4 +291,5 @@ def parse_config(
         kill=kill,
         submission_id=submission_id,
         set_aside=set_aside,
+        notes=(interval_note,) if interval_note else (),
     )

@@ -1,5 +1,5 @@
 """The Bridge Operator's contract in code: the ConfigMap keys each side writes, the statuses and
-their meaning, the reasons, and the defaults. docs/operator-contract.md says the same in words.
+their meaning, the reasons, and the defaults. docs/configmap.md and docs/kubernetes.md say the same in words.
 
 Standard library only: everything else reads its vocabulary from here.
 """
@@ -59,8 +59,15 @@ def assert_never(value: NoReturn) -> NoReturn:
     raise AssertionError(f"unhandled value: {value!r}")
 
 
-class BridgeStatus(str, enum.Enum):
-    """The values of ``status.jobStatus``. A ``str``: it is written to the ConfigMap as it is."""
+class TextEnum(str, enum.Enum):
+    """An enum whose members are their text: written to the ConfigMap, to JSON and to messages as it is."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class BridgeStatus(TextEnum):
+    """The values of ``status.jobStatus``."""
 
     SUBMITTED = "SUBMITTED"
     PENDING = "PENDING"
@@ -71,9 +78,6 @@ class BridgeStatus(str, enum.Enum):
     KILL = "KILL"
     #: raypod lost track of the job: it may still run on Ray.
     UNKNOWN = "UNKNOWN"
-
-    def __str__(self) -> str:
-        return self.value
 
     @classmethod
     def parse(cls, text: str) -> BridgeStatus | None:

@@ -25,8 +25,8 @@ from raypod.contract import CONFIGMAP_SUFFIX, KILL, OWNED_KEYS
 from raypod.credentials import read_secret_file
 from raypod.errors import ConfigError, DeploymentError, KubeApiError, RaypodError
 from raypod.http import HttpClient, Timeouts
-from raypod.retry import RetryPolicy
-from raypod.source import ConfigSource, object_uid
+from raypod.retry import NO_RETRY, RetryPolicy
+from raypod.source import ConfigSource, object_identity, object_uid
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,9 @@ class KubeConfigMap:
         self.namespace = namespace
         self.name = name
         self.description = f"ConfigMap {namespace}/{name}"
-        #: The object's metadata.uid, from the last read.
+        #: The object's own metadata.uid, from the last read.
+        self.uid: str | None = None
+        #: The BridgeJob's uid (the controller's) from the last read, else ``uid``.
         self.identity: str | None = None
         self.path = f"/api/v1/namespaces/{quote(namespace, safe='')}/configmaps/{quote(name, safe='')}"
         # A path, not True: requests never lets REQUESTS_CA_BUNDLE override a per-request path.
@@ -152,8 +154,20 @@ class KubeConfigMap:
             data = {}
         if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
             raise KubeApiError("GET", self.http.url(self.path), 200, "unexpected answer: data is not key to string")
-        self.identity = object_uid(document)
+        self.uid, self.identity = object_uid(document), object_identity(document)
         return {str(key): value for key, value in data.items()}
+
+    # -- DeletionProbe -------------------------------------------------------------------
+    def being_deleted(self) -> bool | None:
+        """After SIGTERM: whether the ConfigMap is gone (the garbage collector deletes it with its
+        BridgeJob) or going (a deletionTimestamp); None when the API cannot say now. One try: the
+        caller asks again within its short window."""
+        try:
+            document = self.http.json("GET", self.path, retry=NO_RETRY)
+        except KubeApiError as error:
+            return True if error.not_found else None
+        metadata = document.get("metadata") if isinstance(document, dict) else None
+        return bool(isinstance(metadata, dict) and metadata.get("deletionTimestamp"))
 
     # -- StatusSink ----------------------------------------------------------------------
     def load(self) -> dict[str, str]:

@@ -32,6 +32,9 @@ class Ending(enum.Enum):
     DETACHED = "detached"
     #: An earlier pod recorded a final status for this job: it is kept as it is.
     ALREADY_FINAL = "already final"
+    #: SIGTERM, and the BridgeJob is being deleted: its Ray job was asked to stop; no status is
+    #: written (its ConfigMap is gone).
+    DELETED = "deleted"
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,10 @@ class Outcome:
     @classmethod
     def terminated(cls, submission_id: str) -> Outcome:
         return cls(Ending.TERMINATED, submission_id)
+
+    @classmethod
+    def deleted(cls, submission_id: str, message: str) -> Outcome:
+        return cls(Ending.DELETED, submission_id, message=message)
 
     @classmethod
     def detached(cls, submission_id: str) -> Outcome:

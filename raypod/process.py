@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from raypod.clock import TIME_LAYOUT
 from raypod.errors import ConfigError
+from raypod.exits import ExitCodes
 from raypod.interrupt import cut_call_in_flight
 from raypod.log_context import log_job_id
 from raypod.source import ConfigSource, open_source
@@ -94,6 +95,15 @@ class RunTarget:
     source: ConfigSource
     sink: StatusSink
     namespace: str
+    #: The ConfigMap through the Kubernetes API, when the status goes there: raypod is then the
+    #: operator's pod (its exit codes follow the operator's rules, and a deleted BridgeJob's Ray job
+    #: is stopped on SIGTERM).
+    api: KubeConfigMap | None = None
+
+    @property
+    def exit_codes(self) -> ExitCodes:
+        """The convention unless a flag says otherwise: the operator's in its pod, POSIX elsewhere."""
+        return ExitCodes.BRIDGE if self.api is not None else ExitCodes.POSIX
 
 
 def fallback_sink(status_file: Path | None) -> StatusSink:
@@ -128,13 +138,15 @@ def open_run_target(
         raise ConfigError.single("JOBNAME", "missing: set $JOBNAME or pass --job-name (it names <JOBNAME>-bridge-cm)")
     if config_path is None:
         api = _configmap_api(job_name, namespace, env, interrupt)
-        return RunTarget(api, StatusFile(status_file) if status_file is not None else api, api.namespace)
+        if status_file is not None:
+            return RunTarget(api, StatusFile(status_file), api.namespace)
+        return RunTarget(api, api, api.namespace, api)
     source = open_source(config_path)
     if status_file is not None:
         return RunTarget(source, StatusFile(status_file), namespace or DEFAULT_NAMESPACE)
     if _service_account(env).present():
         api = _configmap_api(job_name, namespace, env, interrupt)
-        return RunTarget(KillFromEither(source, api), api, api.namespace)
+        return RunTarget(KillFromEither(source, api), api, api.namespace, api)
     return RunTarget(source, NullSink(), namespace or DEFAULT_NAMESPACE)
 
 

@@ -19,6 +19,11 @@ from raypod.jobdata import finite_number, holds_non_finite, parse_json_object
 #: The most retries ``jobproperties.retries`` may ask for: enough for any flaky job, and bounded.
 MAX_RETRIES = 100
 DEFAULT_RETRY_DELAY = 10.0
+#: A BridgeJob written for the first ray-pod may carry keys it ignored: raypod reads them.
+UNKNOWN_KEY_HINT = (
+    "the first ray-pod ignored jobproperties, raypod checks them: remove the key or rename it, "
+    "see docs/configmap.md#job-properties-jobproperties"
+)
 
 #: Turns a key's JSON value into its typed value; raises ``Invalid`` with each problem.
 Check = Callable[[str, Any], Any]
@@ -169,6 +174,12 @@ class JobProperties:
         positive_seconds,
         doc="an attempt not RUNNING this long after its submission is stopped and FAILED (StartDeadlineExceeded)",
     )
+    #: How long the dashboard may stay silent about a watched job before it is reported UNKNOWN.
+    status_timeout_seconds: float | None = row(
+        "statusTimeoutSeconds",
+        positive_seconds,
+        doc="how long the dashboard may stay silent before the job is UNKNOWN (as the operator's pod: never)",
+    )
     submission_id_prefix: str | None = row(
         "submissionIdPrefix", id_prefix, doc="the submission id's prefix instead of raypod-<JOBNAME>"
     )
@@ -207,7 +218,10 @@ def parse_job_properties(text: str, key: str = JOB_PROPERTIES) -> JobProperties:
     problems = Problems()
     unknown = sorted(set(obj) - set(ROWS))
     if unknown:
-        problems.add(key, f"unknown key(s) {', '.join(unknown)}; known keys: {', '.join(KNOWN_PROPERTIES)}")
+        problems.add(
+            key,
+            f"unknown key(s) {', '.join(unknown)}; known keys: {', '.join(KNOWN_PROPERTIES)} ({UNKNOWN_KEY_HINT})",
+        )
     values: dict[str, Any] = {}
     for name, value in obj.items():
         field = ROWS.get(name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import logging
 import math
 import os
@@ -14,7 +13,7 @@ from urllib.parse import quote
 
 import requests
 
-from raypod.contract import BridgeStatus, assert_never
+from raypod.contract import BridgeStatus, TextEnum, assert_never
 from raypod.credentials import RayCredentials
 from raypod.errors import ConfigError, RayApiError
 from raypod.http import MAX_PROBLEM, HttpClient, JsonAnswer, Timeouts, redact_url, summarize_error_body
@@ -31,7 +30,7 @@ from raypod.websocket import (
 log = logging.getLogger(__name__)
 
 
-class RayStatus(str, enum.Enum):
+class RayStatus(TextEnum):
     """Every status Ray's job API gives; anything else is an answer raypod cannot trust."""
 
     PENDING = "PENDING"
@@ -39,9 +38,6 @@ class RayStatus(str, enum.Enum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     STOPPED = "STOPPED"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def terminal(self) -> bool:

@@ -33,6 +33,8 @@ def summary_line(result: RunResult) -> str:
             return "terminated: nothing was submitted"
         case Ending.DETACHED:
             return f"SUBMITTED: Ray job {submission_id}"
+        case Ending.DELETED:
+            return one_line(f"deleted: {outcome.message}", MAX_TERMINATION_MESSAGE)
         case Ending.FINAL | Ending.BAD_INPUT | Ending.ALREADY_FINAL:
             status = written.get(JOB_STATUS) or outcome.status
             reason = written.get(REASON) or outcome.reason
@@ -74,7 +76,7 @@ def is_final(ending: Ending) -> bool:
     match ending:
         case Ending.FINAL | Ending.BAD_INPUT | Ending.ALREADY_FINAL:
             return True
-        case Ending.TERMINATED | Ending.DETACHED:
+        case Ending.TERMINATED | Ending.DETACHED | Ending.DELETED:
             return False
         case _:
             assert_never(ending)

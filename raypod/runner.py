@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from raypod import exits
 from raypod.artifacts import Collected, collect_results, keep_attempt_log
@@ -18,8 +18,10 @@ from raypod.clock import Clock, SystemClock, format_ray_time, format_time
 from raypod.config import BridgeConfig
 from raypod.contract import END_TIME, ID, JOB_STATUS, MESSAGE, REASON, START_TIME, BridgeStatus, assert_never
 from raypod.credentials import DEFAULT_S3_CREDENTIALS_DIR, RayAuthSources, S3Credentials
-from raypod.errors import ConfigError, RaypodError, Terminated
+from raypod.errors import ConfigError, RayApiError, RaypodError, Terminated
+from raypod.exits import ExitCodes
 from raypod.inputs import LocalInputs
+from raypod.jobs import stop_and_wait
 from raypod.log_context import set_log_job_id
 from raypod.logs import LineEcho, LiveLog
 from raypod.objectstore import ObjectStore
@@ -34,6 +36,15 @@ from raypod.submission import RaySubmitter, SubmissionSettings
 from raypod.terminal import print_bad_input
 
 log = logging.getLogger(__name__)
+
+#: The status timeout for people and CI (ten minutes); the operator's pod has none by default.
+DEFAULT_STATUS_TIMEOUT = 600.0
+#: After SIGTERM, how long the ConfigMap is watched for its deletion: the garbage collector deletes
+#: a BridgeJob's pod and ConfigMap at about the same time, in no set order.
+DELETION_WINDOW = 5.0
+DELETION_POLL = 0.5
+#: How long a deleted BridgeJob's Ray job is waited for once asked to stop (the grace period is 30 s).
+DELETION_STOP_TIMEOUT = 15.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,31 @@ class RunOptions:
     follow_logs: bool = True
     #: Hears every status Ray answers while the job is watched (the CLI's progress line).
     on_poll: Callable[[JobInfo], None] | None = None
+    #: Which convention the exit code follows (``raypod.exits``).
+    exit_codes: ExitCodes = ExitCodes.POSIX
+    #: ``--status-timeout``, when given: it wins over ``jobproperties.statusTimeoutSeconds`` and the
+    #: convention's default (see ``status_timeout``).
+    status_timeout: float | None = None
+
+    def status_timeout_for(self, config: BridgeConfig) -> float | None:
+        """How long the dashboard may stay silent before the job is UNKNOWN; None: never.
+
+        The flag, else ``statusTimeoutSeconds``, else: never for the operator's pod (UNKNOWN ends a
+        BridgeJob for good, while Ray may still run the job), and ten minutes for people and CI."""
+        if self.status_timeout is not None:
+            return self.status_timeout
+        if config.properties.status_timeout_seconds is not None:
+            return config.properties.status_timeout_seconds
+        return None if self.exit_codes is ExitCodes.BRIDGE else DEFAULT_STATUS_TIMEOUT
+
+
+class DeletionProbe(Protocol):
+    """Tells a deleted BridgeJob from an eviction, once SIGTERM has come (``KubeConfigMap``)."""
+
+    def being_deleted(self) -> bool | None:
+        """True when the ConfigMap is gone or going with its BridgeJob; False when it is there;
+        None when the API cannot say now."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -79,8 +115,11 @@ class Runner:
         status_out: TextIO | None = None,
         job_out: TextIO | None = None,
         terminate: threading.Event | None = None,
+        deletion: DeletionProbe | None = None,
     ) -> None:
         self.job = job
+        #: Present in a cluster: on SIGTERM, a deleted BridgeJob takes its Ray job down with it.
+        self.deletion = deletion
         self.options = options
         self.status_out = status_out or sys.stdout
         self.job_out = job_out or self.status_out
@@ -114,6 +153,8 @@ class Runner:
             except Terminated:
                 # SIGTERM while the ConfigMap was still being read: nothing was submitted by this pod.
                 return self._finish(Outcome.terminated(self.reporter.get(ID)))
+            for note in config.notes:
+                log.warning("%s", note)
             follow = config.properties.follow_logs
             enabled = self.options.follow_logs if follow is None else follow
             # The live tail's end (the job's) wakes the watch: the final poll comes now, not an interval later.
@@ -135,7 +176,7 @@ class Runner:
                 self.reporter,
                 self.job,
                 self.clock,
-                self._settings(),
+                self._settings(config),
                 on_attach=lambda job: self.say(f"attached to existing Ray job {job.submission_id} ({job.status})"),
                 on_poll=lambda job: self._polled(job, output.live),
                 on_attempt_failed=lambda job, attempt: self._attempt_failed(ray, store, config, output, job, attempt),
@@ -156,13 +197,57 @@ class Runner:
                     )
                 except Terminated:
                     # The upload was aborted: the next pod re-attaches, uploads the log and writes the end.
-                    return self._finish(Outcome.terminated(outcome.submission_id))
-                outcome = replace(outcome, message=f"{outcome.message.rstrip('.')}; {collected.text}")
-                return self._finish(outcome, collected)
+                    outcome = Outcome.terminated(outcome.submission_id)
+                else:
+                    outcome = replace(
+                        outcome, message=with_notes(f"{outcome.message.rstrip('.')}; {collected.text}", config)
+                    )
+                    return self._finish(outcome, collected)
+            if outcome.ending is Ending.TERMINATED:
+                outcome = self._stopped_if_deleted(ray, outcome)
+            elif outcome.ending is Ending.FINAL:
+                outcome = replace(outcome, message=with_notes(outcome.message, config))
             return self._finish(outcome)
         finally:
             if ray is not None:
                 ray.close()
+
+    def _stopped_if_deleted(self, ray: RayJobsClient, outcome: Outcome) -> Outcome:
+        """SIGTERM came. If the BridgeJob is being deleted (its ConfigMap goes with it, within a few
+        seconds of the pod), stop its Ray job, as deleting a KubeRay RayJob does; after an eviction
+        the ConfigMap stays, the Ray job runs on, and the next pod re-attaches to it."""
+        if self.deletion is None:
+            return outcome
+        # A clock of its own: SIGTERM is set, and the run's clock would not wait at all.
+        clock = SystemClock()
+        deadline = clock.monotonic() + DELETION_WINDOW
+        while not self.deletion.being_deleted():
+            if clock.monotonic() >= deadline:
+                return outcome
+            clock.wait(DELETION_POLL)
+        submission_id = outcome.submission_id or self.reporter.get(ID)
+        if not submission_id:
+            return Outcome.deleted("", "The BridgeJob was deleted before anything was submitted.")
+        log.warning("the BridgeJob is being deleted (its ConfigMap is gone): stopping Ray job %s", submission_id)
+        try:
+            _, job = stop_and_wait(ray, submission_id, clock=clock, timeout=DELETION_STOP_TIMEOUT)
+        except RayApiError as error:
+            if error.not_found:
+                return Outcome.deleted(submission_id, f"The BridgeJob was deleted; Ray has no job {submission_id}.")
+            return Outcome.deleted(
+                submission_id, one_line(f"The BridgeJob was deleted; Ray job {submission_id} was not stopped: {error}")
+            )
+        except Terminated:
+            job = None
+        if job is not None and job.terminal:
+            return Outcome.deleted(
+                submission_id, f"The BridgeJob was deleted; Ray job {submission_id} is {job.status}."
+            )
+        still = job.status if job is not None else "in an unknown state"
+        return Outcome.deleted(
+            submission_id,
+            f"The BridgeJob was deleted; Ray job {submission_id} was asked to stop and is still {still}.",
+        )
 
     def _connect(self, config: BridgeConfig) -> RayJobsClient:
         basic = config.properties.auth == "basic"
@@ -174,9 +259,14 @@ class Runner:
             return None
         return S3Store(config.s3, S3Credentials.from_dir(self.options.s3_credentials_dir), self.retry)
 
-    def _settings(self) -> SessionSettings:
+    def _settings(self, config: BridgeConfig) -> SessionSettings:
         jitter = self.options.session.first_poll_jitter or random.random
-        return replace(self.options.session, retry=self.retry, first_poll_jitter=jitter)
+        return replace(
+            self.options.session,
+            retry=self.retry,
+            first_poll_jitter=jitter,
+            status_timeout=self.options.status_timeout_for(config),
+        )
 
     def _attempt_failed(
         self,
@@ -199,7 +289,7 @@ class Runner:
 
     # -- the one place an outcome becomes a status and an exit code ---------------------------
     def _finish(self, outcome: Outcome, collected: Collected | None = None) -> RunResult:
-        code = finish(outcome, self.reporter, self.clock, self.say)
+        code = finish(outcome, self.reporter, self.clock, self.say, self.options.exit_codes)
         return RunResult(code, outcome, collected, dict(self.reporter.current))
 
 
@@ -236,7 +326,20 @@ def report_bad_input(error: ConfigError, sink: StatusSink, status_out: TextIO) -
     return RunResult(finish(outcome, reporter, clock, say), outcome, None, dict(reporter.current))
 
 
-def finish(outcome: Outcome, reporter: StatusReporter, clock: Clock, say: Callable[[str], None]) -> int:
+def with_notes(message: str, config: BridgeConfig) -> str:
+    """The final message, with what was taken otherwise than written (where the BridgeJob shows it)."""
+    if not config.notes:
+        return message
+    return f"{message.rstrip('.')} ({'; '.join(config.notes)})."
+
+
+def finish(
+    outcome: Outcome,
+    reporter: StatusReporter,
+    clock: Clock,
+    say: Callable[[str], None],
+    codes: ExitCodes = ExitCodes.POSIX,
+) -> int:
     """Write what the outcome says, and return the exit code that goes with it."""
     match outcome.ending:
         case Ending.DETACHED:
@@ -244,7 +347,7 @@ def finish(outcome: Outcome, reporter: StatusReporter, clock: Clock, say: Callab
         case Ending.ALREADY_FINAL:
             assert outcome.status is not None
             say(f"Ray job {outcome.submission_id} already ended {outcome.status}: the recorded status is kept")
-            return exits.for_status(outcome.status)
+            return exits.for_status(outcome.status, codes)
         case Ending.TERMINATED:
             try:
                 reporter.flush()  # best effort: a write that fails stays pending, and the pod is going
@@ -254,7 +357,10 @@ def finish(outcome: Outcome, reporter: StatusReporter, clock: Clock, say: Callab
             if outcome.submission_id:
                 where = f"Ray job {outcome.submission_id} keeps running; the next pod re-attaches to it by id"
             say(f"terminating: {where}")
-            return exits.EXIT_TERMINATED
+            return exits.for_termination(codes)
+        case Ending.DELETED:
+            say(outcome.message)
+            return exits.for_termination(codes)
         case Ending.BAD_INPUT:
             print_bad_input(outcome.problems)
             reporter.update(
@@ -267,12 +373,14 @@ def finish(outcome: Outcome, reporter: StatusReporter, clock: Clock, say: Callab
             )
             return exits.EXIT_BAD_INPUT
         case Ending.FINAL:
-            return _write_final(outcome, reporter, clock, say)
+            return _write_final(outcome, reporter, clock, say, codes)
         case _:
             assert_never(outcome.ending)
 
 
-def _write_final(outcome: Outcome, reporter: StatusReporter, clock: Clock, say: Callable[[str], None]) -> int:
+def _write_final(
+    outcome: Outcome, reporter: StatusReporter, clock: Clock, say: Callable[[str], None], codes: ExitCodes
+) -> int:
     status, job = outcome.status, outcome.job
     assert status is not None
     changes: Mapping[str, str | None] = {
@@ -286,10 +394,10 @@ def _write_final(outcome: Outcome, reporter: StatusReporter, clock: Clock, say: 
         reporter.update(changes, must_persist=True)
     except Terminated:
         # SIGTERM while the write was retried: the status stays as it was, and the next pod writes it.
-        return finish(Outcome.terminated(outcome.submission_id), reporter, clock, say)
+        return finish(Outcome.terminated(outcome.submission_id), reporter, clock, say, codes)
     except RaypodError as error:
         # Every retry is spent (or the write is refused): say so and fail the pod, which the
         # operator then reports as a pod error instead of waiting on a stale status.
         log.error("could not write the final status %s to %s: %s", status, reporter.sink.description, error)
         return exits.EXIT_FAILED
-    return exits.for_status(status)
+    return exits.for_status(status, codes)

@@ -70,8 +70,8 @@ class KillSwitch(Protocol):
 class SessionSettings:
     """The lifecycle's knobs (the CLI's flags)."""
 
-    #: How long the dashboard may stay silent about a running job before UNKNOWN.
-    status_timeout: float = 600.0
+    #: How long the dashboard may stay silent about a running job before UNKNOWN; None: never.
+    status_timeout: float | None = 600.0
     #: How long an unreachable dashboard is retried at start-up.
     connect_timeout: float = 60.0
     #: How long to wait for Ray to confirm a stop.
@@ -350,12 +350,13 @@ class JobSession:
             if error.not_found:
                 return Outcome.lost(submission_id, f"Ray no longer knows job {submission_id} (was the head restarted?)")
             silent = self.clock.monotonic() - last_answer
-            if silent > self.settings.status_timeout:
+            if self.settings.status_timeout is not None and silent > self.settings.status_timeout:
                 message = f"No answer from the Ray dashboard for {int(silent)} s: {one_line(error.reason, 150)}"
                 return Outcome.lost(submission_id, message, job)
             log.warning("status check failed (%s); keeping the last status", error)
         else:
             last_answer = self.clock.monotonic()
+            self._record_submit_time(job)
             if self.on_poll is not None:
                 self.on_poll(job)
             if job.terminal:
@@ -386,6 +387,13 @@ class JobSession:
         if self.clock.wait(self._next_wait(state, stopping)):
             return Outcome.terminated(submission_id)
         return replace(state, job=job, last_answer=last_answer, stopping=stopping, waited=True)
+
+    def _record_submit_time(self, job: JobInfo) -> None:
+        """A job attached to without ``status.submitTime`` (its id written by hand or by KubeRay, or the
+        submitting pod died before it wrote the time) takes Ray's own record of its submission: the
+        operator copies the time into the BridgeJob, and activeDeadlineSeconds counts from it."""
+        if not self.reporter.get(SUBMIT_TIME) and job.start_time_ms:
+            self.reporter.update({SUBMIT_TIME: format_ray_time(job.start_time_ms)})
 
     def _deadline_stop(self, attempt: Attempt, job: JobInfo | None) -> Stopping | None:
         """The stop a passed deadline calls for: activeDeadlineSeconds, or startDeadlineSeconds

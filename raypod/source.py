@@ -21,10 +21,13 @@ class ConfigSource(Protocol):
 
     @property
     def identity(self) -> str | None:
-        """The ConfigMap object's ``metadata.uid`` once read, when the source knows it.
+        """Once read, when the source knows it: the uid of the ConfigMap's controller (the
+        BridgeJob), else the ConfigMap's own ``metadata.uid``.
 
-        Every pod of one BridgeJob sees the same uid, so a submission id derived from it is
-        the same in two overlapping pods, and Ray's duplicate-id answer keeps it to one job.
+        Every pod of one BridgeJob sees the same uid, so a submission id derived from it is the
+        same in two overlapping pods, and Ray's duplicate-id answer keeps it to one job. The
+        BridgeJob's uid also survives the ConfigMap: the operator re-creates a deleted one
+        (without ``id``) under the same owner, and its pod then finds the same Ray job.
         """
         ...
 
@@ -81,15 +84,34 @@ class ManifestSource:
         data = document.get("data") or {}
         if not isinstance(data, dict):
             raise ConfigError.single("--config", f"{self.path}: data must be a mapping of key to string")
-        self.identity = object_uid(document)
+        self.identity = object_identity(document)
         return {str(key): _as_text(value) for key, value in data.items()}
 
 
-def object_uid(document: Any) -> str | None:
-    """A Kubernetes object's ``metadata.uid``, when it has a usable one."""
-    metadata = document.get("metadata") if isinstance(document, dict) else None
-    uid = metadata.get("uid") if isinstance(metadata, dict) else None
+def _usable(uid: Any) -> str | None:
     return uid if isinstance(uid, str) and uid.strip() else None
+
+
+def object_uid(document: Any) -> str | None:
+    """A Kubernetes object's own ``metadata.uid``, when it has a usable one."""
+    metadata = document.get("metadata") if isinstance(document, dict) else None
+    return _usable(metadata.get("uid")) if isinstance(metadata, dict) else None
+
+
+def controller_uid(document: Any) -> str | None:
+    """The uid of the object's controller (``ownerReferences`` with ``controller: true``): for the
+    operator's ConfigMap, the BridgeJob."""
+    metadata = document.get("metadata") if isinstance(document, dict) else None
+    owners = metadata.get("ownerReferences") if isinstance(metadata, dict) else None
+    for owner in owners if isinstance(owners, list) else []:
+        if isinstance(owner, dict) and owner.get("controller") is True:
+            return _usable(owner.get("uid"))
+    return None
+
+
+def object_identity(document: Any) -> str | None:
+    """What every pod of one BridgeJob sees alike (see ``ConfigSource.identity``)."""
+    return controller_uid(document) or object_uid(document)
 
 
 def _as_text(value: Any) -> str:

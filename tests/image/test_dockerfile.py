@@ -126,7 +126,7 @@ def test_runtime_installed_as_the_dockerfile_does_runs_a_whole_job_without_ray(
 
     parsed = stages(DOCKERFILE.read_text())
     image_env = stage_env(DOCKERFILE.read_text(), "runtime")
-    assert image_env == {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    assert image_env == {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONSAFEPATH": "1"}
     wheels = tmp_path / "wheels"
 
     def localize(command: list[str], python: Path) -> list[str]:

@@ -15,6 +15,17 @@ import pytest
 from tests.support.helpers import REPO
 
 
+def mypy(package_root: Path, cache: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", "--cache-dir", str(cache), "raypod"],
+        cwd=package_root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 def mypy_errors_with(tmp_path: Path, module: str, after: str, member: str) -> list[str]:
     copy = tmp_path / "copy"
     shutil.copytree(REPO / "raypod", copy / "raypod", ignore=shutil.ignore_patterns("__pycache__"))
@@ -23,27 +34,13 @@ def mypy_errors_with(tmp_path: Path, module: str, after: str, member: str) -> li
     text = source.read_text()
     assert after in text
     source.write_text(text.replace(after, after + member, 1))
-    done = subprocess.run(
-        [sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "cache"), "raypod"],
-        cwd=copy,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = mypy(copy, tmp_path / "cache")
     assert done.returncode == 1, done.stdout + done.stderr
     return re.findall(r"^(raypod/\w+\.py):\d+: error: .*assert_never", done.stdout, re.MULTILINE)
 
 
 def test_the_package_as_it_is_passes_the_same_check(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "cache"), "raypod"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = mypy(REPO, tmp_path / "cache")
     assert done.returncode == 0, done.stdout
 
 

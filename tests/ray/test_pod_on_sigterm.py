@@ -1,7 +1,8 @@
 """SIGTERM (pod deletion) in each phase of a run, against the real Ray head and S3 server.
 
 Each test holds raypod in one phase with a fault (through devtools.proxy or the fake Kubernetes
-API), sends SIGTERM, and checks that raypod leaves as the pod must: exit 143, no traceback, the
+API), sends SIGTERM, and checks that raypod leaves as the pod must: exit 143 (0 as the Bridge
+Operator's pod, in Kubernetes mode, so that its phase is not Failed), no traceback, the
 pending status written, nothing POSTed after the signal, the Ray job never stopped for it.
 
 The seconds from the signal to the exit are measured and reported (``record_property`` and a
@@ -20,8 +21,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import pytest
 
 from devtools.proxy import Proxy
 from tests.support.fake_kube import FakeKube
@@ -92,7 +91,7 @@ def open_uploads(services: Services, bucket: str, object_name: str) -> list[obje
 # -- 1. start-up ---------------------------------------------------------------------------------------------
 
 
-def test_sigterm_while_the_kubernetes_api_is_down_at_start_exits_143_and_submits_nothing(
+def test_sigterm_while_the_kubernetes_api_is_down_at_start_exits_0_and_submits_nothing(
     tmp_path: Path, services: Services, fake_kube: FakeKube, ray_proxy: Proxy, record_property: Record
 ) -> None:
     kube_job = KubeJob(BridgeJob(tmp_path, services, kube=fake_kube))
@@ -105,7 +104,7 @@ def test_sigterm_while_the_kubernetes_api_is_down_at_start_exits_143_and_submits
         run.wait_for("retrying")
         code, stdout, stderr, _ = terminate(run, record_property, "while the ConfigMap read is retried")
 
-    assert code == 143, stdout + stderr
+    assert code == 0, stdout + stderr  # the operator's pod: phase Succeeded, so the next pod may come
     assert "Traceback" not in stderr
     assert "nothing was submitted" in stdout
     assert kube_job.data() == created  # no id, no status: nothing was written
@@ -305,8 +304,7 @@ def test_sigterm_while_the_final_status_write_is_retried_leaves_it_to_the_next_p
     assert "attached to existing Ray job" in again.stdout
     assert kube_job.data()["status.jobStatus"] == "SUCCEEDED"
     assert len(jobs_of(services, kube_job.job.name)) == 1
-    if code == 1 and "could not write the final status" in stderr:
-        # Known raypod bug, reported: finish() takes the Terminated raised by the interrupted retry
-        # wait for a failed write, and exits 1 ("pod error") instead of 143.
-        pytest.xfail("raypod exits 1, not 143, on SIGTERM while the final status write is retried")
-    assert code == 143, stdout + stderr
+    # SIGTERM cut the retried write: the pod leaves as after any SIGTERM (the operator's pod: 0), never
+    # as a pod whose final write failed (1, a pod error), since the next pod writes the end.
+    assert code == 0, stdout + stderr
+    assert "could not write the final status" not in stderr

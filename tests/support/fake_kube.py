@@ -183,17 +183,38 @@ class FakeKube:
         with self._lock:
             self._faults.clear()
 
-    def create_configmap(self, name: str, data: Mapping[str, str], namespace: str | None = None) -> dict[str, Any]:
+    def create_configmap(
+        self, name: str, data: Mapping[str, str], namespace: str | None = None, *, owner_uid: str | None = None
+    ) -> dict[str, Any]:
+        """A new object (a new uid); ``owner_uid``: owned by a BridgeJob, as the operator makes it."""
         ns = namespace or self.namespace
         with self._lock:
-            obj = {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": name, "namespace": ns, "uid": secrets.token_hex(8)},
-                "data": dict(data),
-            }
+            metadata: dict[str, Any] = {"name": name, "namespace": ns, "uid": secrets.token_hex(8)}
+            if owner_uid is not None:
+                metadata["ownerReferences"] = [
+                    {
+                        "apiVersion": "bridgejob.ibm.com/v1alpha1",
+                        "kind": "BridgeJob",
+                        "name": name.removesuffix("-bridge-cm"),
+                        "uid": owner_uid,
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ]
+            obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": dict(data)}
             self._store(ns, name, obj)
             return copy.deepcopy(obj)
+
+    def delete_configmap(self, name: str, namespace: str | None = None) -> None:
+        """Gone at once, as a ConfigMap without finalizers is (the garbage collector's delete)."""
+        with self._lock:
+            self._objects.pop((namespace or self.namespace, name), None)
+
+    def mark_deleting(self, name: str, namespace: str | None = None) -> None:
+        """A deletionTimestamp, as an object held by a finalizer has while it is deleted."""
+        with self._lock:
+            obj = self._objects[(namespace or self.namespace, name)]
+            obj["metadata"]["deletionTimestamp"] = "2026-12-03T10:00:00Z"
 
     def configmap(self, name: str, namespace: str | None = None) -> dict[str, Any]:
         with self._lock:

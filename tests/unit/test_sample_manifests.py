@@ -116,6 +116,15 @@ def test_role_grants_only_get_and_patch_on_configmaps_to_the_pods_account() -> N
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": one("ServiceAccount")["metadata"]["name"]}]
 
 
+def test_the_sample_rbac_adds_raypods_rule_without_replacing_the_operators_own() -> None:
+    # The operator creates bridge-cm-role (get, watch, list, update, patch) and bridge-cm-binding only
+    # when they are missing, and its other pods need `update`: a sample under those names would narrow it.
+    assert one("Role")["metadata"]["name"] not in ("bridge-cm-role",)
+    assert one("RoleBinding")["metadata"]["name"] not in ("bridge-cm-binding",)
+    # ... while the pods the operator starts run as its service account, which the binding names.
+    assert one("ServiceAccount")["metadata"]["name"] == "bridge-cm-viewer"
+
+
 @pytest.mark.parametrize("case", ["inline", "s3"])
 def test_bridgejob_yields_the_sample_configmap_and_names_existing_secrets(case: str) -> None:
     job = documents(SAMPLES / f"bridgejob-{case}.yaml")[0]
