@@ -363,14 +363,17 @@ def finish(
             return exits.for_termination(codes)
         case Ending.BAD_INPUT:
             print_bad_input(outcome.problems)
-            reporter.update(
-                {
-                    JOB_STATUS: BridgeStatus.FAILED,
-                    MESSAGE: outcome.message,
-                    END_TIME: format_time(clock.now()),
-                    REASON: outcome.reason,
-                }
-            )
+            try:
+                reporter.update(
+                    {
+                        JOB_STATUS: BridgeStatus.FAILED,
+                        MESSAGE: outcome.message,
+                        END_TIME: format_time(clock.now()),
+                        REASON: outcome.reason,
+                    }
+                )
+            except Terminated:
+                log.warning("the bad-input status was not written: the pod is going")
             return exits.EXIT_BAD_INPUT
         case Ending.FINAL:
             return _write_final(outcome, reporter, clock, say, codes)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from raypod.contract import ID
-from raypod.errors import RayApiError, RaypodError
+from raypod.errors import RayApiError, RaypodError, Terminated
 from raypod.http import Timeouts
 from raypod.outcome import Outcome
 from raypod.ray import RAY_TERMINAL_STATUSES, JobInfo
@@ -440,7 +440,7 @@ class MemorySink:
         self._error: RaypodError | None = None
         self._failures_left: float = 0
 
-    def fail_writes(self, error: RaypodError, times: int | None = 1) -> None:
+    def fail_writes(self, error: RaypodError | Terminated, times: int | None = 1) -> None:
         """Refuse the next ``times`` writes with ``error`` (None: every write from now on)."""
         self._error = error
         self._failures_left = math.inf if times is None else times

@@ -14,7 +14,7 @@ from raypod.clock import format_ray_time
 from raypod.config import parse_config
 from raypod.contract import END_TIME, JOB_STATUS, SUBMIT_TIME, BridgeStatus
 from raypod.entrypoint import new_submission_id
-from raypod.errors import ConfigError
+from raypod.errors import ConfigError, Terminated
 from raypod.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, ExitCodes, for_status, for_termination
 from raypod.outcome import Ending, Outcome
 from raypod.runner import DEFAULT_STATUS_TIMEOUT, RunOptions, finish, with_notes
@@ -141,3 +141,18 @@ def test_a_re_created_configmap_of_the_same_bridgejob_gives_the_same_submission_
 def test_a_configmap_without_an_owner_is_identified_by_its_own_uid(tmp_path: Path) -> None:
     # A Kubeflow pipeline creates the ConfigMap itself, without an owner.
     assert write_manifest(tmp_path / "cm.json", "cm-uid-1", None).identity == "cm-uid-1"
+
+
+@pytest.mark.parametrize("ending", ["bad input", "final", "terminated"])
+def test_sigterm_during_the_last_write_never_escapes_finish(ending: str) -> None:
+    # The retried write's wait is cut by SIGTERM: finish still returns an exit code of its convention.
+    h = Harness()
+    h.reporter.load()
+    h.sink.fail_writes(Terminated("terminated while waiting to retry"), times=None)
+    outcome = {
+        "bad input": Outcome.bad_input(ConfigError.single("jobdata.jobScript", "missing")),
+        "final": Outcome.final("raypod-train-1", BridgeStatus.SUCCEEDED, "Job succeeded."),
+        "terminated": Outcome.terminated("raypod-train-1"),
+    }[ending]
+    expected = {"bad input": EXIT_BAD_INPUT, "final": EXIT_OK, "terminated": EXIT_OK}[ending]
+    assert finish(outcome, h.reporter, h.clock, h.said.append, BRIDGE) == expected
