@@ -15,7 +15,7 @@ from pathlib import Path
 from raypod import __version__
 from raypod.contract import MIN_UPDATE_INTERVAL
 from raypod.credentials import DEFAULT_CREDENTIALS_DIR, DEFAULT_S3_CREDENTIALS_DIR
-from raypod.exits import EXIT_BAD_INPUT, EXIT_CODES_VARIABLE, SUMMARY
+from raypod.exits import EXIT_BAD_INPUT, EXIT_CODE_CHOICES, EXIT_CODES_VARIABLE, SUMMARY
 
 RUN_EXAMPLE = (
     """\
@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--exit-codes",
-        choices=("auto", "bridge", "posix"),
+        choices=EXIT_CODE_CHOICES,
         default=os.environ.get(EXIT_CODES_VARIABLE) or "auto",
         help="'bridge': the Bridge Operator's rules (UNKNOWN and SIGTERM exit 0 once the status is written); "
         "'posix': the code says how the job ended; 'auto' (default, also $RAYPOD_EXIT_CODES): 'bridge' when the "

@@ -24,6 +24,7 @@ from raypod.entrypoint import validation_problems
 from raypod.errors import ConfigError, RayApiError, RaypodError, Terminated
 from raypod.exits import (
     EXIT_BAD_INPUT,
+    EXIT_CODE_CHOICES,
     EXIT_CODES_VARIABLE,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -79,7 +80,7 @@ def command_run(args: argparse.Namespace) -> int:
         target = open_run_target(args.job_name, args.namespace, args.config, args.status_file, interrupt=terminate)
     except ConfigError as error:
         return leave_report(args, report_bad_input(error, fallback_sink(args.status_file), sys.stdout))
-    if args.exit_codes not in ("auto", *(codes.value for codes in ExitCodes)):
+    if args.exit_codes not in EXIT_CODE_CHOICES:
         raise ConfigError.single(EXIT_CODES_VARIABLE, f"expected auto, bridge or posix, got {args.exit_codes!r}")
     codes = target.exit_codes if args.exit_codes == "auto" else ExitCodes(args.exit_codes)
     options = RunOptions(

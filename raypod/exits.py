@@ -44,6 +44,10 @@ class ExitCodes(enum.Enum):
     BRIDGE = "bridge"
 
 
+#: What ``run --exit-codes`` (and ``RAYPOD_EXIT_CODES``) takes: a convention, or ``auto``.
+EXIT_CODE_CHOICES = ("auto", *(codes.value for codes in ExitCodes))
+
+
 def for_status(status: BridgeStatus, codes: ExitCodes = ExitCodes.POSIX) -> int:
     """A final Bridge status, written, as an exit code."""
     match status:
