@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from raypod.config import BridgeConfig, ConfigOverrides, kill_requested, parse_config
+from raypod.config import BridgeConfig, ConfigOverrides, kill_requested
+from raypod.entrypoint import job_config
 from raypod.errors import ConfigError
 
 
@@ -201,7 +202,7 @@ class ConfigMapJob:
         return self.source.identity
 
     def load(self, *, submitted: bool) -> BridgeConfig:
-        return parse_config(self.source.read(), submitted=submitted, overrides=self.overrides)
+        return job_config(self.source.read(), submitted=submitted, overrides=self.overrides)
 
     def kill_requested(self) -> bool:
         return kill_requested(self.source.read())
