@@ -175,7 +175,8 @@ def keeps_running(submission_id: str) -> str:
 
 
 def stopping(submission_id: str) -> str:
-    return f"stopping Ray job {submission_id}; interrupt again to leave without waiting for Ray's confirmation"
+    """``submit --wait --stop-on-interrupt`` cut short: the job is stopped next (``stop_after_interrupt``)."""
+    return f"interrupted: Ray job {submission_id} is stopped next"
 
 
 def stop_after_interrupt(args: argparse.Namespace, submission_id: str, terminate: TerminateEvent) -> int:
@@ -187,6 +188,13 @@ def stop_after_interrupt(args: argparse.Namespace, submission_id: str, terminate
     may_run = f"it may still run on Ray (`raypod status {submission_id}`, `raypod stop {submission_id}`)"
     try:
         with leave_on_signal():
+            # Said once a second interrupt does what it says.
+            print(
+                f"raypod: stopping Ray job {submission_id}; interrupt again to leave without waiting for Ray's "
+                "confirmation",
+                file=sys.stderr,
+                flush=True,
+            )
             stop, job = stop_confirmed(args, submission_id)
     except Terminated:
         left = f"left before Ray confirmed the stop of {submission_id}"
