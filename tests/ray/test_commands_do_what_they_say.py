@@ -62,6 +62,9 @@ def first_line(watched: Watched) -> str:
 def test_delete_of_a_dotted_path_does_not_delete_the_job_it_points_at(services: Services, tmp_path: Path) -> None:
     victim = submit(services, tmp_path, unique("victim"))
     try:
+        # Ended, so that a delete which reached it would delete it.
+        stop_ray_job(services, victim)
+        wait_for_ray_status(services, victim, {"STOPPED"})
         result = raypod("delete", *client_args(services, tmp_path), f"my-job/../{victim}")
         assert result.returncode == 2, result.stderr
         assert "SUBMISSION_ID" in result.stderr and "is not a Ray submission id" in result.stderr
