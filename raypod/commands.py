@@ -361,7 +361,7 @@ def dispatch(args: argparse.Namespace) -> int:
         print_bad_input(error.lines)
         return EXIT_BAD_INPUT
     except RayApiError as error:
-        if error.not_found and getattr(args, "submission_id", None):
+        if error.job_unknown and getattr(args, "submission_id", None):
             print(f"raypod: Ray has no job {args.submission_id} ({error.url})", file=sys.stderr)
         else:
             print(f"raypod: {error}", file=sys.stderr)

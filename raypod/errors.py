@@ -86,6 +86,25 @@ class ApiError(RaypodError):
 class RayApiError(ApiError):
     service = "Ray dashboard"
 
+    @property
+    def job_unknown(self) -> bool:
+        """Ray itself says it has no such job: a 404 whose text is Ray's own (``Job <id> does not
+        exist``). Any other 404 (an ingress's page, a route an old Ray lacks) proves nothing about
+        the job: only this answer may conclude that Ray lost it."""
+        return self.status == 404 and is_rays_missing_text(self.body, "Job")
+
+    @property
+    def package_unknown(self) -> bool:
+        """Ray's own answer that it has no such package (``Package <uri> does not exist``)."""
+        return self.status == 404 and is_rays_missing_text(self.body, "Package")
+
+
+def is_rays_missing_text(body: str, kind: str) -> bool:
+    """Ray's dashboard answers a missing job or package with one plain line:
+    ``<kind> <name> does not exist`` (ray.dashboard.modules.job.job_head)."""
+    text = body.strip()
+    return "\n" not in text and text.startswith(f"{kind} ") and text.endswith(" does not exist")
+
 
 class KubeApiError(ApiError):
     service = "Kubernetes API"

@@ -14,9 +14,19 @@ from typing import Protocol, TextIO
 
 from raypod import exits
 from raypod.artifacts import Collected, collect_results, keep_attempt_log
-from raypod.clock import Clock, SystemClock, format_ray_time, format_time
+from raypod.clock import Clock, SystemClock, format_ray_time_not_before, format_time
 from raypod.config import BridgeConfig
-from raypod.contract import END_TIME, ID, JOB_STATUS, MESSAGE, REASON, START_TIME, BridgeStatus, assert_never
+from raypod.contract import (
+    END_TIME,
+    ID,
+    JOB_STATUS,
+    MESSAGE,
+    REASON,
+    START_TIME,
+    SUBMIT_TIME,
+    BridgeStatus,
+    assert_never,
+)
 from raypod.credentials import DEFAULT_S3_CREDENTIALS_DIR, RayAuthSources, S3Credentials
 from raypod.errors import ConfigError, RayApiError, RaypodError, Terminated
 from raypod.exits import ExitCodes
@@ -232,7 +242,7 @@ class Runner:
         try:
             _, job = stop_and_wait(ray, submission_id, clock=clock, timeout=DELETION_STOP_TIMEOUT)
         except RayApiError as error:
-            if error.not_found:
+            if error.job_unknown:
                 return Outcome.deleted(submission_id, f"The BridgeJob was deleted; Ray has no job {submission_id}.")
             return Outcome.deleted(
                 submission_id, one_line(f"The BridgeJob was deleted; Ray job {submission_id} was not stopped: {error}")
@@ -388,7 +398,7 @@ def _write_final(
     assert status is not None
     changes: Mapping[str, str | None] = {
         JOB_STATUS: status,
-        START_TIME: format_ray_time(job.start_time_ms) if job is not None else None,
+        START_TIME: format_ray_time_not_before(job.start_time_ms, reporter.get(SUBMIT_TIME)) if job else None,
         END_TIME: outcome.end_time or format_time(clock.now()),
         MESSAGE: one_line(outcome.message, 500),
         REASON: outcome.reason or None,

@@ -492,11 +492,22 @@ POLLS = [
         ]
     ),
     Case(
-        name="poll-404-ray-lost-the-job-unknown",
-        scripts={"poll": ("RUNNING", "404")},
+        name="poll-rays-own-404-ray-lost-the-job-unknown",
+        scripts={"poll": ("RUNNING", "gone")},
         code=1,
         status="UNKNOWN",
         message="Ray no longer knows job",
+    ),
+    *(
+        # Not Ray's answer (an ingress's page, a JSON 404 of a proxy): a failed poll, not a lost job.
+        Case(
+            name=f"poll-{answer}-that-is-not-rays-is-a-failed-poll",
+            scripts={"poll": ("RUNNING", answer, "SUCCEEDED")},
+            code=0,
+            status="SUCCEEDED",
+            live_until="SUCCEEDED",
+        )
+        for answer in ("404", "404-html")
     ),
     *(
         Case(
@@ -525,7 +536,9 @@ KILLS = [
             statuses=("SUBMITTED", "RUNNING", "KILL"),
             requests={STOP: 1 if answer == "ok" else 2},
         )
-        for answer in ("ok", "503", "reset", "401", "403", "400", "html", "list", "status-int", "huge")
+        for answer in (
+            *("ok", "503", "reset", "401", "403", "400", "404", "404-html", "html", "list", "status-int", "huge"),
+        )
     ),
     Case(
         name="kill-of-a-job-that-ended-on-its-own-keeps-rays-status",
@@ -536,7 +549,7 @@ KILLS = [
     ),
     Case(
         name="kill-whose-stop-ray-does-not-know-unknown",
-        scripts={"poll": ("kill", "RUNNING"), "stop": ("404",)},
+        scripts={"poll": ("kill", "RUNNING"), "stop": ("gone",)},
         code=1,
         status="UNKNOWN",
         message="Ray no longer knows job",
