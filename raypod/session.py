@@ -337,10 +337,11 @@ class JobSession:
             # Read as a config for a job Ray has; Ray does not have it, so nothing was submitted.
             return Outcome.bad_input(ConfigError(config.set_aside))
         if config.kill:
-            return Outcome.final(
-                attempt.submission_id, BridgeStatus.KILL, "Not submitted: kill was set before the job started."
-            )
+            return self._killed_before(state)
         prepared = self.submitter.prepare(attempt.submission_id or None)
+        # Fetching and packing the inputs takes a while: kill set meanwhile is honoured before the POST.
+        if self._kill_requested():
+            return self._killed_before(state)
         if not attempt.base_id:
             attempt = replace(attempt, base_id=prepared.submission_id)
         submission_id = prepared.submission_id
@@ -371,6 +372,19 @@ class JobSession:
         if self.settings.submit_only:
             return Outcome.detached(submission_id)
         return Watch(attempt, None, self.clock.monotonic())
+
+    def _killed_before(self, state: Submit) -> Outcome:
+        """``kill`` before ``state``'s POST: nothing more is submitted; a retry's failed attempt stands."""
+        failed = state.follows
+        if failed is None:
+            message = "Not submitted: kill was set before the job started."
+            return Outcome.final(state.attempt.submission_id, BridgeStatus.KILL, message, reason=Reason.KILLED)
+        message = (
+            f"Stopped at the operator's request (kill=true) before attempt {state.attempt.number}; {failed.message}"
+        )
+        return Outcome.final(
+            failed.attempt.submission_id, BridgeStatus.KILL, message, failed.failed, reason=Reason.KILLED
+        )
 
     @property
     def _attempts(self) -> int:
@@ -564,8 +578,7 @@ class JobSession:
         """The delay before the next attempt, cut short by kill, the deadline or SIGTERM."""
         failed_id, following = state.attempt.submission_id, state.attempt.number + 1
         if self._kill_requested():
-            message = f"Stopped at the operator's request (kill=true) before attempt {following}; {state.message}"
-            return Outcome.final(failed_id, BridgeStatus.KILL, message, state.failed, reason=Reason.KILLED)
+            return self._killed_before(Submit(Attempt(state.attempt.base_id, following), follows=state))
         deadline = self.config.properties.active_deadline_seconds
         if deadline is not None and self._deadline_passed(deadline):
             message = f"activeDeadlineSeconds ({deadline:g} s) passed before attempt {following}; {state.message}"
