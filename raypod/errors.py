@@ -53,6 +53,8 @@ class ApiError(RaypodError):
     """An HTTP call failed: no connection, a timeout, or an error status."""
 
     service = "HTTP"
+    #: Seconds the server asked to wait before the next try (``Retry-After`` on a 429 or 503).
+    retry_after: float | None = None
 
     def __init__(
         self, method: str, url: str, status: int | None, reason: str, body: str = "", *, retryable: bool | None = None
