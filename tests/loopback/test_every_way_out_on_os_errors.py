@@ -21,7 +21,7 @@ from tests.support.os_faults import (
     raypod_child,
     tmpfs,
 )
-from tests.support.scripted_server import ScriptedServer
+from tests.support.scripted_server import Answer, ScriptedServer
 
 #: Nobody listens here: a run that gets this far contacts nothing.
 NOWHERE = "http://127.0.0.1:9"
@@ -194,3 +194,41 @@ def test_a_closed_stdout_never_stops_the_status_from_being_written(tmp_path: Pat
     assert records.status["status.jobStatus"] == "SUCCEEDED"
     assert records.result["status"] == "SUCCEEDED"
     assert records.termination_message.startswith("SUCCEEDED (Succeeded):")
+
+
+# -- a retried attempt's log that could not be kept ---------------------------------------------------
+def test_a_retried_attempts_log_that_cannot_be_uploaded_reaches_the_final_message(
+    tmp_path: Path, server: ScriptedServer
+) -> None:
+    config = config_dir(tmp_path / "cm", server.url, "print('hello')\n")
+    host = server.url.removeprefix("http://")
+    for key, value in {
+        "jobproperties": '{"retries": 1, "retryDelaySeconds": 0}',
+        "s3.endpoint": host,
+        "s3upload.bucket": "results",
+    }.items():
+        (config / key).write_text(value)
+    s3_credentials = tmp_path / "s3credentials"
+    s3_credentials.mkdir()
+    (s3_credentials / "accesskey").write_text("placeholder-access\n")
+    (s3_credentials / "secretkey").write_text("placeholder-secret\n")
+    # Before the dashboard's own routes: the log (GET /api/jobs/<id>/logs), once no stream endpoint answers.
+    server.route("GET", "/api/jobs/*/logs", Answer(body=b'{"logs": "an attempt\\n"}'))
+    dashboard = Dashboard(server, config)
+    dashboard.script("poll", "FAILED", "SUCCEEDED")
+    # Every S3 call is refused by the same loopback server: no log upload succeeds.
+    denied = Answer(403, b"<Error><Code>AccessDenied</Code><Message>no</Message></Error>", "application/xml")
+    for method in ("GET", "HEAD", "PUT", "POST"):
+        server.route(method, "/results*", denied)
+    records = Records.under(tmp_path / "records")
+
+    completed = raypod_child(*run_args(tmp_path, config, records), "--s3-credentials", str(s3_credentials))
+
+    assert dashboard.posts == 2
+    message = records.status["status.message"]
+    assert message.startswith(
+        "Job succeeded (attempt 2 of 2); the log could not be uploaded to s3://results/wayout/logs:"
+    )
+    kept = "attempt 1's log could not be uploaded to s3://results/wayout/logs.1: "
+    assert f"{kept}upload to s3://results/wayout/logs.1 failed: AccessDenied" in message, message
+    assert_way_out(completed, records, status="SUCCEEDED", reason="Succeeded", code=0, says="attempt 1's log")
