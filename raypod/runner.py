@@ -145,24 +145,7 @@ class Runner:
         except Terminated:
             return self._finish(Outcome.terminated(self.reporter.get(ID)))
         except Exception as error:  # noqa: BLE001 - the one place every unexpected error ends in a status
-            return self._finish(self._outcome_of_unexpected(reportable(error)))
-
-    def _outcome_of_unexpected(self, error: RaypodError) -> Outcome:
-        """What is known when an error no part handled ends the run: the session's end, else an end
-        an earlier pod recorded (never downgraded), else whether Ray may have the job: an id is
-        persisted before every POST, so without one nothing was submitted."""
-        ended = self._ended
-        if ended is not None:
-            log.error("after the job's end: %s", error)
-            if ended.ending is not Ending.FINAL:
-                return ended
-            return replace(ended, message=f"{ended.message.rstrip('.')}; then {one_line(str(error), 200)}.")
-        recorded = recorded_final(self.reporter.current)
-        if recorded is not None:
-            log.error("%s", error)
-            return recorded
-        submission_id = self.reporter.get(ID)
-        return outcome_of_error(error, submission_id, submitted=bool(submission_id))
+            return self._finish(outcome_of_unexpected(reportable(error), self._ended, self.reporter.current))
 
     def _run(self) -> RunResult:
         ray: RayJobsClient | None = None
@@ -371,6 +354,23 @@ def report_bad_input(error: ConfigError, sink: StatusSink, status_out: TextIO) -
     reporter = StatusReporter(sink, on_change=lambda changes: say(status_line(changes)))
     outcome = Outcome.bad_input(error)
     return RunResult(finish(outcome, reporter, clock, say), outcome, None, dict(reporter.current))
+
+
+def outcome_of_unexpected(error: RaypodError, ended: Outcome | None, recorded: Mapping[str, str]) -> Outcome:
+    """How an error no part handled ends the run, from what is known: the session's end (``ended``),
+    else a final status an earlier pod recorded (never downgraded), else whether Ray may have the
+    job: an id is saved before every POST, so without one in ``recorded`` nothing was submitted."""
+    if ended is not None:
+        log.error("after the job's end: %s", error)
+        if ended.ending is not Ending.FINAL:
+            return ended
+        return replace(ended, message=f"{ended.message.rstrip('.')}; then {one_line(str(error), 200)}.")
+    final = recorded_final(recorded)
+    if final is not None:
+        log.error("%s", error)
+        return final
+    submission_id = recorded.get(ID, "")
+    return outcome_of_error(error, submission_id, submitted=bool(submission_id))
 
 
 def with_notes(message: str, config: BridgeConfig) -> str:

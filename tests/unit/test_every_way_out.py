@@ -23,11 +23,11 @@ from raypod.errors import ConfigError, LocalFileError, S3Error, os_error_text, r
 from raypod.exits import ExitCodes
 from raypod.logs import LineEcho
 from raypod.objectstore import ObjectStore
-from raypod.outcome import Ending
+from raypod.outcome import Ending, Outcome
 from raypod.package import build_package, wheel_package
 from raypod.ray import JobInfo, RayJobsClient
 from raypod.retry import NO_RETRY
-from raypod.runner import Runner, RunOptions, RunResult, timestamped_printer
+from raypod.runner import Runner, RunOptions, RunResult, outcome_of_unexpected, timestamped_printer
 from raypod.s3 import _translate
 from raypod.status_store import StatusFile, StatusReporter
 from tests.support.fakes import MemorySink
@@ -217,3 +217,15 @@ def test_a_retried_attempts_log_that_cannot_be_uploaded_is_told_not_only_logged(
 
     assert kept is None
     assert refused == "attempt 1's log could not be uploaded to s3://b/wayout/logs.1: upload failed: AccessDenied: no"
+
+
+def test_an_error_after_the_jobs_end_keeps_rays_status_and_says_what_failed() -> None:
+    ended = Outcome.final("raypod-wayout-1", BridgeStatus.SUCCEEDED, "Job succeeded.")
+    broken_pipe = reportable(BrokenPipeError(errno.EPIPE, "Broken pipe"))
+
+    outcome = outcome_of_unexpected(broken_pipe, ended, {ID: "raypod-wayout-1", JOB_STATUS: "RUNNING"})
+
+    assert (outcome.status, outcome.reason) == (BridgeStatus.SUCCEEDED, Reason.SUCCEEDED)
+    assert outcome.message == "Job succeeded; then raypod could not go on: Broken pipe (EPIPE)."
+    terminated = Outcome.terminated("raypod-wayout-1")
+    assert outcome_of_unexpected(broken_pipe, terminated, {}) is terminated
