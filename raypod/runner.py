@@ -337,12 +337,19 @@ class JobOutput:
 def timestamped_printer(clock: Clock, out: TextIO) -> Callable[[str], None]:
     """Prints a line that starts with the time, as every line raypod prints about the job does."""
 
+    unprinted: list[str] = []
+
     def say(text: str) -> None:
         try:
             print(f"{format_time(clock.now())} {text}", file=out, flush=True)
         except OSError as error:
             # A closed or full output (a pipe whose reader left) must never stop a status write.
-            log.warning("could not print a status line: %s", os_error_text(error))
+            log.log(
+                logging.DEBUG if unprinted else logging.WARNING,
+                "could not print a status line: %s",
+                os_error_text(error),
+            )
+            unprinted.append(text)
 
     return say
 

@@ -15,7 +15,7 @@ from typing import cast
 import pytest
 
 from raypod import exits
-from raypod.artifacts import keep_attempt_log
+from raypod.artifacts import collect_results, keep_attempt_log
 from raypod.clock import SystemClock
 from raypod.config import BridgeConfig, parse_config
 from raypod.contract import ID, JOB_STATUS, MESSAGE, REASON, BridgeStatus, Reason
@@ -229,3 +229,28 @@ def test_an_error_after_the_jobs_end_keeps_rays_status_and_says_what_failed() ->
     assert outcome.message == "Job succeeded; then raypod could not go on: Broken pipe (EPIPE)."
     terminated = Outcome.terminated("raypod-wayout-1")
     assert outcome_of_unexpected(broken_pipe, terminated, {}) is terminated
+
+
+def test_a_closed_output_stops_the_echo_and_never_the_logs_upload(caplog: pytest.LogCaptureFixture) -> None:
+    class ClosedPipe(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    store = MemoryStore()
+    config = parse_config(
+        {
+            "resourceURL": "http://ray:8265",
+            "jobdata.jobScript": "/x.py",
+            "s3.endpoint": "s3:9000",
+            "s3upload.bucket": "b",
+        }
+    )
+    job = JobInfo(submission_id="raypod-wayout-1", status="SUCCEEDED")
+
+    collected = collect_results(
+        cast(RayJobsClient, LogOnlyRay()), store, config, job, "wayout", LineEcho(ClosedPipe()), NO_RETRY
+    )
+
+    assert collected.log_uri == "s3://b/wayout/logs"
+    assert store.objects[("b", "wayout/logs")] == b"attempt 1\n"
+    assert "the job's output is no longer printed: Broken pipe (EPIPE)" in caplog.text
