@@ -30,6 +30,7 @@ from raypod.retry import NO_RETRY
 from raypod.runner import Runner, RunOptions, RunResult, outcome_of_unexpected, timestamped_printer
 from raypod.s3 import _translate
 from raypod.status_store import StatusFile, StatusReporter
+from raypod.workdir import working_dir_files
 from tests.support.fakes import MemorySink
 from tests.support.memory_store import MemoryStore
 
@@ -254,3 +255,22 @@ def test_a_closed_output_stops_the_echo_and_never_the_logs_upload(caplog: pytest
     assert collected.log_uri == "s3://b/wayout/logs"
     assert store.objects[("b", "wayout/logs")] == b"attempt 1\n"
     assert "the job's output is no longer printed: Broken pipe (EPIPE)" in caplog.text
+
+
+def test_a_working_dir_entry_whose_kind_cannot_be_told_is_bad_input_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "main.py").write_text("")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_is_dir = Path.is_dir
+
+    def is_dir(path: Path) -> bool:
+        if path == locked:  # root reads everything: the permission error a user would meet, given
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_is_dir(path)
+
+    monkeypatch.setattr(Path, "is_dir", is_dir)
+    with pytest.raises(ConfigError) as caught:
+        working_dir_files(tmp_path)
+    assert caught.value.problems == [("--working-dir", f"cannot read {locked}: Permission denied")]
