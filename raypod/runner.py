@@ -128,6 +128,10 @@ class Runner:
         self.retry = options.session.retry.interruptible(self.clock.terminate)
         self.say = timestamped_printer(self.clock, self.status_out)
         self.reporter = StatusReporter(sink, on_change=self._status_changed)
+        #: The session's end, once it returned one: an error after it does not change how the job ended.
+        self._ended: Outcome | None = None
+        #: What went wrong keeping a retried attempt's log, for the final message.
+        self._kept_logs_failed: list[str] = []
 
     def _status_changed(self, changes: Mapping[str, str]) -> None:
         if ID in changes:
@@ -138,8 +142,6 @@ class Runner:
         """The one guarantee of every way out: whatever is raised (a full disk, a file-size limit, a
         broken stream, a bug), the run ends here with a final status written where it can be, and a
         result the caller turns into the termination message and the ``--result`` file."""
-        self._ended: Outcome | None = None
-        self._kept_logs_failed: list[str] = []
         try:
             return self._run()
         except Terminated:
@@ -312,8 +314,7 @@ class Runner:
     def _finish(self, outcome: Outcome, collected: Collected | None = None) -> RunResult:
         try:
             code = finish(outcome, self.reporter, self.clock, self.say, self.options.exit_codes)
-        except Exception as error:  # noqa: BLE001 - the last resort: a result is still returned
-            # The last resort: the caller still writes the termination message and the result.
+        except Exception as error:  # noqa: BLE001 - the last resort: the caller still writes the result
             log.error("the end of the run could not be recorded: %s", reportable(error))
             code = exits.EXIT_FAILED
         return RunResult(code, outcome, collected, dict(self.reporter.current))

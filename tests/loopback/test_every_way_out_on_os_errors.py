@@ -131,6 +131,7 @@ def test_a_file_in_the_working_dir_that_cannot_be_read_is_bad_input_naming_it(tm
     says = f"--working-dir: cannot read memory.bin ({project / 'memory.bin'}): Input/output error"
     assert_way_out(completed, records, status="FAILED", reason="BadInput", code=2, says=says)
     assert f"bad input: {says}" in completed.stderr
+    assert "status.jobStatus=FAILED" in completed.stderr  # submit's status goes to stderr only
 
 
 # -- the status file cannot be written: the result and the summary still are -----------------------------
