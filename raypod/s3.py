@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from raypod.config import S3Settings
 from raypod.credentials import S3Credentials
-from raypod.errors import ApiError, ConfigError, RaypodError, S3BucketMissing, S3Error
+from raypod.errors import (
+    LOCAL_DISK_ERRNOS,
+    ApiError,
+    ConfigError,
+    LocalFileError,
+    RaypodError,
+    S3BucketMissing,
+    S3Error,
+)
 from raypod.interrupt import cuttable
 from raypod.jobdata import S3Location
 from raypod.retry import RetryPolicy
@@ -287,6 +295,9 @@ def _translate(error: Exception, what: str, key: str | None) -> Exception:
         code = getattr(error, "_code", None)
         status = code if isinstance(code, int) else 500
         return S3Error(f"{what} failed: HTTP {status} (not an S3 answer)", transient=status == 429 or status >= 500)
+    if isinstance(error, OSError) and error.errno in LOCAL_DISK_ERRNOS:
+        # A download that fills the pod's disk: no retry makes room (a socket never says these).
+        return LocalFileError(f"{what} failed", error)
     # urllib3 connection errors, timeouts and resets, and minio's garbled answers, are passing faults.
     transient = isinstance(error, (OSError, HTTPError))
     return S3Error(f"{what} failed: {type(error).__name__}: {_short(error)}", transient=transient)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from raypod.contract import OWNED_KEYS
-from raypod.errors import ConfigError, RaypodError
+from raypod.errors import ConfigError, LocalFileError, RaypodError
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +52,18 @@ class StatusFile:
 
     def load(self) -> dict[str, str]:
         try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return {}
+            text = self._read()
         except OSError as error:
-            raise ConfigError.single("--status-file", f"cannot read {self.path}: {error.strerror}") from error
+            raise ConfigError.single("--status-file", f"cannot read {self.path}: {error.strerror}") from None
+        return self._parse(text)
+
+    def _read(self) -> str:
+        try:
+            return self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return ""
+
+    def _parse(self, text: str) -> dict[str, str]:
         if not text.strip():
             return {}
         try:
@@ -68,7 +75,13 @@ class StatusFile:
         return {str(k): str(v) for k, v in data.items()}
 
     def write(self, changes: Mapping[str, str]) -> None:
-        write_json_atomically(self.path, {**self.load(), **changes}, sort_keys=True)
+        """A file that cannot be written (a full or read-only disk) is a failed write like the API's:
+        the reporter keeps the changes pending, and a write that must persist fails the run plainly."""
+        try:
+            recorded = self._parse(self._read())
+            write_json_atomically(self.path, {**recorded, **changes}, sort_keys=True)
+        except OSError as error:
+            raise LocalFileError(f"cannot write {self.description}", error) from None
 
 
 def write_json_atomically(path: Path, value: object, *, sort_keys: bool = False) -> None:

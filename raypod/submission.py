@@ -18,7 +18,7 @@ from raypod.clock import Clock
 from raypod.config import BridgeConfig
 from raypod.contract import RESOURCE_URL
 from raypod.entrypoint import new_submission_id, plan_submission
-from raypod.errors import ConfigError, RayApiError, SubmissionRejected, Terminated
+from raypod.errors import ConfigError, LocalFileError, RayApiError, SubmissionRejected, Terminated
 from raypod.inputs import LocalInputs, build_packages, fetch_inputs
 from raypod.jobs import RayJobs
 from raypod.objectstore import ObjectStore
@@ -148,6 +148,13 @@ class RaySubmitter:
         self.identity = identity
 
     def prepare(self, submission_id: str | None) -> Prepared:
+        try:
+            return self._prepare(submission_id)
+        except OSError as error:
+            # The pod's own disk (a full or read-only TMPDIR, a file-size limit): nothing was sent to Ray.
+            raise LocalFileError(f"cannot make the job's files in {tempfile.gettempdir()}", error) from None
+
+    def _prepare(self, submission_id: str | None) -> Prepared:
         config, settings = self.config, self.settings
         with tempfile.TemporaryDirectory(prefix="raypod-") as temp:
             workdir = Path(temp)
