@@ -349,7 +349,7 @@ class JobSession:
             raise Terminated("terminated before the submission")
         # The id and its attempt are persisted before the POST, so a lost answer or a new pod never
         # submits twice, and a replacement pod continues the count.
-        self.reporter.update({ID: submission_id, ATTEMPT: str(attempt.number)}, must_persist=True)
+        self.reporter.persist({ID: submission_id, ATTEMPT: str(attempt.number)})
         # Taken before the POST: Ray stamps its start_time (status.startTime) when the POST arrives.
         posted = self.clock.now()
         try:

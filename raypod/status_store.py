@@ -126,18 +126,20 @@ class StatusReporter:
     def get(self, key: str) -> str:
         return self.current.get(key, "")
 
+    def persist(self, changes: Mapping[str, str]) -> None:
+        """Write ``changes`` now, or keep nothing of them: a failed write raises, and no later write
+        (nor the result) names what was never recorded, such as an attempt Ray never had."""
+        fresh = {k: v for k, v in changes.items() if self.current.get(k) != v}
+        self.sink.write({**self._pending, **fresh})
+        self._pending.clear()
+        self.current.update(fresh)
+        if fresh and self.on_change is not None:
+            self.on_change(fresh)
+
     def update(self, changes: Mapping[str, str | None], *, must_persist: bool = False) -> None:
-        """Record ``changes`` (None: no change). ``must_persist``: written now, or not at all: on a
-        failed write nothing of ``changes`` is kept, so no later write names what was never recorded
-        (an attempt Ray never had)."""
+        """Record ``changes`` (None: no change) and write them. A failed write is retried with the next
+        one; ``must_persist``: it raises instead, and the changes stay recorded (the final status)."""
         fresh = {k: v for k, v in changes.items() if v is not None and self.current.get(k) != v}
-        if must_persist:
-            self.sink.write({**self._pending, **fresh})
-            self._pending.clear()
-            self.current.update(fresh)
-            if fresh and self.on_change is not None:
-                self.on_change(fresh)
-            return
         if fresh:
             self.current.update(fresh)
             self._pending.update(fresh)
