@@ -2,11 +2,16 @@
 
 This is the one place where ``requests`` exceptions and HTTP error statuses become
 raypod errors. Both the Ray dashboard client and the Kubernetes client use it.
+
+Every call has a total deadline (``Timeouts.total``) besides its connect and read timeouts: a
+server that trickles its answer never holds a call longer. Every JSON answer is read bounded
+and made valid text (``safetext.valid_json``) before anything looks at it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -15,10 +20,11 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 
+from raypod.call_deadline import CallDeadline, DeadlineAdapter
 from raypod.errors import ApiError
 from raypod.interrupt import cuttable
 from raypod.retry import RetryPolicy
-from raypod.safetext import Scrubber, bounded_text
+from raypod.safetext import Scrubber, bounded_text, valid_json, valid_text
 
 #: How much of an error body is kept: enough for Ray's traceback tail, bounded for memory.
 MAX_ERROR_BODY = 8192
@@ -31,6 +37,9 @@ _JSON_READ = 64 * 1024
 #: The reason given for a request that could not even be built: never the exception's text,
 #: which may quote a header value (a token).
 BUILD_FAILED = "the request could not be built: a header value or the URL is invalid; check the credential files"
+#: An upload's deadline grows with its size at this rate (bytes per second): a large package on a
+#: slow link is not cut, a stalled one still is.
+MIN_UPLOAD_RATE = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -38,9 +47,19 @@ class Timeouts:
     connect: float = 5.0
     #: None: no read timeout, for a followed stream that may stay quiet for hours.
     read: float | None = 60.0
+    #: The whole call, from the connect to the answer's last byte (for a streamed answer: to its
+    #: headers; its reader bounds the rest). None: ``connect + read``, what one slow read may take.
+    total: float | None = None
 
     def as_tuple(self) -> tuple[float, float | None]:
         return (self.connect, self.read)
+
+    @property
+    def deadline(self) -> float | None:
+        """The total bound of one call, or None (a followed stream)."""
+        if self.total is not None:
+            return self.total
+        return None if self.read is None else self.connect + self.read
 
 
 def redact_url(url: str) -> str:
@@ -51,9 +70,11 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
-def summarize_error_body(body: str) -> str:
+def summarize_error_body(body: str, scrubber: Scrubber | None = None) -> str:
     """One line that says why a call failed: a JSON message, or a traceback's last line.
-    Give it a scrubbed body: it cuts the line it picks."""
+
+    The line it picks is scrubbed before it is cut (JSON's escapes may spell a secret that the
+    raw body did not show), and printable."""
     text = body.strip()
     if not text:
         return "empty response"
@@ -68,7 +89,9 @@ def summarize_error_body(body: str) -> str:
                 break
     # The last line that says something: Ray's wrapped agent error ends with a line holding only ".".
     lines = [line.strip() for line in text.splitlines() if any(char.isalnum() for char in line)]
-    return lines[-1][:500] if lines else "empty response"
+    if not lines:
+        return "empty response"
+    return bounded_text((scrubber or Scrubber()).scrub(lines[-1]), 500)
 
 
 @dataclass(frozen=True)
@@ -133,6 +156,10 @@ class HttpClient:
         self._verify = verify
         self._headers = headers
         self.session = requests.Session()
+        # Connections that a call's total deadline can cut (see raypod.call_deadline).
+        adapter = DeadlineAdapter()
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
         self.session.trust_env = trust_env
         self.session.auth = auth
         self.request_count = 0
@@ -141,15 +168,16 @@ class HttpClient:
         self.session.close()
 
     def scrubber(self) -> Scrubber:
-        """What must never appear in a message: every header value (and a bearer token alone), the
-        password. Made afresh for each use: a token file may be rotated while the pod runs."""
+        """What must never appear in a message: the value of every header but the harmless ones (and
+        a bearer token alone), the password. Made afresh for each use: a token file may be rotated
+        while the pod runs."""
         try:
-            values = list((self._headers() if self._headers else {}).values())
+            headers = dict(self._headers() if self._headers else {})
         except Exception:  # noqa: BLE001 - a header source that fails now failed before, where it was reported
-            values = []
+            headers = {}
         auth = self.session.auth
         basic = (str(auth[0]), str(auth[1])) if isinstance(auth, tuple) and len(auth) == 2 else None
-        return Scrubber.of_headers(values, basic_auth=basic)
+        return Scrubber.of_headers(headers, basic_auth=basic)
 
     def make_error(
         self,
@@ -191,12 +219,42 @@ class HttpClient:
         """Send one request, retried by the policy; return a 2xx response or raise ApiError."""
         policy = retry or self.retry
         what = f"{method} {redact_url(self.url(path))}"
+        seconds = self._deadline(timeouts, data)
 
         def once() -> requests.Response:
-            with cuttable(what):
-                return self._send_once(method, path, params, json_body, data, headers, stream, timeouts)
+            with cuttable(what), CallDeadline(seconds) as deadline:
+                try:
+                    return self._send_once(method, path, params, json_body, data, headers, stream, timeouts)
+                except ApiError as error:
+                    past = self._past_deadline(deadline, method, path)
+                    if past is None:
+                        raise
+                    raise past from error
 
         return policy.call(once, what=what)
+
+    def _deadline(self, timeouts: Timeouts | None, data: Any) -> float | None:
+        """The call's total bound; an upload from a file gets its size's worth more."""
+        seconds = (timeouts or self.timeouts).deadline
+        if seconds is None or not hasattr(data, "fileno"):
+            return seconds
+        try:
+            size = os.fstat(data.fileno()).st_size
+        except (OSError, ValueError):
+            return None  # a body of unknown length: only the read timeout bounds it
+        return seconds + size / MIN_UPLOAD_RATE
+
+    def _past_deadline(self, deadline: CallDeadline, method: str, path: str) -> ApiError | None:
+        """The (transient) error of a call cut by its total deadline, if that is what ended it."""
+        if not deadline.expired:
+            return None
+        return self.make_error(
+            method,
+            redact_url(self.url(path)),
+            None,
+            f"no complete answer within {deadline.seconds:g} s (the call's total deadline)",
+            retryable=True,
+        )
 
     def iter_chunks(self, response: requests.Response, chunk_size: int | None) -> Iterator[bytes]:
         """A streamed body's chunks; a broken stream becomes a (transient) ApiError."""
@@ -259,15 +317,24 @@ class HttpClient:
         """
         policy = retry or self.retry
         what = f"{method} {redact_url(self.url(path))}"
+        seconds = self._deadline(timeouts, data)
 
         def once() -> JsonAnswer:
-            with cuttable(what):
-                response = self._send_once(method, path, params, json_body, data, headers, True, timeouts)
-                return self._read_json(response, method, path, max_bytes)
+            with cuttable(what), CallDeadline(seconds) as deadline:
+                try:
+                    response = self._send_once(method, path, params, json_body, data, headers, True, timeouts)
+                    return self._read_json(response, method, path, max_bytes, deadline)
+                except ApiError as error:
+                    past = self._past_deadline(deadline, method, path)
+                    if past is None:
+                        raise
+                    raise past from error
 
         return policy.call(once, what=what)
 
-    def _read_json(self, response: requests.Response, method: str, path: str, max_bytes: int) -> JsonAnswer:
+    def _read_json(
+        self, response: requests.Response, method: str, path: str, max_bytes: int, deadline: CallDeadline
+    ) -> JsonAnswer:
         shown_url = redact_url(self.url(path))
         status = response.status_code
         try:
@@ -288,13 +355,19 @@ class HttpClient:
                 raise self.make_error(method, shown_url, None, _root_cause(error)) from error
         finally:
             response.close()
+        past = self._past_deadline(deadline, method, path)
+        if past is not None:
+            raise past  # what was read before the cut is not the whole answer
         try:
             value = json.loads(bytes(buffer))
         except (ValueError, RecursionError):
-            content_type = bounded_text(response.headers.get("Content-Type") or "none", 80)
+            content_type = bounded_text(valid_text(response.headers.get("Content-Type") or "none"), 80)
             raise self.make_error(
                 method, shown_url, status, f"answer is not JSON (content type {content_type})", retryable=False
             ) from None
+        # Only JSON's \u escapes make a lone surrogate: look for them before walking the whole answer.
+        if b"\\u" in buffer:
+            value = valid_json(value)
         return JsonAnswer(value, method, shown_url, status, self)
 
     def _send_once(
@@ -369,7 +442,8 @@ class HttpClient:
             # Scrubbed before it is summarized and cut: a token cut in two could not be found.
             scrubber = self.scrubber()
             body = scrubber.cut(_read_bounded(response, MAX_ERROR_BODY + scrubber.longest), MAX_ERROR_BODY)
-            raise self.make_error(method, shown_url, response.status_code, summarize_error_body(body), body)
+            reason = summarize_error_body(body, scrubber)
+            raise self.make_error(method, shown_url, response.status_code, reason, body)
         return response
 
 

@@ -16,7 +16,7 @@ from raypod.errors import ApiError, ConfigError, RaypodError, S3BucketMissing, S
 from raypod.interrupt import cuttable
 from raypod.jobdata import S3Location
 from raypod.retry import RetryPolicy
-from raypod.safetext import Scrubber, secret_forms
+from raypod.safetext import Scrubber, bounded_text, secret_forms
 
 if TYPE_CHECKING:
     from minio import Minio
@@ -109,7 +109,7 @@ class S3Store:
 
     def _translated(self, error: Exception, what: str, key: str | None) -> Exception:
         """raypod's error for a minio (or other) exception, without either key in it."""
-        return self._scrub(_translate(error, what, key))
+        return self._scrub(_translate(error, what, key, self._scrubber))
 
     def _holds_secret(self, error: Exception) -> bool:
         return self._scrubber.holds_secret(str(error))
@@ -256,7 +256,7 @@ def _minio_s3_error() -> type[MinioS3Error]:
     return S3Error
 
 
-def _translate(error: Exception, what: str, key: str | None) -> Exception:
+def _translate(error: Exception, what: str, key: str | None, scrubber: Scrubber) -> Exception:
     _import_minio()
     from minio.error import InvalidResponseError, ServerError
     from minio.error import S3Error as MinioS3Error
@@ -271,7 +271,7 @@ def _translate(error: Exception, what: str, key: str | None) -> Exception:
         return S3Error(f"{what} failed: {type(error).__name__}: {_BUILD_FAILED}")
     if isinstance(error, ValueError) and not isinstance(error, UnicodeError) and key is not None:
         # minio checks names before any request: e.g. inline JSON where bucket:object was expected.
-        return ConfigError.single(key, f"is not a valid S3 bucket:object ({_short(error)})")
+        return ConfigError.single(key, f"is not a valid S3 bucket:object ({_short(error, scrubber)})")
     if isinstance(error, MinioS3Error):
         if key is not None and error.code in _MISSING_CODES:
             return ConfigError.single(key, f"S3 object {error.bucket_name}:{error.object_name} does not exist")
@@ -289,12 +289,12 @@ def _translate(error: Exception, what: str, key: str | None) -> Exception:
         return S3Error(f"{what} failed: HTTP {status} (not an S3 answer)", transient=status == 429 or status >= 500)
     # urllib3 connection errors, timeouts and resets, and minio's garbled answers, are passing faults.
     transient = isinstance(error, (OSError, HTTPError))
-    return S3Error(f"{what} failed: {type(error).__name__}: {_short(error)}", transient=transient)
+    return S3Error(f"{what} failed: {type(error).__name__}: {_short(error, scrubber)}", transient=transient)
 
 
-def _short(error: Exception) -> str:
-    text = str(error)
-    return text if len(text) < 300 else text[:300] + "..."
+def _short(error: Exception, scrubber: Scrubber) -> str:
+    """The error's text, scrubbed before it is cut."""
+    return bounded_text(scrubber.scrub(str(error)), 300)
 
 
 class PartUpload:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from raypod.interrupt import cuttable
+from raypod.safetext import printable
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
@@ -157,7 +158,7 @@ def parse_close(payload: bytes) -> tuple[int, str]:
     if code < 1000 or code in (1004, NO_STATUS, 1006, 1015) or 1016 <= code < 3000 or code >= 5000:
         raise WebSocketProtocolError(f"a close frame with the invalid code {code}")
     reason = payload[2:].decode("utf-8", "replace")
-    return code, "".join(ch if ch.isprintable() else "?" for ch in reason)
+    return code, printable(reason)
 
 
 class FrameParser:
@@ -595,7 +596,7 @@ def _parse_head(head: bytes) -> tuple[int, str, dict[str, str]]:
         name, colon, value = line.partition(":")
         if colon:
             fields[name.strip().lower()] = value.strip()
-    reason = "".join(ch if ch.isprintable() else "?" for ch in (parts[2] if len(parts) > 2 else ""))[:100]
+    reason = printable(parts[2] if len(parts) > 2 else "")[:100]
     return int(parts[1]), reason, fields
 
 
