@@ -179,6 +179,10 @@ class HttpClient:
         basic = (str(auth[0]), str(auth[1])) if isinstance(auth, tuple) and len(auth) == 2 else None
         return Scrubber.of_headers(headers, basic_auth=basic)
 
+    def _cause(self, error: BaseException) -> str:
+        """The exception's innermost reason, scrubbed before it is cut (it may quote a URL or a header)."""
+        return bounded_text(self.scrubber().scrub(_root_cause(error)), 300)
+
     def make_error(
         self,
         method: str,
@@ -261,7 +265,7 @@ class HttpClient:
         try:
             yield from response.iter_content(chunk_size=chunk_size)
         except requests.RequestException as error:
-            raise self.make_error("GET", redact_url(response.url), None, _root_cause(error)) from error
+            raise self.make_error("GET", redact_url(response.url), None, self._cause(error)) from error
         finally:
             response.close()
 
@@ -352,7 +356,7 @@ class HttpClient:
                         )
                     buffer += chunk
             except requests.RequestException as error:
-                raise self.make_error(method, shown_url, None, _root_cause(error)) from error
+                raise self.make_error(method, shown_url, None, self._cause(error)) from error
         finally:
             response.close()
         past = self._past_deadline(deadline, method, path)
@@ -403,7 +407,7 @@ class HttpClient:
                 allow_redirects=False,
             )
         except requests.exceptions.SSLError as error:
-            reason = _root_cause(error)
+            reason = self._cause(error)
             # A certificate that does not verify stays so: retrying only delays the clear error.
             bad_certificate = "CERTIFICATE_VERIFY_FAILED" in reason or "hostname" in reason.lower()
             raise self.make_error(
@@ -418,7 +422,7 @@ class HttpClient:
             # not latin-1...): no retry can mend it, and the exception's text may quote a token.
             unbuildable = type(error).__name__
         except requests.RequestException as error:
-            raise self.make_error(method, shown_url, None, _root_cause(error)) from error
+            raise self.make_error(method, shown_url, None, self._cause(error)) from error
         if response is None:
             # Raised outside the handler: the exception is not even kept as this one's context.
             raise self.make_error(method, shown_url, None, f"{unbuildable}: {BUILD_FAILED}", retryable=False)
@@ -479,7 +483,7 @@ def _read_bounded(response: requests.Response, limit: int) -> str:
 
 
 def _root_cause(error: BaseException) -> str:
-    """The innermost reason, e.g. 'Connection refused', without the URL noise."""
+    """The innermost reason, e.g. 'Connection refused', without the URL noise; not cut (see ``_cause``)."""
     cause: BaseException = error
     while cause.__cause__ is not None or cause.__context__ is not None:
         nxt = cause.__cause__ or cause.__context__
@@ -489,4 +493,4 @@ def _root_cause(error: BaseException) -> str:
     # urllib3 packs the real reason after the last colon of a long repr.
     if "Errno" in text:
         text = text[text.index("[Errno") :].rstrip(")'\"")
-    return f"{type(error).__name__}: {text}"[:300]
+    return f"{type(error).__name__}: {text}"

@@ -32,6 +32,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -320,7 +321,8 @@ class WebSocket:
 
     ``verify``: True (the system's CAs), False (no verification), or a CA bundle file or
     directory, as ``requests`` takes it. ``connect_timeout`` bounds the TCP connect,
-    ``handshake_timeout`` each read and write of the TLS and HTTP handshakes, ``idle_timeout``
+    ``handshake_timeout`` each read and write of the TLS handshake and the whole HTTP answer to the
+    upgrade (a server that trickles it cannot hold the tail), ``idle_timeout``
     each read after it (None: no limit, for a stream that may stay quiet for hours).
 
     ``read_size`` bounds one read (the one buffer that every read reuses). ``linger``: after a
@@ -350,6 +352,8 @@ class WebSocket:
         self._verify = verify
         self._connect_timeout = connect_timeout
         self._handshake_timeout = handshake_timeout
+        #: When the answer to the upgrade must be complete (time.monotonic()), once the handshake began.
+        self._handshake_ends: float | None = None
         self._idle_timeout = idle_timeout
         self._parser = FrameParser(max_frame)
         self._read_size = read_size
@@ -387,6 +391,7 @@ class WebSocket:
         self._sock = sock
         self._raise_if_aborted()
         sock.settimeout(self._handshake_timeout)
+        self._handshake_ends = None if self._handshake_timeout is None else time.monotonic() + self._handshake_timeout
         try:
             if target.tls:
                 sock = self._tls_context().wrap_socket(sock, server_hostname=target.host)
@@ -450,11 +455,20 @@ class WebSocket:
                 return data[:end], data[end + 4 :]
             if len(data) > MAX_HEAD:
                 raise WebSocketProtocolError(f"an answer head longer than {MAX_HEAD} bytes")
-            chunk = sock.recv(RECV_SIZE)
+            chunk = self._recv_in_handshake(sock, RECV_SIZE)
             if not chunk:
                 self._raise_if_aborted()
                 raise WebSocketError("the server closed the connection before it answered the upgrade")
             data += chunk
+
+    def _recv_in_handshake(self, sock: socket.socket, size: int) -> bytes:
+        """One read of the answer to the upgrade, within what is left of the handshake's time."""
+        if self._handshake_ends is not None:
+            left = self._handshake_ends - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the handshake's time is up")
+            sock.settimeout(left)
+        return sock.recv(size)
 
     def _refusal_body(self, sock: socket.socket, fields: Mapping[str, str]) -> str:
         """What came with a refusal, bounded: only a declared length is waited for."""
@@ -463,7 +477,7 @@ class WebSocket:
         wanted = min(int(declared), MAX_REFUSAL_BODY) if declared.isdigit() else 0
         try:
             while len(body) < wanted:
-                chunk = sock.recv(wanted - len(body))
+                chunk = self._recv_in_handshake(sock, wanted - len(body))
                 if not chunk:
                     break
                 body += chunk
