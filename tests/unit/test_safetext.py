@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from raypod.http import summarize_error_body
+from raypod.jobdata import parse_json_object
 from raypod.safetext import MASK, Scrubber, bounded_text, one_line, printable, valid_json, valid_text
 
 TOKEN = "tok3n-" + "aB9xQ2mZ7kL4pW8rT1vY6nC3" * 4
@@ -88,3 +89,8 @@ def test_printable_text_is_always_encodable(text: str) -> None:
     shown = printable(text)
     shown.encode("utf-8")
     assert all(ch.isprintable() for ch in shown)
+
+
+def test_job_parameters_with_a_lone_surrogate_are_parsed_as_valid_text() -> None:
+    parsed = parse_json_object('{"name": "caf\\ud800", "\\udc00": 1}', "jobdata.jobParameters")
+    assert parsed == {"name": "caf?", "?": 1}
