@@ -21,6 +21,10 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+#: An upload's deadline grows with its size at this rate (bytes per second): a large package or
+#: S3 part on a slow link is not cut, a stalled one still is.
+MIN_UPLOAD_RATE = 1024 * 1024
+
 _current = threading.local()
 
 
@@ -120,12 +124,17 @@ class _DeadlineHTTPSPool(HTTPSConnectionPool):
 _POOLS = {"http": _DeadlineHTTPPool, "https": _DeadlineHTTPSPool}
 
 
+def use_deadline_pools(manager: Any) -> None:
+    """A urllib3 ``PoolManager`` (minio's) whose connections ``CallDeadline`` can cut."""
+    manager.pool_classes_by_scheme = _POOLS
+
+
 class DeadlineAdapter(HTTPAdapter):
     """urllib3's pools, with connections that ``CallDeadline`` can cut (proxied ones too; not SOCKS)."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _POOLS
+        use_deadline_pools(self.poolmanager)
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)

@@ -20,7 +20,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 
-from raypod.call_deadline import CallDeadline, DeadlineAdapter
+from raypod.call_deadline import MIN_UPLOAD_RATE, CallDeadline, DeadlineAdapter
 from raypod.errors import ApiError
 from raypod.interrupt import cuttable
 from raypod.retry import RetryPolicy
@@ -37,9 +37,6 @@ _JSON_READ = 64 * 1024
 #: The reason given for a request that could not even be built: never the exception's text,
 #: which may quote a header value (a token).
 BUILD_FAILED = "the request could not be built: a header value or the URL is invalid; check the credential files"
-#: An upload's deadline grows with its size at this rate (bytes per second): a large package on a
-#: slow link is not cut, a stalled one still is.
-MIN_UPLOAD_RATE = 1024 * 1024
 
 
 @dataclass(frozen=True)

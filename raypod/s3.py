@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from raypod.call_deadline import MIN_UPLOAD_RATE, CallDeadline, use_deadline_pools
 from raypod.config import S3Settings
 from raypod.credentials import S3Credentials
 from raypod.errors import ApiError, ConfigError, RaypodError, S3BucketMissing, S3Error
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 PART_SIZE = 5 * 1024 * 1024
 #: Metadata and parameters are small JSON; refuse to hold anything much larger in memory.
 MAX_TEXT_OBJECT = 4 * 1024 * 1024
+#: minio's connect and read timeouts (each read), and the total bound of one call: connect to the
+#: answer's last byte, so that a server that trickles cannot hold a call (a download has none).
+CONNECT_TIMEOUT, READ_TIMEOUT = 5.0, 60.0
+CALL_DEADLINE = CONNECT_TIMEOUT + READ_TIMEOUT
 _MISSING_CODES = ("NoSuchKey", "NoSuchBucket", "NoSuchObject")
 _BUILD_FAILED = "the request could not be built: a header value is invalid; check the S3 credential files"
 #: The region assumed for a bucket whose location raypod may not ask (no s3:GetBucketLocation).
@@ -42,6 +47,8 @@ class S3Store:
         self.settings = settings
         self.retry = retry
         self._credentials = credentials
+        #: The total bound of one call (one request of an upload: plus a part's worth at MIN_UPLOAD_RATE).
+        self.call_deadline = CALL_DEADLINE
         self._client: Minio | None = None
         # An S3 server may echo the access key in an error; messages must never carry either key.
         self._scrubber = Scrubber(
@@ -60,12 +67,13 @@ class S3Store:
             minio_class = _import_minio()
             # Retries disabled in urllib3: the retry policy is raypod's own, applied once.
             http = urllib3.PoolManager(
-                timeout=urllib3.Timeout(connect=5.0, read=60.0),
+                timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT),
                 retries=False,
                 maxsize=2,
                 cert_reqs="CERT_REQUIRED",
                 ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
             )
+            use_deadline_pools(http)  # so that every call's total deadline can cut it
             self._client = minio_class(
                 self.settings.endpoint,
                 access_key=self._credentials.access_key,
@@ -117,13 +125,21 @@ class S3Store:
     def url(self, bucket: str, object_name: str = "") -> str:
         return f"s3://{bucket}/{object_name}"
 
-    def _call(self, fn: Callable[[], T], what: str, key: str | None = None) -> T:
-        """Run one minio call under the retry policy, translating its errors to raypod's."""
+    def _call(self, fn: Callable[[], T], what: str, key: str | None = None, *, unbounded: bool = False) -> T:
+        """Run one minio call under the retry policy and its total deadline, translating its errors
+        to raypod's."""
+
+        deadline = None if unbounded else self.call_deadline
 
         def once() -> T:
             try:
-                with cuttable(what):
-                    return fn()
+                with cuttable(what), CallDeadline(deadline) as bound:
+                    try:
+                        return fn()
+                    except Exception as error:
+                        if bound.expired:
+                            raise _past_deadline(what, bound) from error
+                        raise
             except Exception as error:
                 translated = self._translated(error, what, key)
                 if self._holds_secret(error):
@@ -155,6 +171,7 @@ class S3Store:
             lambda: self.client.fget_object(location.bucket, location.object_name, str(target)),
             f"download of {location}",
             key,
+            unbounded=True,  # of any size: each read has its timeout
         )
 
     def create_bucket(self, bucket: str) -> None:
@@ -292,6 +309,12 @@ def _translate(error: Exception, what: str, key: str | None, scrubber: Scrubber)
     return S3Error(f"{what} failed: {type(error).__name__}: {_short(error, scrubber)}", transient=transient)
 
 
+def _past_deadline(what: str, bound: CallDeadline) -> S3Error:
+    """The (transient) error of a call cut by its total deadline."""
+    within = f"within {bound.seconds:g} s" if bound.seconds is not None else "in time"
+    return S3Error(f"{what} failed: no complete answer {within} (the call's total deadline)", transient=True)
+
+
 def _short(error: Exception, scrubber: Scrubber) -> str:
     """The error's text, scrubbed before it is cut."""
     return bounded_text(scrubber.scrub(str(error)), 300)
@@ -398,8 +421,13 @@ class PartUpload:
     def _do(self, fn: Callable[[], T]) -> T:
         what = f"upload to {self._store.url(self.bucket, self.object_name)}"
         try:
-            with cuttable(what):
-                return fn()
+            with cuttable(what), CallDeadline(self._store.call_deadline + PART_SIZE / MIN_UPLOAD_RATE) as bound:
+                try:
+                    return fn()
+                except Exception as error:
+                    if bound.expired:
+                        raise _past_deadline(what, bound) from error
+                    raise
         except Exception as error:
             translated = self._store._translated(error, what, None)
             if self._store._holds_secret(error):

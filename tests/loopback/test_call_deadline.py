@@ -12,9 +12,13 @@ from pathlib import Path
 import pytest
 
 from raypod.call_deadline import CallDeadline
-from raypod.errors import ApiError, RayApiError
+from raypod.config import S3Settings
+from raypod.credentials import S3Credentials
+from raypod.errors import ApiError, RayApiError, S3Error
 from raypod.http import HttpClient, Timeouts
+from raypod.jobdata import S3Location
 from raypod.retry import NO_RETRY
+from raypod.s3 import S3Store
 from tests.support.hostile import Pod, PodRun, capture_logs, check_exit_matches_status, job_answer
 from tests.support.scripted_server import Answer, ScriptedServer, Seen
 
@@ -114,3 +118,25 @@ def test_the_status_timeout_ends_the_run_while_the_dashboard_trickles(
     assert result.message.startswith("No answer from the Ray dashboard for ")
     assert "total deadline" in result.message
     assert pod.dashboard.count("POST", "/api/jobs/*/stop") == 0  # the job is left alone, as documented
+
+
+def test_an_s3_read_trickled_a_byte_at_a_time_ends_at_its_total_deadline(server: ScriptedServer) -> None:
+    server.reset()
+    location = (
+        b'<?xml version="1.0" encoding="UTF-8"?>'
+        b'<LocationConstraint xmlns="http://s3.amazonaws.com/doc/2006-03-01/">us-east-1</LocationConstraint>'
+    )
+    server.script("GET", "/inputs", Answer(body=location, content_type="application/xml"))
+    server.script("GET", "/inputs/params.json", Answer(body=SLOW_JOB, content_type="application/json", trickle=TRICKLE))
+    store = S3Store(
+        S3Settings(server.url.removeprefix("http://"), secure=False, secret_name="s3"),
+        S3Credentials("access-key-1234", "secret-key-5678"),
+        retry=NO_RETRY,
+    )
+    store.call_deadline = 1.0
+
+    with pytest.raises(S3Error) as raised:
+        store.read_text(S3Location("inputs", "params.json"), "jobdata.jobParameters")
+
+    assert raised.value.transient and "no complete answer within 1 s" in str(raised.value)
+    assert 0 < server.sent < len(location) + len(SLOW_JOB)
