@@ -11,8 +11,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
+from raypod.capped_read import MAX_CONFIG_FILE, read_capped_text
 from raypod.contract import OWNED_KEYS
 from raypod.errors import ConfigError, LocalFileError, RaypodError
+from raypod.safetext import valid_json
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,7 @@ class StatusFile:
 
     def _read(self) -> str:
         try:
-            return self.path.read_text(encoding="utf-8")
+            return read_capped_text(self.path, MAX_CONFIG_FILE, "--status-file")
         except FileNotFoundError:
             return ""
 
@@ -72,7 +74,8 @@ class StatusFile:
             raise ConfigError.single("--status-file", f"{self.path} is not a JSON object") from error
         if not isinstance(data, dict):
             raise ConfigError.single("--status-file", f"{self.path} is not a JSON object")
-        return {str(k): str(v) for k, v in data.items()}
+        # JSON's escapes can spell a lone surrogate, which no later print or write could encode.
+        return {str(k): str(v) for k, v in valid_json(data).items()}
 
     def write(self, changes: Mapping[str, str]) -> None:
         """A file that cannot be written (a full or read-only disk) is a failed write like the API's:
