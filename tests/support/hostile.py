@@ -56,8 +56,9 @@ BASE_CONFIG = {
     "jobdata.jobScript": "/opt/train.py",
 }
 RAY_STATUSES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "STOPPED")
-START_MS = 1_700_000_000_000
-END_MS = 1_700_000_060_000
+#: Ray's times, later than any run of the tests: a start is never before the pod's submitTime.
+START_MS = 4_102_444_800_000
+END_MS = 4_102_444_860_000
 
 _HUGE_JOB = json.dumps({"status": "RUNNING", "message": "x" * (5 * MIB)}).encode()
 

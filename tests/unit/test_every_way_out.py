@@ -29,6 +29,7 @@ from raypod.ray import JobInfo, RayJobsClient
 from raypod.retry import NO_RETRY
 from raypod.runner import Runner, RunOptions, RunResult, outcome_of_unexpected, timestamped_printer
 from raypod.s3 import _translate
+from raypod.safetext import Scrubber
 from raypod.status_store import StatusFile, StatusReporter
 from raypod.workdir import working_dir_files
 from tests.support.fakes import MemorySink
@@ -175,8 +176,8 @@ def test_a_file_that_cannot_be_read_while_packaging_is_bad_input_naming_it(tmp_p
 
 
 def test_a_download_that_fills_the_disk_is_not_retried_and_a_reset_is() -> None:
-    full = _translate(OSError(errno.ENOSPC, "No space left on device"), "download of in:big.bin", "x")
-    reset = _translate(ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"), "download", "x")
+    full = _translate(OSError(errno.ENOSPC, "No space left on device"), "download of in:big.bin", "x", Scrubber())
+    reset = _translate(ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"), "download", "x", Scrubber())
 
     assert isinstance(full, LocalFileError) and not full.transient
     assert str(full) == "download of in:big.bin failed: No space left on device (ENOSPC)"
