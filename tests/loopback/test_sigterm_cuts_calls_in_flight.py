@@ -131,7 +131,11 @@ def test_sigterm_cuts_an_s3_part_upload_in_flight() -> None:
         server.route("POST", "/bucket/log", Answer(200, INITIATED, "application/xml"))
         server.route("PUT", "/bucket/log", hold_the_part)
         server.route("DELETE", "/bucket/log", Answer(204, b""))
-        store = S3Store(S3Settings(server.url.removeprefix("http://"), False, ""), S3Credentials("AKIAHELD", "held-secret-key"), NO_RETRY)
+        store = S3Store(
+            S3Settings(server.url.removeprefix("http://"), False, ""),
+            S3Credentials("AKIAHELD", "held-secret-key"),
+            NO_RETRY,
+        )
         install_terminate_handler()
         try:
             upload = store.open_part_upload("bucket", "log")

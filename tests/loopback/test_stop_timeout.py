@@ -30,7 +30,9 @@ def test_stop_waits_for_ray_as_long_as_its_timeout_then_exits_1_saying_the_job_s
         dashboard.script("poll", "RUNNING")
         dashboard.script("stop", TAKEN)  # Ray takes the stop, and the job goes on
         with pod_environment():
-            code = main(["stop", "s1", "--address", server.url, "--credentials", str(tmp_path), "--timeout", str(timeout)])
+            code = main(
+                ["stop", "s1", "--address", server.url, "--credentials", str(tmp_path), "--timeout", str(timeout)]
+            )
         polls = dashboard.count("GET", "/api/jobs/s1")
 
     out, err = capsys.readouterr()

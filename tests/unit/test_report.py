@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from raypod import run_record
 from raypod.artifacts import Collected
 from raypod.contract import END_TIME, ID, JOB_STATUS, MESSAGE, REASON, SUBMIT_TIME, BridgeStatus
 from raypod.errors import ConfigError
 from raypod.outcome import Ending, Outcome
-from raypod import run_record
 from raypod.ray import JobInfo
 from raypod.run_record import (
     MAX_TERMINATION_MESSAGE,
