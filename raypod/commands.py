@@ -44,7 +44,7 @@ from raypod.runner import Runner, RunOptions, RunResult, report_bad_input
 from raypod.session import SessionSettings
 from raypod.source import ConfigMapJob, open_source
 from raypod.status_store import NullSink
-from raypod.terminal import Progress, key_values, print_bad_input, table
+from raypod.terminal import Progress, key_values, people_out, print_bad_input, print_error, table
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ def command_stop(args: argparse.Namespace) -> int:
     if job.terminal:
         return EXIT_OK
     refused = f"; Ray refused the stop: {stop.refusal.reason}" if stop.refusal else ""
-    print(f"raypod: {args.submission_id} is still {job.status} after {args.timeout:g} s{refused}", file=sys.stderr)
+    print_error(f"raypod: {args.submission_id} is still {job.status} after {args.timeout:g} s{refused}")
     return EXIT_FAILED
 
 
@@ -279,17 +279,16 @@ def command_delete(args: argparse.Namespace) -> int:
     try:
         job = ray.get_job(args.submission_id)
         if not job.terminal:
-            print(
+            print_error(
                 f"raypod: {args.submission_id} is {job.status}: stop it first "
-                f"(`raypod stop {args.submission_id}`), then delete it",
-                file=sys.stderr,
+                f"(`raypod stop {args.submission_id}`), then delete it"
             )
             return EXIT_FAILED
         deleted = ray.delete_job(args.submission_id)
     finally:
         ray.close()
     if not deleted:
-        print(f"raypod: Ray did not delete {args.submission_id}", file=sys.stderr)
+        print_error(f"raypod: Ray did not delete {args.submission_id}")
         return EXIT_FAILED
     print(f"{args.submission_id}: deleted ({job.status})")
     return EXIT_OK
@@ -331,12 +330,14 @@ def write_whole_log(ray: RayJobsClient, job: JobInfo, out: TextIO) -> None:
 def command_validate(args: argparse.Namespace) -> int:
     data = open_source(args.config).read()
     problems = validation_problems(data)
+    # Its findings are for people, not data: JSON lines under --log-format json too.
+    out = people_out(sys.stdout)
     for key, problem in problems:
-        print(f"error: {key}: {problem}")
+        print_error(f"error: {key}: {problem}", out)
     if problems:
-        print(f"{args.config}: {len(problems)} problem(s); nothing was contacted", file=sys.stderr)
+        print_error(f"{args.config}: {len(problems)} problem(s); nothing was contacted")
         return EXIT_BAD_INPUT
-    print(f"{args.config}: OK (nothing was contacted; inputs in S3 were not read)")
+    print(f"{args.config}: OK (nothing was contacted; inputs in S3 were not read)", file=out, flush=True)
     return EXIT_OK
 
 
@@ -362,16 +363,16 @@ def dispatch(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     except RayApiError as error:
         if error.job_unknown and getattr(args, "submission_id", None):
-            print(f"raypod: Ray has no job {args.submission_id} ({error.url})", file=sys.stderr)
+            print_error(f"raypod: Ray has no job {args.submission_id} ({error.url})")
         else:
-            print(f"raypod: {error}", file=sys.stderr)
+            print_error(f"raypod: {error}")
         return EXIT_FAILED
     except RaypodError as error:
-        print(f"raypod: {error}", file=sys.stderr)
+        print_error(f"raypod: {error}")
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print("raypod: interrupted", file=sys.stderr)
+        print_error("raypod: interrupted")
         return EXIT_INTERRUPTED
     except Terminated:
-        print("raypod: terminated", file=sys.stderr)
+        print_error("raypod: terminated")
         return EXIT_TERMINATED

@@ -617,7 +617,7 @@ def test_the_status_and_the_requests_follow_the_dashboards_answers(
 
 # == scenarios of another shape =========================================================================
 # -- the working-dir package ----------------------------------------------------------------------------
-def test_a_package_check_answered_by_a_page_does_not_skip_the_upload(
+def test_a_package_check_answered_by_a_page_submits_nothing_and_is_not_retried(
     make_pod: Callable[..., Pod], capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     pod = make_pod(INLINE)
@@ -626,7 +626,13 @@ def test_a_package_check_answered_by_a_page_does_not_skip_the_upload(
     result = pod.run(capsys, caplog)
 
     result.assert_clean()
-    assert pod.dashboard.count("PUT", PACKAGES) == 1 or pod.dashboard.posts == 0
+    # Not Ray's answer, and not a passing fault: no retry (a retry would see "missing" and go on).
+    assert pod.dashboard.count("GET", PACKAGES) == 1
+    assert pod.dashboard.count("PUT", PACKAGES) == 0
+    assert pod.dashboard.posts == 0
+    assert (result.code, result.status.get("status.jobStatus")) == (1, "FAILED")
+    assert result.message.startswith("Not submitted: ")
+    assert "not Ray's answer to a package check" in result.message
 
 
 # -- the polls ------------------------------------------------------------------------------------------
