@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 import raypod
+from devtools.fake_kube import FakeKube
 from devtools.image import (
     NONROOT,
     SERVICE_ACCOUNT_DIR,
@@ -40,7 +41,6 @@ from devtools.image import (
     missing_requirements,
 )
 from devtools.proxy import Proxy
-from tests.support.fake_kube import FakeKube
 from tests.support.helpers import (
     Services,
     jobs_of,

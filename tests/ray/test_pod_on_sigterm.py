@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from devtools.fake_kube import FakeKube
 from devtools.proxy import Proxy
-from tests.support.fake_kube import FakeKube
 from tests.support.helpers import (
     BridgeJob,
     KubeJob,

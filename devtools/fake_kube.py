@@ -1,4 +1,4 @@
-"""A small fake Kubernetes API server for tests: ConfigMaps only, over real HTTPS.
+"""A small fake Kubernetes API server for the tests and the soak: ConfigMaps only, over real HTTPS.
 
 - TLS with a throwaway CA (trustme); the service-account directory it writes holds that CA,
   a bearer token and the namespace, laid out as a pod sees them.
@@ -27,8 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import requests
 import trustme
+from requests import Session
 
 from raypod.retry import RetryPolicy
 
@@ -238,9 +238,9 @@ class FakeKube:
     def data(self, name: str, namespace: str | None = None) -> dict[str, str]:
         return dict(self.configmap(name, namespace).get("data") or {})
 
-    def session(self) -> requests.Session:
+    def session(self) -> Session:
         """A client as the operator would be: verifies the CA and sends the current token."""
-        session = requests.Session()
+        session = Session()
         # Else REQUESTS_CA_BUNDLE in the environment would replace the session's verify.
         session.trust_env = False
         session.verify = str(self.ca_path)
