@@ -7,11 +7,11 @@ import json
 
 import pytest
 
+from devtools.fake_kube import QUICK, FakeKube, Page
 from raypod.errors import KubeApiError
 from raypod.kube import KubeConfigMap, ServiceAccount
 from raypod.retry import RetryPolicy
 from raypod.status_store import StatusReporter
-from devtools.fake_kube import QUICK, FakeKube, Page
 
 CM = "j-bridge-cm"
 HTML = Page(b"<html><body>Proxy sign-in</body></html>")
