@@ -426,6 +426,8 @@ class Pod:
     args: tuple[str, ...] = ()
     #: another entrypoint than the image's (for a probe)
     entrypoint: str | None = None
+    #: another working directory than the image's
+    workdir: str | None = None
     memory: str = POD_MEMORY
     store: Store = DEFAULT_STORE
 
@@ -471,6 +473,8 @@ class Pod:
             argv += ["--volume", f"{source}:{target}:ro"]
         if self.entrypoint is not None:
             argv += ["--entrypoint", self.entrypoint]
+        if self.workdir is not None:
+            argv += ["--workdir", self.workdir]
         return [*argv, self.image, *self.args]
 
     def start(self) -> Pod:

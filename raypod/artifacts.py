@@ -42,12 +42,14 @@ def keep_attempt_log(
     attempt: int,
     echo: LineEcho,
     retry: RetryPolicy,
-) -> None:
-    """Upload the log of a failed attempt that is retried, before the next attempt starts."""
+) -> str | None:
+    """Upload the log of a failed attempt that is retried, before the next attempt starts. Returns
+    what went wrong, in words for the final message, or None when the log is kept (or not asked for)."""
     if s3 is None or not config.upload_bucket:
         _echo_rest_quietly(ray, job, echo)
-        return
-    _upload_job_log(ray, s3, job, config.upload_bucket, log_object_name(job_name, attempt), echo, retry)
+        return None
+    log_uri, text = _upload_job_log(ray, s3, job, config.upload_bucket, log_object_name(job_name, attempt), echo, retry)
+    return None if log_uri is not None else f"attempt {attempt}'s {text.removeprefix('the ')}"
 
 
 def _echo_rest_quietly(ray: RayJobsClient, job: JobInfo, echo: LineEcho) -> None:

@@ -344,7 +344,7 @@ def _add_verbose_argument(parser: argparse.ArgumentParser) -> None:
         "--log-format",
         choices=("text", "json"),
         default="text",
-        help="stderr's log lines as text, or one JSON object per line (ts, level, msg, job_id); stdout is unchanged",
+        help="stderr's lines as text, or one JSON object per line (ts, level, msg, job_id); stdout's data is unchanged",
     )
 
 
@@ -366,6 +366,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     from raypod.commands import dispatch
     from raypod.process import configure_logging
+    from raypod.terminal import json_stderr
 
-    configure_logging(args.verbose, quiet=args.command != "run", json_lines=args.log_format == "json")
-    return dispatch(args)
+    json_lines = args.log_format == "json"
+    configure_logging(args.verbose, quiet=args.command != "run", json_lines=json_lines)
+    with json_stderr(json_lines):
+        return dispatch(args)

@@ -25,6 +25,16 @@ def format_ray_time(milliseconds: int | None) -> str | None:
     return format_time(datetime.fromtimestamp(milliseconds / 1000, tz=timezone.utc))
 
 
+def format_ray_time_not_before(milliseconds: int | None, earliest: str) -> str | None:
+    """Ray's time, or ``earliest`` (a time in the operator's layout) where Ray's is before it: the pod's
+    clock and the head's differ, and ``status.startTime`` must not precede ``status.submitTime``."""
+    text, floor = format_ray_time(milliseconds), parse_time(earliest)
+    moment = parse_time(text or "")
+    if moment is not None and floor is not None and moment < floor:
+        return earliest
+    return text
+
+
 def parse_time(text: str) -> datetime | None:
     try:
         return datetime.strptime(text, TIME_LAYOUT).replace(tzinfo=timezone.utc)

@@ -50,7 +50,7 @@ from raypod.runner import Runner, RunOptions, RunResult, report_bad_input
 from raypod.session import START_STOP_CONFIRM, SessionSettings
 from raypod.source import ConfigMapJob, MappingSource, open_source
 from raypod.status_store import NullSink, recorded_keys
-from raypod.terminal import Progress, key_values, print_bad_input, table
+from raypod.terminal import Progress, key_values, people_out, print_bad_input, print_error, table
 
 log = logging.getLogger(__name__)
 
@@ -326,7 +326,7 @@ def command_stop(args: argparse.Namespace) -> int:
     if job.terminal:
         return EXIT_OK
     refused = f"; Ray refused the stop: {stop.refusal.reason}" if stop.refusal else ""
-    print(f"raypod: {args.submission_id} is still {job.status} after {args.timeout:g} s{refused}", file=sys.stderr)
+    print_error(f"raypod: {args.submission_id} is still {job.status} after {args.timeout:g} s{refused}")
     return EXIT_FAILED
 
 
@@ -336,17 +336,16 @@ def command_delete(args: argparse.Namespace) -> int:
     try:
         job = ray.get_job(args.submission_id)
         if not job.terminal:
-            print(
+            print_error(
                 f"raypod: {args.submission_id} is {job.status}: stop it first "
-                f"(`raypod stop {args.submission_id}`), then delete it",
-                file=sys.stderr,
+                f"(`raypod stop {args.submission_id}`), then delete it"
             )
             return EXIT_FAILED
         deleted = ray.delete_job(args.submission_id)
     finally:
         ray.close()
     if not deleted:
-        print(f"raypod: Ray did not delete {args.submission_id}", file=sys.stderr)
+        print_error(f"raypod: Ray did not delete {args.submission_id}")
         return EXIT_FAILED
     print(f"{args.submission_id}: deleted ({job.status})")
     return EXIT_OK
@@ -464,13 +463,16 @@ def verdict_text(verdict: Verdict) -> str:
 
 def command_validate(args: argparse.Namespace) -> int:
     verdict = run_verdict(open_source(args.config).read())
+    # Its findings are for people, not data: JSON lines under --log-format json too.
+    out = people_out(sys.stdout)
     for key, problem in verdict.problems:
-        print(f"error: {key}: {problem}")
+        print_error(f"error: {key}: {problem}", out)
     if verdict.problems:
-        print(f"{args.config}: {len(verdict.problems)} problem(s); nothing was contacted", file=sys.stderr)
-        print(f"{args.config}: {verdict_text(verdict)}", file=sys.stderr)
+        print_error(f"{args.config}: {len(verdict.problems)} problem(s); nothing was contacted")
+        print_error(f"{args.config}: {verdict_text(verdict)}")
         return EXIT_BAD_INPUT
-    print(f"{args.config}: OK (nothing was contacted; inputs in S3 were not read); {verdict_text(verdict)}")
+    ok = f"{args.config}: OK (nothing was contacted; inputs in S3 were not read)"
+    print(f"{ok}; {verdict_text(verdict)}", file=out, flush=True)
     return EXIT_OK
 
 
@@ -498,17 +500,17 @@ def dispatch(args: argparse.Namespace) -> int:
         print_bad_input(error.lines)
         return EXIT_BAD_INPUT
     except RayApiError as error:
-        if error.not_found and getattr(args, "submission_id", None):
-            print(f"raypod: Ray has no job {args.submission_id} ({error.url})", file=sys.stderr)
+        if error.job_unknown and getattr(args, "submission_id", None):
+            print_error(f"raypod: Ray has no job {args.submission_id} ({error.url})")
         else:
-            print(f"raypod: {error}", file=sys.stderr)
+            print_error(f"raypod: {error}")
         return EXIT_FAILED
     except RaypodError as error:
-        print(f"raypod: {error}", file=sys.stderr)
+        print_error(f"raypod: {error}")
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print("raypod: interrupted", file=sys.stderr)
+        print_error("raypod: interrupted")
         return EXIT_INTERRUPTED
     except Terminated:
-        print("raypod: terminated", file=sys.stderr)
+        print_error("raypod: terminated")
         return EXIT_TERMINATED

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from raypod.capped_read import MAX_SECRET_FILE, read_capped
 from raypod.errors import ConfigError
 
 DEFAULT_CREDENTIALS_DIR = Path("/credentials")
@@ -65,13 +66,14 @@ def s3_access_key_problem(text: str) -> str | None:
 
 
 def read_secret_file(path: Path, check: SecretCheck | None = header_value_problem) -> str | None:
-    """The file's text without surrounding whitespace; None when absent or empty.
+    """The file's text without surrounding whitespace; None when absent or empty. A file larger
+    than ``MAX_SECRET_FILE`` (``/dev/zero``...) is bad input naming it.
 
     ``check`` (by default: usable as an HTTP header value) says why a value is unusable; the
     ConfigError then names the file and the reason, never the content.
     """
     try:
-        raw = path.read_bytes()
+        raw = read_capped(path, MAX_SECRET_FILE, str(path))
     except FileNotFoundError:
         return None
     except OSError as error:

@@ -6,7 +6,10 @@ everything above that layer sees only these types.
 
 from __future__ import annotations
 
+import errno
+import traceback
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class RaypodError(Exception):
@@ -53,6 +56,8 @@ class ApiError(RaypodError):
     """An HTTP call failed: no connection, a timeout, or an error status."""
 
     service = "HTTP"
+    #: Seconds the server asked to wait before the next try (``Retry-After`` on a 429 or 503).
+    retry_after: float | None = None
 
     def __init__(
         self, method: str, url: str, status: int | None, reason: str, body: str = "", *, retryable: bool | None = None
@@ -86,6 +91,25 @@ class ApiError(RaypodError):
 class RayApiError(ApiError):
     service = "Ray dashboard"
 
+    @property
+    def job_unknown(self) -> bool:
+        """Ray itself says it has no such job: a 404 whose text is Ray's own (``Job <id> does not
+        exist``). Any other 404 (an ingress's page, a route an old Ray lacks) proves nothing about
+        the job: only this answer may conclude that Ray lost it."""
+        return self.status == 404 and is_rays_missing_text(self.body, "Job")
+
+    @property
+    def package_unknown(self) -> bool:
+        """Ray's own answer that it has no such package (``Package <uri> does not exist``)."""
+        return self.status == 404 and is_rays_missing_text(self.body, "Package")
+
+
+def is_rays_missing_text(body: str, kind: str) -> bool:
+    """Ray's dashboard answers a missing job or package with one plain line:
+    ``<kind> <name> does not exist`` (ray.dashboard.modules.job.job_head)."""
+    text = body.strip()
+    return "\n" not in text and text.startswith(f"{kind} ") and text.endswith(" does not exist")
+
 
 class KubeApiError(ApiError):
     service = "Kubernetes API"
@@ -108,6 +132,47 @@ class DeploymentError(RaypodError):
         self.what = what
         self.problem = problem
         super().__init__(f"{what}: {problem}")
+
+
+#: What a write to a local file says when the pod's disk, its quota or a file-size limit is reached.
+LOCAL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS})
+
+
+class LocalFileError(RaypodError):
+    """A file of the pod's own could not be written or read: a full disk (ENOSPC), a file-size limit
+    (EFBIG), a read-only mount, an I/O error. Not the job's fault, and no retry mends it."""
+
+    def __init__(self, what: str, error: OSError) -> None:
+        self.errno = error.errno
+        super().__init__(f"{what}: {os_error_text(error)}")
+
+
+def os_error_text(error: OSError) -> str:
+    """``No space left on device (ENOSPC): /tmp/x``: the system's words, its code and the file, if
+    any. Never the exception's own text, which may quote more than a file name."""
+    words = error.strerror or type(error).__name__
+    code = errno.errorcode.get(error.errno) if isinstance(error.errno, int) else None
+    text = f"{words} ({code})" if code else words
+    return f"{text}: {error.filename}" if error.filename else text
+
+
+class InternalError(RaypodError):
+    """An exception raypod did not expect (a bug), told by its type and the place it came from: its
+    text may quote anything, a secret included."""
+
+    def __init__(self, error: BaseException) -> None:
+        frames = traceback.extract_tb(error.__traceback__)
+        where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+        super().__init__(f"internal error {type(error).__name__}{where} (a bug in raypod: please report it)")
+
+
+def reportable(error: Exception) -> RaypodError:
+    """Any exception as one of raypod's errors, whose text can go to a status, a log and a file."""
+    if isinstance(error, RaypodError):
+        return error
+    if isinstance(error, OSError):
+        return LocalFileError("raypod could not go on", error)
+    return InternalError(error)
 
 
 class Terminated(BaseException):

@@ -2,11 +2,16 @@
 
 This is the one place where ``requests`` exceptions and HTTP error statuses become
 raypod errors. Both the Ray dashboard client and the Kubernetes client use it.
+
+Every call has a total deadline (``Timeouts.total``) besides its connect and read timeouts: a
+server that trickles its answer never holds a call longer. Every JSON answer is read bounded
+and made valid text (``safetext.valid_json``) before anything looks at it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -15,10 +20,11 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 
+from raypod.call_deadline import MIN_UPLOAD_RATE, CallDeadline, DeadlineAdapter
 from raypod.errors import ApiError
 from raypod.interrupt import cuttable
 from raypod.retry import RetryPolicy
-from raypod.safetext import Scrubber, bounded_text
+from raypod.safetext import Scrubber, bounded_text, valid_json, valid_text
 
 #: How much of an error body is kept: enough for Ray's traceback tail, bounded for memory.
 MAX_ERROR_BODY = 8192
@@ -38,9 +44,19 @@ class Timeouts:
     connect: float = 5.0
     #: None: no read timeout, for a followed stream that may stay quiet for hours.
     read: float | None = 60.0
+    #: The whole call, from the connect to the answer's last byte (for a streamed answer: to its
+    #: headers; its reader bounds the rest). None: ``connect + read``, what one slow read may take.
+    total: float | None = None
 
     def as_tuple(self) -> tuple[float, float | None]:
         return (self.connect, self.read)
+
+    @property
+    def deadline(self) -> float | None:
+        """The total bound of one call, or None (a followed stream)."""
+        if self.total is not None:
+            return self.total
+        return None if self.read is None else self.connect + self.read
 
 
 def redact_url(url: str) -> str:
@@ -51,9 +67,11 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
-def summarize_error_body(body: str) -> str:
+def summarize_error_body(body: str, scrubber: Scrubber | None = None) -> str:
     """One line that says why a call failed: a JSON message, or a traceback's last line.
-    Give it a scrubbed body: it cuts the line it picks."""
+
+    The line it picks is scrubbed before it is cut (JSON's escapes may spell a secret that the
+    raw body did not show), and printable."""
     text = body.strip()
     if not text:
         return "empty response"
@@ -68,7 +86,9 @@ def summarize_error_body(body: str) -> str:
                 break
     # The last line that says something: Ray's wrapped agent error ends with a line holding only ".".
     lines = [line.strip() for line in text.splitlines() if any(char.isalnum() for char in line)]
-    return lines[-1][:500] if lines else "empty response"
+    if not lines:
+        return "empty response"
+    return bounded_text((scrubber or Scrubber()).scrub(lines[-1]), 500)
 
 
 @dataclass(frozen=True)
@@ -133,6 +153,10 @@ class HttpClient:
         self._verify = verify
         self._headers = headers
         self.session = requests.Session()
+        # Connections that a call's total deadline can cut (see raypod.call_deadline).
+        adapter = DeadlineAdapter()
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
         self.session.trust_env = trust_env
         self.session.auth = auth
         self.request_count = 0
@@ -141,15 +165,20 @@ class HttpClient:
         self.session.close()
 
     def scrubber(self) -> Scrubber:
-        """What must never appear in a message: every header value (and a bearer token alone), the
-        password. Made afresh for each use: a token file may be rotated while the pod runs."""
+        """What must never appear in a message: the value of every header but the harmless ones (and
+        a bearer token alone), the password. Made afresh for each use: a token file may be rotated
+        while the pod runs."""
         try:
-            values = list((self._headers() if self._headers else {}).values())
+            headers = dict(self._headers() if self._headers else {})
         except Exception:  # noqa: BLE001 - a header source that fails now failed before, where it was reported
-            values = []
+            headers = {}
         auth = self.session.auth
         basic = (str(auth[0]), str(auth[1])) if isinstance(auth, tuple) and len(auth) == 2 else None
-        return Scrubber.of_headers(values, basic_auth=basic)
+        return Scrubber.of_headers(headers, basic_auth=basic)
+
+    def _cause(self, error: BaseException) -> str:
+        """The exception's innermost reason, scrubbed before it is cut (it may quote a URL or a header)."""
+        return bounded_text(self.scrubber().scrub(_root_cause(error)), 300)
 
     def make_error(
         self,
@@ -191,19 +220,49 @@ class HttpClient:
         """Send one request, retried by the policy; return a 2xx response or raise ApiError."""
         policy = retry or self.retry
         what = f"{method} {redact_url(self.url(path))}"
+        seconds = self._deadline(timeouts, data)
 
         def once() -> requests.Response:
-            with cuttable(what):
-                return self._send_once(method, path, params, json_body, data, headers, stream, timeouts)
+            with cuttable(what), CallDeadline(seconds) as deadline:
+                try:
+                    return self._send_once(method, path, params, json_body, data, headers, stream, timeouts)
+                except ApiError as error:
+                    past = self._past_deadline(deadline, method, path)
+                    if past is None:
+                        raise
+                    raise past from error
 
         return policy.call(once, what=what)
+
+    def _deadline(self, timeouts: Timeouts | None, data: Any) -> float | None:
+        """The call's total bound; an upload from a file gets its size's worth more."""
+        seconds = (timeouts or self.timeouts).deadline
+        if seconds is None or not hasattr(data, "fileno"):
+            return seconds
+        try:
+            size = os.fstat(data.fileno()).st_size
+        except (OSError, ValueError):
+            return None  # a body of unknown length: only the read timeout bounds it
+        return seconds + size / MIN_UPLOAD_RATE
+
+    def _past_deadline(self, deadline: CallDeadline, method: str, path: str) -> ApiError | None:
+        """The (transient) error of a call cut by its total deadline, if that is what ended it."""
+        if not deadline.expired:
+            return None
+        return self.make_error(
+            method,
+            redact_url(self.url(path)),
+            None,
+            f"no complete answer within {deadline.seconds:g} s (the call's total deadline)",
+            retryable=True,
+        )
 
     def iter_chunks(self, response: requests.Response, chunk_size: int | None) -> Iterator[bytes]:
         """A streamed body's chunks; a broken stream becomes a (transient) ApiError."""
         try:
             yield from response.iter_content(chunk_size=chunk_size)
         except requests.RequestException as error:
-            raise self.make_error("GET", redact_url(response.url), None, _root_cause(error)) from error
+            raise self.make_error("GET", redact_url(response.url), None, self._cause(error)) from error
         finally:
             response.close()
 
@@ -259,15 +318,24 @@ class HttpClient:
         """
         policy = retry or self.retry
         what = f"{method} {redact_url(self.url(path))}"
+        seconds = self._deadline(timeouts, data)
 
         def once() -> JsonAnswer:
-            with cuttable(what):
-                response = self._send_once(method, path, params, json_body, data, headers, True, timeouts)
-                return self._read_json(response, method, path, max_bytes)
+            with cuttable(what), CallDeadline(seconds) as deadline:
+                try:
+                    response = self._send_once(method, path, params, json_body, data, headers, True, timeouts)
+                    return self._read_json(response, method, path, max_bytes, deadline)
+                except ApiError as error:
+                    past = self._past_deadline(deadline, method, path)
+                    if past is None:
+                        raise
+                    raise past from error
 
         return policy.call(once, what=what)
 
-    def _read_json(self, response: requests.Response, method: str, path: str, max_bytes: int) -> JsonAnswer:
+    def _read_json(
+        self, response: requests.Response, method: str, path: str, max_bytes: int, deadline: CallDeadline
+    ) -> JsonAnswer:
         shown_url = redact_url(self.url(path))
         status = response.status_code
         try:
@@ -285,16 +353,22 @@ class HttpClient:
                         )
                     buffer += chunk
             except requests.RequestException as error:
-                raise self.make_error(method, shown_url, None, _root_cause(error)) from error
+                raise self.make_error(method, shown_url, None, self._cause(error)) from error
         finally:
             response.close()
+        past = self._past_deadline(deadline, method, path)
+        if past is not None:
+            raise past  # what was read before the cut is not the whole answer
         try:
             value = json.loads(bytes(buffer))
         except (ValueError, RecursionError):
-            content_type = bounded_text(response.headers.get("Content-Type") or "none", 80)
+            content_type = bounded_text(valid_text(response.headers.get("Content-Type") or "none"), 80)
             raise self.make_error(
                 method, shown_url, status, f"answer is not JSON (content type {content_type})", retryable=False
             ) from None
+        # Only JSON's \u escapes make a lone surrogate: look for them before walking the whole answer.
+        if b"\\u" in buffer:
+            value = valid_json(value)
         return JsonAnswer(value, method, shown_url, status, self)
 
     def _send_once(
@@ -330,7 +404,7 @@ class HttpClient:
                 allow_redirects=False,
             )
         except requests.exceptions.SSLError as error:
-            reason = _root_cause(error)
+            reason = self._cause(error)
             # A certificate that does not verify stays so: retrying only delays the clear error.
             bad_certificate = "CERTIFICATE_VERIFY_FAILED" in reason or "hostname" in reason.lower()
             raise self.make_error(
@@ -345,7 +419,7 @@ class HttpClient:
             # not latin-1...): no retry can mend it, and the exception's text may quote a token.
             unbuildable = type(error).__name__
         except requests.RequestException as error:
-            raise self.make_error(method, shown_url, None, _root_cause(error)) from error
+            raise self.make_error(method, shown_url, None, self._cause(error)) from error
         if response is None:
             # Raised outside the handler: the exception is not even kept as this one's context.
             raise self.make_error(method, shown_url, None, f"{unbuildable}: {BUILD_FAILED}", retryable=False)
@@ -369,7 +443,8 @@ class HttpClient:
             # Scrubbed before it is summarized and cut: a token cut in two could not be found.
             scrubber = self.scrubber()
             body = scrubber.cut(_read_bounded(response, MAX_ERROR_BODY + scrubber.longest), MAX_ERROR_BODY)
-            raise self.make_error(method, shown_url, response.status_code, summarize_error_body(body), body)
+            reason = summarize_error_body(body, scrubber)
+            raise self.make_error(method, shown_url, response.status_code, reason, body)
         return response
 
 
@@ -405,7 +480,7 @@ def _read_bounded(response: requests.Response, limit: int) -> str:
 
 
 def _root_cause(error: BaseException) -> str:
-    """The innermost reason, e.g. 'Connection refused', without the URL noise."""
+    """The innermost reason, e.g. 'Connection refused', without the URL noise; not cut (see ``_cause``)."""
     cause: BaseException = error
     while cause.__cause__ is not None or cause.__context__ is not None:
         nxt = cause.__cause__ or cause.__context__
@@ -415,4 +490,4 @@ def _root_cause(error: BaseException) -> str:
     # urllib3 packs the real reason after the last colon of a long repr.
     if "Errno" in text:
         text = text[text.index("[Errno") :].rstrip(")'\"")
-    return f"{type(error).__name__}: {text}"[:300]
+    return f"{type(error).__name__}: {text}"

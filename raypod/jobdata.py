@@ -17,6 +17,7 @@ from typing import Any
 
 from raypod.contract import ADDITIONAL_DATA, JOB_PARAMETERS, SCRIPT_METADATA
 from raypod.errors import ConfigError, Problems
+from raypod.safetext import valid_json
 from raypod.wheels import wheel_name_problems
 
 #: How deeply the JSON values (scriptMetadata, jobParameters, jobproperties with its runtime_env)
@@ -117,7 +118,8 @@ def parse_json_object(text: str, key: str) -> dict[str, Any]:
         raise ConfigError.single(key, too_deep)
     if not isinstance(parsed, dict):
         raise ConfigError.single(key, f"must be a JSON object, got {type(parsed).__name__}")
-    return parsed
+    # JSON's escapes can spell a lone surrogate, which no later print or request could encode.
+    return valid_json(parsed)  # type: ignore[no-any-return]
 
 
 def finite_number(value: Any) -> bool:

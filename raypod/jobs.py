@@ -60,7 +60,7 @@ def wait_until_ended(
 
     Returns the last answer (None if Ray never answered). A failed poll is logged and the
     next one tried; after ``max_silence`` seconds without an answer its error is raised,
-    and a 404 (Ray does not know the job) is raised at once.
+    and Ray's own 404 (it does not know the job) is raised at once.
     """
     started = last_answer = clock.monotonic()
     job: JobInfo | None = None
@@ -68,7 +68,7 @@ def wait_until_ended(
         try:
             job = ray.get_job(submission_id)
         except RayApiError as error:
-            if error.not_found or (max_silence is not None and clock.monotonic() - last_answer > max_silence):
+            if error.job_unknown or (max_silence is not None and clock.monotonic() - last_answer > max_silence):
                 raise
             log.warning("status check of %s failed (%s); asking again", submission_id, error)
         else:
@@ -105,14 +105,14 @@ class PendingStop:
         self.refusal: RayApiError | None = None
 
     def ask(self) -> None:
-        """Ask Ray to stop the job, unless it answered already. A 404 is raised: there is no job to stop."""
+        """Ask Ray to stop the job, unless it answered already. Ray's own 404 is raised: there is no job to stop."""
         if self.taken is not None:
             return
         try:
             self.taken = self.ray.stop_job(self.submission_id, self.timeouts, self.retry)
             self.refusal = None
         except RayApiError as error:
-            if error.not_found:
+            if error.job_unknown:
                 raise
             log.warning(
                 "Ray did not take the stop of %s (%s); asking again on the next poll", self.submission_id, error

@@ -8,6 +8,10 @@ goes (``StatusSink``). Only two calls are used, so the Role needs only ``get`` a
 - ``PATCH`` of the same path with a JSON merge patch of raypod's own keys. A merge patch
   never carries a ``resourceVersion`` and touches no other key, so a ``kill`` (or any key)
   the operator writes in between is never overwritten and never causes a conflict.
+
+Both answers are checked like any other: the API server answers a ConfigMap, and a PATCH's
+answer holds what was written. A 2xx that is not (an HTML page or other JSON from a proxy in
+between) is a transient error, retried, and never taken as a read or a write.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from raypod.config import kill_requested
@@ -136,10 +141,43 @@ class KubeConfigMap:
     def close(self) -> None:
         self.http.close()
 
+    # -- the two calls ----------------------------------------------------------------------
+    def _call(
+        self,
+        method: str,
+        *,
+        data: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        retry: RetryPolicy | None = None,
+        written: Mapping[str, str | None] | None = None,
+    ) -> dict[str, Any]:
+        """The ConfigMap the API answers, checked (after a PATCH: that it holds what was
+        ``written``); retried by the policy, a garbled 2xx too."""
+
+        def once() -> dict[str, Any]:
+            try:
+                answer = self.http.json_answer(method, self.path, data=data, headers=headers, retry=NO_RETRY)
+            except KubeApiError as error:
+                if error.status is not None and 200 <= error.status < 300:
+                    raise self._garbled(method, error.status, error.reason) from None
+                raise
+            problem = _configmap_problem(answer.value, written or {})
+            if problem is not None:
+                raise self._garbled(method, answer.status, f"unexpected answer: {problem}")
+            document: dict[str, Any] = answer.value
+            return document
+
+        return (retry or self.http.retry).call(once, what=f"{method} {self.description}")
+
+    def _garbled(self, method: str, status: int, reason: str) -> KubeApiError:
+        """A 2xx the API server would never give: something in between answered; try again."""
+        hint = "not the API server's answer (a proxy in between?)"
+        return KubeApiError(method, self.http.url(self.path), status, f"{reason}; {hint}", retryable=True)
+
     # -- ConfigSource -------------------------------------------------------------------
     def read(self) -> dict[str, str]:
         try:
-            document = self.http.json("GET", self.path)
+            document = self._call("GET")
         except KubeApiError as error:
             explained = self._explain(error, "get")
             if explained is not error:
@@ -147,15 +185,8 @@ class KubeConfigMap:
                 # submitted at start-up, exit 2; during the watch it is logged, and the watch goes on).
                 raise DeploymentError("ConfigMap", str(explained)) from error
             raise
-        if not isinstance(document, dict) or document.get("kind", "ConfigMap") != "ConfigMap":
-            raise KubeApiError("GET", self.http.url(self.path), 200, "unexpected answer: not a ConfigMap object")
-        data = document.get("data")
-        if data is None:
-            data = {}
-        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-            raise KubeApiError("GET", self.http.url(self.path), 200, "unexpected answer: data is not key to string")
         self.uid, self.identity = object_uid(document), object_identity(document)
-        return {str(key): value for key, value in data.items()}
+        return {str(key): value for key, value in (document.get("data") or {}).items()}
 
     # -- DeletionProbe -------------------------------------------------------------------
     def being_deleted(self) -> bool | None:
@@ -163,10 +194,10 @@ class KubeConfigMap:
         BridgeJob) or going (a deletionTimestamp); None when the API cannot say now. One try: the
         caller asks again within its short window."""
         try:
-            document = self.http.json("GET", self.path, retry=NO_RETRY)
+            document = self._call("GET", retry=NO_RETRY)
         except KubeApiError as error:
             return True if error.not_found else None
-        metadata = document.get("metadata") if isinstance(document, dict) else None
+        metadata = document.get("metadata")
         return bool(isinstance(metadata, dict) and metadata.get("deletionTimestamp"))
 
     # -- StatusSink ----------------------------------------------------------------------
@@ -176,7 +207,7 @@ class KubeConfigMap:
     def write(self, changes: Mapping[str, str]) -> None:
         body = json.dumps({"data": dict(changes)})
         try:
-            self.http.request("PATCH", self.path, data=body, headers={"Content-Type": MERGE_PATCH})
+            self._call("PATCH", data=body, headers={"Content-Type": MERGE_PATCH}, written=changes)
         except KubeApiError as error:
             raise self._explain(error, "patch") from error
 
@@ -230,3 +261,16 @@ class KillFromEither:
         if killed:
             data[KILL] = "true"
         return data
+
+
+def _configmap_problem(document: object, written: Mapping[str, str | None]) -> str | None:
+    """Why an answer is not a ConfigMap object (holding what was ``written``), or None."""
+    # The API server always names the kind: an object without it is someone else's.
+    if not isinstance(document, dict) or document.get("kind") != "ConfigMap":
+        return "not a ConfigMap object"
+    data = document.get("data")
+    if data is not None and (not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values())):
+        return "data is not key to string"
+    # The API server answers a PATCH with the object as patched.
+    missing = sorted(key for key, value in written.items() if value is not None and (data or {}).get(key) != value)
+    return f"the ConfigMap it answers lacks the written {', '.join(missing)}" if missing else None

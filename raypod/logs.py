@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Generator, Iterator
 from typing import TextIO
 
-from raypod.errors import RayApiError, Terminated
+from raypod.errors import RayApiError, Terminated, os_error_text
 from raypod.http import abort_stream
 from raypod.objectstore import ObjectStore
 from raypod.ray import JobInfo, RayJobsClient
@@ -66,7 +66,12 @@ class LineEcho:
                 return True
             fresh = block[max(0, self.printed - offset) :]
             self.printed = end
-            self._write(fresh)
+            try:
+                self._write(fresh)
+            except OSError as error:
+                # A closed output (a pipe whose reader left) must not cost the log its upload.
+                self.enabled = False
+                log.warning("the job's output is no longer printed: %s", os_error_text(error))
             return True
 
     def _write(self, block: bytes) -> None:

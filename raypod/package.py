@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import stat
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,9 +88,9 @@ def build_package(
             if source.is_dir():
                 archive.writestr(_info(entry + "/", 0o40755), b"")
                 continue
-            info = _info(entry, 0o755 if source.stat().st_mode & stat.S_IXUSR else 0o644)
-            with source.open("rb") as reader, archive.open(info, "w", force_zip64=True) as target:
-                while chunk := reader.read(_CHUNK):
+            info = _info(entry, 0o755 if _stat(source, name, key).st_mode & stat.S_IXUSR else 0o644)
+            with archive.open(info, "w", force_zip64=True) as target:
+                for chunk in read_chunks(source, name, key):
                     target.write(chunk)
                     if out.tell() > limit:
                         # Stopped here: zipping gigabytes only to refuse them helps nobody.
@@ -106,6 +107,28 @@ def build_package(
     return Package(final.name, final)
 
 
+def read_chunks(path: Path, name: str, key: str) -> Iterator[bytes]:
+    """The bytes of one of the job's files. A file that cannot be read (no permission, an I/O error)
+    is bad input naming it; only reading is caught here, so a full disk while zipping is not."""
+    try:
+        with path.open("rb") as reader:
+            while chunk := reader.read(_CHUNK):
+                yield chunk
+    except OSError as error:
+        raise unreadable(path, name, key, error) from None
+
+
+def _stat(path: Path, name: str, key: str) -> os.stat_result:
+    try:
+        return path.stat()
+    except OSError as error:
+        raise unreadable(path, name, key, error) from None
+
+
+def unreadable(path: Path, name: str, key: str, error: OSError) -> ConfigError:
+    return ConfigError.single(key, f"cannot read {name} ({path}): {error.strerror or type(error).__name__}")
+
+
 def _info(name: str, mode: int) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
     info.compress_type = zipfile.ZIP_DEFLATED
@@ -120,7 +143,7 @@ def upload_limit_text(limit: int) -> str:
 
 def too_large(files: Mapping[str, Path], size: int, key: str, limit: int, *, complete: bool) -> ConfigError:
     """Bad input: the package's size and its largest files, which are what to leave out."""
-    sizes = {name: path.stat().st_size for name, path in files.items() if not path.is_dir()}
+    sizes = {name: _stat(path, name, key).st_size for name, path in files.items() if not path.is_dir()}
     largest = sorted(sizes, key=lambda name: (-sizes[name], name))[:LARGEST_SHOWN]
     shown = ", ".join(f"{name} ({size_text(sizes[name])})" for name in largest)
     most = upload_limit_text(limit)
@@ -135,13 +158,12 @@ def too_large(files: Mapping[str, Path], size: int, key: str, limit: int, *, com
 def wheel_package(path: Path, key: str) -> Package:
     """A wheel named by its content (``raypod.wheels``), to upload; one over the upload limit is bad
     input naming ``key``."""
-    size = path.stat().st_size
+    size = _stat(path, path.name, key).st_size
     if size > UPLOAD_LIMIT:
         raise ConfigError.single(
             key, f"the wheel {path.name} is {mib(size)}, more than {upload_limit_text(UPLOAD_LIMIT)}"
         )
     digest = hashlib.sha256()
-    with path.open("rb") as wheel:
-        while chunk := wheel.read(_CHUNK):
-            digest.update(chunk)
+    for chunk in read_chunks(path, path.name, key):
+        digest.update(chunk)
     return Package(content_addressed_name(path.name, digest.hexdigest()), path)

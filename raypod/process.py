@@ -5,7 +5,6 @@ Imported by the command handlers; it imports no command code, so nothing here ca
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -21,7 +20,7 @@ from raypod.clock import TIME_LAYOUT
 from raypod.errors import ConfigError
 from raypod.exits import ExitCodes
 from raypod.interrupt import cut_call_in_flight
-from raypod.log_context import log_job_id
+from raypod.log_context import json_line
 from raypod.source import ConfigSource, open_source
 from raypod.status_store import NullSink, StatusFile, StatusSink
 
@@ -34,19 +33,14 @@ DEFAULT_NAMESPACE = "default"
 
 
 class JsonLineFormatter(logging.Formatter):
-    """One JSON object per line: ``ts`` (the operator's time layout), ``level``, ``msg``, ``job_id``."""
+    """One JSON object per line (``raypod.log_context.json_line``)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, object] = {
-            "ts": time.strftime(TIME_LAYOUT, time.gmtime(record.created)),
-            "level": record.levelname,
-            "msg": record.getMessage(),
-            "job_id": log_job_id(),
-        }
         if record.exc_info:
             # Only the exception's type: its text may quote what a message never shows.
-            line["error"] = record.exc_info[0].__name__ if record.exc_info[0] else None
-        return json.dumps(line, ensure_ascii=False)
+            error = record.exc_info[0].__name__ if record.exc_info[0] else None
+            return json_line(record.getMessage(), record.levelname, record.created, error=error)
+        return json_line(record.getMessage(), record.levelname, record.created)
 
 
 def configure_logging(verbose: bool, quiet: bool = False, *, json_lines: bool = False) -> None:

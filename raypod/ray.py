@@ -305,7 +305,7 @@ class RayJobsClient:
         try:
             response = self.http.request("GET", path, stream=True)
         except RayApiError as error:
-            if error.not_found:
+            if error.package_unknown:
                 return False
             raise
         try:

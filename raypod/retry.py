@@ -22,6 +22,10 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, RaypodError) and error.transient
 
 
+#: The longest ``Retry-After`` honoured: a server asking for more is asked again sooner.
+MAX_RETRY_AFTER = 120.0
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Exponential backoff with jitter, bounded by attempts and by total time."""
@@ -58,9 +62,14 @@ class RetryPolicy:
             raise
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
-        """Exponential backoff with full jitter, cut at the deadline: the last try comes at the
-        deadline, not up to ``max_wait`` after it (``--connect-timeout`` means what it says)."""
+        """Exponential backoff with full jitter, or longer when the server said how long (``Retry-After``),
+        cut at the deadline: the last try comes at the deadline, not up to ``max_wait`` after it
+        (``--connect-timeout`` means what it says)."""
         backoff = tenacity.wait_random_exponential(multiplier=self.initial_wait, max=self.max_wait)(state)
+        error = state.outcome.exception() if state.outcome is not None else None
+        asked = getattr(error, "retry_after", None)
+        if isinstance(asked, int | float) and asked > 0:
+            backoff = max(backoff, min(float(asked), MAX_RETRY_AFTER))
         return max(0.0, min(backoff, self.deadline - (state.seconds_since_start or 0.0)))
 
     def _sleep(self, seconds: float) -> None:

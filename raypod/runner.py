@@ -14,18 +14,28 @@ from typing import Protocol, TextIO
 
 from raypod import exits
 from raypod.artifacts import Collected, collect_results, keep_attempt_log
-from raypod.clock import Clock, SystemClock, format_ray_time, format_time
+from raypod.clock import Clock, SystemClock, format_ray_time_not_before, format_time
 from raypod.config import BridgeConfig
-from raypod.contract import END_TIME, ID, JOB_STATUS, MESSAGE, REASON, START_TIME, BridgeStatus, assert_never
+from raypod.contract import (
+    END_TIME,
+    ID,
+    JOB_STATUS,
+    MESSAGE,
+    REASON,
+    START_TIME,
+    SUBMIT_TIME,
+    BridgeStatus,
+    assert_never,
+)
 from raypod.credentials import DEFAULT_S3_CREDENTIALS_DIR, RayAuthSources, S3Credentials
-from raypod.errors import ConfigError, RayApiError, RaypodError, Terminated
+from raypod.errors import ConfigError, RayApiError, RaypodError, Terminated, os_error_text, reportable
 from raypod.exits import ExitCodes
 from raypod.inputs import LocalInputs
 from raypod.jobs import stop_and_wait
 from raypod.log_context import set_log_job_id
 from raypod.logs import LineEcho, LiveLog
 from raypod.objectstore import ObjectStore
-from raypod.outcome import Ending, Outcome, load_for_run, outcome_of_error
+from raypod.outcome import Ending, Outcome, load_for_run, outcome_of_error, recorded_final
 from raypod.ray import JobInfo, RayJobsClient
 from raypod.s3 import S3Store
 from raypod.safetext import one_line
@@ -130,6 +140,10 @@ class Runner:
         self.retry = options.session.retry.interruptible(self.clock.terminate)
         self.say = timestamped_printer(self.clock, self.status_out)
         self.reporter = StatusReporter(sink, on_change=self._status_changed)
+        #: The session's end, once it returned one: an error after it does not change how the job ended.
+        self._ended: Outcome | None = None
+        #: What went wrong keeping a retried attempt's log, for the final message.
+        self._kept_logs_failed: list[str] = []
 
     def _status_changed(self, changes: Mapping[str, str]) -> None:
         if ID in changes:
@@ -137,6 +151,17 @@ class Runner:
         self.say(status_line(changes))
 
     def run(self) -> RunResult:
+        """The one guarantee of every way out: whatever is raised (a full disk, a file-size limit, a
+        broken stream, a bug), the run ends here with a final status written where it can be, and a
+        result the caller turns into the termination message and the ``--result`` file."""
+        try:
+            return self._run()
+        except Terminated:
+            return self._finish(Outcome.terminated(self.reporter.get(ID)))
+        except Exception as error:  # noqa: BLE001 - the one place every unexpected error ends in a status
+            return self._finish(outcome_of_unexpected(reportable(error), self._ended, self.reporter.current))
+
+    def _run(self) -> RunResult:
         ray: RayJobsClient | None = None
         try:
             try:
@@ -187,6 +212,7 @@ class Runner:
                 outcome = session.run()
             finally:
                 output.live.stop()
+            self._ended = outcome
             if (
                 outcome.ending is Ending.FINAL
                 and outcome.job is not None
@@ -201,18 +227,23 @@ class Runner:
                     # The upload was aborted: the next pod re-attaches, uploads the log and writes the end.
                     outcome = Outcome.terminated(outcome.submission_id)
                 else:
-                    outcome = replace(
-                        outcome, message=with_notes(f"{outcome.message.rstrip('.')}; {collected.text}", config)
-                    )
+                    message = f"{outcome.message.rstrip('.')}; {collected.text}"
+                    outcome = replace(outcome, message=self._final_message(message, config))
                     return self._finish(outcome, collected)
             if outcome.ending is Ending.TERMINATED:
                 outcome = self._stopped_if_deleted(ray, outcome)
             elif outcome.ending is Ending.FINAL:
-                outcome = replace(outcome, message=with_notes(outcome.message, config))
+                outcome = replace(outcome, message=self._final_message(outcome.message, config))
             return self._finish(outcome)
         finally:
             if ray is not None:
                 ray.close()
+
+    def _final_message(self, message: str, config: BridgeConfig) -> str:
+        """The job's end, every retried attempt's log that could not be kept, then the notes."""
+        for problem in self._kept_logs_failed:
+            message = f"{message.rstrip('.')}; {problem}"
+        return with_notes(message, config)
 
     def _stopped_if_deleted(self, ray: RayJobsClient, outcome: Outcome) -> Outcome:
         """SIGTERM came. If the BridgeJob is being deleted (its ConfigMap goes with it, within a few
@@ -234,7 +265,7 @@ class Runner:
         try:
             _, job = stop_and_wait(ray, submission_id, clock=clock, timeout=DELETION_STOP_TIMEOUT)
         except RayApiError as error:
-            if error.not_found:
+            if error.job_unknown:
                 return Outcome.deleted(submission_id, f"The BridgeJob was deleted; Ray has no job {submission_id}.")
             return Outcome.deleted(
                 submission_id, one_line(f"The BridgeJob was deleted; Ray job {submission_id} was not stopped: {error}")
@@ -281,7 +312,9 @@ class Runner:
     ) -> None:
         """Keep the log of an attempt that is retried, and start the next one's output afresh."""
         output.live.stop()
-        keep_attempt_log(ray, s3, config, job, self.options.job_name, attempt, output.echo, self.retry)
+        problem = keep_attempt_log(ray, s3, config, job, self.options.job_name, attempt, output.echo, self.retry)
+        if problem is not None:
+            self._kept_logs_failed.append(problem)
         output.next_attempt()
 
     def _polled(self, job: JobInfo, live: LiveLog) -> None:
@@ -292,7 +325,11 @@ class Runner:
     # -- the one place an outcome becomes a status and an exit code ---------------------------
     def _finish(self, outcome: Outcome, collected: Collected | None = None) -> RunResult:
         codes, left_running = self.options.exit_codes, self.options.left_running
-        code = finish(outcome, self.reporter, self.clock, self.say, codes, left_running=left_running)
+        try:
+            code = finish(outcome, self.reporter, self.clock, self.say, codes, left_running=left_running)
+        except Exception as error:  # noqa: BLE001 - the last resort: the caller still writes the result
+            log.error("the end of the run could not be recorded: %s", reportable(error))
+            code = exits.EXIT_FAILED
         return RunResult(code, outcome, collected, dict(self.reporter.current))
 
 
@@ -314,8 +351,19 @@ class JobOutput:
 def timestamped_printer(clock: Clock, out: TextIO) -> Callable[[str], None]:
     """Prints a line that starts with the time, as every line raypod prints about the job does."""
 
+    unprinted: list[str] = []
+
     def say(text: str) -> None:
-        print(f"{format_time(clock.now())} {text}", file=out, flush=True)
+        try:
+            print(f"{format_time(clock.now())} {text}", file=out, flush=True)
+        except OSError as error:
+            # A closed or full output (a pipe whose reader left) must never stop a status write.
+            log.log(
+                logging.DEBUG if unprinted else logging.WARNING,
+                "could not print a status line: %s",
+                os_error_text(error),
+            )
+            unprinted.append(text)
 
     return say
 
@@ -327,6 +375,23 @@ def report_bad_input(error: ConfigError, sink: StatusSink, status_out: TextIO) -
     reporter = StatusReporter(sink, on_change=lambda changes: say(status_line(changes)))
     outcome = Outcome.bad_input(error)
     return RunResult(finish(outcome, reporter, clock, say), outcome, None, dict(reporter.current))
+
+
+def outcome_of_unexpected(error: RaypodError, ended: Outcome | None, recorded: Mapping[str, str]) -> Outcome:
+    """How an error no part handled ends the run, from what is known: the session's end (``ended``),
+    else a final status an earlier pod recorded (never downgraded), else whether Ray may have the
+    job: an id is saved before every POST, so without one in ``recorded`` nothing was submitted."""
+    if ended is not None:
+        log.error("after the job's end: %s", error)
+        if ended.ending is not Ending.FINAL:
+            return ended
+        return replace(ended, message=f"{ended.message.rstrip('.')}; then {one_line(str(error), 200)}.")
+    final = recorded_final(recorded)
+    if final is not None:
+        log.error("%s", error)
+        return final
+    submission_id = recorded.get(ID, "")
+    return outcome_of_error(error, submission_id, submitted=bool(submission_id))
 
 
 def with_notes(message: str, config: BridgeConfig) -> str:
@@ -400,7 +465,7 @@ def _write_final(
     assert status is not None
     changes: Mapping[str, str | None] = {
         JOB_STATUS: status,
-        START_TIME: format_ray_time(job.start_time_ms) if job is not None else None,
+        START_TIME: format_ray_time_not_before(job.start_time_ms, reporter.get(SUBMIT_TIME)) if job else None,
         END_TIME: outcome.end_time or format_time(clock.now()),
         MESSAGE: one_line(outcome.message, 500),
         REASON: outcome.reason or None,
@@ -410,9 +475,10 @@ def _write_final(
     except Terminated:
         # SIGTERM while the write was retried: the status stays as it was, and the next pod writes it.
         return finish(Outcome.terminated(outcome.submission_id), reporter, clock, say, codes, left_running=left_running)
-    except RaypodError as error:
-        # Every retry is spent (or the write is refused): say so and fail the pod, which the
-        # operator then reports as a pod error instead of waiting on a stale status.
-        log.error("could not write the final status %s to %s: %s", status, reporter.sink.description, error)
+    except Exception as error:  # noqa: BLE001 - any failed final write fails the pod the same way
+        # Every retry is spent, the write is refused, or the disk is full: say so and fail the pod,
+        # which the operator then reports as a pod error instead of waiting on a stale status.
+        problem = reportable(error)
+        log.error("could not write the final status %s to %s: %s", status, reporter.sink.description, problem)
         return exits.EXIT_FAILED
     return exits.for_status(status, codes)

@@ -10,13 +10,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from raypod.call_deadline import MIN_UPLOAD_RATE, CallDeadline, use_deadline_pools
 from raypod.config import S3Settings
 from raypod.credentials import S3Credentials
-from raypod.errors import ApiError, ConfigError, RaypodError, S3BucketMissing, S3Error
+from raypod.errors import (
+    LOCAL_DISK_ERRNOS,
+    ApiError,
+    ConfigError,
+    LocalFileError,
+    RaypodError,
+    S3BucketMissing,
+    S3Error,
+)
 from raypod.interrupt import cuttable
 from raypod.jobdata import S3Location
 from raypod.retry import RetryPolicy
-from raypod.safetext import Scrubber, secret_forms
+from raypod.safetext import Scrubber, bounded_text, secret_forms
 
 if TYPE_CHECKING:
     from minio import Minio
@@ -29,6 +38,10 @@ log = logging.getLogger(__name__)
 PART_SIZE = 5 * 1024 * 1024
 #: Metadata and parameters are small JSON; refuse to hold anything much larger in memory.
 MAX_TEXT_OBJECT = 4 * 1024 * 1024
+#: minio's connect and read timeouts (each read), and the total bound of one call: connect to the
+#: answer's last byte, so that a server that trickles cannot hold a call (a download has none).
+CONNECT_TIMEOUT, READ_TIMEOUT = 5.0, 60.0
+CALL_DEADLINE = CONNECT_TIMEOUT + READ_TIMEOUT
 _MISSING_CODES = ("NoSuchKey", "NoSuchBucket", "NoSuchObject")
 _BUILD_FAILED = "the request could not be built: a header value is invalid; check the S3 credential files"
 #: The region assumed for a bucket whose location raypod may not ask (no s3:GetBucketLocation).
@@ -42,6 +55,8 @@ class S3Store:
         self.settings = settings
         self.retry = retry
         self._credentials = credentials
+        #: The total bound of one call (one request of an upload: plus a part's worth at MIN_UPLOAD_RATE).
+        self.call_deadline = CALL_DEADLINE
         self._client: Minio | None = None
         # An S3 server may echo the access key in an error; messages must never carry either key.
         self._scrubber = Scrubber(
@@ -60,12 +75,13 @@ class S3Store:
             minio_class = _import_minio()
             # Retries disabled in urllib3: the retry policy is raypod's own, applied once.
             http = urllib3.PoolManager(
-                timeout=urllib3.Timeout(connect=5.0, read=60.0),
+                timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT),
                 retries=False,
                 maxsize=2,
                 cert_reqs="CERT_REQUIRED",
                 ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
             )
+            use_deadline_pools(http)  # so that every call's total deadline can cut it
             self._client = minio_class(
                 self.settings.endpoint,
                 access_key=self._credentials.access_key,
@@ -109,7 +125,7 @@ class S3Store:
 
     def _translated(self, error: Exception, what: str, key: str | None) -> Exception:
         """raypod's error for a minio (or other) exception, without either key in it."""
-        return self._scrub(_translate(error, what, key))
+        return self._scrub(_translate(error, what, key, self._scrubber))
 
     def _holds_secret(self, error: Exception) -> bool:
         return self._scrubber.holds_secret(str(error))
@@ -117,13 +133,21 @@ class S3Store:
     def url(self, bucket: str, object_name: str = "") -> str:
         return f"s3://{bucket}/{object_name}"
 
-    def _call(self, fn: Callable[[], T], what: str, key: str | None = None) -> T:
-        """Run one minio call under the retry policy, translating its errors to raypod's."""
+    def _call(self, fn: Callable[[], T], what: str, key: str | None = None, *, unbounded: bool = False) -> T:
+        """Run one minio call under the retry policy and its total deadline, translating its errors
+        to raypod's."""
+
+        deadline = None if unbounded else self.call_deadline
 
         def once() -> T:
             try:
-                with cuttable(what):
-                    return fn()
+                with cuttable(what), CallDeadline(deadline) as bound:
+                    try:
+                        return fn()
+                    except Exception as error:
+                        if bound.expired:
+                            raise _past_deadline(what, bound) from error
+                        raise
             except Exception as error:
                 translated = self._translated(error, what, key)
                 if self._holds_secret(error):
@@ -155,6 +179,7 @@ class S3Store:
             lambda: self.client.fget_object(location.bucket, location.object_name, str(target)),
             f"download of {location}",
             key,
+            unbounded=True,  # of any size: each read has its timeout
         )
 
     def create_bucket(self, bucket: str) -> None:
@@ -256,7 +281,7 @@ def _minio_s3_error() -> type[MinioS3Error]:
     return S3Error
 
 
-def _translate(error: Exception, what: str, key: str | None) -> Exception:
+def _translate(error: Exception, what: str, key: str | None, scrubber: Scrubber) -> Exception:
     _import_minio()
     from minio.error import InvalidResponseError, ServerError
     from minio.error import S3Error as MinioS3Error
@@ -271,7 +296,7 @@ def _translate(error: Exception, what: str, key: str | None) -> Exception:
         return S3Error(f"{what} failed: {type(error).__name__}: {_BUILD_FAILED}")
     if isinstance(error, ValueError) and not isinstance(error, UnicodeError) and key is not None:
         # minio checks names before any request: e.g. inline JSON where bucket:object was expected.
-        return ConfigError.single(key, f"is not a valid S3 bucket:object ({_short(error)})")
+        return ConfigError.single(key, f"is not a valid S3 bucket:object ({_short(error, scrubber)})")
     if isinstance(error, MinioS3Error):
         if key is not None and error.code in _MISSING_CODES:
             return ConfigError.single(key, f"S3 object {error.bucket_name}:{error.object_name} does not exist")
@@ -287,14 +312,23 @@ def _translate(error: Exception, what: str, key: str | None) -> Exception:
         code = getattr(error, "_code", None)
         status = code if isinstance(code, int) else 500
         return S3Error(f"{what} failed: HTTP {status} (not an S3 answer)", transient=status == 429 or status >= 500)
+    if isinstance(error, OSError) and error.errno in LOCAL_DISK_ERRNOS:
+        # A download that fills the pod's disk: no retry makes room (a socket never says these).
+        return LocalFileError(f"{what} failed", error)
     # urllib3 connection errors, timeouts and resets, and minio's garbled answers, are passing faults.
     transient = isinstance(error, (OSError, HTTPError))
-    return S3Error(f"{what} failed: {type(error).__name__}: {_short(error)}", transient=transient)
+    return S3Error(f"{what} failed: {type(error).__name__}: {_short(error, scrubber)}", transient=transient)
 
 
-def _short(error: Exception) -> str:
-    text = str(error)
-    return text if len(text) < 300 else text[:300] + "..."
+def _past_deadline(what: str, bound: CallDeadline) -> S3Error:
+    """The (transient) error of a call cut by its total deadline."""
+    within = f"within {bound.seconds:g} s" if bound.seconds is not None else "in time"
+    return S3Error(f"{what} failed: no complete answer {within} (the call's total deadline)", transient=True)
+
+
+def _short(error: Exception, scrubber: Scrubber) -> str:
+    """The error's text, scrubbed before it is cut."""
+    return bounded_text(scrubber.scrub(str(error)), 300)
 
 
 class PartUpload:
@@ -398,8 +432,13 @@ class PartUpload:
     def _do(self, fn: Callable[[], T]) -> T:
         what = f"upload to {self._store.url(self.bucket, self.object_name)}"
         try:
-            with cuttable(what):
-                return fn()
+            with cuttable(what), CallDeadline(self._store.call_deadline + PART_SIZE / MIN_UPLOAD_RATE) as bound:
+                try:
+                    return fn()
+                except Exception as error:
+                    if bound.expired:
+                        raise _past_deadline(what, bound) from error
+                    raise
         except Exception as error:
             translated = self._store._translated(error, what, None)
             if self._store._holds_secret(error):

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from raypod.clock import Clock, format_ray_time, format_time, parse_time
+from raypod.clock import Clock, format_ray_time, format_ray_time_not_before, format_time, parse_time
 from raypod.config import BridgeConfig
 from raypod.contract import (
     ATTEMPT,
@@ -44,7 +44,7 @@ from raypod.ray import JobInfo, RayStatus
 from raypod.retry import RetryPolicy
 from raypod.safetext import one_line
 from raypod.status_store import StatusReporter
-from raypod.submission import Submitter, attempt_id, base_of, recorded_attempt
+from raypod.submission import Submitter, attempt_id, attempt_number, recorded_attempt, resolve_attempt
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,8 @@ class Attach:
     attempt: Attempt
     #: The status recorded with it, which tells whether Ray ever confirmed the job.
     recorded_status: str
+    #: When the dashboard first failed to say whether it has the job (the clock's monotonic time).
+    since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ class Retry:
     failed: JobInfo
     #: Its final message, kept should nothing follow it.
     message: str
-    #: When the wait began (the clock's monotonic time).
+    #: When the wait began (the clock's monotonic time; Ray's end of the attempt, for a pod that re-attached).
     since: float
 
 
@@ -212,17 +214,16 @@ class JobSession:
         final = recorded_final(self.reporter.current)
         if final is not None:
             return final
-        recorded_id, configured = self.reporter.get(ID), self.config.submission_id
-        number = recorded_attempt(self.reporter.get(ATTEMPT))
-        if recorded_id and number > 1 and (not configured or attempt_id(configured, number) == recorded_id):
-            # A retry is under way: with a status file, the ConfigMap's id is the job's, not the attempt's.
-            configured = recorded_id
-        elif configured and configured != recorded_id:
-            number = 1  # the ConfigMap names another job than the one recorded
-        submission_id = configured or recorded_id
-        if submission_id:
-            return Attach(Attempt(base_of(submission_id, number), number), self.reporter.get(JOB_STATUS))
-        return Submit(Attempt())
+        recorded_id = self.reporter.get(ID)
+        base_id, number = resolve_attempt(
+            self.config.submission_id or "", recorded_id, recorded_attempt(self.reporter.get(ATTEMPT))
+        )
+        if not base_id:
+            return Submit(Attempt())
+        attempt = Attempt(base_id, number)
+        # What was recorded of another job than this one says nothing about it.
+        recorded_status = self.reporter.get(JOB_STATUS) if attempt_number(base_id, recorded_id) else ""
+        return Attach(attempt, recorded_status)
 
     def step(self, state: State) -> State | Outcome:
         if isinstance(state, Attach):
@@ -252,11 +253,11 @@ class JobSession:
         try:
             job = self.ray.get_job(submission_id, retry=self._connect_policy())
         except RayApiError as error:
-            if error.not_found and attempt.number > 1:
-                return self._attach_unposted_retry(attempt)
-            if error.not_found and confirmed:
+            if error.job_unknown and attempt.number > 1:
+                return self._attach_unposted_retry(state)
+            if error.job_unknown and confirmed:
                 return Outcome.lost(submission_id, f"Ray no longer knows job {submission_id} (was the head restarted?)")
-            if error.not_found:
+            if error.job_unknown:
                 log.info("job %s was never accepted by Ray; submitting it with that id", submission_id)
                 return Submit(attempt)
             if confirmed:
@@ -264,10 +265,12 @@ class JobSession:
                 # ingress page), the watch rides it out, up to --status-timeout.
                 log.warning("cannot re-attach to %s yet (%s); watching it", submission_id, error)
                 return Watch(attempt, None, self.clock.monotonic())
-            # Its POST may have reached Ray: neither FAILED nor "bad input" would be true.
-            return Outcome.lost(
-                submission_id, one_line(f"Cannot tell whether Ray has job {submission_id}: {error}", 400)
-            )
+            return self._attach_again(state, error)
+        newest = self._newest_attempt(attempt, job)
+        if newest is not None:
+            attempt, job = newest
+            submission_id = attempt.submission_id
+            self.reporter.update({ID: submission_id, ATTEMPT: str(attempt.number)})
         log.info("re-attached to Ray job %s (%s)", submission_id, job.status)
         if self.on_attach is not None:
             self.on_attach(job)
@@ -275,19 +278,54 @@ class JobSession:
             return Outcome.detached(submission_id, job)  # Ray has it: submitted, as asked
         return Watch(attempt, job, self.clock.monotonic())
 
-    def _attach_unposted_retry(self, attempt: Attempt) -> State | Outcome:
+    def _attach_again(self, state: Attach, error: RayApiError) -> State | Outcome:
+        """Only Ray's own answer tells whether it has a job whose POST may have reached it: until
+        the dashboard gives one, ask again, up to --status-timeout."""
+        submission_id = state.attempt.submission_id
+        now = self.clock.monotonic()
+        since = now if state.since is None else state.since
+        timeout = self.settings.status_timeout
+        if timeout is not None and now - since >= timeout:
+            # Its POST may have reached Ray: neither FAILED nor "bad input" would be true.
+            return Outcome.lost(
+                submission_id, one_line(f"Cannot tell whether Ray has job {submission_id}: {error}", 400)
+            )
+        log.warning("cannot tell yet whether Ray has job %s (%s); asking again", submission_id, error)
+        if self.clock.wait(self.config.update_interval):
+            return Outcome.terminated(submission_id)
+        return replace(state, since=since)
+
+    def _newest_attempt(self, attempt: Attempt, job: JobInfo) -> tuple[Attempt, JobInfo] | None:
+        """A later attempt Ray has than the one recorded (a record that lags: a mounted ConfigMap, a
+        write that failed), found before anything is decided: it, not the record, is the job now."""
+        newest: tuple[Attempt, JobInfo] | None = None
+        while attempt.number < self._attempts and job.terminal:
+            following = Attempt(attempt.base_id, attempt.number + 1)
+            try:
+                job = self.ray.get_job(following.submission_id, retry=self._connect_policy())
+            except RayApiError as error:
+                if not error.job_unknown:
+                    # Cannot tell now: a POST of an attempt Ray has is taken as that attempt, not run twice.
+                    log.warning("cannot tell whether Ray has %s (%s)", following.submission_id, error)
+                return newest
+            log.info("Ray has attempt %d (%s), newer than the one recorded", following.number, job.submission_id)
+            attempt = following
+            newest = attempt, job
+        return newest
+
+    def _attach_unposted_retry(self, state: Attach) -> State | Outcome:
         """Ray does not know this retry. If it still knows the attempt before it, the head kept its
         jobs, so this one was persisted but never POSTed: submit it. Otherwise Ray lost them all."""
+        attempt = state.attempt
         submission_id = attempt.submission_id
         previous = attempt_id(attempt.base_id, attempt.number - 1)
         try:
             self.ray.get_job(previous, retry=self._connect_policy())
         except RayApiError as error:
-            if error.not_found:
+            if error.job_unknown:
                 message = f"Ray no longer knows job {submission_id} nor {previous} before it (was the head restarted?)"
-            else:
-                message = one_line(f"Cannot tell whether Ray has job {submission_id}: {error}", 400)
-            return Outcome.lost(submission_id, message)
+                return Outcome.lost(submission_id, message)
+            return self._attach_again(state, error)
         log.info("attempt %d (%s) was never accepted by Ray; submitting it", attempt.number, submission_id)
         return Submit(attempt)
 
@@ -301,10 +339,11 @@ class JobSession:
             # Read as a config for a job Ray has; Ray does not have it, so nothing was submitted.
             return Outcome.bad_input(ConfigError(config.set_aside))
         if config.kill:
-            return Outcome.final(
-                attempt.submission_id, BridgeStatus.KILL, "Not submitted: kill was set before the job started."
-            )
+            return self._killed_before(state)
         prepared = self.submitter.prepare(attempt.submission_id or None)
+        # Fetching and packing the inputs takes a while: kill set meanwhile is honoured before the POST.
+        if self._kill_requested():
+            return self._killed_before(state)
         if not attempt.base_id:
             attempt = replace(attempt, base_id=prepared.submission_id)
         submission_id = prepared.submission_id
@@ -312,7 +351,9 @@ class JobSession:
             raise Terminated("terminated before the submission")
         # The id and its attempt are persisted before the POST, so a lost answer or a new pod never
         # submits twice, and a replacement pod continues the count.
-        self.reporter.update({ID: submission_id, ATTEMPT: str(attempt.number)}, must_persist=True)
+        self.reporter.persist({ID: submission_id, ATTEMPT: str(attempt.number)})
+        # Taken before the POST: Ray stamps its start_time (status.startTime) when the POST arrives.
+        posted = self.clock.now()
         try:
             self.submitter.post(prepared)
         except SubmissionRejected as error:
@@ -325,7 +366,7 @@ class JobSession:
             {
                 JOB_STATUS: BridgeStatus.SUBMITTED,
                 # The BridgeJob's submission: activeDeadlineSeconds and its duration count from the first.
-                SUBMIT_TIME: format_time(self.clock.now()) if first_submission else None,
+                SUBMIT_TIME: format_time(posted) if first_submission else None,
                 MESSAGE: f"{what} to {config.resource_url} as {submission_id}.",
             }
         )
@@ -333,6 +374,19 @@ class JobSession:
         if self.settings.submit_only:
             return Outcome.detached(submission_id)
         return Watch(attempt, None, self.clock.monotonic())
+
+    def _killed_before(self, state: Submit) -> Outcome:
+        """``kill`` before ``state``'s POST: nothing more is submitted; a retry's failed attempt stands."""
+        failed = state.follows
+        if failed is None:
+            message = "Not submitted: kill was set before the job started."
+            return Outcome.final(state.attempt.submission_id, BridgeStatus.KILL, message, reason=Reason.KILLED)
+        message = (
+            f"Stopped at the operator's request (kill=true) before attempt {state.attempt.number}; {failed.message}"
+        )
+        return Outcome.final(
+            failed.attempt.submission_id, BridgeStatus.KILL, message, failed.failed, reason=Reason.KILLED
+        )
 
     @property
     def _attempts(self) -> int:
@@ -349,7 +403,7 @@ class JobSession:
                 stopping.request.ask()
             job = self.ray.get_job(submission_id, retry=self._poll_policy(), timeouts=self._poll_timeouts())
         except RayApiError as error:
-            if error.not_found:
+            if error.job_unknown:
                 return Outcome.lost(submission_id, f"Ray no longer knows job {submission_id} (was the head restarted?)")
             silent = self.clock.monotonic() - last_answer
             if self.settings.status_timeout is not None and silent > self.settings.status_timeout:
@@ -369,7 +423,7 @@ class JobSession:
             self.reporter.update(
                 {
                     JOB_STATUS: job.status.bridge,
-                    START_TIME: format_ray_time(job.start_time_ms),
+                    START_TIME: format_ray_time_not_before(job.start_time_ms, self.reporter.get(SUBMIT_TIME)),
                     MESSAGE: self._running_message(job, stopping),
                 }
             )
@@ -406,7 +460,9 @@ class JobSession:
         if deadline is not None and self._deadline_passed(deadline):
             message = f"activeDeadlineSeconds ({deadline:g} s) passed; the job was stopped."
             return self._start_stopping(submission_id, BridgeStatus.FAILED, message, Reason.DEADLINE_EXCEEDED)
-        not_started = job is None or job.status is RayStatus.PENDING
+        # Only Ray's own PENDING says a job has not started: no answer (an outage, a new pod's first
+        # polls) proves nothing, and a job once RUNNING never goes back to PENDING.
+        not_started = job is not None and job.status is RayStatus.PENDING
         if start_deadline is not None and not_started and self._start_deadline_passed(start_deadline, attempt, job):
             message = f"The job did not start within startDeadlineSeconds ({start_deadline:g} s); it was stopped."
             return self._start_stopping(submission_id, BridgeStatus.FAILED, message, Reason.START_DEADLINE_EXCEEDED)
@@ -511,14 +567,20 @@ class JobSession:
         )
         log.info("%s", message)
         self.reporter.update({JOB_STATUS: BridgeStatus.PENDING, MESSAGE: message})
-        return Retry(attempt, job, outcome.message, self.clock.monotonic())
+        return Retry(attempt, job, outcome.message, self.clock.monotonic() - self._since_end(job, delay))
+
+    def _since_end(self, job: JobInfo, delay: float) -> float:
+        """How long ago Ray ended the attempt, by its end_time: a pod that re-attaches during the
+        delay waits only what is left of it, not the whole delay again."""
+        if not job.end_time_ms:
+            return 0.0
+        return min(max(self.clock.now().timestamp() - job.end_time_ms / 1000, 0.0), delay)
 
     def _wait_to_retry(self, state: Retry) -> State | Outcome:
         """The delay before the next attempt, cut short by kill, the deadline or SIGTERM."""
         failed_id, following = state.attempt.submission_id, state.attempt.number + 1
         if self._kill_requested():
-            message = f"Stopped at the operator's request (kill=true) before attempt {following}; {state.message}"
-            return Outcome.final(failed_id, BridgeStatus.KILL, message, state.failed, reason=Reason.KILLED)
+            return self._killed_before(Submit(Attempt(state.attempt.base_id, following), follows=state))
         deadline = self.config.properties.active_deadline_seconds
         if deadline is not None and self._deadline_passed(deadline):
             message = f"activeDeadlineSeconds ({deadline:g} s) passed before attempt {following}; {state.message}"

@@ -8,9 +8,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from raypod.capped_read import MAX_CONFIG_FILE, read_capped_text
 from raypod.config import BridgeConfig, ConfigOverrides, kill_requested
 from raypod.entrypoint import job_config
 from raypod.errors import ConfigError
+from raypod.safetext import valid_json
 
 
 class ConfigSource(Protocol):
@@ -56,9 +58,9 @@ class DirectorySource:
             if entry.name.startswith(".") or not entry.is_file():
                 continue
             try:
-                data[entry.name] = entry.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as error:
-                raise ConfigError.single(entry.name, f"cannot read {entry}: {error}") from error
+                data[entry.name] = read_capped_text(entry, MAX_CONFIG_FILE, entry.name)
+            except OSError as error:
+                raise ConfigError.single(entry.name, f"cannot read {entry}: {error.strerror}") from error
         return data
 
 
@@ -73,10 +75,11 @@ class ManifestSource:
 
     def read(self) -> dict[str, str]:
         try:
-            text = self.path.read_text(encoding="utf-8")
+            text = read_capped_text(self.path, MAX_CONFIG_FILE, "--config")
         except OSError as error:
             raise ConfigError.single("--config", f"cannot read {self.path}: {error.strerror}") from error
-        document = _parse_manifest(text, self.path)
+        # JSON's and YAML's escapes can spell a lone surrogate: made valid text here, where it enters.
+        document = valid_json(_parse_manifest(text, self.path))
         if not isinstance(document, dict):
             raise ConfigError.single("--config", f"{self.path} must hold one ConfigMap object")
         kind = document.get("kind")

@@ -11,8 +11,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
+from raypod.capped_read import MAX_CONFIG_FILE, read_capped_text
 from raypod.contract import OWNED_KEYS
-from raypod.errors import ConfigError, RaypodError
+from raypod.errors import ConfigError, LocalFileError, RaypodError
+from raypod.safetext import valid_json
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +54,18 @@ class StatusFile:
 
     def load(self) -> dict[str, str]:
         try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return {}
+            text = self._read()
         except OSError as error:
-            raise ConfigError.single("--status-file", f"cannot read {self.path}: {error.strerror}") from error
+            raise ConfigError.single("--status-file", f"cannot read {self.path}: {error.strerror}") from None
+        return self._parse(text)
+
+    def _read(self) -> str:
+        try:
+            return read_capped_text(self.path, MAX_CONFIG_FILE, "--status-file")
+        except FileNotFoundError:
+            return ""
+
+    def _parse(self, text: str) -> dict[str, str]:
         if not text.strip():
             return {}
         try:
@@ -65,10 +74,17 @@ class StatusFile:
             raise ConfigError.single("--status-file", f"{self.path} is not a JSON object") from error
         if not isinstance(data, dict):
             raise ConfigError.single("--status-file", f"{self.path} is not a JSON object")
-        return {str(k): str(v) for k, v in data.items()}
+        # JSON's escapes can spell a lone surrogate, which no later print or write could encode.
+        return {str(k): str(v) for k, v in valid_json(data).items()}
 
     def write(self, changes: Mapping[str, str]) -> None:
-        write_json_atomically(self.path, {**self.load(), **changes}, sort_keys=True)
+        """A file that cannot be written (a full or read-only disk) is a failed write like the API's:
+        the reporter keeps the changes pending, and a write that must persist fails the run plainly."""
+        try:
+            recorded = self._parse(self._read())
+            write_json_atomically(self.path, {**recorded, **changes}, sort_keys=True)
+        except OSError as error:
+            raise LocalFileError(f"cannot write {self.description}", error) from None
 
 
 def write_json_atomically(path: Path, value: object, *, sort_keys: bool = False) -> None:
@@ -118,7 +134,19 @@ class StatusReporter:
     def get(self, key: str) -> str:
         return self.current.get(key, "")
 
+    def persist(self, changes: Mapping[str, str]) -> None:
+        """Write ``changes`` now, or keep nothing of them: a failed write raises, and no later write
+        (nor the result) names what was never recorded, such as an attempt Ray never had."""
+        fresh = {k: v for k, v in changes.items() if self.current.get(k) != v}
+        self.sink.write({**self._pending, **fresh})
+        self._pending.clear()
+        self.current.update(fresh)
+        if fresh and self.on_change is not None:
+            self.on_change(fresh)
+
     def update(self, changes: Mapping[str, str | None], *, must_persist: bool = False) -> None:
+        """Record ``changes`` (None: no change) and write them. A failed write is retried with the next
+        one; ``must_persist``: it raises instead, and the changes stay recorded (the final status)."""
         fresh = {k: v for k, v in changes.items() if v is not None and self.current.get(k) != v}
         if fresh:
             self.current.update(fresh)

@@ -18,7 +18,7 @@ from raypod.clock import Clock
 from raypod.config import BridgeConfig
 from raypod.contract import RESOURCE_URL
 from raypod.entrypoint import new_submission_id, plan_submission
-from raypod.errors import ConfigError, RayApiError, SubmissionRejected, Terminated
+from raypod.errors import ConfigError, LocalFileError, RayApiError, SubmissionRejected, Terminated
 from raypod.inputs import LocalInputs, build_packages, fetch_inputs
 from raypod.jobs import RayJobs
 from raypod.objectstore import ObjectStore
@@ -34,9 +34,43 @@ def attempt_id(base_id: str, attempt: int) -> str:
     return base_id if attempt <= 1 else f"{base_id}-r{attempt - 1}"
 
 
-def base_of(submission_id: str, attempt: int) -> str:
-    """The job's id from the id of one of its attempts."""
-    return submission_id.removesuffix(f"-r{attempt - 1}") if attempt > 1 else submission_id
+def attempt_number(base_id: str, submission_id: str) -> int | None:
+    """Which attempt of the job ``base_id`` the id ``submission_id`` is: 1 for the job's id itself,
+    n for ``<base>-r<n-1>``; None when it is none of them."""
+    if submission_id == base_id:
+        return 1
+    rest = submission_id.removeprefix(f"{base_id}-r")
+    if rest == submission_id or not rest.isdecimal() or rest.startswith("0"):
+        return None
+    return int(rest) + 1
+
+
+def split_recorded(submission_id: str, number: int) -> tuple[str, int]:
+    """The job's id and the attempt from a recorded attempt id and ``status.attempt``. A record that
+    disagrees with itself (the id lacks that attempt's suffix) names attempt 1 of the id it holds."""
+    suffix = f"-r{number - 1}"
+    if number > 1 and submission_id.endswith(suffix) and len(submission_id) > len(suffix):
+        return submission_id.removesuffix(suffix), number
+    return submission_id, 1
+
+
+def resolve_attempt(configured: str, recorded_id: str, recorded_number: int) -> tuple[str, int]:
+    """The job's id and the newest attempt the records know, from the ConfigMap's ``id`` and what an
+    earlier pod recorded (``status.attempt`` with its attempt id).
+
+    The two may disagree: a mounted ConfigMap lags the API, so its ``id`` may name an older attempt
+    than the record; with a status file, the ConfigMap's ``id`` is the job's own. An ``id`` that is
+    an attempt of the recorded job counts as that attempt (the newer of the two wins); any other
+    names another job, at its first attempt. An attempt id is never taken for a job's id."""
+    if not recorded_id:
+        return configured, 1
+    base_id, number = split_recorded(recorded_id, recorded_number)
+    if not configured:
+        return base_id, number
+    known = attempt_number(base_id, configured)
+    if known is None:
+        return configured, 1  # the ConfigMap names another job than the one recorded
+    return base_id, max(number, known)
 
 
 def recorded_attempt(text: str) -> int:
@@ -114,6 +148,13 @@ class RaySubmitter:
         self.identity = identity
 
     def prepare(self, submission_id: str | None) -> Prepared:
+        try:
+            return self._prepare(submission_id)
+        except OSError as error:
+            # The pod's own disk (a full or read-only TMPDIR, a file-size limit): nothing was sent to Ray.
+            raise LocalFileError(f"cannot make the job's files in {tempfile.gettempdir()}", error) from None
+
+    def _prepare(self, submission_id: str | None) -> Prepared:
         config, settings = self.config, self.settings
         with tempfile.TemporaryDirectory(prefix="raypod-") as temp:
             workdir = Path(temp)
@@ -162,7 +203,7 @@ class RaySubmitter:
                 try:
                     ray.get_job(submission_id, retry=NO_RETRY)
                 except RayApiError as lookup_error:
-                    if lookup_error.not_found:
+                    if lookup_error.job_unknown:
                         raise error from lookup_error
                     raise error from None
                 log.info("Ray accepted %s although its answer was lost", submission_id)

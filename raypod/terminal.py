@@ -1,16 +1,20 @@
-"""What the human-facing commands print: tables, and a progress line for long waits.
+"""What the human-facing commands print: tables, a progress line for long waits, and, under
+``--log-format json``, every line for people as one JSON object.
 
 Import-light on purpose (standard library only): ``python -m raypod --help`` must stay fast.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TextIO
 
 from raypod.clock import now_text
+from raypod.log_context import json_line, json_lines, set_json_lines
 
 #: Without a terminal, a progress line is printed at most this often (a heartbeat for CI logs).
 PLAIN_EVERY = 30.0
@@ -49,7 +53,82 @@ def elapsed_text(seconds: float) -> str:
 def print_bad_input(lines: Sequence[str], stream: TextIO | None = None) -> None:
     """Every problem of a bad input, one per line, each naming its key (``run`` and every command)."""
     for line in lines:
-        print(f"raypod: bad input: {line}", file=stream or sys.stderr, flush=True)
+        print_error(f"raypod: bad input: {line}", stream)
+
+
+def print_error(text: str, stream: TextIO | None = None) -> None:
+    """A line saying why a command failed (stderr by default): level ERROR as a JSON line."""
+    target = stream or sys.stderr
+    if isinstance(target, JsonLines):
+        target.emit(text, "ERROR")
+    else:
+        print(text, file=target, flush=True)
+
+
+#: The timestamp the status lines start with: a JSON line carries it as ``ts`` instead.
+_LEADING_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ")
+
+
+class JsonLines:
+    """A text stream under ``--log-format json``: each line written to it goes out as one JSON
+    object (``raypod.log_context.json_line``, level INFO unless ``emit`` says otherwise). Whatever
+    prints to it, a status line, a progress line, a warning, even a traceback, a log collector
+    gets JSON. Never a terminal: progress is a plain line, not one rewritten in place."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            self._emit_line(line)
+        return len(text)
+
+    def emit(self, msg: str, level: str) -> None:
+        self.end_line()
+        self.stream.write(json_line(msg, level) + "\n")
+        self.stream.flush()
+
+    def end_line(self) -> None:
+        """Send a line that was left without its newline."""
+        partial, self._partial = self._partial, ""
+        self._emit_line(partial)
+
+    def _emit_line(self, line: str) -> None:
+        line = _LEADING_TIME.sub("", line.rstrip("\r"))
+        if line.strip():
+            self.stream.write(json_line(line, "INFO") + "\n")
+            self.stream.flush()
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+@contextmanager
+def json_stderr(on: bool) -> Iterator[None]:
+    """``--log-format json`` for one command: every line on stderr is a JSON object meanwhile."""
+    if not on:
+        yield
+        return
+    original = sys.stderr
+    stream = JsonLines(original)
+    set_json_lines(True)
+    sys.stderr = stream
+    try:
+        yield
+    finally:
+        stream.end_line()
+        sys.stderr = original
+        set_json_lines(False)
+
+
+def people_out(stream: TextIO) -> TextIO:
+    """``stream`` for lines meant for people (not data): JSON lines under ``--log-format json``."""
+    return JsonLines(stream) if json_lines() else stream  # type: ignore[return-value]
 
 
 class Progress:

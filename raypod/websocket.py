@@ -32,11 +32,13 @@ import socket
 import ssl
 import struct
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from raypod.interrupt import cuttable
+from raypod.safetext import printable
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
@@ -157,7 +159,7 @@ def parse_close(payload: bytes) -> tuple[int, str]:
     if code < 1000 or code in (1004, NO_STATUS, 1006, 1015) or 1016 <= code < 3000 or code >= 5000:
         raise WebSocketProtocolError(f"a close frame with the invalid code {code}")
     reason = payload[2:].decode("utf-8", "replace")
-    return code, "".join(ch if ch.isprintable() else "?" for ch in reason)
+    return code, printable(reason)
 
 
 class FrameParser:
@@ -319,7 +321,8 @@ class WebSocket:
 
     ``verify``: True (the system's CAs), False (no verification), or a CA bundle file or
     directory, as ``requests`` takes it. ``connect_timeout`` bounds the TCP connect,
-    ``handshake_timeout`` each read and write of the TLS and HTTP handshakes, ``idle_timeout``
+    ``handshake_timeout`` each read and write of the TLS handshake and the whole HTTP answer to the
+    upgrade (a server that trickles it cannot hold the tail), ``idle_timeout``
     each read after it (None: no limit, for a stream that may stay quiet for hours).
 
     ``read_size`` bounds one read (the one buffer that every read reuses). ``linger``: after a
@@ -349,6 +352,8 @@ class WebSocket:
         self._verify = verify
         self._connect_timeout = connect_timeout
         self._handshake_timeout = handshake_timeout
+        #: When the answer to the upgrade must be complete (time.monotonic()), once the handshake began.
+        self._handshake_ends: float | None = None
         self._idle_timeout = idle_timeout
         self._parser = FrameParser(max_frame)
         self._read_size = read_size
@@ -386,6 +391,7 @@ class WebSocket:
         self._sock = sock
         self._raise_if_aborted()
         sock.settimeout(self._handshake_timeout)
+        self._handshake_ends = None if self._handshake_timeout is None else time.monotonic() + self._handshake_timeout
         try:
             if target.tls:
                 sock = self._tls_context().wrap_socket(sock, server_hostname=target.host)
@@ -449,11 +455,20 @@ class WebSocket:
                 return data[:end], data[end + 4 :]
             if len(data) > MAX_HEAD:
                 raise WebSocketProtocolError(f"an answer head longer than {MAX_HEAD} bytes")
-            chunk = sock.recv(RECV_SIZE)
+            chunk = self._recv_in_handshake(sock, RECV_SIZE)
             if not chunk:
                 self._raise_if_aborted()
                 raise WebSocketError("the server closed the connection before it answered the upgrade")
             data += chunk
+
+    def _recv_in_handshake(self, sock: socket.socket, size: int) -> bytes:
+        """One read of the answer to the upgrade, within what is left of the handshake's time."""
+        if self._handshake_ends is not None:
+            left = self._handshake_ends - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the handshake's time is up")
+            sock.settimeout(left)
+        return sock.recv(size)
 
     def _refusal_body(self, sock: socket.socket, fields: Mapping[str, str]) -> str:
         """What came with a refusal, bounded: only a declared length is waited for."""
@@ -462,7 +477,7 @@ class WebSocket:
         wanted = min(int(declared), MAX_REFUSAL_BODY) if declared.isdigit() else 0
         try:
             while len(body) < wanted:
-                chunk = sock.recv(wanted - len(body))
+                chunk = self._recv_in_handshake(sock, wanted - len(body))
                 if not chunk:
                     break
                 body += chunk
@@ -595,7 +610,7 @@ def _parse_head(head: bytes) -> tuple[int, str, dict[str, str]]:
         name, colon, value = line.partition(":")
         if colon:
             fields[name.strip().lower()] = value.strip()
-    reason = "".join(ch if ch.isprintable() else "?" for ch in (parts[2] if len(parts) > 2 else ""))[:100]
+    reason = printable(parts[2] if len(parts) > 2 else "")[:100]
     return int(parts[1]), reason, fields
 
 

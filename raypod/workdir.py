@@ -173,7 +173,12 @@ def working_dir_files(root: Path, excludes: Sequence[str] = (), *, use_gitignore
     require_directory(root)
     found: dict[str, Path] = {}
     rules = [compile_rules(excludes, "", EXCLUDE_FLAG, EXCLUDE_FLAG)]
-    _walk(root, "", rules, found, frozenset({root.resolve()}), use_gitignore)
+    try:
+        _walk(root, "", rules, found, frozenset({root.resolve()}), use_gitignore)
+    except OSError as error:
+        # An entry whose kind cannot even be told (no permission, an I/O error): the user's input.
+        where = error.filename or root
+        raise ConfigError.single(WORKING_DIR_FLAG, f"cannot read {where}: {error.strerror or error}") from None
     return found
 
 

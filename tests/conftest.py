@@ -4,7 +4,7 @@ The suite runs in lanes, one folder each, and a test's lane is its folder (a mar
 unit (in-process, on fakes), loopback (scripted servers on 127.0.0.1 and raypod as a child process),
 ray (the real Ray head and/or the S3 server) and image (the container image). ``make test-unit`` and
 its siblings run one lane; ``-m unit`` and the like select by the marker. The helpers the test
-modules share are in tests/support/; the services and the proxy in devtools/.
+modules share are in tests/support/; the services, the proxy and the fake Kubernetes API in devtools/.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from devtools.fake_kube import FakeKube
 from devtools.proxy import Proxy
 from devtools.services import LocalRay, LocalS3
-from tests.support.fake_kube import FakeKube
 from tests.support.helpers import RAY_AUTH_TOKEN, BridgeJob, Services
 from tests.support.scripted_server import ScriptedServer
 
@@ -75,7 +75,7 @@ def token_ray() -> Iterator[LocalRay]:
         ray.stop()
 
 
-# -- the fake Kubernetes API over HTTPS (tests/support/fake_kube.py), one per test ---------------------
+# -- the fake Kubernetes API over HTTPS (devtools/fake_kube.py), one per test ---------------------
 @pytest.fixture
 def fake_kube(tmp_path: Path) -> Iterator[FakeKube]:
     with FakeKube(tmp_path / "kube") as fake:

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 import raypod
+from devtools.fake_kube import FakeKube
 from devtools.image import (
     NONROOT,
     SERVICE_ACCOUNT_DIR,
@@ -40,7 +41,6 @@ from devtools.image import (
     missing_requirements,
 )
 from devtools.proxy import Proxy
-from tests.support.fake_kube import FakeKube
 from tests.support.helpers import (
     Services,
     jobs_of,
@@ -393,3 +393,33 @@ def test_a_bad_configmap_exits_2_with_the_message_in_the_configmap(
     assert status["status.jobStatus"] == "FAILED"
     assert status["status.message"].startswith("Bad input: updateInterval: ")
     assert ray_proxy.recorded() == [], "bad input must be found before Ray is contacted"
+
+
+def test_a_module_in_the_working_directory_cannot_shadow_what_raypod_imports(image: Built, tmp_path: Path) -> None:
+    """The pod's working directory may be an emptyDir other containers write (/tmp): PYTHONSAFEPATH keeps
+    a ``tenacity.py`` (or ``json.py``) there from replacing the module raypod imports."""
+    shared = tmp_path / "shared"
+    (shared / "cm").mkdir(parents=True)
+    for module in ("tenacity", "json", "requests", "raypod"):
+        (shared / f"{module}.py").write_text("import sys\nprint('SHADOWED', file=sys.stderr)\nsys.exit(97)\n")
+    config = {
+        "resourceURL": "http://127.0.0.1:8265",
+        "jobdata.scriptLocation": "inline",
+        "jobdata.jobScript": "print('hi')\n",
+    }
+    for key, value in config.items():
+        (shared / "cm" / key).write_text(value)
+    pod = Pod(
+        image.name,
+        unique("raypod-test"),
+        args=("validate", "--config", "/shared/cm"),
+        mounts={"/shared": shared},
+        workdir="/shared",
+        store=image.store,
+    )
+    with pod:
+        code = pod.wait(timeout=120)
+        stdout, stderr = pod.logs()
+
+    assert "SHADOWED" not in stdout + stderr
+    assert code == 0, f"{stdout}\n{stderr}"

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+from devtools.fake_kube import QUICK, FakeKube
 from raypod.kube import KubeConfigMap, ServiceAccount
-from tests.support.fake_kube import QUICK, FakeKube
 
 NAME = "train-bridge-cm"
 

@@ -484,7 +484,7 @@ POLLS = [
             code=1,
             status=bridge,
             message=message,
-            fields={"status.endTime": "2023-11-14T22:14:20Z"},  # Ray's end_time
+            fields={"status.endTime": "2100-01-01T00:01:00Z"},  # Ray's end_time
         )
         for ray, bridge, message in [
             ("FAILED", "FAILED", "Job failed: "),
@@ -492,11 +492,22 @@ POLLS = [
         ]
     ),
     Case(
-        name="poll-404-ray-lost-the-job-unknown",
-        scripts={"poll": ("RUNNING", "404")},
+        name="poll-rays-own-404-ray-lost-the-job-unknown",
+        scripts={"poll": ("RUNNING", "gone")},
         code=1,
         status="UNKNOWN",
         message="Ray no longer knows job",
+    ),
+    *(
+        # Not Ray's answer (an ingress's page, a JSON 404 of a proxy): a failed poll, not a lost job.
+        Case(
+            name=f"poll-{answer}-that-is-not-rays-is-a-failed-poll",
+            scripts={"poll": ("RUNNING", answer, "SUCCEEDED")},
+            code=0,
+            status="SUCCEEDED",
+            live_until="SUCCEEDED",
+        )
+        for answer in ("404", "404-html")
     ),
     *(
         Case(
@@ -505,7 +516,7 @@ POLLS = [
             code=1,
             status="UNKNOWN",
             message=NO_ANSWER,
-            fields={"status.startTime": "2023-11-14T22:13:20Z"},  # what Ray said is kept
+            fields={"status.startTime": "2100-01-01T00:00:00Z"},  # what Ray said is kept
             statuses=("SUBMITTED", "RUNNING", "UNKNOWN"),
         )
         for answer in ("503", "html")
@@ -525,7 +536,9 @@ KILLS = [
             statuses=("SUBMITTED", "RUNNING", "KILL"),
             requests={STOP: 1 if answer == "ok" else 2},
         )
-        for answer in ("ok", "503", "reset", "401", "403", "400", "html", "list", "status-int", "huge")
+        for answer in (
+            *("ok", "503", "reset", "401", "403", "400", "404", "404-html", "html", "list", "status-int", "huge"),
+        )
     ),
     Case(
         name="kill-of-a-job-that-ended-on-its-own-keeps-rays-status",
@@ -536,7 +549,7 @@ KILLS = [
     ),
     Case(
         name="kill-whose-stop-ray-does-not-know-unknown",
-        scripts={"poll": ("kill", "RUNNING"), "stop": ("404",)},
+        scripts={"poll": ("kill", "RUNNING"), "stop": ("gone",)},
         code=1,
         status="UNKNOWN",
         message="Ray no longer knows job",
@@ -604,7 +617,7 @@ def test_the_status_and_the_requests_follow_the_dashboards_answers(
 
 # == scenarios of another shape =========================================================================
 # -- the working-dir package ----------------------------------------------------------------------------
-def test_a_package_check_answered_by_a_page_does_not_skip_the_upload(
+def test_a_package_check_answered_by_a_page_submits_nothing_and_is_not_retried(
     make_pod: Callable[..., Pod], capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     pod = make_pod(INLINE)
@@ -613,7 +626,13 @@ def test_a_package_check_answered_by_a_page_does_not_skip_the_upload(
     result = pod.run(capsys, caplog)
 
     result.assert_clean()
-    assert pod.dashboard.count("PUT", PACKAGES) == 1 or pod.dashboard.posts == 0
+    # Not Ray's answer, and not a passing fault: no retry (a retry would see "missing" and go on).
+    assert pod.dashboard.count("GET", PACKAGES) == 1
+    assert pod.dashboard.count("PUT", PACKAGES) == 0
+    assert pod.dashboard.posts == 0
+    assert (result.code, result.status.get("status.jobStatus")) == (1, "FAILED")
+    assert result.message.startswith("Not submitted: ")
+    assert "not Ray's answer to a package check" in result.message
 
 
 # -- the polls ------------------------------------------------------------------------------------------
@@ -691,8 +710,8 @@ def test_the_final_write_holds_every_key(make_pod: Callable[..., Pod], run: Call
         "status.attempt",
     }
     assert result.status["status.reason"] == "Succeeded"
-    assert result.status["status.startTime"] == "2023-11-14T22:13:20Z"
-    assert result.status["status.endTime"] == "2023-11-14T22:14:20Z"
+    assert result.status["status.startTime"] == "2100-01-01T00:00:00Z"
+    assert result.status["status.endTime"] == "2100-01-01T00:01:00Z"
     assert result.status["status.message"] == (
         "Job succeeded; the log was not uploaded (no s3.endpoint and s3upload.bucket)."
     )

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import requests
 
+from devtools.fake_kube import QUICK, FakeKube, other_ca_bundle
 from raypod.errors import ConfigError, KubeApiError, RaypodError
 from raypod.kube import KillFromEither, KubeConfigMap, ServiceAccount
 from raypod.process import open_run_target
 from raypod.retry import RetryPolicy
 from raypod.status_store import StatusReporter
-from tests.support.fake_kube import QUICK, FakeKube, other_ca_bundle
 
 
 # -- the client alone, against the fake API ----------------------------------------------------

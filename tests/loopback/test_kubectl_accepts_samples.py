@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.fake_kube import FakeKube
+from devtools.fake_kube import FakeKube
 from tests.support.samples import MANIFESTS, documents
 
 

@@ -36,6 +36,7 @@ from raypod.websocket import (
     WebSocketError,
     WebSocketProtocolError,
     WebSocketRefused,
+    WebSocketUnanswered,
     accept_key,
     close_payload,
     encode_frame,
@@ -198,6 +199,22 @@ def test_an_answer_other_than_101_is_a_refusal_with_its_status_and_body() -> Non
         WebSocket(url).open()
     assert caught.value.status == 404
     assert caught.value.body == "Job job-1 does not exist"
+
+
+def test_an_upgrade_answer_trickled_a_byte_at_a_time_ends_at_the_handshake_timeout() -> None:
+    client_left = threading.Event()
+
+    def script(conversation: Conversation) -> None:
+        head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nX-Pad: " + b"p" * 300 + b"\r\n\r\n"
+        for index in range(len(head)):  # each byte well within the 1 s read timeout
+            conversation.send(head[index : index + 1])
+            if client_left.wait(0.1):
+                return
+
+    with ws_server(script) as (url, _):
+        with pytest.raises(WebSocketUnanswered, match="no answer to the upgrade within 1 s"):
+            WebSocket(url, handshake_timeout=1.0).open()
+        client_left.set()
 
 
 def test_a_header_that_would_split_the_request_is_refused_without_quoting_it() -> None:

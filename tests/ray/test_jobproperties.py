@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import requests
 
-from tests.support.helpers import BridgeJob, Services, ray_job, wait_for_ray_status
+from tests.support.helpers import BridgeJob, Services, jobs_of, ray_job, wait_for_ray_status
 
 
 def supervisor_resources(services: Services, submission_id: str) -> dict[str, float]:
@@ -35,7 +36,41 @@ def supervisor_resources(services: Services, submission_id: str) -> dict[str, fl
     return dict(actors[0]["required_resources"])
 
 
-def test_entrypoint_resources_metadata_runtime_env_and_id_prefix_reach_the_ray_job(bridge_job: BridgeJob) -> None:
+def test_entrypoint_resources_metadata_runtime_env_and_submission_id_reach_the_ray_job(bridge_job: BridgeJob) -> None:
+    """The five rows of docs/comparison.md that name this test, each claim of each row (the GPU
+    amount is test_a_non_zero_entrypoint_num_gpus_reaches_the_supervisor_actor's: this head has none)."""
+    # Refused before anything is sent: metadata keys and runtime_env fields that raypod sets itself.
+    for number, (clash, problem) in enumerate(
+        [
+            ({"metadata": {"bridge-job": "mine"}}, "metadata key(s) bridge-job are set by raypod"),
+            (
+                {"runtime_env": {"working_dir": "s3://bucket/elsewhere.zip"}},
+                "runtime_env.working_dir clashes with the one raypod sets",
+            ),
+        ]
+    ):
+        refused = BridgeJob(bridge_job.root / f"refused-{number}", bridge_job.services, name=bridge_job.name)
+        refused.set(
+            jobdata__scriptLocation="inline",
+            jobdata__jobScript="print('never runs')\n",
+            jobproperties=json.dumps(clash),
+        )
+        result = refused.run()
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert f"bad input: jobproperties: {problem}" in result.stderr
+    assert jobs_of(bridge_job.services, bridge_job.name) == []
+
+    # Without a prefix: raypod-<job>-<12 hex>, and the BridgeJob's metadata with no user map.
+    plain = BridgeJob(bridge_job.root / "plain", bridge_job.services)
+    plain.set(jobdata__scriptLocation="inline", jobdata__jobScript="print('plain job ran')\n")
+    result = plain.run()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.fullmatch(rf"raypod-{re.escape(plain.name)}-[0-9a-f]{{12}}", result.status["id"]), result.status["id"]
+    assert ray_job(plain.services, result.status["id"])["metadata"] == {
+        "bridge-job": plain.name,
+        "bridge-namespace": "test-ns",
+    }
+
     properties = {
         "entrypoint_num_cpus": 0.5,
         "entrypoint_num_gpus": 0,
@@ -54,7 +89,7 @@ def test_entrypoint_resources_metadata_runtime_env_and_id_prefix_reach_the_ray_j
     result = bridge_job.run()
     assert result.returncode == 0, result.stdout + result.stderr
     submission_id = result.status["id"]
-    assert submission_id.startswith("nightly-etl-")
+    assert re.fullmatch(r"nightly-etl-[0-9a-f]{12}", submission_id), submission_id
     info = ray_job(bridge_job.services, submission_id)
     assert info["metadata"] == {
         "team": "ml",

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
+from devtools.fake_kube import QUICK, FakeKube, other_ca_bundle
 from raypod.contract import OWNED_KEYS
 from raypod.kube import KubeConfigMap, ServiceAccount
 from raypod.runner import Runner, RunOptions
 from raypod.source import ConfigMapJob
-from tests.support.fake_kube import QUICK, FakeKube, other_ca_bundle
 from tests.support.helpers import (
     PARSE_KWARGS_SCRIPT,
     BridgeJob,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fake_kube import FakeKube
+from devtools.fake_kube import FakeKube
 from tests.support.helpers import Services
 from tests.support.samples import one, sample_on_local_services
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.fake_kube import FakeKube
 from tests.support.bridge_operator import Action, BridgeOperator, Phase, phase_of
-from tests.support.fake_kube import FakeKube
 from tests.support.helpers import (
     GO_TIME,
     BridgeJob,

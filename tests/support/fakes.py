@@ -204,6 +204,8 @@ class FakeRay:
         self.packages: dict[str, int] = {}
         self.calls: list[tuple[str, Any]] = []
         self.submitted: list[str] = []
+        #: How far the head's clock is from the pod's (its start_time and end_time show it).
+        self.clock_skew_ms = 0
         self._script: dict[str, deque[Action]] = {}
         self._persistent: dict[str, _Persistent] = {}
 
@@ -233,7 +235,7 @@ class FakeRay:
             submission_id,
             life if life is not None else self.life,
             ignore_stop_in=fields.pop("ignore_stop_in", self.ignore_stop_in),
-            start_time_ms=self._now_ms(),
+            start_time_ms=fields.pop("start_time_ms", self._now_ms()),
             **fields,
         )
         self.jobs[submission_id] = job
@@ -322,7 +324,8 @@ class FakeRay:
             self._scripted("stop_job")
             job = self.jobs.get(submission_id)
             if job is None:
-                raise ray_error(404, "POST", f"/api/jobs/{submission_id}/stop", "Not Found")
+                body = f"Job {submission_id} does not exist"
+                raise ray_error(404, "POST", f"/api/jobs/{submission_id}/stop", "Not Found", body)
             if job.terminal:
                 return False
             if job.status not in job.ignore_stop_in:
@@ -356,7 +359,7 @@ class FakeRay:
         return quick.call(once, what="fake Ray call")
 
     def _now_ms(self) -> int:
-        return int(self.clock.now().timestamp() * 1000)
+        return int(self.clock.now().timestamp() * 1000) + self.clock_skew_ms
 
 
 # -- the clock ------------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ from typing import IO, Any
 
 import requests
 
+from devtools.fake_kube import FakeKube
 from devtools.services import LocalRay, LocalS3
-from tests.support.fake_kube import FakeKube
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -14,8 +14,10 @@ Ray's own answers:
 - ``GET /api/jobs/<id>``: a Ray status (``PENDING``, ``RUNNING``, ``SUCCEEDED``, ``FAILED``,
   ``STOPPED``), or ``kill`` (``RUNNING``, and the operator sets ``kill: "true"`` meanwhile). A job
   Ray does not have is a 404 whatever the script says, without using up a status step; a job Ray
-  stopped is ``STOPPED``;
-- ``POST /api/jobs/<id>/stop``: ``ok`` (Ray stops the job) or ``ended`` (``{"stopped": false}``).
+  stopped is ``STOPPED``; ``gone`` is Ray's own 404 (``Job <id> does not exist``, as after a
+  head restart), unlike the ``404`` and ``404-html`` of ``JUNK``, which are not Ray's;
+- ``POST /api/jobs/<id>/stop``: ``ok`` (Ray stops the job), ``ended`` (``{"stopped": false}``) or
+  ``gone``.
 
 Error bodies and answers of the wrong shape quote the credentials header the request carried
 (``ECHO_AUTH``), as a misbehaving proxy does: the token must never come out of raypod.
@@ -54,10 +56,16 @@ BASE_CONFIG = {
     "jobdata.jobScript": "/opt/train.py",
 }
 RAY_STATUSES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "STOPPED")
-START_MS = 1_700_000_000_000
-END_MS = 1_700_000_060_000
+#: Ray's times, later than any run of the tests: a start is never before the pod's submitTime.
+START_MS = 4_102_444_800_000
+END_MS = 4_102_444_860_000
 
 _HUGE_JOB = json.dumps({"status": "RUNNING", "message": "x" * (5 * MIB)}).encode()
+
+def ray_job_unknown(submission_id: str) -> Answer:
+    """Ray's own answer for a job it does not have (Ray 2.60's job_head)."""
+    return Answer(404, f"Job {submission_id} does not exist".encode(), "text/plain; charset=utf-8")
+
 
 #: The answer classes of a hostile dashboard, each an answer to any request.
 JUNK: dict[str, Answer] = {
@@ -68,6 +76,8 @@ JUNK: dict[str, Answer] = {
     "401": Answer(401, b'{"message": "invalid token @AUTH@"}'),
     "403": Answer(403, b"<html><body>Forbidden: @AUTH@</body></html>", "text/html"),
     "404": Answer(404, b'{"message": "Not Found"}'),
+    # An ingress's own page: a 404 that says nothing about the job.
+    "404-html": Answer(404, b"<html><body><h1>404 Not Found</h1>nginx</body></html>", "text/html"),
     "html": Answer(200, b"<html><body>Please sign in (@AUTH@)</body></html>", "text/html; charset=utf-8"),
     "list": Answer(body=b"[]"),
     "null": Answer(body=b"null"),
@@ -178,7 +188,7 @@ class Dashboard:
         step = self._next("package_get")
         if step == "present":
             return Answer(200, b"", "application/octet-stream")
-        return self._junk(step, seen) or Answer(404, b'{"message": "Package not found"}')
+        return self._junk(step, seen) or Answer(404, b"Package gcs://_ray_pkg_x.zip does not exist", "text/plain")
 
     def _package_put(self, seen: Seen) -> Answer:
         step = self._next("package_put")
@@ -210,11 +220,13 @@ class Dashboard:
         step = self._next("poll", peek=True)
         if isinstance(step, str) and step in (*RAY_STATUSES, "kill"):
             if submission_id not in self.accepted:
-                return Answer(404, f'{{"message": "Job {submission_id} does not exist"}}'.encode())
+                return ray_job_unknown(submission_id)
             if submission_id in self.stopped:
                 self.served.append("STOPPED")
                 return job_answer(submission_id, "STOPPED", message="Job was intentionally stopped.")
         step = self._next("poll")
+        if step == "gone":
+            return ray_job_unknown(submission_id)
         junk = self._junk(step, seen)
         if junk is not None:
             return junk
@@ -231,8 +243,8 @@ class Dashboard:
         junk = self._junk(step, seen)
         if junk is not None:
             return junk
-        if submission_id not in self.accepted:
-            return Answer(404, b'{"message": "Job does not exist"}')
+        if submission_id not in self.accepted or step == "gone":
+            return ray_job_unknown(submission_id)
         if step == "ended":
             return Answer(body=b'{"stopped": false}')
         assert step == "ok", step

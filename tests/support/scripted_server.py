@@ -10,7 +10,8 @@ given in one of two ways:
   ``Answer`` or a function of the request (``Seen``) that returns one.
 
 An ``Answer`` can also break the connection without answering (``reset``: an RST, as a crashed
-proxy does) and can quote the request's credentials (``ECHO_AUTH`` in its body), as a misbehaving
+proxy does), send its body one byte at a time (``trickle``: a server that never hits a read
+timeout), and can quote the request's credentials (``ECHO_AUTH`` in its body), as a misbehaving
 proxy's error page does. Shared by ``tests/loopback/test_http.py``, ``tests/loopback/test_ray_answers.py`` and the
 hostile-dashboard tests.
 """
@@ -26,6 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 #: In an answer's body: replaced by the credentials header the request carried (or ``-``).
 ECHO_AUTH = b"@AUTH@"
@@ -45,6 +47,8 @@ class Answer:
     cut_after: int | None = None
     #: Answer nothing: reset the connection (RST) once the request is read.
     reset: bool = False
+    #: Send the body one byte at a time, this many seconds apart (until the client leaves or the server stops).
+    trickle: float | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ class ScriptedServer:
         self.sent = 0
         self._routes: list[_Route] = []
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -125,6 +130,9 @@ class ScriptedServer:
                 self.end_headers()
                 budget = total if answer.cut_after is None else answer.cut_after
                 try:
+                    if answer.trickle is not None:
+                        server.trickle(self.wfile, content[:budget], answer.trickle)
+                        return
                     for _ in range(answer.repeat):
                         piece = content[:budget]
                         if not piece:
@@ -183,7 +191,16 @@ class ScriptedServer:
             self.seen.clear()
             self.sent = 0
 
+    def trickle(self, out: Any, content: bytes, interval: float) -> None:
+        for index in range(len(content)):
+            out.write(content[index : index + 1])
+            out.flush()
+            self.sent += 1
+            if self._stopping.wait(interval):
+                return
+
     def stop(self) -> None:
+        self._stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)

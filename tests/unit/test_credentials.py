@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -112,13 +113,13 @@ def test_without_basic_auth_username_and_password_are_not_opened(
     write(tmp_path, "username", f"{MARKER}\n{MARKER}")  # bad: reading it would be an error
     (tmp_path / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
     opened: list[str] = []
-    real_read_bytes = Path.read_bytes
+    real_open = Path.open
 
-    def recording_read_bytes(self: Path) -> bytes:
+    def recording_open(self: Path, *args: Any, **kwargs: Any) -> Any:
         opened.append(self.name)
-        return real_read_bytes(self)
+        return real_open(self, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", recording_read_bytes)
+    monkeypatch.setattr(Path, "open", recording_open)
     credentials = RayCredentials.from_dir(tmp_path, basic=False)
     assert opened == ["token"]
     assert (credentials.token, credentials.username, credentials.password) == ("tok", None, None)

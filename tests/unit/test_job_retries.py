@@ -13,7 +13,7 @@ import pytest
 from raypod import exits
 from raypod.contract import ATTEMPT, ID, JOB_STATUS, MESSAGE, SUBMIT_TIME, BridgeStatus, Reason
 from raypod.outcome import Ending
-from raypod.submission import attempt_id, base_of, recorded_attempt
+from raypod.submission import attempt_id, recorded_attempt, split_recorded
 from tests.support.fakes import FAILED_MESSAGE, Harness, no_answer, wrapped_rejection
 
 FAILS = ("PENDING", "RUNNING", ("FAILED", FAILED_MESSAGE))
@@ -26,9 +26,11 @@ def retrying(retries: int = 2, delay: float = 10, **more: object) -> dict[str, s
 
 def test_attempt_ids_are_the_jobs_id_then_r1_r2_and_give_the_jobs_id_back() -> None:
     assert [attempt_id("raypod-x-1a", n) for n in (1, 2, 3)] == ["raypod-x-1a", "raypod-x-1a-r1", "raypod-x-1a-r2"]
-    assert base_of("raypod-x-1a-r2", 3) == "raypod-x-1a"
+    assert split_recorded("raypod-x-1a-r2", 3) == ("raypod-x-1a", 3)
     # An id that merely ends like a retry is the job's own id at attempt 1.
-    assert base_of("job-r1", 1) == "job-r1"
+    assert split_recorded("job-r1", 1) == ("job-r1", 1)
+    # A record that disagrees with itself names attempt 1 of the id it holds.
+    assert split_recorded("job-r1", 3) == ("job-r1", 1)
     assert [recorded_attempt(text) for text in ("", "1", "3", "0", "-2", "two")] == [1, 1, 3, 1, 1, 1]
 
 

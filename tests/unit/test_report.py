@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from raypod import run_record
 from raypod.artifacts import Collected
 from raypod.contract import END_TIME, ID, JOB_STATUS, MESSAGE, REASON, SUBMIT_TIME, BridgeStatus
 from raypod.errors import ConfigError
@@ -74,9 +75,26 @@ def test_the_termination_message_is_cut_to_what_the_kubelet_keeps_without_splitt
 def test_the_termination_log_flag_chooses_the_path_or_turns_it_off(tmp_path: Path) -> None:
     assert termination_log_path(str(tmp_path / "t")) == tmp_path / "t"
     assert termination_log_path("") is None
-    # Absent: /dev/termination-log only where the kubelet made it; raypod never creates it.
-    default = termination_log_path(None)
-    assert default is None or default == Path("/dev/termination-log")
+
+
+def test_without_the_flag_the_termination_log_is_written_only_where_the_kubelet_made_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kubelets = tmp_path / "termination-log"  # stands in for /dev/termination-log
+    monkeypatch.setattr(run_record, "TERMINATION_LOG", kubelets)
+    outcome = Outcome.final("s1", BridgeStatus.SUCCEEDED, "Job succeeded.")
+    result = RunResult(0, outcome, None, written(outcome))
+
+    # Outside a pod nothing made it: nothing is written, and no file is created.
+    assert termination_log_path(None) is None
+    write_termination_message(termination_log_path(None), result)
+    assert not kubelets.exists()
+
+    # In a pod the kubelet made it: the summary goes there.
+    kubelets.touch()
+    assert termination_log_path(None) == kubelets
+    write_termination_message(termination_log_path(None), result)
+    assert kubelets.read_text().startswith("SUCCEEDED (Succeeded): Ray job s1:")
 
 
 # -- the result file --------------------------------------------------------------------------------

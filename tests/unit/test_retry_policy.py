@@ -8,6 +8,7 @@ import pytest
 
 from raypod.errors import ApiError, ConfigError, RayApiError, S3Error, Terminated
 from raypod.retry import RetryPolicy
+from raypod.safetext import Scrubber
 
 
 def unavailable() -> ApiError:
@@ -110,5 +111,5 @@ def test_a_non_xml_s3_answer_is_retried_by_its_status(status: int, transient: bo
 
     from raypod.s3 import _translate
 
-    error = _translate(InvalidResponseError(status, "text/html", "<html>proxy</html>"), "upload", None)
+    error = _translate(InvalidResponseError(status, "text/html", "<html>proxy</html>"), "upload", None, Scrubber())
     assert isinstance(error, S3Error) and error.transient is transient

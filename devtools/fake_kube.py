@@ -1,11 +1,12 @@
-"""A small fake Kubernetes API server for tests: ConfigMaps only, over real HTTPS.
+"""A small fake Kubernetes API server for the tests and the soak: ConfigMaps only, over real HTTPS.
 
 - TLS with a throwaway CA (trustme); the service-account directory it writes holds that CA,
   a bearer token and the namespace, laid out as a pod sees them.
 - Only the current token is accepted; ``rotate_token()`` replaces the file and rejects the old one.
 - ``GET``, ``PATCH`` (JSON merge patch, RFC 7386) and ``PUT`` (409 on a stale ``resourceVersion``)
   of ``/api/v1/namespaces/<ns>/configmaps/<name>``; ``resourceVersion`` grows on every change.
-- ``deny()`` answers 401/403 the way the real server does; ``fail()`` injects transient errors.
+- ``deny()`` answers 401/403 the way the real server does; ``fail()`` injects transient errors;
+  ``answer_page()`` answers with a page that is not the API server's (a proxy's), changing nothing.
 - Just enough discovery (``/api``, ``/apis``, ...) for ``kubectl apply --dry-run=client``.
 
 Runs in a thread on 127.0.0.1 with a free port. Every request is recorded for assertions.
@@ -26,8 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import requests
 import trustme
+from requests import Session
 
 from raypod.retry import RetryPolicy
 
@@ -91,11 +92,20 @@ class Recorded:
     status: int
 
 
+@dataclass(frozen=True)
+class Page:
+    """An answer that is not the API server's (a proxy's HTML page, its JSON): sent as it is."""
+
+    body: bytes
+    content_type: str = "text/html; charset=utf-8"
+
+
 @dataclass
 class Fault:
     verb: str
     status: int
     remaining: int | None  # None: until cleared
+    page: Page | None = None
 
 
 @dataclass
@@ -179,6 +189,11 @@ class FakeKube:
         with self._lock:
             self._faults.append(Fault(verb, status, count))
 
+    def answer_page(self, verb: str, page: Page, status: int = 200, count: int | None = 1) -> None:
+        """The next ``count`` calls of ``verb`` get ``page`` (with ``status``) and change nothing."""
+        with self._lock:
+            self._faults.append(Fault(verb, status, count, page))
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
@@ -223,9 +238,9 @@ class FakeKube:
     def data(self, name: str, namespace: str | None = None) -> dict[str, str]:
         return dict(self.configmap(name, namespace).get("data") or {})
 
-    def session(self) -> requests.Session:
+    def session(self) -> Session:
         """A client as the operator would be: verifies the CA and sends the current token."""
-        session = requests.Session()
+        session = Session()
         # Else REQUESTS_CA_BUNDLE in the environment would replace the session's verify.
         session.trust_env = False
         session.verify = str(self.ca_path)
@@ -242,12 +257,12 @@ class FakeKube:
         obj["metadata"]["resourceVersion"] = str(self._version)
         self._objects[(ns, name)] = obj
 
-    def _fault_for(self, verb: str) -> int | None:
+    def _fault_for(self, verb: str) -> Fault | None:
         for fault in self._faults:
             if fault.verb == verb and (fault.remaining is None or fault.remaining > 0):
                 if fault.remaining is not None:
                     fault.remaining -= 1
-                return fault.status
+                return fault
         return None
 
     def handle(self, method: str, path: str, headers: Mapping[str, str], raw: bytes) -> tuple[int, Any]:
@@ -274,8 +289,10 @@ class FakeKube:
         match = CONFIGMAP_PATH.match(path)
         if match:
             injected = self._fault_for(verb)
+            if injected is not None and injected.page is not None:
+                return injected.status, injected.page
             if injected is not None:
-                return injected, self._refusal(injected, verb, match["ns"], match["name"])
+                return injected.status, self._refusal(injected.status, verb, match["ns"], match["name"])
             return self._configmap(method, match["ns"], match["name"], content_type, body)
         return self._discovery_or_other(method, path)
 
@@ -392,9 +409,10 @@ def _make_handler(fake: FakeKube) -> type[BaseHTTPRequestHandler]:
             path = self.path.split("?", 1)[0]
             headers = {key.lower(): value for key, value in self.headers.items()}
             status, answer = fake.handle(self.command, path, headers, raw)
-            payload = json.dumps(answer).encode()
+            page = answer if isinstance(answer, Page) else Page(json.dumps(answer).encode(), "application/json")
+            payload = page.body
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", page.content_type)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)

@@ -1,0 +1,163 @@
+"""``--log-format json``: every line each command writes on stderr is one JSON object (ts, level,
+msg, job_id), whatever wrote it: a log line, a status line, a progress line, an error; and
+``validate``'s findings, lines for people, are JSON objects too. Data on stdout (an id, a table,
+the job's log, ``--json``) is unchanged. Each command runs as a child process against a scripted
+dashboard (docs/cli.md#output)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.cli import raypod
+from tests.support.hostile import BASE_CONFIG, Dashboard, job_answer
+from tests.support.scripted_server import Answer, ScriptedServer
+
+TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+JSON = ("--log-format", "json")
+
+
+def json_objects(text: str) -> list[dict[str, Any]]:
+    """Every non-empty line of ``text`` as a JSON object of the documented shape."""
+    objects = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        value = json.loads(line)  # a plain line fails here, naming itself
+        assert isinstance(value, dict), line
+        assert {"ts", "level", "msg", "job_id"} <= set(value), line
+        assert TIME.match(value["ts"]) and value["level"] in ("DEBUG", "INFO", "WARNING", "ERROR"), line
+        objects.append(value)
+    return objects
+
+
+def messages(completed: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line["msg"] for line in json_objects(completed.stderr)]
+
+
+@pytest.fixture
+def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
+    with ScriptedServer() as server:
+        yield Dashboard(server, tmp_path)
+
+
+def client(dashboard: Dashboard, tmp_path: Path) -> list[str]:
+    return ["--address", dashboard.server.url, "--credentials", str(tmp_path), *JSON]
+
+
+def script_file(tmp_path: Path) -> str:
+    script = tmp_path / "train.py"
+    script.write_text("print('training')\n")
+    return str(script)
+
+
+def test_submit_wait_prints_only_json_lines_on_stderr_through_a_retry(dashboard: Dashboard, tmp_path: Path) -> None:
+    dashboard.script("poll", "FAILED", "SUCCEEDED")
+    properties = json.dumps({"retries": 1, "retryDelaySeconds": 0})
+    completed = raypod(
+        "submit", *client(dashboard, tmp_path), "--script", script_file(tmp_path), "--properties", properties,
+        "--interval", "0.5", "--no-follow-logs", "--wait",
+    )  # fmt: skip
+
+    assert completed.returncode == 0, completed.stderr
+    said = messages(completed)
+    first, second = dashboard.accepted
+    assert any("status.jobStatus=SUCCEEDED" in msg for msg in said), said
+    assert any("attempt 2 of 2" in msg for msg in said), said
+    assert {line["job_id"] for line in json_objects(completed.stderr)} >= {second}
+    assert completed.stdout.splitlines()[0] == first  # data: the id, plain
+
+
+def test_submit_without_wait_prints_only_json_lines_on_stderr(dashboard: Dashboard, tmp_path: Path) -> None:
+    completed = raypod("submit", *client(dashboard, tmp_path), "--script", script_file(tmp_path))
+
+    assert completed.returncode == 0, completed.stderr
+    messages(completed)
+    assert completed.stdout.strip() == dashboard.accepted[0]
+
+
+def test_run_prints_only_json_lines_on_stderr(dashboard: Dashboard, tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    for key, value in {"resourceURL": dashboard.server.url, **BASE_CONFIG}.items():
+        (config / key).write_text(value)
+    status_file = tmp_path / "status.json"
+    completed = raypod(
+        "run", "--config", str(config), "--status-file", str(status_file), "--credentials", str(tmp_path),
+        "--s3-credentials", str(tmp_path / "s3"), "--no-follow-logs", *JSON,
+        env={"JOBNAME": "json-lines", "NAMESPACE": "bridge"},
+    )  # fmt: skip
+
+    assert completed.returncode == 0, completed.stderr
+    said = json_objects(completed.stderr)
+    assert said, "a run logs at INFO"
+    assert {line["job_id"] for line in said} <= {None, dashboard.accepted[0]}
+    assert "status.jobStatus=SUCCEEDED" in completed.stdout  # run's stdout keeps its status lines
+
+
+def test_status_logs_and_list_print_only_json_lines_on_stderr(dashboard: Dashboard, tmp_path: Path) -> None:
+    dashboard.has("s1")
+    dashboard.server.script("GET", "/api/v0/logs/file", Answer(200, b"the job's own line\n", "text/plain"))
+    dashboard.server.script("GET", "/api/jobs/", Answer(body=b"[" + job_answer("s1", "SUCCEEDED").body + b"]"))
+
+    status = raypod("status", "s1", *client(dashboard, tmp_path))
+    logs = raypod("logs", "s1", *client(dashboard, tmp_path))
+    listed = raypod("list", *client(dashboard, tmp_path))
+
+    for completed in (status, logs, listed):
+        assert completed.returncode == 0, completed.stderr
+        messages(completed)
+    assert "status:" in status.stdout and "SUCCEEDED" in status.stdout  # data, plain
+    assert logs.stdout == "the job's own line\n"
+    assert listed.stdout.startswith("SUBMISSION ID")
+
+
+def test_stop_and_delete_print_only_json_lines_on_stderr(dashboard: Dashboard, tmp_path: Path) -> None:
+    dashboard.has("s1")
+    dashboard.script("poll", "RUNNING")
+    dashboard.script("stop", Answer(body=b'{"stopped": true}'))  # taken, and the job goes on
+
+    stop = raypod("stop", "s1", *client(dashboard, tmp_path), "--timeout", "1")
+    delete = raypod("delete", "s1", *client(dashboard, tmp_path))
+
+    assert stop.returncode == 1
+    assert [line["level"] for line in json_objects(stop.stderr) if "still RUNNING" in line["msg"]] == ["ERROR"]
+    assert delete.returncode == 1
+    assert any("stop it first" in msg for msg in messages(delete))
+
+
+def test_an_error_and_a_bad_input_are_json_lines_at_level_error(dashboard: Dashboard, tmp_path: Path) -> None:
+    missing = raypod("status", "nobody", *client(dashboard, tmp_path))
+    bad = raypod("status", "s1", "--credentials", str(tmp_path), "--address", "ray://127.0.0.1:1", *JSON)
+
+    assert missing.returncode == 1
+    assert [line["level"] for line in json_objects(missing.stderr)] == ["ERROR"]
+    assert "Ray has no job nobody" in messages(missing)[0]
+    assert bad.returncode == 2
+    assert [line["level"] for line in json_objects(bad.stderr)] == ["ERROR"]
+    assert "bad input" in messages(bad)[0]
+
+
+def test_validate_prints_its_findings_as_json_lines(tmp_path: Path) -> None:
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"data": {"resourceURL": "http://ray:8265", "jobdata.jobScript": "print(1)\n"}}))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"data": {"resourceURL": "not a url", "kill": "maybe"}}))
+
+    ok = raypod("validate", "--config", str(good), *JSON)
+    refused = raypod("validate", "--config", str(bad), *JSON)
+
+    assert ok.returncode == 0, ok.stderr + ok.stdout
+    assert [line["level"] for line in json_objects(ok.stdout)] == ["INFO"]
+    json_objects(ok.stderr)
+    assert refused.returncode == 2
+    findings = json_objects(refused.stdout)
+    assert len(findings) >= 2 and {line["level"] for line in findings} == {"ERROR"}
+    assert any("kill" in line["msg"] for line in findings)
+    assert any("problem(s)" in msg for msg in messages(refused))
