@@ -176,7 +176,7 @@ def keeps_running(submission_id: str) -> str:
 
 def stopping(submission_id: str) -> str:
     """``submit --wait --stop-on-interrupt`` cut short: the job is stopped next (``stop_after_interrupt``)."""
-    return f"interrupted: Ray job {submission_id} is stopped next"
+    return f"Ray job {submission_id} is stopped next"
 
 
 def stop_after_interrupt(args: argparse.Namespace, submission_id: str, terminate: TerminateEvent) -> int:
@@ -198,10 +198,10 @@ def stop_after_interrupt(args: argparse.Namespace, submission_id: str, terminate
             stop, job = stop_confirmed(args, submission_id)
     except Terminated:
         left = f"left before Ray confirmed the stop of {submission_id}"
-        print(f"raypod: interrupted again: {left}; {may_run}", file=sys.stderr)
+        print_error(f"raypod: interrupted again: {left}; {may_run}")
         return EXIT_FAILED
     except RayApiError as error:
-        print(f"raypod: Ray job {submission_id} was not stopped ({error}); {may_run}", file=sys.stderr)
+        print_error(f"raypod: Ray job {submission_id} was not stopped ({error}); {may_run}")
         return EXIT_FAILED
     if job is not None and job.terminal:
         print(f"raypod: Ray job {submission_id} is {job.status}", file=sys.stderr)
@@ -212,7 +212,7 @@ def stop_after_interrupt(args: argparse.Namespace, submission_id: str, terminate
         refused = f" (the stop call failed: {stop.refusal.reason})" if stop.refusal else ""
         still = job.status if job is not None else "in an unknown state"
         why = f"it is still {still} {STOP_ON_INTERRUPT_TIMEOUT:g} s after the stop request{refused}"
-    print(f"raypod: Ray job {submission_id} was not confirmed stopped: {why}; {may_run}", file=sys.stderr)
+    print_error(f"raypod: Ray job {submission_id} was not confirmed stopped: {why}; {may_run}")
     return EXIT_FAILED
 
 
