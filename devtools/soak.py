@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,7 +45,7 @@ import requests
 from devtools.fake_kube import FakeKube
 from devtools.proxy import RESPOND, Proxy, Rule
 from devtools.services import LocalRay, LocalS3
-from devtools.soak_checks import FINAL, INVARIANTS, Evidence, PodRun, Violation, check
+from devtools.soak_checks import FINAL, HARNESS, INVARIANTS, Evidence, PodRun, Violation, check
 from devtools.soak_plan import (
     BIG_INPUT_BYTES,
     FAULT_KINDS,
@@ -117,7 +117,7 @@ class SoakReport:
         counts = Counter(v.invariant for _, v in self.violations)
         failing_runs = Counter(inv for run in self.runs for inv in {v.invariant for v in run.violations})
         lines.append(f"{'invariant':<24}{'violations':>11}{'runs':>6}")
-        lines += [f"{inv:<24}{counts[inv]:>11}{failing_runs[inv]:>6}" for inv in INVARIANTS]
+        lines += [f"{inv:<24}{counts[inv]:>11}{failing_runs[inv]:>6}" for inv in (*INVARIANTS, HARNESS)]
         lines.append(f"{'fault kind':<24}{'runs':>11}{'failing':>8}")
         for kind in FAULT_KINDS:
             with_kind = [run for run in self.runs if kind in run.plan.kinds]
@@ -428,7 +428,9 @@ class Run:
         evidence = Evidence(self.plan, self.job_name, self.pods, record, jobs, logs, cut, RUN_BOUND)
         violations = check(evidence)
         clean_up(self.head.ray_address, jobs)
-        if not violations:
+        if violations:  # kept with the pods' files, to look at again
+            (self.root / "evidence.json").write_text(json.dumps(asdict(evidence), indent=1, default=str))
+        else:
             shutil.rmtree(self.root, ignore_errors=True)
         final = record.get("status.jobStatus", "none")
         return RunReport(
@@ -480,6 +482,14 @@ def prepare_head(head: Head) -> None:
     client.put_object(INPUT_BUCKET, BIG_INPUT, io.BytesIO(data), len(data))
 
 
+def run_one(run: Run) -> RunReport:
+    """The run's report; a failure of the soak itself (not raypod's) is reported as one, never hidden."""
+    try:
+        return run.execute()
+    except Exception as error:
+        return RunReport(run.index, run.plan, run.job_name, 0.0, "none/-", [Violation(HARNESS, repr(error))])
+
+
 def soak(head: Head, runs: int, seed: int, parallel: int, root: Path, quiet: bool = False) -> SoakReport:
     """``runs`` runs with the seeds ``seed``, ``seed + 1``, ..., ``parallel`` at a time."""
     prepare_head(head)
@@ -489,7 +499,7 @@ def soak(head: Head, runs: int, seed: int, parallel: int, root: Path, quiet: boo
     lock = threading.Lock()
     with ThreadPoolExecutor(parallel) as pool:
         futures = [
-            pool.submit(Run(i, plan_run(seed + i, can_mount=mountable), head, root / f"run-{seed + i}").execute)
+            pool.submit(run_one, Run(i, plan_run(seed + i, can_mount=mountable), head, root / f"run-{seed + i}"))
             for i in range(runs)
         ]
         for future in as_completed(futures):

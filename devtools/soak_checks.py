@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from devtools.soak_plan import Plan
+from devtools.soak_plan import RETRY_DELAY_SECONDS, Plan
 
 INVARIANTS = (
     "duplicate_submission",
@@ -19,6 +19,8 @@ INVARIANTS = (
     "secret_leak",
     "grace_exceeded",
 )
+#: Not an invariant: the soak itself failed on a run (a bug of the soak, or the machine).
+HARNESS = "soak_error"
 FINAL = ("SUCCEEDED", "FAILED", "KILL", "UNKNOWN")
 TRACEBACK = "Traceback (most recent call last)"
 #: The script's first line: when the job really started (seconds since the epoch).
@@ -182,7 +184,8 @@ def false_final_status(evidence: Evidence) -> list[str]:
             allowed.add("BadInput")
         if _outage_past_connect_timeout(plan) and status == "UNKNOWN" and "Lost track" in message:
             return []
-        if any(f.target == "submit" and f.kind in ("echo", "html404") for f in plan.faults):
+        # A 400 to the POST is a rejection whoever sends it; an ingress's 404 page is not Ray's word.
+        if any(f.target == "submit" and f.kind == "echo" for f in plan.faults):
             allowed.add("SubmissionRejected")
         if status == "FAILED" and reason in allowed:
             return []
@@ -206,7 +209,30 @@ def false_final_status(evidence: Evidence) -> list[str]:
     ):
         problem = _deadline_problem(evidence, reason, job)
         return [f"{written}: {problem}"] if problem else []
+    if status == "FAILED" and reason == "DeadlineExceeded" and ray == "FAILED":
+        # The attempt failed on its own and the deadline passed before the next one could start.
+        problem = _retry_after_deadline_problem(evidence, job)
+        return [f"{written}: {problem}"] if problem else []
+    if status == "KILL":
+        return [f"{written}, but nobody set kill; Ray reports {final_id} {ray}"]
     return [f"{written} while Ray reports {final_id} {ray}"]
+
+
+def _retry_after_deadline_problem(evidence: Evidence, job: dict[str, Any]) -> str | None:
+    plan = evidence.plan
+    attempt = _attempt_of(str(job.get("submission_id")), re.sub(r"(-r\d+)+$", "", str(job.get("submission_id"))))
+    if plan.active_deadline is None:
+        return "an active deadline fired that the job does not have"
+    if attempt is None or attempt >= plan.retries + 1:
+        return "no attempt was left to wait for"
+    first = min(float(j.get("start_time") or 0) for j in evidence.ray_jobs) / 1000
+    next_start = float(job.get("end_time") or 0) / 1000 + RETRY_DELAY_SECONDS
+    if next_start < first + plan.active_deadline - DEADLINE_MARGIN:
+        return (
+            f"the next attempt was due {next_start - first:.1f} s after the first submission, "
+            f"before its {plan.active_deadline} s deadline"
+        )
+    return None
 
 
 def missing_final_status(evidence: Evidence) -> list[str]:

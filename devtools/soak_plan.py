@@ -46,6 +46,9 @@ TARGETS: dict[str, tuple[str, str]] = {
     "any": (".*", r".*"),
 }
 
+#: retryDelaySeconds of every plan with retries: short, so that runs stay short.
+RETRY_DELAY_SECONDS = 1
+
 #: How big the small /tmp is (a tmpfs, or RLIMIT_FSIZE), and the input that does not fit in it.
 SMALL_TMP_BYTES = 256 * 1024
 BIG_INPUT_BYTES = 1024 * 1024
@@ -109,7 +112,7 @@ class Plan:
     def properties(self) -> dict[str, int]:
         properties: dict[str, int] = {}
         if self.retries:
-            properties |= {"retries": self.retries, "retryDelaySeconds": 1}
+            properties |= {"retries": self.retries, "retryDelaySeconds": RETRY_DELAY_SECONDS}
         if self.start_deadline is not None:
             properties["startDeadlineSeconds"] = self.start_deadline
         if self.active_deadline is not None:

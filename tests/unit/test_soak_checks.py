@@ -121,3 +121,22 @@ def test_a_traceback_in_any_output_is_found_with_its_exception() -> None:
     assert [(v.invariant, v.detail) for v in found] == [
         ("traceback", "pod 1 stderr: OSError: [Errno 27] File too large")
     ]
+
+
+def test_an_active_deadline_that_passes_while_a_retry_waits_agrees_with_the_failed_attempt() -> None:
+    plan = replace(PLAN, retries=2, active_deadline=4)
+    record = {**FINAL_RECORD, "status.jobStatus": "FAILED", "status.reason": "DeadlineExceeded"}
+    failed = ray_job(BASE, "FAILED", start=1000.0, end=1003.5)  # the next attempt was due at 4.5 s
+
+    assert check(evidence(plan=plan, record=record, ray_jobs=[failed])) == []
+    early = replace(plan, active_deadline=10)
+    assert invariants(evidence(plan=early, record=record, ray_jobs=[failed])) == ["false_final_status"]
+
+
+def test_kill_that_nobody_asked_for_is_a_false_final_status() -> None:
+    record = {**FINAL_RECORD, "status.jobStatus": "KILL", "status.reason": "Killed"}
+
+    found = check(evidence(record=record, ray_jobs=[ray_job(BASE, "STOPPED")]))
+
+    assert [v.invariant for v in found] == ["false_final_status"]
+    assert "nobody set kill" in found[0].detail
