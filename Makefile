@@ -10,9 +10,13 @@ WHEELHOUSE ?= wheelhouse
 IMAGE_PYTHON ?= 3.12
 # pip does not widen an explicit --platform to older manylinux tags, so they are listed.
 IMAGE_ARCH ?= $(shell uname -m)
+# `make soak`: how many runs, the first run's seed (default: a random one, printed), runs at a time.
+SOAK_RUNS ?= 200
+SOAK_SEED ?=
+SOAK_PARALLEL ?= 4
 IMAGE_PLATFORMS ?= $(foreach tag,manylinux_2_28 manylinux_2_17 manylinux2014 manylinux_2_5 manylinux1,$(tag)_$(IMAGE_ARCH))
 
-.PHONY: help venv demo test test-unit test-loopback test-ray test-image check bench wheelhouse docker-build \
+.PHONY: help venv demo test test-unit test-loopback test-ray test-image check bench soak wheelhouse docker-build \
 	docker-push image image-test clean
 
 help:
@@ -24,6 +28,7 @@ help:
 	@echo "make test-image    the image lane: the container image and the Dockerfile's replay (tests/image)"
 	@echo "make check         ruff and mypy"
 	@echo "make bench         compare raypod with the Ray SDK (bench/)"
+	@echo "make soak          chaos soak on a local Ray head: \$$SOAK_RUNS pod runs (200) under random faults, from \$$SOAK_SEED"
 	@echo "make wheelhouse    collect the runtime wheels for an offline image build"
 	@echo "make docker-build  build \$$IMAGE_TAG_BASE:\$$VERSION;  make docker-push  push it"
 	@echo "make image         build \$$IMG with docker, else buildah (no daemon), and print its name"
@@ -62,6 +67,11 @@ check: $(VENV)/.installed-test+yaml+dev
 
 bench: $(VENV)/.installed-test+yaml+dev
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Not part of `make test` (tests/ray/test_soak_on_ray.py is its short version). A failing run is
+# replayed with `make soak SOAK_SEED=<its seed> SOAK_RUNS=1`.
+soak: $(VENV)/.installed-test+yaml+dev
+	$(BIN)/python -m devtools.soak --runs $(SOAK_RUNS) --parallel $(SOAK_PARALLEL) $(if $(SOAK_SEED),--seed $(SOAK_SEED))
 
 # raypod itself (pure Python) is built here; its dependencies and setuptools (for the image's
 # offline build of raypod) are fetched as wheels for the image's Python and platform.

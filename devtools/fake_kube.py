@@ -5,8 +5,9 @@
 - Only the current token is accepted; ``rotate_token()`` replaces the file and rejects the old one.
 - ``GET``, ``PATCH`` (JSON merge patch, RFC 7386) and ``PUT`` (409 on a stale ``resourceVersion``)
   of ``/api/v1/namespaces/<ns>/configmaps/<name>``; ``resourceVersion`` grows on every change.
-- ``deny()`` answers 401/403 the way the real server does; ``fail()`` injects transient errors;
-  ``answer_page()`` answers with a page that is not the API server's (a proxy's), changing nothing.
+- ``deny()`` answers 401/403 the way the real server does; ``fail()`` injects transient errors,
+  ``slow()`` slow answers; ``answer_page()`` answers with a page that is not the API server's (a
+  proxy's), changing nothing.
 - Just enough discovery (``/api``, ``/apis``, ...) for ``kubectl apply --dry-run=client``.
 
 Runs in a thread on 127.0.0.1 with a free port. Every request is recorded for assertions.
@@ -21,6 +22,7 @@ import re
 import secrets
 import ssl
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,6 +36,9 @@ from raypod.retry import RetryPolicy
 
 #: A retry policy short enough for tests of raypod's client against this server (faults end quickly).
 QUICK = RetryPolicy(attempts=2, initial_wait=0.05, max_wait=0.1, deadline=2.0)
+
+#: The RBAC verb of each HTTP method the fake serves.
+_VERBS = {"GET": "get", "PATCH": "patch", "PUT": "update"}
 
 CONFIGMAP_PATH = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/configmaps/(?P<name>[^/]+)$")
 #: Any other object path: /api/v1/namespaces/ns/pods/x or /apis/group/version/namespaces/ns/plural/x.
@@ -109,6 +114,13 @@ class Fault:
 
 
 @dataclass
+class Slowness:
+    verb: str
+    seconds: float
+    remaining: int
+
+
+@dataclass
 class FakeKube:
     root: Path
     namespace: str = "bridge-test"
@@ -127,6 +139,7 @@ class FakeKube:
         self._objects: dict[tuple[str, str], dict[str, Any]] = {}
         self._version = 100
         self._faults: list[Fault] = []
+        self._slow: list[Slowness] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -194,9 +207,15 @@ class FakeKube:
         with self._lock:
             self._faults.append(Fault(verb, status, count, page))
 
+    def slow(self, verb: str, seconds: float, count: int = 1) -> None:
+        """Answer the next ``count`` calls of ``verb`` ("get", "patch", "update") ``seconds`` late."""
+        with self._lock:
+            self._slow.append(Slowness(verb, seconds, count))
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._slow.clear()
 
     def create_configmap(
         self, name: str, data: Mapping[str, str], namespace: str | None = None, *, owner_uid: str | None = None
@@ -265,7 +284,17 @@ class FakeKube:
                 return fault
         return None
 
+    def _lateness(self, method: str) -> float:
+        with self._lock:
+            for slow in self._slow:
+                if slow.verb == _VERBS.get(method, method.lower()) and slow.remaining > 0:
+                    slow.remaining -= 1
+                    return slow.seconds
+        return 0.0
+
     def handle(self, method: str, path: str, headers: Mapping[str, str], raw: bytes) -> tuple[int, Any]:
+        # Outside the lock: a slow answer holds up only its own request.
+        time.sleep(self._lateness(method))
         content_type = headers.get("content-type", "")
         body: Any = None
         if raw:
@@ -285,7 +314,7 @@ class FakeKube:
         if presented != f"Bearer {self.token}":
             return 401, status_body(401, "Unauthorized", "Unauthorized")
         self.tokens_seen[self.token] = self.tokens_seen.get(self.token, 0) + 1
-        verb = {"GET": "get", "PATCH": "patch", "PUT": "update"}.get(method, method.lower())
+        verb = _VERBS.get(method, method.lower())
         match = CONFIGMAP_PATH.match(path)
         if match:
             injected = self._fault_for(verb)

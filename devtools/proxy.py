@@ -16,7 +16,8 @@ What is done with the connections is chosen when the proxy is made:
   Rules are matched in order by method and path regex. A rule fires for its
   next ``times`` matching requests (or for ever) and can: answer with a status (e.g. 503), reset the
   connection (RST), forward the request and then reset instead of answering ("the answer was
-  lost"), cut the answer short, delay, or demand basic auth.
+  lost"), cut the answer short, trickle it (one byte at a time, as a stalled link or a hostile
+  server sends it), delay, or demand basic auth.
 - ``keep_alive=True``, to count: each client connection is piped to one upstream connection of its
   own, both ways, as the bytes come, so pooled connections stay pooled and timings are not
   distorted. The requests are recorded on the way; there are no rules.
@@ -47,6 +48,7 @@ DROP_RESPONSE = "drop_response"
 DELAY = "delay"
 REQUIRE_BASIC = "require_basic"
 TRUNCATE = "truncate"
+TRICKLE = "trickle"
 #: What is recorded for a request no rule matched.
 FORWARD = "forward"
 
@@ -68,6 +70,7 @@ class Rule:
     status: int = 503
     body: bytes = b""
     content_type: str = "text/plain"
+    #: DELAY: seconds before the request is forwarded; TRICKLE: seconds between two bytes of the answer.
     delay: float = 0.0
     credentials: tuple[str, str] | None = None
     #: REQUIRE_BASIC: drop the Authorization header once checked, as an ingress can be told to.
@@ -277,6 +280,11 @@ class Proxy:
         """Forward, then reset the connection after ``after`` bytes of the answer's body."""
         return self.add(Rule(TRUNCATE, method, path, times, limit=after))
 
+    def trickle(self, method: str, path: str, seconds_per_byte: float, times: int | None = 1) -> Rule:
+        """Forward, then pass the answer on one byte every ``seconds_per_byte``: each read gets data
+        in time, so only a deadline on the whole call ends it."""
+        return self.add(Rule(TRICKLE, method, path, times, delay=seconds_per_byte))
+
     def require_basic(self, username: str, password: str, *, strip: bool = False) -> Rule:
         return self.add(Rule(REQUIRE_BASIC, credentials=(username, password), strip=strip))
 
@@ -427,7 +435,9 @@ class Proxy:
             upstream.recv(1)
             _reset(client)
             return upstream
-        self._pipe(upstream, client, rule.limit if rule is not None and rule.action == TRUNCATE else None)
+        limit = rule.limit if rule is not None and rule.action == TRUNCATE else None
+        pace = rule.delay if rule is not None and rule.action == TRICKLE else None
+        self._pipe(upstream, client, limit, pace)
         return upstream
 
     def _match(self, method: str, target: str) -> Rule | None:
@@ -440,10 +450,13 @@ class Proxy:
                     return rule
         return None
 
-    def _pipe(self, upstream: socket.socket, client: socket.socket, limit: int | None = None) -> None:
+    def _pipe(
+        self, upstream: socket.socket, client: socket.socket, limit: int | None = None, pace: float | None = None
+    ) -> None:
         """Copy the answer to the client (rewriting its Connection header) until either side closes.
 
-        With ``limit``, only that many bytes of the body get through; then the client is reset.
+        With ``limit``, only that many bytes of the body get through; then the client is reset. With
+        ``pace``, the body goes one byte every ``pace`` seconds (until the proxy stops).
         """
         head, rest = _read_head(upstream)
         if head is None:
@@ -460,7 +473,13 @@ class Proxy:
                 if budget is not None:
                     pending = pending[:budget]
                     budget -= len(pending)
-                client.sendall(pending)
+                if pace is not None:
+                    for byte in range(len(pending)):
+                        if self._stopped.wait(pace):
+                            return
+                        client.sendall(pending[byte : byte + 1])
+                else:
+                    client.sendall(pending)
                 pending = b""
             if budget is not None and budget <= 0:
                 _reset(client)
