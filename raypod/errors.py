@@ -104,6 +104,13 @@ class RayApiError(ApiError):
         return self.status == 404 and is_rays_missing_text(self.body, "Package")
 
 
+def looks_like_a_page(body: str) -> bool:
+    """An HTML page: what an ingress, a proxy or a sign-in service answers. Ray's dashboard answers
+    its API calls with JSON or one plain line, never HTML."""
+    head = body.lstrip()[:512].lower()
+    return head.startswith(("<!doctype html", "<html", "<head", "<body")) or "<html" in head
+
+
 def is_rays_missing_text(body: str, kind: str) -> bool:
     """Ray's dashboard answers a missing job or package with one plain line:
     ``<kind> <name> does not exist`` (ray.dashboard.modules.job.job_head)."""

@@ -30,6 +30,7 @@ from raypod.contract import (
     ID,
     JOB_STATUS,
     MESSAGE,
+    REASON,
     START_TIME,
     SUBMIT_TIME,
     BridgeStatus,
@@ -44,13 +45,15 @@ from raypod.ray import JobInfo, RayStatus
 from raypod.retry import RetryPolicy
 from raypod.safetext import one_line
 from raypod.status_store import StatusReporter
-from raypod.submission import Submitter, attempt_id, attempt_number, recorded_attempt, resolve_attempt
+from raypod.submission import NotOnRay, Submitter, attempt_id, attempt_number, recorded_attempt, resolve_attempt
 
 log = logging.getLogger(__name__)
 
 #: Read timeout of one status poll: short enough that SIGTERM is honoured well within 30 s.
 POLL_READ_TIMEOUT = 10.0
 KILL_MESSAGE = "Stopped at the operator's request (kill=true)."
+#: The reasons raypod stops a job for on its own.
+DEADLINE_REASONS = (Reason.DEADLINE_EXCEEDED, Reason.START_DEADLINE_EXCEEDED)
 #: How long a stop of a job past its start deadline may take to show, before raypod says that Ray
 #: did not stop it (a job in the middle of starting may still stop).
 START_STOP_CONFIRM = 10.0
@@ -358,6 +361,11 @@ class JobSession:
             self.submitter.post(prepared)
         except SubmissionRejected as error:
             return outcome_of_error(error, submission_id)
+        except NotOnRay as error:
+            if state.follows is not None:
+                return self._retry_not_submitted(state.follows, attempt, error)
+            message = one_line(f"Not submitted: {error}", 400)
+            return Outcome.final(submission_id, BridgeStatus.FAILED, message, reason=Reason.NOT_SUBMITTED)
         except RaypodError as error:
             return outcome_of_error(error, submission_id, submitted=True)  # Ray may have it
         first_submission = attempt.number == 1 or not self.reporter.get(SUBMIT_TIME)
@@ -481,6 +489,10 @@ class JobSession:
 
     def _start_stopping(self, submission_id: str, status: BridgeStatus, message: str, reason: str) -> Stopping:
         log.info("stopping Ray job %s: %s", submission_id, message)
+        if reason in DEADLINE_REASONS:
+            # Recorded before the stop: a pod that replaces this one finds the job STOPPED on Ray and
+            # must know it was a deadline (kill is in the ConfigMap already).
+            self.reporter.update({REASON: reason, MESSAGE: message})
         request = PendingStop(self.ray, submission_id, self._poll_timeouts())
         return Stopping(status, message, reason, self.clock.monotonic(), request)
 
@@ -606,6 +618,13 @@ class JobSession:
 
     def _ended(self, job: JobInfo) -> Outcome:
         status = job.status.bridge
+        recorded_reason = self.reporter.get(REASON)
+        if job.status is RayStatus.STOPPED and recorded_reason in DEADLINE_REASONS:
+            # An earlier pod stopped it for a deadline and left before Ray confirmed the stop.
+            message = self.reporter.get(MESSAGE) or "A deadline passed; the job was stopped."
+            return Outcome.final(
+                job.submission_id or self.reporter.get(ID), BridgeStatus.FAILED, message, job, reason=recorded_reason
+            )
         message = self._end_message(job, status)
         return Outcome.final(job.submission_id or self.reporter.get(ID), status, message, job)
 

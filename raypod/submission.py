@@ -18,7 +18,15 @@ from raypod.clock import Clock
 from raypod.config import BridgeConfig
 from raypod.contract import RESOURCE_URL
 from raypod.entrypoint import new_submission_id, plan_submission
-from raypod.errors import ConfigError, LocalFileError, RayApiError, SubmissionRejected, Terminated
+from raypod.errors import (
+    ConfigError,
+    LocalFileError,
+    RayApiError,
+    RaypodError,
+    SubmissionRejected,
+    Terminated,
+    looks_like_a_page,
+)
 from raypod.inputs import LocalInputs, build_packages, fetch_inputs
 from raypod.jobs import RayJobs
 from raypod.objectstore import ObjectStore
@@ -86,8 +94,26 @@ def recorded_attempt(text: str) -> int:
 
 
 def is_refusal(error: RayApiError) -> bool:
-    """Ray said no to the request itself (a 4xx): it did not take it, and asking again cannot help."""
-    return not error.transient and error.status is not None and 400 <= error.status < 500
+    """Ray said no to the request itself (a 4xx): it did not take it, and asking again cannot help.
+    A page (an ingress's 404, a sign-in form) is not Ray's word: whether Ray has the job is asked."""
+    return (
+        not error.transient
+        and error.status is not None
+        and 400 <= error.status < 500
+        and not looks_like_a_page(error.body)
+    )
+
+
+class NotOnRay(RaypodError):
+    """The POST got an answer raypod cannot read (a page, garbled JSON), and Ray then said with its
+    own 404 that it has no such job: the POST is sent again, and should every try end so, the job
+    was not submitted."""
+
+    transient = True
+
+    def __init__(self, error: RayApiError) -> None:
+        self.error = error
+        super().__init__(f"{error}; Ray then said it has no such job")
 
 
 @dataclass(frozen=True)
@@ -105,8 +131,8 @@ class Submitter(Protocol):
         ...
 
     def post(self, prepared: Prepared) -> None:
-        """POST the job until Ray has it. ``SubmissionRejected`` when Ray refuses it; any other
-        error means Ray may have it."""
+        """POST the job until Ray has it. ``SubmissionRejected`` when Ray refuses it, ``NotOnRay``
+        when Ray said it does not have it after the last try; any other error means Ray may have it."""
         ...
 
 
@@ -203,8 +229,12 @@ class RaySubmitter:
                 try:
                     ray.get_job(submission_id, retry=NO_RETRY)
                 except RayApiError as lookup_error:
+                    if lookup_error.job_unknown and error.status is not None and error.status < 500:
+                        # A whole answer (garbled, or a page) came back: the POST is over, and Ray has
+                        # no such job. A gateway's 5xx may come while Ray still handles the POST.
+                        raise NotOnRay(error) from error
                     if lookup_error.job_unknown:
-                        raise error from lookup_error
+                        raise error from lookup_error  # no answer: the POST may still be on its way
                     raise error from None
                 log.info("Ray accepted %s although its answer was lost", submission_id)
 

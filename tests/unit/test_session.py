@@ -437,15 +437,16 @@ def test_garbled_answer_to_an_accepted_post_is_looked_up_and_the_job_watched() -
     assert list(h.ray.jobs) == [outcome.submission_id]
 
 
-def test_garbled_answer_to_a_post_ray_never_got_is_unknown_and_never_a_rejection() -> None:
+def test_garbled_answer_to_every_post_ray_never_got_is_not_submitted_and_never_a_rejection() -> None:
     h = Harness()
     garbled = ray_error(200, "POST", "/api/jobs/", "unexpected answer: not JSON (text/html)")
     h.ray.fail("submit_job", garbled, times=None)
     outcome = h.run()
 
-    assert (outcome.ending, outcome.status) == (Ending.FINAL, BridgeStatus.UNKNOWN)
-    assert outcome.message.startswith(f"Lost track of Ray job {outcome.submission_id}: ")
+    assert (outcome.ending, outcome.status, outcome.reason) == (Ending.FINAL, BridgeStatus.FAILED, "NotSubmitted")
+    assert outcome.message.startswith("Not submitted: ")
     assert "rejected" not in outcome.message
+    assert len(h.ray.posts) > 1  # Ray said it lacks the job after each answer: posted again
     assert h.ray.jobs == {}
 
 
