@@ -104,6 +104,17 @@ def is_refusal(error: RayApiError) -> bool:
     )
 
 
+class Unclear(RaypodError):
+    """The POST's answer could not be read, nor could Ray be asked whether it took the job: the POST is
+    sent again (a job Ray has is named as a duplicate, never run twice)."""
+
+    transient = True
+
+    def __init__(self, error: RayApiError) -> None:
+        self.error = error
+        super().__init__(str(error))
+
+
 class NotOnRay(RaypodError):
     """The POST got an answer raypod cannot read (a page, garbled JSON), and Ray then said with its
     own 404 that it has no such job: the POST is sent again, and should every try end so, the job
@@ -235,7 +246,8 @@ class RaySubmitter:
                         raise NotOnRay(error) from error
                     if lookup_error.job_unknown:
                         raise error from lookup_error  # no answer: the POST may still be on its way
-                    raise error from None
+                    # Cannot tell whether Ray has it: post again (Ray names a duplicate), within the deadline.
+                    raise Unclear(error) from None
                 log.info("Ray accepted %s although its answer was lost", submission_id)
 
         try:
