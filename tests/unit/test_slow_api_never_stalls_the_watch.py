@@ -15,11 +15,11 @@ from raypod.background import BackgroundKillSwitch, BackgroundReporter
 from raypod.contract import JOB_STATUS, MESSAGE, BridgeStatus, Reason
 from raypod.errors import KubeApiError
 from raypod.session import JobSession
-from tests.support.fakes import Harness, MemorySink
+from tests.support.fakes import Harness, MemorySink, Step
 
 #: The longest a held call waits for its release: a test without the wrappers fails, never hangs.
 HELD_AT_MOST = 10.0
-RUNNING_FOR_A_WHILE = ["PENDING", *((("RUNNING", f"step {i}")) for i in range(11)), "SUCCEEDED"]
+RUNNING_FOR_A_WHILE: list[Step] = ["PENDING", *(("RUNNING", f"step {i}") for i in range(11)), "SUCCEEDED"]
 
 
 class HeldKill:
