@@ -37,20 +37,21 @@ CLOSE_WAIT = 30.0
 
 
 class _Spell:
-    """Logs the first failure of a spell, and the recovery; not every failure of it."""
+    """Logs the first failure of a spell (what ``failure`` says of it), and the recovery; not every
+    failure of it."""
 
-    def __init__(self, what: str) -> None:
-        self.what = what
+    def __init__(self, failure: Callable[[RaypodError], str], recovery: str) -> None:
+        self.failure, self.recovery = failure, recovery
         self.failing = False
 
     def failed(self, error: Exception) -> None:
         if not self.failing:
-            log.warning("%s failed (%s); the watch goes on, and it is tried again", self.what, reportable(error))
+            log.warning("%s", self.failure(reportable(error)))
         self.failing = True
 
     def succeeded(self) -> None:
         if self.failing:
-            log.info("%s works again", self.what)
+            log.info("%s", self.recovery)
         self.failing = False
 
 
@@ -69,7 +70,12 @@ class BackgroundKillSwitch:
         self._done = threading.Event()
         self._closed = False
         self._lock = threading.Lock()
-        self._spell = _Spell(f"re-reading kill from {inner.description}")
+        self._spell = _Spell(
+            lambda error: (
+                f"could not re-read kill from {inner.description}: {error}; the watch goes on with the last value read"
+            ),
+            f"kill can be read from {inner.description} again",
+        )
 
     def kill_requested(self) -> bool:
         with self._lock:
@@ -138,7 +144,10 @@ class BackgroundReporter(StatusReporter):
         self._superseded = False
         self._stopping = False
         self._writer: threading.Thread | None = None
-        self._spell = _Spell(f"writing the status to {sink.description}")
+        self._spell = _Spell(
+            lambda error: f"status not written to {sink.description} yet ({error}); will retry on the next poll",
+            f"the status is written to {sink.description} again",
+        )
 
     # -- the writer's life ---------------------------------------------------------------------
     def start(self) -> None:
