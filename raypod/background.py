@@ -156,16 +156,17 @@ class BackgroundReporter(StatusReporter):
         self._writer = threading.Thread(target=self._write_loop, name="raypod-status-writer", daemon=True)
         self._writer.start()
 
-    def stop(self) -> None:
-        """Back to synchronous writes: what the writer still holds is pending again (none is lost)."""
+    def stop(self, *, hurry: bool = False) -> None:
+        """Back to synchronous writes: what the writer still holds is pending again (none is lost).
+        ``hurry`` (SIGTERM): a write in flight is superseded at once, not waited for."""
         with self._state:
             self._stopping = True
             self._state.notify_all()
-        self._take_back()
+        self._take_back(0.0 if hurry else self.supersede_after)
 
     def close(self, timeout: float = CLOSE_WAIT) -> None:
         """At the end of the run: wait up to ``timeout`` for a write still in flight (and its repair)."""
-        self.stop()
+        self.stop(hurry=timeout <= 0)
         writer = self._writer
         if writer is not None:
             writer.join(timeout)
@@ -202,11 +203,12 @@ class BackgroundReporter(StatusReporter):
             super().persist(changes)
 
     # -- internals ---------------------------------------------------------------------------------
-    def _take_back(self) -> None:
+    def _take_back(self, wait: float | None = None) -> None:
         """Wait (bounded) for the write in flight; then the queue, and a write still in flight
         (superseded), are pending again, with current values, for the synchronous write to send."""
+        bound = self.supersede_after if wait is None else wait
         with self._state:
-            self._state.wait_for(lambda: self._in_flight is None or self._superseded, self.supersede_after)
+            self._state.wait_for(lambda: self._in_flight is None or self._superseded, bound)
             keys = set(self._queued)
             if self._in_flight is not None:
                 self._superseded = True

@@ -219,7 +219,7 @@ class Runner:
             finally:
                 output.live.stop()
                 kill_switch.close()
-                self.reporter.stop()
+                self.reporter.stop(hurry=self.clock.terminated)
             self._ended = outcome
             if (
                 outcome.ending is Ending.FINAL
