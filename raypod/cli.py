@@ -215,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--stop-on-interrupt",
         action="store_true",
         help="with --wait: Ctrl-C or SIGTERM (a cancelled CI job) stops the Ray job, waits until Ray says it "
-        "ended, then exits 130/143 (without it the job keeps running)",
+        "ended, then exits 130/143; 1 when Ray did not confirm the stop (a second interrupt leaves at once), "
+        "and the job may still run (without the flag the job keeps running)",
     )
     submit.add_argument(
         "--interval", type=_interval, metavar="SECONDS", help="poll interval (default: updateInterval, or 2)"

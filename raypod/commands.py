@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import enum
 import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from raypod.clock import SystemClock, format_ray_time
+from raypod.config import checked_submission_id
+from raypod.contract import ID, assert_never
 from raypod.credentials import RayAuthSources
-from raypod.entrypoint import validation_problems
+from raypod.entrypoint import checked_config
 from raypod.errors import ConfigError, RayApiError, RaypodError, Terminated
 from raypod.exits import (
     EXIT_BAD_INPUT,
@@ -33,17 +37,19 @@ from raypod.exits import (
     ExitCodes,
 )
 from raypod.flags import default_job_name, require_address, submit_job
-from raypod.jobs import stop_and_wait, wait_until_ended
+from raypod.interrupt import leave_on_signal
+from raypod.jobs import PendingStop, stop_and_wait, wait_until_ended
 from raypod.log_context import set_log_job_id
 from raypod.logs import LineEcho, LiveLog, echo_rest
+from raypod.outcome import Ending, Outcome, load_for_run, recorded_final
 from raypod.process import TerminateEvent, fallback_sink, install_terminate_handler, open_run_target
-from raypod.ray import JobInfo, RayJobsClient
+from raypod.ray import JobInfo, RayJobsClient, RayStatus
 from raypod.retry import RetryPolicy
 from raypod.run_record import termination_log_path, write_result, write_termination_message
 from raypod.runner import Runner, RunOptions, RunResult, report_bad_input
-from raypod.session import SessionSettings
-from raypod.source import ConfigMapJob, open_source
-from raypod.status_store import NullSink
+from raypod.session import START_STOP_CONFIRM, SessionSettings
+from raypod.source import ConfigMapJob, MappingSource, open_source
+from raypod.status_store import NullSink, recorded_keys
 from raypod.terminal import Progress, key_values, people_out, print_bad_input, print_error, table
 
 log = logging.getLogger(__name__)
@@ -118,6 +124,8 @@ def command_submit(args: argparse.Namespace) -> int:
             print(job.submission_id, file=job_out, flush=True)
         progress.show(job.submission_id, job.status)
 
+    if args.stop_on_interrupt and not args.wait:
+        raise ConfigError.single("--stop-on-interrupt", "only with --wait")
     options = RunOptions(
         job_name=default_job_name(args),
         namespace=args.namespace or "",
@@ -127,9 +135,8 @@ def command_submit(args: argparse.Namespace) -> int:
         s3_credentials_dir=args.s3_credentials,
         follow_logs=args.follow_logs,
         on_poll=on_poll,
+        left_running=stopping if args.stop_on_interrupt else keeps_running,
     )
-    if args.stop_on_interrupt and not args.wait:
-        raise ConfigError.single("--stop-on-interrupt", "only with --wait")
     terminate = install_terminate_handler() if args.wait else None
     # stdout carries only the id (and, with --wait, the job's output); the rest goes to stderr.
     runner = Runner(
@@ -142,36 +149,86 @@ def command_submit(args: argparse.Namespace) -> int:
     )
     result = runner.run()
     progress.clear()
-    submission_id = result.outcome.submission_id
+    outcome = result.outcome
+    submission_id = outcome.submission_id
     if not args.wait and result.exit_code == EXIT_OK:
         print(submission_id, flush=True)
-    elif result.exit_code == EXIT_TERMINATED and submission_id:
-        if args.stop_on_interrupt and terminate is not None:
-            leave_report(args, result)
-            return stop_after_interrupt(args, submission_id, terminate)
-        print(f"raypod: Ray job {submission_id} keeps running; `raypod stop {submission_id}` stops it", file=sys.stderr)
+        if outcome.job is not None:
+            print(
+                f"raypod: Ray job {submission_id} was submitted already ({outcome.job.status}): nothing new was "
+                f"submitted; `raypod logs {submission_id} --follow` follows it, `raypod status {submission_id}` "
+                "shows it",
+                file=sys.stderr,
+            )
+    elif result.exit_code == EXIT_TERMINATED and submission_id and args.stop_on_interrupt and terminate is not None:
+        leave_report(args, result)
+        return stop_after_interrupt(args, submission_id, terminate)
     return leave_report(args, result)
 
 
+def keeps_running(submission_id: str) -> str:
+    """``submit --wait`` cut short: what the job does now, in the words of the command line."""
+    return (
+        f"Ray job {submission_id} keeps running; `raypod stop {submission_id}` stops it, "
+        f"`raypod logs {submission_id} --follow` follows it"
+    )
+
+
+def stopping(submission_id: str) -> str:
+    """``submit --wait --stop-on-interrupt`` cut short: the job is stopped next (``stop_after_interrupt``)."""
+    return f"Ray job {submission_id} is stopped next"
+
+
 def stop_after_interrupt(args: argparse.Namespace, submission_id: str, terminate: TerminateEvent) -> int:
-    """``submit --wait --stop-on-interrupt``: the cancelled caller takes its Ray job down with it."""
-    print(f"raypod: stopping Ray job {submission_id}", file=sys.stderr, flush=True)
-    ray = connect(args)
+    """``submit --wait --stop-on-interrupt``: the cancelled caller takes its Ray job down with it.
+
+    130 (SIGINT) or 143 (SIGTERM) only once Ray confirms the job ended; otherwise 1, saying the job
+    may still run on Ray: the stop timed out or failed, the job has not started (Ray 2.60 holds the
+    stop of a PENDING job until it starts), or a second interrupt left at once."""
+    may_run = f"it may still run on Ray (`raypod status {submission_id}`, `raypod stop {submission_id}`)"
     try:
-        stop, job = stop_and_wait(ray, submission_id, clock=SystemClock(), timeout=STOP_ON_INTERRUPT_TIMEOUT)
-    finally:
-        ray.close()
+        with leave_on_signal():
+            # Said once a second interrupt does what it says.
+            print(
+                f"raypod: stopping Ray job {submission_id}; interrupt again to leave without waiting for Ray's "
+                "confirmation",
+                file=sys.stderr,
+                flush=True,
+            )
+            stop, job = stop_confirmed(args, submission_id)
+    except Terminated:
+        left = f"left before Ray confirmed the stop of {submission_id}"
+        print_error(f"raypod: interrupted again: {left}; {may_run}")
+        return EXIT_FAILED
+    except RayApiError as error:
+        print_error(f"raypod: Ray job {submission_id} was not stopped ({error}); {may_run}")
+        return EXIT_FAILED
     if job is not None and job.terminal:
         print(f"raypod: Ray job {submission_id} is {job.status}", file=sys.stderr)
+        return EXIT_INTERRUPTED if terminate.signum == signal.SIGINT else EXIT_TERMINATED
+    if job is not None and job.status is RayStatus.PENDING and stop.taken:
+        why = "it has not started, and Ray holds the stop request until it starts: it stays PENDING"
     else:
         refused = f" (the stop call failed: {stop.refusal.reason})" if stop.refusal else ""
         still = job.status if job is not None else "in an unknown state"
-        print(
-            f"raypod: Ray job {submission_id} is still {still} {STOP_ON_INTERRUPT_TIMEOUT:g} s after the stop "
-            f"request{refused}",
-            file=sys.stderr,
-        )
-    return EXIT_INTERRUPTED if terminate.signum == signal.SIGINT else EXIT_TERMINATED
+        why = f"it is still {still} {STOP_ON_INTERRUPT_TIMEOUT:g} s after the stop request{refused}"
+    print_error(f"raypod: Ray job {submission_id} was not confirmed stopped: {why}; {may_run}")
+    return EXIT_FAILED
+
+
+def stop_confirmed(args: argparse.Namespace, submission_id: str) -> tuple[PendingStop, JobInfo | None]:
+    """Stop the job and wait for Ray's confirmation: up to STOP_ON_INTERRUPT_TIMEOUT, or until a
+    taken stop leaves the job PENDING for START_STOP_CONFIRM (waiting longer changes nothing)."""
+    ray = connect(args)
+    try:
+        clock = SystemClock()
+        stop, job = stop_and_wait(ray, submission_id, clock=clock, timeout=START_STOP_CONFIRM)
+        if job is not None and (job.terminal or (job.status is RayStatus.PENDING and stop.taken)):
+            return stop, job
+        rest = STOP_ON_INTERRUPT_TIMEOUT - START_STOP_CONFIRM
+        return stop_and_wait(ray, submission_id, clock=clock, timeout=rest)
+    finally:
+        ray.close()
 
 
 def command_status(args: argparse.Namespace) -> int:
@@ -327,17 +384,95 @@ def write_whole_log(ray: RayJobsClient, job: JobInfo, out: TextIO) -> None:
     out.flush()
 
 
+class Plan(enum.Enum):
+    """What ``run`` does with a ConfigMap before it contacts anything."""
+
+    SUBMIT = "submit"
+    #: Bad input: FAILED (BadInput) is written, exit 2, nothing submitted.
+    REFUSE = "refuse"
+    #: An ``id`` is recorded: Ray's job is watched; problems are set aside (never submitted, never retried).
+    ATTACH = "attach"
+    #: An earlier pod recorded a final status: it is kept.
+    KEEP_FINAL = "keep final"
+    #: An ``id`` is recorded, but the ConfigMap cannot say where Ray is: UNKNOWN is written.
+    UNKNOWN = "unknown"
+    #: ``kill`` is set and nothing was submitted: KILL is written, nothing submitted.
+    KILLED = "killed"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    plan: Plan
+    #: Every problem of the ConfigMap, each naming its key (whether run refuses or sets them aside).
+    problems: tuple[tuple[str, str], ...]
+    submission_id: str = ""
+
+
+def run_verdict(data: Mapping[str, str]) -> Verdict:
+    """What ``run`` would do with this ConfigMap as the operator's pod (its status recorded in it),
+    decided by the same calls ``run`` makes (``load_for_run``, then the session's first state)."""
+    problems = tuple(checked_config(data)[1])
+    recorded = recorded_keys(data)
+    loaded = load_for_run(ConfigMapJob(MappingSource(data)), recorded)
+    if isinstance(loaded, Outcome):
+        match loaded.ending:
+            case Ending.BAD_INPUT:
+                return Verdict(Plan.REFUSE, problems)
+            case Ending.ALREADY_FINAL:
+                return Verdict(Plan.KEEP_FINAL, problems, loaded.submission_id)
+            case Ending.FINAL:
+                return Verdict(Plan.UNKNOWN, problems, loaded.submission_id)
+            case Ending.TERMINATED | Ending.DETACHED | Ending.DELETED:
+                raise AssertionError(f"no run ends {loaded.ending} before it starts")
+            case _:
+                assert_never(loaded.ending)
+    final = recorded_final(recorded)
+    if final is not None:
+        return Verdict(Plan.KEEP_FINAL, problems, final.submission_id)
+    submission_id = loaded.submission_id or recorded.get(ID, "")
+    if submission_id:
+        return Verdict(Plan.ATTACH, problems, submission_id)
+    return Verdict(Plan.KILLED if loaded.kill else Plan.SUBMIT, problems)
+
+
+def verdict_text(verdict: Verdict) -> str:
+    """What ``run`` would do, in one sentence."""
+    count = f"{len(verdict.problems)} problem(s)"
+    job = f"Ray job {verdict.submission_id}"
+    match verdict.plan:
+        case Plan.SUBMIT:
+            return "run would submit the job"
+        case Plan.REFUSE:
+            return f"run would refuse it: bad input, exit 2, nothing submitted ({count})"
+        case Plan.ATTACH if verdict.problems:
+            return (
+                f"run would re-attach to {job} (its id is recorded) and set the {count} aside: it watches the job, "
+                "but never submits or retries it (were Ray not to have it, run would refuse it as bad input)"
+            )
+        case Plan.ATTACH:
+            return f"run would re-attach to {job} (its id is recorded) and watch it"
+        case Plan.KEEP_FINAL:
+            return f"run would keep the final status recorded for {job}"
+        case Plan.UNKNOWN:
+            return f"run would write UNKNOWN for {job}: without a usable resourceURL it cannot watch it"
+        case Plan.KILLED:
+            return "run would write KILL and submit nothing: kill is set"
+        case _:
+            assert_never(verdict.plan)
+
+
 def command_validate(args: argparse.Namespace) -> int:
-    data = open_source(args.config).read()
-    problems = validation_problems(data)
+    verdict = run_verdict(open_source(args.config).read())
     # Its findings are for people, not data: JSON lines under --log-format json too.
     out = people_out(sys.stdout)
-    for key, problem in problems:
+    for key, problem in verdict.problems:
         print_error(f"error: {key}: {problem}", out)
-    if problems:
-        print_error(f"{args.config}: {len(problems)} problem(s); nothing was contacted")
+    if verdict.problems:
+        print_error(f"{args.config}: {len(verdict.problems)} problem(s); nothing was contacted")
+        print_error(f"{args.config}: {verdict_text(verdict)}")
         return EXIT_BAD_INPUT
-    print(f"{args.config}: OK (nothing was contacted; inputs in S3 were not read)", file=out, flush=True)
+    ok = f"{args.config}: OK (nothing was contacted; inputs in S3 were not read)"
+    print(f"{ok}; {verdict_text(verdict)}", file=out, flush=True)
     return EXIT_OK
 
 
@@ -357,6 +492,9 @@ def dispatch(args: argparse.Namespace) -> int:
     """Run one command; errors become one readable line and an exit code, never a traceback."""
     set_log_job_id(getattr(args, "submission_id", None))
     try:
+        if getattr(args, "submission_id", None) is not None:
+            # Checked before anything is contacted: an id is data, never a path.
+            checked_submission_id(args.submission_id, "SUBMISSION_ID")
         return COMMANDS[args.command](args)
     except ConfigError as error:
         print_bad_input(error.lines)

@@ -8,8 +8,8 @@ The keys are named in ``raypod.contract``; the job's data is parsed by ``raypod.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,6 +34,7 @@ from raypod.contract import (
     SCRIPT_LOCATION,
     SCRIPT_METADATA,
     UPDATE_INTERVAL,
+    submission_id_problem,
 )
 from raypod.errors import ConfigError, Problems
 from raypod.jobdata import (
@@ -176,19 +177,51 @@ def require_s3_for_wheels(metadata: Metadata, config: BridgeConfig) -> None:
         raise ConfigError.single(S3_ENDPOINT, f"missing, but the wheels of {SCRIPT_METADATA} are in S3")
 
 
+#: Keys without which a submitted job cannot be found: their problems are never set aside.
+UNSETTABLE = (RESOURCE_URL, ID)
+
+
+def checked_submission_id(text: str, origin: str) -> str:
+    """``text`` when it is a Ray submission id; else a ConfigError naming where it came from."""
+    problem = submission_id_problem(text)
+    if problem is not None:
+        raise ConfigError.single(origin, problem)
+    return text
+
+
 def parse_config(
     data: Mapping[str, str], *, submitted: bool = False, overrides: ConfigOverrides = ConfigOverrides()
 ) -> BridgeConfig:
-    """Check every key and build the settings; raise ConfigError listing every problem.
+    """Check every key and build the settings; raise ConfigError listing every problem (see ``settle``)."""
+    config, problems = read_config(data, overrides)
+    return settle(config, problems, submitted=submitted)
 
-    ``submitted``: an id is recorded, so Ray may run the job already, and "bad input" (nothing
-    was submitted) would be false. A bad key then takes its default and is kept in ``set_aside``
-    (the job is watched, killed and its log uploaded as far as the good keys allow); only a bad
-    ``resourceURL``, without which the job cannot be found, is still raised.
+
+def settle(config: BridgeConfig, problems: Sequence[tuple[str, str]], *, submitted: bool) -> BridgeConfig:
+    """The settings, or ConfigError with every problem.
+
+    ``submitted`` (or an id in the config): Ray may run the job already, and "bad input" (nothing
+    was submitted) would be false. A bad key then keeps its default and its problem goes to
+    ``set_aside`` (the job is watched, killed and its log uploaded as far as the good keys allow);
+    only a bad ``resourceURL`` or ``id``, without which the job cannot be found, is still raised.
     """
+    if not problems:
+        return config
+    if (submitted or config.submission_id) and not any(key in UNSETTABLE for key, _ in problems):
+        return replace(config, set_aside=tuple(problems))
+    raise ConfigError(problems)
+
+
+def read_config(
+    data: Mapping[str, str], overrides: ConfigOverrides = ConfigOverrides()
+) -> tuple[BridgeConfig, list[tuple[str, str]]]:
+    """Every key checked: the settings, each bad key at its default, and every problem found."""
     problems = Problems()
-    submission_id = value_of(data, ID) or overrides.submission_id or None
-    submitted = submitted or bool(submission_id)
+    written_id = value_of(data, ID)
+    id_problem = submission_id_problem(written_id) if written_id else None
+    if id_problem is not None:
+        problems.add(ID, id_problem)
+    submission_id = (written_id if id_problem is None else "") or overrides.submission_id
 
     def attempt(fn: Callable[..., Any], *args: Any, default: Any) -> Any:
         try:
@@ -272,11 +305,7 @@ def parse_config(
 
     kill = attempt(kill_requested, data, default=False)
 
-    set_aside: tuple[tuple[str, str], ...] = ()
-    if submitted and not any(key == RESOURCE_URL for key, _ in problems.items):
-        set_aside, problems.items = tuple(problems.items), []
-    problems.raise_if_any()
-    return BridgeConfig(
+    config = BridgeConfig(
         resource_url=resource_url,
         update_interval=interval,
         script_location=script_location,
@@ -290,6 +319,6 @@ def parse_config(
         upload_files=upload_files,
         kill=kill,
         submission_id=submission_id,
-        set_aside=set_aside,
         notes=(interval_note,) if interval_note else (),
     )
+    return config, problems.items

@@ -44,6 +44,38 @@ REASON = "status.reason"
 ATTEMPT = "status.attempt"
 OWNED_KEYS = (ID, JOB_STATUS, SUBMIT_TIME, START_TIME, END_TIME, MESSAGE, REASON, ATTEMPT)
 
+# -- submission ids ----------------------------------------------------------------------------
+#: Ray writes a job's driver log to ``job-driver-<id>.log``: a file name holds at most 255 bytes.
+MAX_SUBMISSION_ID_LENGTH = 240
+#: Printable ASCII characters an id may not hold: ``/`` and ``\\`` make it a path (urllib3 turns
+#: ``a/../b`` into ``b``, and Ray names the log file after the id); Ray's routes never match ``{`` ``}``.
+SUBMISSION_ID_FORBIDDEN = "/\\{}"
+SUBMISSION_ID_RULE = (
+    f"an id is 1 to {MAX_SUBMISSION_ID_LENGTH} printable ASCII characters other than "
+    f"{' '.join(SUBMISSION_ID_FORBIDDEN)}, without spaces, and not . or .."
+)
+
+
+def submission_id_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a Ray submission id, as one sentence; None when it can.
+
+    The one rule for every id raypod sends or is given (the ConfigMap's ``id``, a status file's,
+    ``RAY_JOB_SUBMISSION_ID``, ``submissionIdPrefix``, the commands' arguments). Ray itself takes any
+    string in a POST, but a job whose id is a path or holds a brace cannot be read back safely."""
+    shown = repr(text) if len(text) <= 60 else f"{text[:60]!r}..."
+    if not text:
+        why = "it is empty"
+    elif len(text) > MAX_SUBMISSION_ID_LENGTH:
+        why = f"it has {len(text)} characters"
+    elif bad := sorted({c for c in text if not "!" <= c <= "~" or c in SUBMISSION_ID_FORBIDDEN}):
+        why = f"it holds {', '.join(repr(c) for c in bad[:5])}"
+    elif text in (".", ".."):
+        why = "it is a path"
+    else:
+        return None
+    return f"{shown} is not a Ray submission id: {why} ({SUBMISSION_ID_RULE})"
+
+
 # -- defaults --------------------------------------------------------------------------------
 #: The operator's default polling interval, in seconds.
 DEFAULT_UPDATE_INTERVAL = 20.0

@@ -8,7 +8,15 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from raypod.config import BridgeConfig, S3Settings, parse_config, require_s3_for_wheels
+from raypod.config import (
+    BridgeConfig,
+    ConfigOverrides,
+    S3Settings,
+    checked_submission_id,
+    read_config,
+    require_s3_for_wheels,
+    settle,
+)
 from raypod.contract import JOB_PROPERTIES
 from raypod.errors import ConfigError
 from raypod.jobdata import Metadata
@@ -99,7 +107,8 @@ def new_submission_id(job_name: str, prefix: str | None = None, identity: str | 
     there is one, so every pod of one BridgeJob chooses the same id; random otherwise."""
     base = prefix or (f"raypod-{job_name}" if job_name else "raypod")
     suffix = hashlib.sha256(identity.encode()).hexdigest()[:12] if identity else secrets.token_hex(6)
-    return f"{base}-{suffix}"
+    # submissionIdPrefix is checked where it is read; the job name (JOBNAME, --job-name) here.
+    return checked_submission_id(f"{base}-{suffix}", "JOBNAME")
 
 
 def job_metadata(properties: JobProperties, job_name: str, namespace: str) -> dict[str, str]:
@@ -163,13 +172,22 @@ def plan_submission(
     )
 
 
-def validation_problems(data: Mapping[str, str]) -> list[tuple[str, str]]:
-    """Every problem of a ConfigMap that can be seen without contacting Ray or S3."""
-    try:
-        config = parse_config(data)
-    except ConfigError as error:
-        return error.problems
-    return submission_problems(config)
+def checked_config(
+    data: Mapping[str, str], overrides: ConfigOverrides = ConfigOverrides()
+) -> tuple[BridgeConfig, list[tuple[str, str]]]:
+    """A ConfigMap's keys as settings (each bad key at its default), and every problem that can be
+    seen without contacting Ray or S3: the keys', and those only the whole job shows."""
+    config, problems = read_config(data, overrides)
+    return config, [*problems, *submission_problems(config)]
+
+
+def job_config(
+    data: Mapping[str, str], *, submitted: bool = False, overrides: ConfigOverrides = ConfigOverrides()
+) -> BridgeConfig:
+    """A ConfigMap's keys as settings: the one path ``run``, ``submit --config`` and ``validate`` take.
+    The problems of ``checked_config``, then the one rule that sets them aside for a submitted job."""
+    config, problems = checked_config(data, overrides)
+    return settle(config, problems, submitted=submitted)
 
 
 def submission_problems(config: BridgeConfig, local: LocalInputs | None = None) -> list[tuple[str, str]]:

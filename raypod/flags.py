@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from raypod.config import BridgeConfig, ConfigOverrides, parse_resource_url
+from raypod.config import BridgeConfig, ConfigOverrides, checked_submission_id, parse_resource_url
 from raypod.contract import JOB_PARAMETERS, JOB_PROPERTIES, JOB_SCRIPT, RESOURCE_URL, SCRIPT_METADATA
 from raypod.entrypoint import submission_problems
 from raypod.errors import ConfigError, Problems
@@ -101,6 +101,8 @@ def submit_job(args: argparse.Namespace) -> tuple[JobSource, LocalInputs]:
     if args.config is not None and args.script is not None:
         raise ConfigError.single("--config", "give either --config or --script, not both")
     kuberay_id = os.environ.get(KUBERAY_SUBMISSION_ID, "").strip() or None
+    if kuberay_id is not None:
+        checked_submission_id(kuberay_id, KUBERAY_SUBMISSION_ID)
     if args.script is not None:
         config, local = job_from_flags(args, kuberay_id)
         return FlagsJob(config), local

@@ -10,6 +10,7 @@ its next step. Threads other than the main one never see the signal: their regio
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,3 +43,20 @@ def cut_call_in_flight() -> None:
 def in_flight() -> bool:
     """Whether the main thread is inside a call that SIGTERM would cut (for tests and logs)."""
     return bool(_calls)
+
+
+@contextmanager
+def leave_on_signal() -> Iterator[None]:
+    """SIGINT or SIGTERM raise ``Terminated`` at once, wherever the main thread is: a second
+    interrupt while raypod waits on the user's behalf (``submit --stop-on-interrupt``) leaves now.
+    The handlers before are put back on the way out."""
+
+    def leave(signum: int, _frame: object) -> None:
+        raise Terminated(f"{signal.Signals(signum).name} again")
+
+    previous = {signum: signal.signal(signum, leave) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

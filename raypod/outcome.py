@@ -11,12 +11,26 @@ import enum
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from raypod.clock import format_ray_time
-from raypod.contract import ID, JOB_STATUS, MESSAGE, REASON, BridgeStatus, Reason, default_reason
+from raypod.contract import (
+    ID,
+    JOB_STATUS,
+    MESSAGE,
+    REASON,
+    BridgeStatus,
+    Reason,
+    default_reason,
+    submission_id_problem,
+)
 from raypod.errors import ConfigError, DeploymentError, RaypodError, SubmissionRejected
 from raypod.ray import JobInfo
 from raypod.safetext import one_line
+
+if TYPE_CHECKING:
+    from raypod.config import BridgeConfig
+    from raypod.source import JobSource
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +99,10 @@ class Outcome:
         return cls(Ending.DELETED, submission_id, message=message)
 
     @classmethod
-    def detached(cls, submission_id: str) -> Outcome:
-        return cls(Ending.DETACHED, submission_id, BridgeStatus.SUBMITTED)
+    def detached(cls, submission_id: str, job: JobInfo | None = None) -> Outcome:
+        """Nobody watches the job; ``job``: Ray had it already (it was attached to, not submitted)."""
+        status = job.status.bridge if job is not None else BridgeStatus.SUBMITTED
+        return cls(Ending.DETACHED, submission_id, status, job=job)
 
     @classmethod
     def lost(cls, submission_id: str, message: str, job: JobInfo | None = None) -> Outcome:
@@ -137,3 +153,24 @@ def outcome_of_unusable_config(error: ConfigError, recorded: Mapping[str, str]) 
         return final
     log.error("cannot watch Ray job %s: %s", recorded_id, error)
     return Outcome.lost(recorded_id, one_line(f"Cannot watch Ray job {recorded_id}: {error}", 400))
+
+
+def load_for_run(job: JobSource, recorded: Mapping[str, str]) -> BridgeConfig | Outcome:
+    """The job's settings for a run, or how the run ends before it starts: the one decision that
+    ``run`` makes and ``validate`` reports.
+
+    ``recorded``: what an earlier pod wrote (an ``id`` re-attaches). A recorded id that is no Ray
+    submission id names no job raypod could have submitted: bad input, with every other problem."""
+    recorded_id = recorded.get(ID, "")
+    id_problem = submission_id_problem(recorded_id) if recorded_id else None
+    try:
+        config = job.load(submitted=bool(recorded_id) and id_problem is None)
+    except ConfigError as error:
+        if id_problem is None:
+            return outcome_of_unusable_config(error, recorded)
+        problems = error.problems
+    else:
+        if id_problem is None:
+            return config
+        problems = []
+    return Outcome.bad_input(ConfigError(dict.fromkeys([(ID, id_problem), *problems])))

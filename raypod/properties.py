@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from raypod.contract import JOB_PROPERTIES
+from raypod.contract import JOB_PROPERTIES, submission_id_problem
 from raypod.errors import Problems
 from raypod.jobdata import finite_number, holds_non_finite, parse_json_object
 
@@ -96,8 +96,12 @@ def whole_number(low: int, high: int) -> Check:
 
 
 def id_prefix(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value or not all(c.isalnum() or c in "-_." for c in value):
-        raise Invalid(f"{key} must be letters, digits, '-', '_' or '.'")
+    """The ids made from it (``<prefix>-<12 hex>``, then ``-r1``... for retries) must be Ray submission ids."""
+    if not isinstance(value, str) or not value:
+        raise Invalid(f"{key} must be a non-empty string")
+    problem = submission_id_problem(f"{value}-{'0' * 12}-r{MAX_RETRIES}")
+    if problem is not None:
+        raise Invalid(f"{key} {value[:60]!r} makes ids like {value[:60]}-<12 hex>-r{MAX_RETRIES}, and {problem}")
     return value
 
 

@@ -30,6 +30,12 @@ from raypod.websocket import (
 log = logging.getLogger(__name__)
 
 
+def segment(text: str) -> str:
+    """One path segment, every reserved character encoded: ``/`` too, so an id never walks the path
+    (urllib3 would turn ``/api/jobs/a/../b`` into ``/api/jobs/b``)."""
+    return quote(text, safe="")
+
+
 class RayStatus(TextEnum):
     """Every status Ray's job API gives; anything else is an answer raypod cannot trust."""
 
@@ -295,7 +301,7 @@ class RayJobsClient:
     def package_exists(self, name: str) -> bool:
         """Ray answers 200 with an empty body when it has the package, 404 when not. Anything else
         with a 200 (an ingress's sign-in page) is not Ray's answer, and must not skip the upload."""
-        path = f"/api/packages/gcs/{quote(name)}"
+        path = f"/api/packages/gcs/{segment(name)}"
         try:
             response = self.http.request("GET", path, stream=True)
         except RayApiError as error:
@@ -326,7 +332,7 @@ class RayJobsClient:
             with path.open("rb") as body:
                 self.http.request(
                     "PUT",
-                    f"/api/packages/gcs/{quote(name)}",
+                    f"/api/packages/gcs/{segment(name)}",
                     data=body,
                     headers={"Content-Type": "application/octet-stream"},
                     retry=NO_RETRY,
@@ -352,7 +358,7 @@ class RayJobsClient:
     def get_job(
         self, submission_id: str, retry: RetryPolicy | None = None, timeouts: Timeouts | None = None
     ) -> JobInfo:
-        answer = self.http.json_answer("GET", f"/api/jobs/{quote(submission_id)}", retry=retry, timeouts=timeouts)
+        answer = self.http.json_answer("GET", f"/api/jobs/{segment(submission_id)}", retry=retry, timeouts=timeouts)
         return JobInfo.from_api(answer.value, answer)
 
     def list_jobs(self) -> list[JobInfo]:
@@ -372,7 +378,9 @@ class RayJobsClient:
         return jobs
 
     def stop_job(self, submission_id: str, timeouts: Timeouts | None = None, retry: RetryPolicy | None = None) -> bool:
-        answer = self.http.json_answer("POST", f"/api/jobs/{quote(submission_id)}/stop", timeouts=timeouts, retry=retry)
+        answer = self.http.json_answer(
+            "POST", f"/api/jobs/{segment(submission_id)}/stop", timeouts=timeouts, retry=retry
+        )
         stopped = answer.value.get("stopped") if isinstance(answer.value, dict) else None
         if not isinstance(stopped, bool):
             raise answer.error('not {"stopped": true|false}')
@@ -380,7 +388,7 @@ class RayJobsClient:
 
     def delete_job(self, submission_id: str) -> bool:
         """Ray forgets a job that has ended (its info and log); it refuses one that has not."""
-        answer = self.http.json_answer("DELETE", f"/api/jobs/{quote(submission_id)}", retry=NO_RETRY)
+        answer = self.http.json_answer("DELETE", f"/api/jobs/{segment(submission_id)}", retry=NO_RETRY)
         deleted = answer.value.get("deleted") if isinstance(answer.value, dict) else None
         if not isinstance(deleted, bool):
             raise answer.error('not {"deleted": true|false}')
@@ -388,7 +396,7 @@ class RayJobsClient:
 
     def job_logs(self, submission_id: str) -> str:
         """The whole log in one JSON string: only a fallback, it costs memory (and is capped)."""
-        answer = self.http.json_answer("GET", f"/api/jobs/{quote(submission_id)}/logs")
+        answer = self.http.json_answer("GET", f"/api/jobs/{segment(submission_id)}/logs")
         logs = answer.value.get("logs") if isinstance(answer.value, dict) else None
         if not isinstance(logs, str):
             raise answer.error('not {"logs": "<text>"}')
@@ -456,7 +464,7 @@ class RayJobsClient:
         none within ``TAIL_HANDSHAKE_TIMEOUT``, is a permanent RayApiError; a connection that
         fails, a transient one.
         """
-        upgrade = self.http.upgrade_request(f"/api/jobs/{quote(submission_id)}/logs/tail")
+        upgrade = self.http.upgrade_request(f"/api/jobs/{segment(submission_id)}/logs/tail")
         shown = redact_url(upgrade.url)
         if upgrade.proxy:
             raise self.http.make_error(

@@ -36,7 +36,7 @@ from raypod.jobs import stop_and_wait
 from raypod.log_context import set_log_job_id
 from raypod.logs import LineEcho, LiveLog
 from raypod.objectstore import ObjectStore
-from raypod.outcome import Ending, Outcome, outcome_of_error, outcome_of_unusable_config, recorded_final
+from raypod.outcome import Ending, Outcome, load_for_run, outcome_of_error, recorded_final
 from raypod.ray import JobInfo, RayJobsClient
 from raypod.s3 import S3Store
 from raypod.safetext import one_line
@@ -82,6 +82,8 @@ class RunOptions:
     #: ``--status-timeout``, when given: it wins over ``jobproperties.statusTimeoutSeconds`` and the
     #: convention's default (see ``status_timeout``).
     status_timeout: float | None = None
+    #: What a signal leaves on Ray, said to whoever reads it (given the job's id); None: the pod's words.
+    left_running: Callable[[str], str] | None = None
 
     def status_timeout_for(self, config: BridgeConfig) -> float | None:
         """How long the dashboard may stay silent before the job is UNKNOWN; None: never.
@@ -169,10 +171,10 @@ class Runner:
         try:
             try:
                 recorded = self.reporter.load()
-                try:
-                    config = self.job.load(submitted=bool(recorded.get(ID)))
-                except ConfigError as error:
-                    return self._finish(outcome_of_unusable_config(error, self.reporter.current))
+                loaded = load_for_run(self.job, recorded)
+                if isinstance(loaded, Outcome):
+                    return self._finish(loaded)
+                config = loaded
                 for key, problem in config.set_aside:
                     submitted = config.submission_id or recorded.get(ID)
                     log.warning("%s: %s (set aside: Ray job %s was submitted already)", key, problem, submitted)
@@ -332,8 +334,9 @@ class Runner:
 
     # -- the one place an outcome becomes a status and an exit code ---------------------------
     def _finish(self, outcome: Outcome, collected: Collected | None = None) -> RunResult:
+        codes, left_running = self.options.exit_codes, self.options.left_running
         try:
-            code = finish(outcome, self.reporter, self.clock, self.say, self.options.exit_codes)
+            code = finish(outcome, self.reporter, self.clock, self.say, codes, left_running=left_running)
         except Exception as error:  # noqa: BLE001 - the last resort: the caller still writes the result
             log.error("the end of the run could not be recorded: %s", reportable(error))
             code = exits.EXIT_FAILED
@@ -414,6 +417,8 @@ def finish(
     clock: Clock,
     say: Callable[[str], None],
     codes: ExitCodes = ExitCodes.POSIX,
+    *,
+    left_running: Callable[[str], str] | None = None,
 ) -> int:
     """Write what the outcome says, and return the exit code that goes with it."""
     match outcome.ending:
@@ -429,7 +434,9 @@ def finish(
             except Terminated:
                 log.warning("the last status changes were not written: the pod is going (the next pod writes them)")
             where = "nothing was submitted"
-            if outcome.submission_id:
+            if outcome.submission_id and left_running is not None:
+                where = left_running(outcome.submission_id)
+            elif outcome.submission_id:
                 where = f"Ray job {outcome.submission_id} keeps running; the next pod re-attaches to it by id"
             say(f"terminating: {where}")
             return exits.for_termination(codes)
@@ -451,13 +458,18 @@ def finish(
                 log.warning("the bad-input status was not written: the pod is going")
             return exits.EXIT_BAD_INPUT
         case Ending.FINAL:
-            return _write_final(outcome, reporter, clock, say, codes)
+            return _write_final(outcome, reporter, clock, say, codes, left_running)
         case _:
             assert_never(outcome.ending)
 
 
 def _write_final(
-    outcome: Outcome, reporter: StatusReporter, clock: Clock, say: Callable[[str], None], codes: ExitCodes
+    outcome: Outcome,
+    reporter: StatusReporter,
+    clock: Clock,
+    say: Callable[[str], None],
+    codes: ExitCodes,
+    left_running: Callable[[str], str] | None,
 ) -> int:
     status, job = outcome.status, outcome.job
     assert status is not None
@@ -472,7 +484,7 @@ def _write_final(
         reporter.update(changes, must_persist=True)
     except Terminated:
         # SIGTERM while the write was retried: the status stays as it was, and the next pod writes it.
-        return finish(Outcome.terminated(outcome.submission_id), reporter, clock, say, codes)
+        return finish(Outcome.terminated(outcome.submission_id), reporter, clock, say, codes, left_running=left_running)
     except Exception as error:  # noqa: BLE001 - any failed final write fails the pod the same way
         # Every retry is spent, the write is refused, or the disk is full: say so and fail the pod,
         # which the operator then reports as a pod error instead of waiting on a stale status.

@@ -274,6 +274,8 @@ class JobSession:
         log.info("re-attached to Ray job %s (%s)", submission_id, job.status)
         if self.on_attach is not None:
             self.on_attach(job)
+        if self.settings.submit_only:
+            return Outcome.detached(submission_id, job)  # Ray has it: submitted, as asked
         return Watch(attempt, job, self.clock.monotonic())
 
     def _attach_again(self, state: Attach, error: RayApiError) -> State | Outcome:

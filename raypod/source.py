@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from raypod.capped_read import MAX_CONFIG_FILE, read_capped_text
-from raypod.config import BridgeConfig, ConfigOverrides, kill_requested, parse_config
+from raypod.config import BridgeConfig, ConfigOverrides, kill_requested
+from raypod.entrypoint import job_config
 from raypod.errors import ConfigError
 from raypod.safetext import valid_json
 
@@ -204,7 +205,7 @@ class ConfigMapJob:
         return self.source.identity
 
     def load(self, *, submitted: bool) -> BridgeConfig:
-        return parse_config(self.source.read(), submitted=submitted, overrides=self.overrides)
+        return job_config(self.source.read(), submitted=submitted, overrides=self.overrides)
 
     def kill_requested(self) -> bool:
         return kill_requested(self.source.read())

@@ -101,6 +101,11 @@ def write_json_atomically(path: Path, value: object, *, sort_keys: bool = False)
         raise
 
 
+def recorded_keys(data: Mapping[str, str]) -> dict[str, str]:
+    """What an earlier pod recorded among ``data``: raypod's own keys with a value."""
+    return {k: v for k, v in data.items() if k in OWNED_KEYS and v}
+
+
 class StatusReporter:
     """Keeps the last written values and writes only what changed.
 
@@ -122,7 +127,7 @@ class StatusReporter:
 
     def load(self) -> dict[str, str]:
         """Take in what an earlier pod recorded: raypod's own keys with a value."""
-        recorded = {k: v for k, v in self.sink.load().items() if k in OWNED_KEYS and v}
+        recorded = recorded_keys(self.sink.load())
         self.current.update(recorded)
         return recorded
 

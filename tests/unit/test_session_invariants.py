@@ -210,7 +210,11 @@ def check_world(world: World) -> None:
     elif outcome.ending is Ending.DETACHED:
         assert code == exits.EXIT_OK
         assert world.submit_only
-        assert final_status == BridgeStatus.SUBMITTED or h.sink.failed_writes
+        if outcome.job is not None:
+            # Ray had the job already: it was attached to, and nothing was submitted.
+            assert outcome.submission_id == recorded_id and outcome.submission_id not in h.ray.posts
+        else:
+            assert final_status == BridgeStatus.SUBMITTED or h.sink.failed_writes
     elif outcome.ending is Ending.BAD_INPUT:
         assert code == exits.EXIT_BAD_INPUT
         assert outcome.status == BridgeStatus.FAILED
