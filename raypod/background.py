@@ -64,8 +64,6 @@ class BackgroundKillSwitch:
         self.fresh_wait = fresh_wait
         #: The latest value read; False until a read succeeds.
         self.known = False
-        #: How many reads were started (each one only when none was pending).
-        self.reads = 0
         self._reader: threading.Thread | None = None
         self._done = threading.Event()
         self._closed = False
@@ -83,7 +81,6 @@ class BackgroundKillSwitch:
                 # A read is pending (a held API): never a second one; the latest known value now.
                 return self.known
             self._done.clear()
-            self.reads += 1
             self._reader = threading.Thread(target=self._read, name="raypod-kill-reader", daemon=True)
             self._reader.start()
         self._done.wait(self.fresh_wait)
