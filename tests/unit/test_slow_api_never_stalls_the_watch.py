@@ -172,7 +172,8 @@ def test_the_final_write_waits_for_a_write_in_flight_that_returns_in_time() -> N
     reporter.start()
     sink.hold()
     reporter.update({JOB_STATUS: BridgeStatus.RUNNING, "message": "running"})
-    threading.Timer(0.05, sink.release.set).start()
+    assert sink.entered.wait(HELD_AT_MOST)  # the RUNNING write is in flight
+    threading.Timer(0.05, sink.release.set).start()  # it returns while the final write waits for it
 
     reporter.update({JOB_STATUS: BridgeStatus.SUCCEEDED}, must_persist=True)
     reporter.close(HELD_AT_MOST)
