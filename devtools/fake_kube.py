@@ -5,9 +5,9 @@
 - Only the current token is accepted; ``rotate_token()`` replaces the file and rejects the old one.
 - ``GET``, ``PATCH`` (JSON merge patch, RFC 7386) and ``PUT`` (409 on a stale ``resourceVersion``)
   of ``/api/v1/namespaces/<ns>/configmaps/<name>``; ``resourceVersion`` grows on every change.
-- ``deny()`` answers 401/403 the way the real server does; ``fail()`` injects transient errors,
-  ``slow()`` slow answers; ``answer_page()`` answers with a page that is not the API server's (a
-  proxy's), changing nothing.
+- ``deny()`` answers 401/403 the way the real server does; ``fail()`` injects transient errors;
+  ``answer_page()`` answers with a page that is not the API server's (a proxy's), changing nothing;
+  ``hold()`` keeps requests waiting before they are served (a slow API server: a held PATCH lands late).
 - Just enough discovery (``/api``, ``/apis``, ...) for ``kubectl apply --dry-run=client``.
 
 Runs in a thread on 127.0.0.1 with a free port. Every request is recorded for assertions.
@@ -22,7 +22,6 @@ import re
 import secrets
 import ssl
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -114,10 +113,10 @@ class Fault:
 
 
 @dataclass
-class Slowness:
+class Hold:
     verb: str
     seconds: float
-    remaining: int
+    remaining: int | None  # None: until cleared
 
 
 @dataclass
@@ -139,7 +138,8 @@ class FakeKube:
         self._objects: dict[tuple[str, str], dict[str, Any]] = {}
         self._version = 100
         self._faults: list[Fault] = []
-        self._slow: list[Slowness] = []
+        self._holds: list[Hold] = []
+        self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -159,6 +159,7 @@ class FakeKube:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()  # a held request is let go at once
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -207,15 +208,16 @@ class FakeKube:
         with self._lock:
             self._faults.append(Fault(verb, status, count, page))
 
-    def slow(self, verb: str, seconds: float, count: int = 1) -> None:
-        """Answer the next ``count`` calls of ``verb`` ("get", "patch", "update") ``seconds`` late."""
+    def hold(self, verb: str, seconds: float, count: int | None = None) -> None:
+        """The next ``count`` calls of ``verb`` (None: every one, until cleared) wait ``seconds``
+        before they are served: read and applied only then, as by an API server that is slow."""
         with self._lock:
-            self._slow.append(Slowness(verb, seconds, count))
+            self._holds.append(Hold(verb, seconds, count))
 
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
-            self._slow.clear()
+            self._holds.clear()
 
     def create_configmap(
         self, name: str, data: Mapping[str, str], namespace: str | None = None, *, owner_uid: str | None = None
@@ -276,6 +278,16 @@ class FakeKube:
         obj["metadata"]["resourceVersion"] = str(self._version)
         self._objects[(ns, name)] = obj
 
+    def _held_for(self, method: str) -> float:
+        verb = {"GET": "get", "PATCH": "patch", "PUT": "update"}.get(method, method.lower())
+        with self._lock:
+            for hold in self._holds:
+                if hold.verb == verb and (hold.remaining is None or hold.remaining > 0):
+                    if hold.remaining is not None:
+                        hold.remaining -= 1
+                    return hold.seconds
+        return 0.0
+
     def _fault_for(self, verb: str) -> Fault | None:
         for fault in self._faults:
             if fault.verb == verb and (fault.remaining is None or fault.remaining > 0):
@@ -284,17 +296,7 @@ class FakeKube:
                 return fault
         return None
 
-    def _lateness(self, method: str) -> float:
-        with self._lock:
-            for slow in self._slow:
-                if slow.verb == _VERBS.get(method, method.lower()) and slow.remaining > 0:
-                    slow.remaining -= 1
-                    return slow.seconds
-        return 0.0
-
     def handle(self, method: str, path: str, headers: Mapping[str, str], raw: bytes) -> tuple[int, Any]:
-        # Outside the lock: a slow answer holds up only its own request.
-        time.sleep(self._lateness(method))
         content_type = headers.get("content-type", "")
         body: Any = None
         if raw:
@@ -302,6 +304,7 @@ class FakeKube:
                 body = json.loads(raw)
             except ValueError:
                 body = raw.decode("utf-8", "replace")
+        self._stopping.wait(self._held_for(method))
         with self._lock:
             status, answer = self._answer(method, path, headers, content_type, body)
             self.requests.append(Recorded(method, path, content_type, body, status))

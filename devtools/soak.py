@@ -322,7 +322,7 @@ class Run:
             if fault.kind == "kube503":
                 self.kube.fail(fault.target, int(fault.value), fault.times)
             else:
-                self.kube.slow(fault.target, fault.value, fault.times)
+                self.kube.hold(fault.target, fault.value, fault.times)
             return
         method, path = TARGETS[fault.target]
         kind = fault.kind

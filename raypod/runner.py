@@ -14,6 +14,7 @@ from typing import Protocol, TextIO
 
 from raypod import exits
 from raypod.artifacts import Collected, collect_results, keep_attempt_log
+from raypod.background import CLOSE_WAIT, BackgroundKillSwitch, BackgroundReporter
 from raypod.clock import Clock, SystemClock, format_ray_time_not_before, format_time
 from raypod.config import BridgeConfig
 from raypod.contract import (
@@ -139,7 +140,8 @@ class Runner:
         # SIGTERM cuts short any wait between retries (the pod has 30 s to go).
         self.retry = options.session.retry.interruptible(self.clock.terminate)
         self.say = timestamped_printer(self.clock, self.status_out)
-        self.reporter = StatusReporter(sink, on_change=self._status_changed)
+        # Its ordinary writes go through a background writer while the session runs (a slow API).
+        self.reporter = BackgroundReporter(sink, on_change=self._status_changed)
         #: The session's end, once it returned one: an error after it does not change how the job ended.
         self._ended: Outcome | None = None
         #: What went wrong keeping a retried attempt's log, for the final message.
@@ -160,6 +162,9 @@ class Runner:
             return self._finish(Outcome.terminated(self.reporter.get(ID)))
         except Exception as error:  # noqa: BLE001 - the one place every unexpected error ends in a status
             return self._finish(outcome_of_unexpected(reportable(error), self._ended, self.reporter.current))
+        finally:
+            # A late background write is waited for (and repaired), unless the pod is going.
+            self.reporter.close(0.0 if self.clock.terminated else CLOSE_WAIT)
 
     def _run(self) -> RunResult:
         ray: RayJobsClient | None = None
@@ -196,22 +201,27 @@ class Runner:
                 local=options.local_inputs,
                 identity=self.job.identity,
             )
+            # A slow API must not stall the watch: kill is re-read, and the status written, aside.
+            kill_switch = BackgroundKillSwitch(self.job)
             session = JobSession(
                 config,
                 ray,
                 submitter,
                 self.reporter,
-                self.job,
+                kill_switch,
                 self.clock,
                 self._settings(config),
                 on_attach=lambda job: self.say(f"attached to existing Ray job {job.submission_id} ({job.status})"),
                 on_poll=lambda job: self._polled(job, output.live),
                 on_attempt_failed=lambda job, attempt: self._attempt_failed(ray, store, config, output, job, attempt),
             )
+            self.reporter.start()
             try:
                 outcome = session.run()
             finally:
                 output.live.stop()
+                kill_switch.close()
+                self.reporter.stop(hurry=self.clock.terminated)
             self._ended = outcome
             if (
                 outcome.ending is Ending.FINAL
