@@ -58,7 +58,8 @@ class ForwardProxy:
 
     def stop(self) -> None:
         self._stopping.set()
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
         self._listener.close()
 
     def __enter__(self) -> ForwardProxy:

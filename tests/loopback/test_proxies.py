@@ -194,3 +194,23 @@ def test_the_dashboard_upgrade_names_the_policys_proxy_without_its_password(
     assert client.upgrade_request("/api/jobs/x/logs/tail").proxy == f"http://127.0.0.1:{proxy.port}"
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     assert client.upgrade_request("/api/jobs/x/logs/tail").proxy is None
+
+
+def test_an_unreachable_proxy_is_named_without_its_password_and_tried_again(
+    fake_kube: FakeKube, s3: LocalS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed = ForwardProxy()  # its port, closed again: nothing listens there
+    port = closed.port
+    closed.stop()
+    monkeypatch.setenv("HTTPS_PROXY", f"http://raypod:{PASSWORD}@127.0.0.1:{port}")
+    monkeypatch.setenv("HTTP_PROXY", f"http://raypod:{PASSWORD}@127.0.0.1:{port}")
+    with pytest.raises(KubeApiError) as kube_error:
+        kube_client(fake_kube).read()
+    with pytest.raises(S3Error) as s3_error:
+        s3_store(s3.endpoint).read_text(S3Location("inputs", "params.json"), "parameters")
+    for error in (kube_error.value, s3_error.value):
+        message = str(error)
+        assert f"the proxy http://127.0.0.1:{port} (from HTTP" in message and "did not connect" in message
+        assert PASSWORD not in message and PASSWORD not in repr(error)
+    # A proxy that is down may come back: a passing fault, retried like any connection error.
+    assert kube_error.value.retryable is not False and s3_error.value.transient
