@@ -122,9 +122,8 @@ class UpgradeRequest:
     #: False, or the CA bundle (file or directory) the TLS certificate is checked against.
     verify: bool | str
     timeouts: Timeouts
-    #: The proxy (without credentials) the policy of raypod.proxies picks for the URL; a raw socket
-    #: does not go through one.
-    proxy: str | None
+    #: The proxy the policy of raypod.proxies picks for the URL (the tail tunnels through it), or None.
+    proxy: Proxy | None
 
 
 class HttpClient:
@@ -304,7 +303,7 @@ class HttpClient:
             headers,
             ca,
             self.timeouts,
-            proxy.shown if proxy is not None else None,
+            proxy,
         )
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
