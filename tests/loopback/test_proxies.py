@@ -186,12 +186,14 @@ def test_the_dashboard_ignores_all_proxy_like_s3_and_the_kube_api(
     assert proxy.recorded == []
 
 
-def test_the_dashboard_upgrade_names_the_policys_proxy_without_its_password(
+def test_the_tails_upgrade_takes_the_policys_proxy_and_never_shows_its_password(
     server: ScriptedServer, proxy: ForwardProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = HttpClient(server.url, error_class=RayApiError)
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
-    assert client.upgrade_request("/api/jobs/x/logs/tail").proxy == f"http://127.0.0.1:{proxy.port}"
+    upgrade = client.upgrade_request("/api/jobs/x/logs/tail")
+    assert upgrade.proxy is not None and upgrade.proxy.shown == f"http://127.0.0.1:{proxy.port}"
+    assert PASSWORD not in repr(upgrade)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     assert client.upgrade_request("/api/jobs/x/logs/tail").proxy is None
 
