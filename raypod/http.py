@@ -159,6 +159,8 @@ class HttpClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.trust_env = trust_env
+        #: Where proxy variables are read (raypod.proxies): none at all without trust_env.
+        self._proxy_environ: dict[str, str] | None = None if trust_env else {}
         self.session.auth = auth
         self.request_count = 0
 
@@ -183,7 +185,7 @@ class HttpClient:
         """The proxy this client's base URL goes through (raypod.proxies), or None; a proxy
         variable that does not parse is reported where the request is sent."""
         try:
-            return proxy_for(self.base_url)
+            return proxy_for(self.base_url, self._proxy_environ)
         except RaypodError:
             return None
 
@@ -292,7 +294,7 @@ class HttpClient:
             ) from None
         settings = self.session.merge_environment_settings(url, {}, None, self._verify, None)
         verify = settings["verify"]
-        proxy = proxy_for(url)
+        proxy = proxy_for(url, self._proxy_environ)
         # As requests does with verify=True: its CA bundle (certifi's), unless the environment named one.
         ca: bool | str = verify if isinstance(verify, str) or verify is False else requests.utils.DEFAULT_CA_BUNDLE_PATH
         hop_by_hop = ("connection", "accept-encoding", "content-length", "transfer-encoding")
@@ -402,7 +404,7 @@ class HttpClient:
         response: requests.Response | None = None
         unbuildable = ""
         # raypod's proxy policy, not requests' own reading of the environment (see raypod.proxies).
-        proxies = requests_proxies(url)
+        proxies = requests_proxies(url, self._proxy_environ)
         try:
             response = self.session.request(
                 method,

@@ -216,3 +216,14 @@ def test_an_unreachable_proxy_is_named_without_its_password_and_tried_again(
         assert PASSWORD not in message and PASSWORD not in repr(error)
     # A proxy that is down may come back: a passing fault, retried like any connection error.
     assert kube_error.value.retryable is not False and s3_error.value.transient
+
+
+def test_a_client_that_does_not_trust_the_environment_takes_no_proxy_from_it(
+    server: ScriptedServer, proxy: ForwardProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.json("GET", "/api/version", {"ray_version": "2.60.0"})
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    client = HttpClient(server.url, error_class=RayApiError, trust_env=False)
+    assert client.json("GET", "/api/version") == {"ray_version": "2.60.0"}
+    assert client.upgrade_request("/api/jobs/x/logs/tail").proxy is None
+    assert proxy.recorded == []
