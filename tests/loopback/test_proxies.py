@@ -227,3 +227,16 @@ def test_a_client_that_does_not_trust_the_environment_takes_no_proxy_from_it(
     assert client.json("GET", "/api/version") == {"ray_version": "2.60.0"}
     assert client.upgrade_request("/api/jobs/x/logs/tail").proxy is None
     assert proxy.recorded == []
+
+
+def test_s3_over_https_goes_through_the_proxys_tunnel_to_the_endpoint(
+    fake_kube: FakeKube, proxy: ForwardProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An HTTPS server that is not S3: what counts is that minio's request reached it through the tunnel.
+    endpoint = fake_kube.url.removeprefix("https://")
+    monkeypatch.setenv("SSL_CERT_FILE", str(fake_kube.ca_path))
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    with pytest.raises(S3Error):
+        s3_store(endpoint, secure=True).read_text(S3Location("inputs", "params.json"), "parameters")
+    assert proxy.recorded and set(proxy.recorded) == {("CONNECT", endpoint)}
+    assert fake_kube.requests and all(seen.path.startswith("/inputs") for seen in fake_kube.requests)
