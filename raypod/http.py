@@ -463,6 +463,10 @@ class HttpClient:
             scrubber = self.scrubber()
             body = scrubber.cut(_read_bounded(response, MAX_ERROR_BODY + scrubber.longest), MAX_ERROR_BODY)
             reason = summarize_error_body(body, scrubber)
+            proxy = self._proxy()
+            if proxy is not None and url.lower().startswith("http://"):
+                # A plain-HTTP request is answered by the proxy itself when it refuses (403, 407).
+                reason = f"{reason} (through the proxy {proxy.shown} from {proxy.variable})"
             raise self.make_error(method, shown_url, response.status_code, reason, body)
         return response
 

@@ -240,3 +240,16 @@ def test_s3_over_https_goes_through_the_proxys_tunnel_to_the_endpoint(
         s3_store(endpoint, secure=True).read_text(S3Location("inputs", "params.json"), "parameters")
     assert proxy.recorded and set(proxy.recorded) == {("CONNECT", endpoint)}
     assert fake_kube.requests and all(seen.path.startswith("/inputs") for seen in fake_kube.requests)
+
+
+def test_a_dashboard_call_the_proxy_refuses_names_the_proxy_without_its_password(
+    server: ScriptedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ForwardProxy(credentials=("raypod", PASSWORD)) as proxy:
+        # Other credentials than the proxy wants: it answers 407 itself, the dashboard sees nothing.
+        monkeypatch.setenv("HTTP_PROXY", proxy.url.replace(PASSWORD, "wrong-" + PASSWORD))
+        with pytest.raises(RayApiError) as raised:
+            HttpClient(server.url, error_class=RayApiError).json("GET", "/api/version")
+    assert raised.value.status == 407
+    assert f"(through the proxy http://127.0.0.1:{proxy.port} from HTTP_PROXY)" in str(raised.value)
+    assert PASSWORD not in str(raised.value) and server.count() == 0
