@@ -21,8 +21,9 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import requests
 
 from raypod.call_deadline import MIN_UPLOAD_RATE, CallDeadline, DeadlineAdapter
-from raypod.errors import ApiError
+from raypod.errors import ApiError, RaypodError
 from raypod.interrupt import cuttable
+from raypod.proxies import Proxy, proxy_for, refused_for_good, requests_proxies, target_of, tunnel_refusal
 from raypod.retry import RetryPolicy
 from raypod.safetext import Scrubber, bounded_text, valid_json, valid_text
 
@@ -121,8 +122,8 @@ class UpgradeRequest:
     #: False, or the CA bundle (file or directory) the TLS certificate is checked against.
     verify: bool | str
     timeouts: Timeouts
-    #: The proxy ``requests`` would go through (from the environment); a raw socket cannot.
-    proxy: str | None
+    #: The proxy the policy of raypod.proxies picks for the URL (the tail tunnels through it), or None.
+    proxy: Proxy | None
 
 
 class HttpClient:
@@ -158,6 +159,8 @@ class HttpClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.trust_env = trust_env
+        #: Where proxy variables are read (raypod.proxies): none at all without trust_env.
+        self._proxy_environ: dict[str, str] | None = None if trust_env else {}
         self.session.auth = auth
         self.request_count = 0
 
@@ -174,7 +177,17 @@ class HttpClient:
             headers = {}
         auth = self.session.auth
         basic = (str(auth[0]), str(auth[1])) if isinstance(auth, tuple) and len(auth) == 2 else None
-        return Scrubber.of_headers(headers, basic_auth=basic)
+        scrubber = Scrubber.of_headers(headers, basic_auth=basic)
+        proxy = self._proxy()
+        return Scrubber([*scrubber.secrets, *proxy.secrets()]) if proxy is not None else scrubber
+
+    def _proxy(self) -> Proxy | None:
+        """The proxy this client's base URL goes through (raypod.proxies), or None; a proxy
+        variable that does not parse is reported where the request is sent."""
+        try:
+            return proxy_for(self.base_url, self._proxy_environ)
+        except RaypodError:
+            return None
 
     def _cause(self, error: BaseException) -> str:
         """The exception's innermost reason, scrubbed before it is cut (it may quote a URL or a header)."""
@@ -281,6 +294,7 @@ class HttpClient:
             ) from None
         settings = self.session.merge_environment_settings(url, {}, None, self._verify, None)
         verify = settings["verify"]
+        proxy = proxy_for(url, self._proxy_environ)
         # As requests does with verify=True: its CA bundle (certifi's), unless the environment named one.
         ca: bool | str = verify if isinstance(verify, str) or verify is False else requests.utils.DEFAULT_CA_BUNDLE_PATH
         hop_by_hop = ("connection", "accept-encoding", "content-length", "transfer-encoding")
@@ -291,7 +305,7 @@ class HttpClient:
             headers,
             ca,
             self.timeouts,
-            requests.utils.select_proxy(url, settings["proxies"]),
+            proxy,
         )
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -389,6 +403,8 @@ class HttpClient:
         self.request_count += 1
         response: requests.Response | None = None
         unbuildable = ""
+        # raypod's proxy policy, not requests' own reading of the environment (see raypod.proxies).
+        proxies = requests_proxies(url, self._proxy_environ)
         try:
             response = self.session.request(
                 method,
@@ -402,7 +418,10 @@ class HttpClient:
                 timeout=(timeouts or self.timeouts).as_tuple(),
                 # Never followed: requests strips only Authorization on a new host, not X-Ray-Authorization.
                 allow_redirects=False,
+                proxies=proxies,  # type: ignore[arg-type]  # None removes a key (requests' merge_setting)
             )
+        except requests.exceptions.ProxyError as error:
+            raise self._proxy_error(method, shown_url, error) from error
         except requests.exceptions.SSLError as error:
             reason = self._cause(error)
             # A certificate that does not verify stays so: retrying only delays the clear error.
@@ -444,8 +463,19 @@ class HttpClient:
             scrubber = self.scrubber()
             body = scrubber.cut(_read_bounded(response, MAX_ERROR_BODY + scrubber.longest), MAX_ERROR_BODY)
             reason = summarize_error_body(body, scrubber)
+            proxy = self._proxy()
+            if proxy is not None and url.lower().startswith("http://"):
+                # A plain-HTTP request is answered by the proxy itself when it refuses (403, 407).
+                reason = f"{reason} (through the proxy {proxy.shown} from {proxy.variable})"
             raise self.make_error(method, shown_url, response.status_code, reason, body)
         return response
+
+    def _proxy_error(self, method: str, shown_url: str, error: requests.exceptions.ProxyError) -> ApiError:
+        """The proxy did not connect to the target: a clear error naming both. A proxy that
+        answers its CONNECT with a 4xx (403: it may not reach that host) answers so again."""
+        proxy = self._proxy()
+        reason = tunnel_refusal(error, proxy, target_of(self.base_url)) or self._cause(error)
+        return self.make_error(method, shown_url, None, reason, retryable=False if refused_for_good(error) else None)
 
 
 def abort_stream(response: requests.Response) -> None:

@@ -466,14 +466,6 @@ class RayJobsClient:
         """
         upgrade = self.http.upgrade_request(f"/api/jobs/{segment(submission_id)}/logs/tail")
         shown = redact_url(upgrade.url)
-        if upgrade.proxy:
-            raise self.http.make_error(
-                "GET",
-                shown,
-                None,
-                "an HTTP proxy is configured, and raypod's WebSocket does not use one",
-                retryable=False,
-            )
         try:
             tail = WebSocket(
                 upgrade.url,
@@ -487,6 +479,7 @@ class RayJobsClient:
                 read_size=TAIL_READ_SIZE,
                 linger=TAIL_LINGER,
                 what=f"GET {shown} (WebSocket)",
+                proxy=upgrade.proxy,
             )
             if on_socket is not None:
                 on_socket(tail)

@@ -24,6 +24,7 @@ from raypod.errors import (
 )
 from raypod.interrupt import cuttable
 from raypod.jobdata import S3Location
+from raypod.proxies import Proxy, proxy_for, refused_for_good, target_of, tunnel_refusal
 from raypod.retry import RetryPolicy
 from raypod.safetext import Scrubber, bounded_text, secret_forms
 
@@ -58,9 +59,22 @@ class S3Store:
         #: The total bound of one call (one request of an upload: plus a part's worth at MIN_UPLOAD_RATE).
         self.call_deadline = CALL_DEADLINE
         self._client: Minio | None = None
-        # An S3 server may echo the access key in an error; messages must never carry either key.
+        # An S3 server may echo the access key in an error; messages must never carry either key,
+        # nor the password of the proxy in between.
+        try:
+            proxy_secrets = self.proxy.secrets() if self.proxy is not None else []
+        except RaypodError:
+            proxy_secrets = []  # a proxy variable that does not parse is reported at the first call
         self._scrubber = Scrubber(
-            form for key in (credentials.access_key, credentials.secret_key) if key for form in secret_forms(key)
+            [
+                *(
+                    form
+                    for key in (credentials.access_key, credentials.secret_key)
+                    if key
+                    for form in secret_forms(key)
+                ),
+                *proxy_secrets,
+            ]
         )
 
     @property
@@ -74,14 +88,25 @@ class S3Store:
 
             minio_class = _import_minio()
             # Retries disabled in urllib3: the retry policy is raypod's own, applied once.
-            http = urllib3.PoolManager(
-                timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT),
-                retries=False,
-                maxsize=2,
-                cert_reqs="CERT_REQUIRED",
-                ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+            settings: dict[str, Any] = {
+                "timeout": urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT),
+                "retries": False,
+                "maxsize": 2,
+                "cert_reqs": "CERT_REQUIRED",
+                "ca_certs": os.environ.get("SSL_CERT_FILE") or certifi.where(),
+            }
+            # The same proxy policy as the dashboard's and the Kubernetes API's (raypod.proxies).
+            proxy = self.proxy
+            http: urllib3.PoolManager = (
+                urllib3.ProxyManager(
+                    urllib3.util.parse_url(proxy.url)._replace(auth=None).url,
+                    proxy_headers=proxy.headers(),
+                    **settings,
+                )
+                if proxy is not None
+                else urllib3.PoolManager(**settings)
             )
-            use_deadline_pools(http)  # so that every call's total deadline can cut it
+            use_deadline_pools(http)  # so that every call's total deadline can cut it, proxied or not
             self._client = minio_class(
                 self.settings.endpoint,
                 access_key=self._credentials.access_key,
@@ -90,6 +115,15 @@ class S3Store:
                 http_client=http,
             )
         return self._client
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"{'https' if self.settings.secure else 'http'}://{self.settings.endpoint}"
+
+    @property
+    def proxy(self) -> Proxy | None:
+        """The proxy the endpoint is reached through, by raypod's one policy (raypod.proxies)."""
+        return proxy_for(self.endpoint_url)
 
     def _scrub(self, error: Exception) -> Exception:
         """The same error without either key in it, whatever its type (problems and bodies included)."""
@@ -125,7 +159,17 @@ class S3Store:
 
     def _translated(self, error: Exception, what: str, key: str | None) -> Exception:
         """raypod's error for a minio (or other) exception, without either key in it."""
+        refusal = tunnel_refusal(error, self._proxy_or_none(), target_of(self.endpoint_url))
+        if refusal is not None:
+            # The proxy would not connect to the endpoint: a 4xx answer to CONNECT stays so.
+            return self._scrub(S3Error(f"{what} failed: {refusal}", transient=not refused_for_good(error)))
         return self._scrub(_translate(error, what, key, self._scrubber))
+
+    def _proxy_or_none(self) -> Proxy | None:
+        try:
+            return self.proxy
+        except RaypodError:
+            return None
 
     def _holds_secret(self, error: Exception) -> bool:
         return self._scrubber.holds_secret(str(error))

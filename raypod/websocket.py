@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from raypod.interrupt import cuttable
+from raypod.proxies import Proxy
 from raypod.safetext import printable
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -345,8 +346,11 @@ class WebSocket:
         read_size: int = RECV_SIZE,
         linger: float = 0.0,
         what: str = "WebSocket",
+        proxy: Proxy | None = None,
     ) -> None:
         self.url = url
+        #: The HTTP proxy to tunnel through (CONNECT), as raypod.proxies chose it for ``url``.
+        self._proxy = proxy
         self._target = _Target.of(url)
         self._headers = dict(headers or {})
         self._verify = verify
@@ -384,15 +388,19 @@ class WebSocket:
         target = self._target
         key = base64.b64encode(os.urandom(16)).decode("ascii")
         request = self._request(key)
+        address = (target.host, target.port) if self._proxy is None else _proxy_address(self._proxy)
         try:
-            sock = socket.create_connection((target.host, target.port), timeout=self._connect_timeout)
+            sock = socket.create_connection(address, timeout=self._connect_timeout)
         except OSError as error:
-            raise WebSocketError(f"cannot connect: {_os_reason(error)}") from None
+            through = f" to the proxy {self._proxy.shown}" if self._proxy is not None else ""
+            raise WebSocketError(f"cannot connect{through}: {_os_reason(error)}") from None
         self._sock = sock
         self._raise_if_aborted()
         sock.settimeout(self._handshake_timeout)
         self._handshake_ends = None if self._handshake_timeout is None else time.monotonic() + self._handshake_timeout
         try:
+            if self._proxy is not None:
+                self._tunnel(sock, self._proxy)
             if target.tls:
                 sock = self._tls_context().wrap_socket(sock, server_hostname=target.host)
                 self._sock = sock
@@ -417,6 +425,23 @@ class WebSocket:
             raise WebSocketRefused(status, reason, body, fields.get("location", ""))
         self._check_upgrade(fields, key)
         sock.settimeout(self._idle_timeout)
+
+    def _tunnel(self, sock: socket.socket, proxy: Proxy) -> None:
+        """Ask the proxy for a tunnel to the target (``CONNECT``), as urllib3 does for ``requests``."""
+        target = self._target
+        host = f"[{target.host}]" if ":" in target.host else target.host
+        lines = [f"CONNECT {host}:{target.port} HTTP/1.1", f"Host: {host}:{target.port}"]
+        lines += [f"{name}: {value}" for name, value in proxy.headers().items()]
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace"))
+        head, early = self._read_head(sock)
+        status, reason, _fields = _parse_head(head)
+        if not 200 <= status < 300 or early:
+            raise WebSocketError(
+                f"the proxy {proxy.shown} (from {proxy.variable}) did not connect to {host}:{target.port} "
+                f"(Tunnel connection failed: {status} {printable(reason)[:100]}); let the proxy reach it, "
+                "or list its host in NO_PROXY to reach it directly",
+                lasting=400 <= status < 500,
+            )
 
     def _request(self, key: str) -> bytes:
         lines = [f"GET {self._target.resource} HTTP/1.1", f"Host: {self._target.host_header}"]
@@ -597,6 +622,14 @@ class WebSocket:
                 sock.close()
             except OSError:
                 pass
+
+
+def _proxy_address(proxy: Proxy) -> tuple[str, int]:
+    parts = urlsplit(proxy.url)
+    if parts.scheme != "http" or not parts.hostname:
+        # A TLS connection to the proxy itself, inside which another TLS runs: not done here.
+        raise WebSocketError(f"the proxy {proxy.shown} is not an http:// proxy, which the tail needs", lasting=True)
+    return parts.hostname, parts.port or 80
 
 
 def _parse_head(head: bytes) -> tuple[int, str, dict[str, str]]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import trustme
 
+from devtools.forward_proxy import ForwardProxy
 from raypod.credentials import RayCredentials
 from raypod.errors import RayApiError, Terminated
 from raypod.process import install_terminate_handler
@@ -460,3 +461,50 @@ def test_a_certificate_for_another_host_fails_verification(authority: trustme.CA
     server = ws_server(lambda c: None, tls_server_context(authority, "ray.example"))
     with server as (url, _), pytest.raises(WebSocketError, match="TLS verification failed"):
         WebSocket(url, verify=str(bundle)).open()
+
+
+# -- through a proxy: the same policy as every other call (raypod.proxies) ----------------------------------
+def test_the_tail_tunnels_through_the_proxy_the_policy_picks_with_its_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def script(conversation: Conversation) -> None:
+        conversation.accept_upgrade()
+        conversation.send(frame(TEXT, b"through the proxy\n"))
+        close_politely(conversation)
+
+    with ForwardProxy(credentials=("raypod", "tail-proxy-pa55word")) as proxy, ws_server(script) as (url, seen):
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        ray = RayJobsClient.connect(url.split("/api/")[0], retry=NO_RETRY)
+        tail = ray.open_log_tail("job-1")
+        assert b"".join(ray.tail_chunks(tail)) == b"through the proxy\n"
+        assert proxy.recorded == [("CONNECT", url.split("/")[2])]
+        assert proxy.authorizations == ["Basic cmF5cG9kOnRhaWwtcHJveHktcGE1NXdvcmQ="]
+    # Inside the tunnel, the upgrade is the one a direct connection sends.
+    assert seen[0].request.startswith(b"GET /api/jobs/job-1/logs/tail HTTP/1.1\r\n")
+    assert "proxy-authorization" not in seen[0].headers
+
+
+def test_a_proxy_that_refuses_the_tails_connect_is_a_lasting_error_naming_it_without_its_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with (
+        ForwardProxy(credentials=("raypod", "tail-proxy-pa55word"), refuse_connect=True) as refusing,
+        ws_server(lambda conversation: None) as (url, _seen),
+    ):
+        monkeypatch.setenv("HTTP_PROXY", refusing.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        ray = RayJobsClient.connect(url.split("/api/")[0], retry=NO_RETRY)
+        with pytest.raises(RayApiError) as caught:
+            ray.open_log_tail("job-1")
+        # The server still waits for a connection: end it.
+        socket.create_connection(("127.0.0.1", int(url.split("/")[2].split(":")[1])), timeout=BOUND).close()
+    message = str(caught.value)
+    assert (
+        f"the proxy http://127.0.0.1:{refusing.port} (from HTTP_PROXY) did not connect to {url.split('/')[2]}"
+        in message
+    )
+    assert "403" in message and "tail-proxy-pa55word" not in message
+    assert not caught.value.transient  # lasting: the log follower takes /api/v0/logs/stream instead
