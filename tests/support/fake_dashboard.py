@@ -177,6 +177,11 @@ class FakeDashboard(BaseAdapter):
         self.stops: list[StopRecord] = []
         #: The jobs a head restart lost.
         self.lost: set[str] = set()
+        #: The jobs some pod was told Ray has (a whole answer to their POST, or about them).
+        self.confirmed: set[str] = set()
+        #: The jobs a head restart lost before any pod was told Ray had them: a pod cannot tell them
+        #: from a POST that never arrived.
+        self.lost_unconfirmed: set[str] = set()
         #: Fake times of the good answers about each job (a 200 with its status).
         self.answered: dict[str, list[float]] = {}
         #: Every request as (fake time, route, fault or None).
@@ -215,6 +220,7 @@ class FakeDashboard(BaseAdapter):
     def restart_head(self) -> None:
         """A head restart without persistence: Ray forgets every job."""
         self.lost.update(self.jobs)
+        self.lost_unconfirmed.update(set(self.jobs) - self.confirmed)
         self.jobs.clear()
 
     def fail_next(self, route: str, fault: Fault, count: int = 1) -> None:
@@ -278,6 +284,8 @@ class FakeDashboard(BaseAdapter):
         if fault is Fault.GARBLED:
             body = body[: max(1, len(body) // 2)]
         response = _response(request, status, body, content_type)
+        if route == "submit":
+            submission_id = str(json.loads(request.body or b"{}").get("submission_id") or "")
         delivered = (lambda: self._delivered(route, submission_id)) if status == 200 else None
         if fault is Fault.TRICKLE:
             response.raw = _Trickle(body, self.clock, delivered)
@@ -292,7 +300,10 @@ class FakeDashboard(BaseAdapter):
     def _delivered(self, route: str, submission_id: str) -> None:
         """An answer about a job reached the pod whole: what it said is what the pod knows."""
         job = self.jobs.get(submission_id)
-        if route != "get" or job is None:
+        if job is None or route not in ("get", "submit"):
+            return
+        self.confirmed.add(submission_id)
+        if route == "submit":
             return
         self.answered.setdefault(submission_id, []).append(self.clock.elapsed)
         if job.status == RUNNING:

@@ -118,6 +118,8 @@ class ApiConfigMap:
         self.clock = clock
         #: The data after every change with its fake time, oldest first (what a lagging mount shows).
         self.versions: list[tuple[float, dict[str, str]]] = [(clock.elapsed, dict(self.data))]
+        #: Writes that go through before the next ``failures_left`` are refused.
+        self.successes_first = 0
         self.failures_left = 0
         self.refused: list[dict[str, str]] = []
 
@@ -128,7 +130,9 @@ class ApiConfigMap:
         return {key: value for key, value in self.data.items() if key in OWNED_KEYS}
 
     def write(self, changes: Mapping[str, str]) -> None:
-        if self.failures_left > 0:
+        if self.successes_first > 0:
+            self.successes_first -= 1
+        elif self.failures_left > 0:
             self.failures_left -= 1
             self.refused.append(dict(changes))
             raise KUBE_DOWN
@@ -183,6 +187,8 @@ class ModelRunner(Runner):
 
     def _connect(self, config: BridgeConfig) -> RayJobsClient:
         ray = super()._connect(config)
+        # No proxy or netrc from this machine's environment (and half the cost of a call).
+        ray.http.session.trust_env = False
         ray.http.session.mount("http://", self.dashboard)
         ray.http.session.mount("https://", self.dashboard)
         return ray
