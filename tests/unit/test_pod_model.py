@@ -13,7 +13,8 @@ time passing between pods.
 
 The invariants, after every step, against the fake dashboard's truth:
 
-- no submission id is created on Ray twice;
+- no submission id is created on Ray twice (unless a head restart lost the first before any pod was
+  told Ray had it: no pod can tell that from a POST that never arrived);
 - never more attempts than ``retries + 1``;
 - no stop request reaches a job without a reason that truly holds: ``kill``, activeDeadlineSeconds
   passed since the BridgeJob's first submission, or startDeadlineSeconds passed since the attempt's
@@ -25,7 +26,9 @@ The invariants, after every step, against the fake dashboard's truth:
 - neither secret (the token, the proxy cookie; the hostile answers echo them) appears in any output,
   log record, status value, result file or termination message.
 
-``make model`` runs many more examples (``RAYPOD_MODEL_PROFILE=nightly``, ``RAYPOD_MODEL_EXAMPLES``).
+In the unit lane the model runs 200 derandomized examples without shrinking (a failure shows its whole
+sequence); ``make model`` runs thousands and shrinks them (``RAYPOD_MODEL_PROFILE=nightly``,
+``RAYPOD_MODEL_EXAMPLES``). The model's counterexamples are kept as replays at the end of this file.
 """
 
 from __future__ import annotations
