@@ -467,3 +467,9 @@ def test_a_refused_write_of_a_new_attempt_never_leaves_that_attempt_named_in_the
 def test_a_spoiled_answer_to_the_post_is_asked_about_again_not_a_final_unknown_at_once() -> None:
     # Ray creates the job; its answer arrives cut short, and the lookup after it fails once.
     replay({"connect_timeout": 30.0}, pod(None, ("submit", Fault.GARBLED), ("get", Fault.REFUSED)))
+
+
+def test_an_ingress_404_while_attaching_to_an_operator_written_id_is_not_ray_saying_it_has_no_such_job() -> None:
+    # Ray runs the job the operator named; the first answer about it, and the version check after
+    # it, come from an ingress.
+    replay({"existing": "operator id on Ray"}, pod(None, ("get", Fault.INGRESS_404), ("version", Fault.INGRESS_404)))
