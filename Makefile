@@ -16,7 +16,7 @@ SOAK_SEED ?=
 SOAK_PARALLEL ?= 4
 IMAGE_PLATFORMS ?= $(foreach tag,manylinux_2_28 manylinux_2_17 manylinux2014 manylinux_2_5 manylinux1,$(tag)_$(IMAGE_ARCH))
 
-.PHONY: help venv demo test test-unit test-loopback test-ray test-image check bench soak wheelhouse docker-build \
+.PHONY: help venv demo test test-unit test-loopback test-ray test-image model check bench soak wheelhouse docker-build \
 	docker-push image image-test clean
 
 help:
@@ -26,6 +26,7 @@ help:
 	@echo "make test-loopback the loopback lane: scripted servers, the fake Kubernetes API, raypod as a child (tests/loopback)"
 	@echo "make test-ray      the ray lane: tests on the real Ray head and the S3 server (tests/ray)"
 	@echo "make test-image    the image lane: the container image and the Dockerfile's replay (tests/image)"
+	@echo "make model         the stateful model of the whole pod with many examples (MODEL_EXAMPLES=$(MODEL_EXAMPLES); nightly)"
 	@echo "make check         ruff and mypy"
 	@echo "make bench         compare raypod with the Ray SDK (bench/)"
 	@echo "make soak          chaos soak on a local Ray head: \$$SOAK_RUNS pod runs (200) under random faults, from \$$SOAK_SEED"
@@ -59,6 +60,13 @@ test: $(VENV)/.installed-test+yaml+dev
 # One lane of tests/ each (tests/conftest.py marks every test with its lane, from its folder).
 test-unit test-loopback test-ray test-image: test-%: $(VENV)/.installed-test+yaml+dev
 	$(BIN)/python -m pytest -q -ra tests/$*
+
+# The pod model (tests/unit/test_pod_model.py) runs a few hundred examples in the unit lane; this runs
+# it with many more and shrinks what it finds (its hypothesis profile pod-model-nightly).
+MODEL_EXAMPLES ?= 3000
+model: $(VENV)/.installed-test+yaml+dev
+	RAYPOD_MODEL_PROFILE=nightly RAYPOD_MODEL_EXAMPLES=$(MODEL_EXAMPLES) \
+		$(BIN)/python -m pytest -q -ra -p no:logging --hypothesis-show-statistics tests/unit/test_pod_model.py
 
 check: $(VENV)/.installed-test+yaml+dev
 	$(BIN)/ruff check raypod tests samples $(wildcard bench) devtools
