@@ -182,23 +182,23 @@ class S3Store:
         to raypod's."""
 
         deadline = None if unbounded else self.call_deadline
+        return self.retry.call(lambda: self._once(fn, what, key, deadline), what=what)
 
-        def once() -> T:
-            try:
-                with cuttable(what), CallDeadline(deadline) as bound:
-                    try:
-                        return fn()
-                    except Exception as error:
-                        if bound.expired:
-                            raise _past_deadline(what, bound) from error
-                        raise
-            except Exception as error:
-                translated = self._translated(error, what, key)
-                if self._holds_secret(error):
-                    raise translated from None  # a traceback would show the original's text
-                raise translated from error
-
-        return self.retry.call(once, what=what)
+    def _once(self, fn: Callable[[], T], what: str, key: str | None, deadline: float | None) -> T:
+        """One try of a minio call: cut by SIGTERM and by its total deadline, its errors translated."""
+        try:
+            with cuttable(what), CallDeadline(deadline) as bound:
+                try:
+                    return fn()
+                except Exception as error:
+                    if bound.expired:
+                        raise _past_deadline(what, bound) from error
+                    raise
+        except Exception as error:
+            translated = self._translated(error, what, key)
+            if self._holds_secret(error):
+                raise translated from None  # a traceback would show the original's text
+            raise translated from error
 
     def read_text(self, location: S3Location, key: str) -> str:
         def fetch() -> str:
@@ -475,16 +475,4 @@ class PartUpload:
 
     def _do(self, fn: Callable[[], T]) -> T:
         what = f"upload to {self._store.url(self.bucket, self.object_name)}"
-        try:
-            with cuttable(what), CallDeadline(self._store.call_deadline + PART_SIZE / MIN_UPLOAD_RATE) as bound:
-                try:
-                    return fn()
-                except Exception as error:
-                    if bound.expired:
-                        raise _past_deadline(what, bound) from error
-                    raise
-        except Exception as error:
-            translated = self._store._translated(error, what, None)
-            if self._store._holds_secret(error):
-                raise translated from None  # a traceback would show the original's text
-            raise translated from error
+        return self._store._once(fn, what, None, self._store.call_deadline + PART_SIZE / MIN_UPLOAD_RATE)
