@@ -95,12 +95,14 @@ def recorded_attempt(text: str) -> int:
 
 def is_refusal(error: RayApiError) -> bool:
     """Ray said no to the request itself (a 4xx): it did not take it, and asking again cannot help.
-    A page (an ingress's 404, a sign-in form) is not Ray's word: whether Ray has the job is asked."""
+    A page (an ingress's 404) is not Ray's word: whether Ray has the job is asked; a 401 or 403 page
+    (an auth proxy) refuses all the same."""
     return (
         not error.transient
         and error.status is not None
         and 400 <= error.status < 500
-        and not looks_like_a_page(error.body)
+        # An auth proxy's page refuses as surely as Ray; any other page is not Ray's word.
+        and (error.unauthorized or not looks_like_a_page(error.body))
     )
 
 

@@ -445,12 +445,15 @@ POST_CASES = [
     ),
     *(
         Case(
+            # Asked whether Ray has it after every answer; Ray says no: posted again, never reaching Ray.
             name=f"post-garbled-ray-has-no-job-never-success-{answer}",
             scripts={"post": (answer,)},
             code=1,
-            status=("UNKNOWN", "FAILED"),
-            posts=1,
-            requests={POLL: 1},  # asked whether Ray has it
+            status="FAILED",
+            message="Not submitted: ",
+            fields={"status.reason": "NotSubmitted"},
+            at_least={POST: 2, POLL: 2},
+            accepted=(),
         )
         for answer in ("html", "list", "null", "string", "no-id", "huge", "huge-chunked")
     ),
