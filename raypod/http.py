@@ -10,9 +10,11 @@ and made valid text (``safetext.valid_json``) before anything looks at it.
 
 from __future__ import annotations
 
+import email.utils
 import json
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -444,8 +446,28 @@ class HttpClient:
             scrubber = self.scrubber()
             body = scrubber.cut(_read_bounded(response, MAX_ERROR_BODY + scrubber.longest), MAX_ERROR_BODY)
             reason = summarize_error_body(body, scrubber)
-            raise self.make_error(method, shown_url, response.status_code, reason, body)
+            refused = self.make_error(method, shown_url, response.status_code, reason, body)
+            if response.status_code in (429, 503):
+                refused.retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            raise refused
         return response
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds from now: delay-seconds or an HTTP-date (RFC 9110 10.2.3); None
+    when absent or unreadable (the retry policy's own backoff then applies)."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    if text.isdigit():
+        return float(int(text[:9]))  # nine digits are years: the policy caps the wait anyway
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        return None  # an HTTP-date is always GMT; a date without a zone is not one
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def abort_stream(response: requests.Response) -> None:
