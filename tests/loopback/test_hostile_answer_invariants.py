@@ -87,9 +87,7 @@ VALID: dict[str, s.SearchStrategy[Value]] = {
     "kill": s.sampled_from([Value(""), Value("false"), Value("true"), Value("no"), Value("0"), Value("TRUE")]),
 }
 INVALID: dict[str, s.SearchStrategy[Value]] = {
-    "updateInterval": s.sampled_from(
-        [bad(t, "updateInterval") for t in ("abc", "nan", "inf", "1e400", "20s", "0x10")]
-    ),
+    "updateInterval": s.sampled_from([bad(t, "updateInterval") for t in ("abc", "nan", "inf", "1e400", "20s", "0x10")]),
     "jobdata.jobParameters": s.sampled_from(
         [
             bad(t, "jobdata.jobParameters")

@@ -23,7 +23,9 @@ NOT_JSON_AS_JSON = Page(b"<html>gateway</html>", "application/json")
 
 
 def api(fake_kube: FakeKube, retry: RetryPolicy = QUICK) -> KubeConfigMap:
-    return KubeConfigMap(fake_kube.url, ServiceAccount(fake_kube.sa_dir), fake_kube.namespace, CM, retry=retry)
+    return KubeConfigMap(
+        fake_kube.url, ServiceAccount(fake_kube.sa_dir), fake_kube.namespace, CM, retry=retry, startup_budget=2.0
+    )
 
 
 @pytest.mark.parametrize("page", [HTML, GATEWAY, STALE], ids=["html", "other-json", "stale-configmap"])
