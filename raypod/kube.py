@@ -192,7 +192,7 @@ class KubeConfigMap:
 
     # -- ConfigSource -------------------------------------------------------------------
     def read(self) -> dict[str, str]:
-        self._refuse_if_foreign("GET")
+        self._refuse_if_foreign()
         first = self.uid is None
         try:
             # The start-up read waits out an outage for its budget; a later one (kill) is asked again.
@@ -208,11 +208,11 @@ class KubeConfigMap:
             self.uid, self.identity = object_uid(document), object_identity(document)
             self.owner = controller_uid(document)
         else:
-            self._check_same_object(document, "GET")
+            self._check_same_object(document)
         return {str(key): value for key, value in (document.get("data") or {}).items()}
 
     # -- one BridgeJob's ConfigMap, and no other -----------------------------------------------
-    def _check_same_object(self, document: dict[str, Any], method: str) -> None:
+    def _check_same_object(self, document: dict[str, Any]) -> None:
         """The object read is the one read at start-up, or one the operator re-created for the same
         BridgeJob (its controller is the same: carry on with it, and write raypod's keys again);
         anything else is another object under the same name: never written, nor read, again."""
@@ -231,16 +231,17 @@ class KubeConfigMap:
             return
         whose = f"owned by {owner}" if owner else "with no owner"
         self.foreign = (
-            f"{self.description} is now another object (uid {uid}, {whose}; this pod's was uid {self.uid}"
-            f"{f' of BridgeJob {self.owner}' if self.owner else ''}): raypod never writes into another "
-            "BridgeJob's ConfigMap, so this pod's status is not recorded"
+            f"{self.namespace}/{self.name} was deleted and re-created as another object (uid {uid}, {whose}; "
+            f"this pod read uid {self.uid}{f' of BridgeJob {self.owner}' if self.owner else ''}): raypod never "
+            "writes into another BridgeJob's ConfigMap, so this pod's status is not recorded there"
         )
         log.error("%s", self.foreign)
-        self._refuse_if_foreign(method)
+        self._refuse_if_foreign()
 
-    def _refuse_if_foreign(self, method: str) -> None:
+    def _refuse_if_foreign(self) -> None:
+        # Not an API error: no answer is awaited, and no retry could change the object's owner.
         if self.foreign is not None:
-            raise KubeApiError(method, self.http.url(self.path), None, self.foreign, retryable=False)
+            raise DeploymentError("ConfigMap", self.foreign)
 
     # -- DeletionProbe -------------------------------------------------------------------
     def being_deleted(self) -> bool | None:
@@ -265,7 +266,7 @@ class KubeConfigMap:
         API server refuses it on any other object (422), so no write lands in a ConfigMap deleted and
         re-created under the same name. Then the object is read again: re-created by the operator for
         this BridgeJob, every recorded key is written into it; anything else is never written."""
-        self._refuse_if_foreign("PATCH")
+        self._refuse_if_foreign()
         retry = self.http.retry.with_deadline(within) if within is not None else None
         data = {**self.recorded, **changes} if self._recreated else dict(changes)
         try:
@@ -275,7 +276,7 @@ class KubeConfigMap:
                 if error.status not in UID_REFUSED or self.uid is None:
                     raise
                 before = self.uid
-                self._check_same_object(self._call("GET", retry=retry), "PATCH")
+                self._check_same_object(self._call("GET", retry=retry))
                 if self.uid == before:
                     raise  # refused for another reason: the object is the same one
                 data = {**self.recorded, **changes}

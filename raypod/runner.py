@@ -111,6 +111,8 @@ class RunResult:
     collected: Collected | None = None
     #: raypod's keys as the run left them (the status written, or kept).
     status: Mapping[str, str] = field(default_factory=dict)
+    #: Why the final status in ``status`` is not where the status goes ("": it is, or none was due).
+    not_written: str = ""
 
 
 class Runner:
@@ -327,7 +329,7 @@ class Runner:
         except Exception as error:  # noqa: BLE001 - the last resort: the caller still writes the result
             log.error("the end of the run could not be recorded: %s", reportable(error))
             code = exits.EXIT_FAILED
-        return RunResult(code, outcome, collected, dict(self.reporter.current))
+        return RunResult(code, outcome, collected, dict(self.reporter.current), self.reporter.not_written)
 
 
 class JobOutput:
@@ -371,7 +373,8 @@ def report_bad_input(error: ConfigError, sink: StatusSink, status_out: TextIO) -
     say = timestamped_printer(clock, status_out)
     reporter = StatusReporter(sink, on_change=lambda changes: say(status_line(changes)))
     outcome = Outcome.bad_input(error)
-    return RunResult(finish(outcome, reporter, clock, say), outcome, None, dict(reporter.current))
+    code = finish(outcome, reporter, clock, say)
+    return RunResult(code, outcome, None, dict(reporter.current), reporter.not_written)
 
 
 def outcome_of_unexpected(error: RaypodError, ended: Outcome | None, recorded: Mapping[str, str]) -> Outcome:

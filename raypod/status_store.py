@@ -13,7 +13,7 @@ from typing import Protocol
 
 from raypod.capped_read import MAX_CONFIG_FILE, read_capped_text
 from raypod.contract import OWNED_KEYS
-from raypod.errors import ConfigError, LocalFileError, RaypodError
+from raypod.errors import ConfigError, LocalFileError, RaypodError, reportable
 from raypod.safetext import valid_json
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,9 @@ class StatusReporter:
         self.on_change = on_change
         self.current: dict[str, str] = dict(initial or {})
         self._pending: dict[str, str] = {}
+        #: Why the last write that had to land (a final status) did not; "" once one lands. The
+        #: result and the termination message say it, as the status is not where it should be.
+        self.not_written = ""
 
     def load(self) -> dict[str, str]:
         """Take in what an earlier pod recorded: raypod's own keys with a value."""
@@ -168,12 +171,16 @@ class StatusReporter:
             return
         try:
             self.sink.write(dict(self._pending), within=self.final_budget if must_persist else None)
-        except RaypodError as error:
+        except Exception as error:
             if must_persist:
+                self.not_written = str(reportable(error))
+                raise
+            if not isinstance(error, RaypodError):
                 raise
             log.warning("status not written to %s yet (%s); will retry on the next poll", self.sink.description, error)
             return
         self._pending.clear()
+        self.not_written = ""
 
 
 def status_line(changes: Mapping[str, str]) -> str:
