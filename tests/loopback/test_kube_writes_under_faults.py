@@ -273,3 +273,18 @@ def test_a_patch_never_lands_in_another_bridgejobs_configmap(fake_kube: FakeKube
 
     assert fake_kube.data(CM) == theirs
     assert [r.status for r in fake_kube.calls("PATCH")] == [422]  # the first one only, refused
+
+
+def test_a_kill_read_that_finds_another_bridgejobs_configmap_takes_nothing_from_it(fake_kube: FakeKube) -> None:
+    fake_kube.create_configmap(CM, {"kill": "false"}, owner_uid=BRIDGEJOB)
+    configmap = api(fake_kube)
+    configmap.load()
+    fake_kube.delete_configmap(CM)
+    fake_kube.create_configmap(CM, {"kill": "true"}, owner_uid="5e7a01c2-bridgejob-2")
+
+    for _ in range(2):
+        with pytest.raises(DeploymentError, match="re-created as another object"):
+            configmap.read()
+
+    assert len(fake_kube.calls("GET")) == 2  # the start-up read and the one that found out
+    assert fake_kube.calls("PATCH") == []
