@@ -40,6 +40,8 @@ def summary_line(result: RunResult) -> str:
             reason = written.get(REASON) or outcome.reason
             message = written.get(MESSAGE) or outcome.message
             job = f" Ray job {submission_id}:" if submission_id else ""
+            if result.not_written:
+                message = f"{message.rstrip('.')}. This status is not recorded: {result.not_written}"
             return one_line(f"{status} ({reason}):{job} {message}", MAX_TERMINATION_MESSAGE)
         case _:
             assert_never(outcome.ending)
@@ -59,6 +61,7 @@ def result_document(result: RunResult) -> dict[str, Any]:
         "reason": (written.get(REASON) or outcome.reason or None) if final else None,
         "exitCode": result.exit_code,
         "message": written.get(MESSAGE) or outcome.message or None,
+        "notRecorded": result.not_written or None,
         "submitTime": written.get(SUBMIT_TIME) or None,
         "startTime": written.get(START_TIME) or None,
         "endTime": written.get(END_TIME) or None,

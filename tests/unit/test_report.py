@@ -3,6 +3,7 @@ describe pod``) and the ``--result`` file, for every way a run can end."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,18 @@ def test_the_summary_names_the_status_the_reason_the_job_and_the_message() -> No
     result = RunResult(1, outcome, None, written(outcome, **{REASON: "AppFailed"}))
 
     assert summary_line(result) == "FAILED (AppFailed): Ray job raypod-train-1: Job failed: exit 3."
+
+
+def test_a_final_status_that_could_not_be_written_says_why_in_the_summary_and_the_result() -> None:
+    outcome = Outcome.final("raypod-train-1", BridgeStatus.SUCCEEDED, "Job succeeded.")
+    why = "ConfigMap: ns/train-bridge-cm was deleted and re-created as another object (...)"
+    result = RunResult(1, outcome, None, written(outcome, **{REASON: "Succeeded"}), why)
+
+    assert summary_line(result) == (
+        f"SUCCEEDED (Succeeded): Ray job raypod-train-1: Job succeeded. This status is not recorded: {why}"
+    )
+    assert result_document(result)["notRecorded"] == why
+    assert result_document(replace(result, not_written=""))["notRecorded"] is None
 
 
 def test_a_terminated_run_says_the_job_keeps_running() -> None:
@@ -116,6 +129,7 @@ def test_the_result_document_holds_the_id_status_reason_times_exit_code_log_and_
         "reason": "AppFailed",
         "exitCode": 1,
         "message": "Job failed: exit 3.",
+        "notRecorded": None,
         "submitTime": "2023-11-14T22:13:00Z",
         "startTime": None,
         "endTime": "2023-11-14T22:14:20Z",
