@@ -129,7 +129,7 @@ class ApiConfigMap:
     def load(self) -> dict[str, str]:
         return {key: value for key, value in self.data.items() if key in OWNED_KEYS}
 
-    def write(self, changes: Mapping[str, str]) -> None:
+    def write(self, changes: Mapping[str, str], *, within: float | None = None) -> None:
         if self.successes_first > 0:
             self.successes_first -= 1
         elif self.failures_left > 0:

@@ -53,7 +53,7 @@ class HeldSink(MemorySink):
     def hold(self) -> None:
         self.holding = True
 
-    def write(self, changes: Mapping[str, str]) -> None:
+    def write(self, changes: Mapping[str, str], *, within: float | None = None) -> None:
         self.attempts.append(dict(changes))
         if self.holding:
             self.holding = False
