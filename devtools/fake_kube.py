@@ -5,7 +5,13 @@
 - Only the current token is accepted; ``rotate_token()`` replaces the file and rejects the old one.
 - ``GET``, ``PATCH`` (JSON merge patch, RFC 7386) and ``PUT`` (409 on a stale ``resourceVersion``)
   of ``/api/v1/namespaces/<ns>/configmaps/<name>``; ``resourceVersion`` grows on every change.
-- ``deny()`` answers 401/403 the way the real server does; ``fail()`` injects transient errors;
+- A patch whose ``metadata.uid`` is not the object's is refused as the real server refuses it: the
+  patched object's uid differs from the stored one, and ``metadata.uid`` is immutable (apiserver
+  ``rest.BeforeUpdate`` -> ``ValidateObjectMetaUpdate``), so 422 Invalid; a PATCH carries no other
+  precondition (its ``UpdatedObjectInfo`` has no object, hence no ``Preconditions()``).
+- ``delete_configmap`` then ``create_configmap`` re-creates an object under its name with a new uid.
+- ``deny()`` answers 401/403 the way the real server does; ``fail()`` injects transient errors
+  (with a ``Retry-After`` header when asked);
   ``answer_page()`` answers with a page that is not the API server's (a proxy's), changing nothing;
   ``hold()`` keeps requests waiting before they are served (a slow API server: a held PATCH lands late).
 - Just enough discovery (``/api``, ``/apis``, ...) for ``kubectl apply --dry-run=client``.
@@ -22,6 +28,7 @@ import re
 import secrets
 import ssl
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -94,6 +101,8 @@ class Recorded:
     content_type: str
     body: Any
     status: int
+    #: time.monotonic() when it was answered.
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,7 @@ class Page:
 
     body: bytes
     content_type: str = "text/html; charset=utf-8"
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -110,6 +120,7 @@ class Fault:
     status: int
     remaining: int | None  # None: until cleared
     page: Page | None = None
+    retry_after: str | None = None
 
 
 @dataclass
@@ -199,9 +210,10 @@ class FakeKube:
         """Answer every `verb` ("get", "patch", "put") with 401 or 403 until cleared."""
         self.fail(verb, status, None)
 
-    def fail(self, verb: str, status: int, count: int | None = 1) -> None:
+    def fail(self, verb: str, status: int, count: int | None = 1, *, retry_after: str | None = None) -> None:
+        """The next ``count`` calls of ``verb`` answered ``status`` (with ``Retry-After: retry_after``)."""
         with self._lock:
-            self._faults.append(Fault(verb, status, count))
+            self._faults.append(Fault(verb, status, count, retry_after=retry_after))
 
     def answer_page(self, verb: str, page: Page, status: int = 200, count: int | None = 1) -> None:
         """The next ``count`` calls of ``verb`` get ``page`` (with ``status``) and change nothing."""
@@ -324,7 +336,11 @@ class FakeKube:
             if injected is not None and injected.page is not None:
                 return injected.status, injected.page
             if injected is not None:
-                return injected.status, self._refusal(injected.status, verb, match["ns"], match["name"])
+                refusal = self._refusal(injected.status, verb, match["ns"], match["name"])
+                if injected.retry_after is not None:
+                    header = (("Retry-After", injected.retry_after),)
+                    return injected.status, Page(json.dumps(refusal).encode(), "application/json", header)
+                return injected.status, refusal
             return self._configmap(method, match["ns"], match["name"], content_type, body)
         return self._discovery_or_other(method, path)
 
@@ -355,6 +371,9 @@ class FakeKube:
             if not isinstance(body, dict):
                 return 400, status_body(400, "BadRequest", "the patch is not a JSON object")
             updated = merge_patch(current, body)
+            uid = (updated.get("metadata") or {}).get("uid")
+            if uid != current["metadata"]["uid"]:
+                return 422, _uid_is_immutable(name, uid)
             return self._replace(ns, name, current, updated)
         if method == "PUT":
             if not isinstance(body, dict) or (body.get("metadata") or {}).get("name") != name:
@@ -428,6 +447,19 @@ class FakeKube:
                 yield from (call.body.get("data") or {}).keys()
 
 
+def _uid_is_immutable(name: str, uid: Any) -> dict[str, Any]:
+    """The real server's answer to an update that changes ``metadata.uid`` (422 Invalid)."""
+    body = status_body(
+        422, "Invalid", f'ConfigMap "{name}" is invalid: metadata.uid: Invalid value: "{uid}": field is immutable'
+    )
+    body["details"] = {
+        "name": name,
+        "kind": "ConfigMap",
+        "causes": [{"reason": "FieldValueInvalid", "message": "field is immutable", "field": "metadata.uid"}],
+    }
+    return body
+
+
 class _QuietServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         return None  # a client that rejects our certificate is what some tests want
@@ -446,6 +478,8 @@ def _make_handler(fake: FakeKube) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("Content-Type", page.content_type)
             self.send_header("Content-Length", str(len(payload)))
+            for name, value in page.headers:
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(payload)
 

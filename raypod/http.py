@@ -10,9 +10,11 @@ and made valid text (``safetext.valid_json``) before anything looks at it.
 
 from __future__ import annotations
 
+import email.utils
 import json
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -467,7 +469,10 @@ class HttpClient:
             if proxy is not None and url.lower().startswith("http://"):
                 # A plain-HTTP request is answered by the proxy itself when it refuses (403, 407).
                 reason = f"{reason} (through the proxy {proxy.shown} from {proxy.variable})"
-            raise self.make_error(method, shown_url, response.status_code, reason, body)
+            refused = self.make_error(method, shown_url, response.status_code, reason, body)
+            if response.status_code in (429, 503):
+                refused.retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            raise refused
         return response
 
     def _proxy_error(self, method: str, shown_url: str, error: requests.exceptions.ProxyError) -> ApiError:
@@ -476,6 +481,23 @@ class HttpClient:
         proxy = self._proxy()
         reason = tunnel_refusal(error, proxy, target_of(self.base_url)) or self._cause(error)
         return self.make_error(method, shown_url, None, reason, retryable=False if refused_for_good(error) else None)
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds from now: delay-seconds or an HTTP-date (RFC 9110 10.2.3); None
+    when absent or unreadable (the retry policy's own backoff then applies)."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    if text.isdigit():
+        return float(int(text[:9]))  # nine digits are years: the policy caps the wait anyway
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        return None  # an HTTP-date is always GMT; a date without a zone is not one
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def abort_stream(response: requests.Response) -> None:

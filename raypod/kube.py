@@ -31,7 +31,7 @@ from raypod.credentials import read_secret_file
 from raypod.errors import ConfigError, DeploymentError, KubeApiError, RaypodError
 from raypod.http import HttpClient, Timeouts
 from raypod.retry import NO_RETRY, RetryPolicy
-from raypod.source import ConfigSource, object_identity, object_uid
+from raypod.source import ConfigSource, controller_uid, object_identity, object_uid
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,11 @@ API_ENV = "RAYPOD_KUBE_API"
 SERVICE_ACCOUNT_ENV = "RAYPOD_SERVICE_ACCOUNT_DIR"
 MERGE_PATCH = "application/merge-patch+json"
 RBAC_RULE = 'apiGroups: [""], resources: ["configmaps"], verbs: ["get", "patch"]'
+#: How long the start-up read is retried through an outage: the 60 s of one call.
+STARTUP_READ_BUDGET = 60.0
+#: A PATCH whose ``metadata.uid`` is not the object's: the API server answers 422 (uid is immutable:
+#: a patch has no other precondition); 409 is what a uid precondition answers elsewhere (PUT, DELETE).
+UID_REFUSED = (409, 422)
 
 
 def configmap_name(job_name: str) -> str:
@@ -121,8 +126,17 @@ class KubeConfigMap:
         self.description = f"ConfigMap {namespace}/{name}"
         #: The object's own metadata.uid, from the last read.
         self.uid: str | None = None
-        #: The BridgeJob's uid (the controller's) from the last read, else ``uid``.
+        #: The BridgeJob's uid (the controller's) from the first read, else ``uid``.
         self.identity: str | None = None
+        #: The controller's uid from the first read: a ConfigMap re-created under it is the same job's.
+        self.owner: str | None = None
+        #: raypod's keys as recorded in the ConfigMap (loaded or written): all written again into a
+        #: ConfigMap the operator re-created (``id`` first of all).
+        self.recorded: dict[str, str] = {}
+        #: The operator re-created the ConfigMap: the next write carries every recorded key.
+        self._recreated = False
+        #: Why the name now holds another object: nothing is read from or written there again.
+        self.foreign: str | None = None
         self.path = f"/api/v1/namespaces/{quote(namespace, safe='')}/configmaps/{quote(name, safe='')}"
         # A path, not True: requests never lets REQUESTS_CA_BUNDLE override a per-request path.
         verify: bool | str = str(account.ca_path) if account.ca_path.is_file() else True
@@ -176,8 +190,11 @@ class KubeConfigMap:
 
     # -- ConfigSource -------------------------------------------------------------------
     def read(self) -> dict[str, str]:
+        self._refuse_if_foreign("GET")
+        first = self.uid is None
         try:
-            document = self._call("GET")
+            # The start-up read waits out an outage for its budget; a later one (kill) is asked again.
+            document = self._call("GET", retry=self.http.retry.with_deadline(STARTUP_READ_BUDGET) if first else None)
         except KubeApiError as error:
             explained = self._explain(error, "get")
             if explained is not error:
@@ -185,8 +202,43 @@ class KubeConfigMap:
                 # submitted at start-up, exit 2; during the watch it is logged, and the watch goes on).
                 raise DeploymentError("ConfigMap", str(explained)) from error
             raise
-        self.uid, self.identity = object_uid(document), object_identity(document)
+        if first:
+            self.uid, self.identity = object_uid(document), object_identity(document)
+            self.owner = controller_uid(document)
+        else:
+            self._check_same_object(document, "GET")
         return {str(key): value for key, value in (document.get("data") or {}).items()}
+
+    # -- one BridgeJob's ConfigMap, and no other -----------------------------------------------
+    def _check_same_object(self, document: dict[str, Any], method: str) -> None:
+        """The object read is the one read at start-up, or one the operator re-created for the same
+        BridgeJob (its controller is the same: carry on with it, and write raypod's keys again);
+        anything else is another object under the same name: never written, nor read, again."""
+        uid = object_uid(document)
+        if uid == self.uid:
+            return
+        owner = controller_uid(document)
+        if self.owner is not None and owner == self.owner:
+            log.warning(
+                "%s was re-created (uid %s, was %s) under the same BridgeJob: raypod's keys are written to it again",
+                self.description,
+                uid,
+                self.uid,
+            )
+            self.uid, self._recreated = uid, True
+            return
+        whose = f"owned by {owner}" if owner else "with no owner"
+        self.foreign = (
+            f"{self.description} is now another object (uid {uid}, {whose}; this pod's was uid {self.uid}"
+            f"{f' of BridgeJob {self.owner}' if self.owner else ''}): raypod never writes into another "
+            "BridgeJob's ConfigMap, so this pod's status is not recorded"
+        )
+        log.error("%s", self.foreign)
+        self._refuse_if_foreign(method)
+
+    def _refuse_if_foreign(self, method: str) -> None:
+        if self.foreign is not None:
+            raise KubeApiError(method, self.http.url(self.path), None, self.foreign, retryable=False)
 
     # -- DeletionProbe -------------------------------------------------------------------
     def being_deleted(self) -> bool | None:
@@ -202,14 +254,41 @@ class KubeConfigMap:
 
     # -- StatusSink ----------------------------------------------------------------------
     def load(self) -> dict[str, str]:
-        return {key: value for key, value in self.read().items() if key in OWNED_KEYS}
+        owned = {key: value for key, value in self.read().items() if key in OWNED_KEYS}
+        self.recorded.update({key: value for key, value in owned.items() if value})
+        return owned
 
-    def write(self, changes: Mapping[str, str]) -> None:
-        body = json.dumps({"data": dict(changes)})
+    def write(self, changes: Mapping[str, str], *, within: float | None = None) -> None:
+        """A merge patch of ``changes`` whose ``metadata.uid`` is the object's read at start-up: the
+        API server refuses it on any other object (422), so no write lands in a ConfigMap deleted and
+        re-created under the same name. Then the object is read again: re-created by the operator for
+        this BridgeJob, every recorded key is written into it; anything else is never written."""
+        self._refuse_if_foreign("PATCH")
+        retry = self.http.retry.with_deadline(within) if within is not None else None
+        data = {**self.recorded, **changes} if self._recreated else dict(changes)
         try:
-            self._call("PATCH", data=body, headers={"Content-Type": MERGE_PATCH}, written=changes)
+            try:
+                self._patch(data, retry)
+            except KubeApiError as error:
+                if error.status not in UID_REFUSED or self.uid is None:
+                    raise
+                before = self.uid
+                self._check_same_object(self._call("GET", retry=retry), "PATCH")
+                if self.uid == before:
+                    raise  # refused for another reason: the object is the same one
+                data = {**self.recorded, **changes}
+                self._patch(data, retry)
         except KubeApiError as error:
             raise self._explain(error, "patch") from error
+        self.recorded.update(data)
+        self._recreated = False
+
+    def _patch(self, data: Mapping[str, str], retry: RetryPolicy | None) -> None:
+        patch: dict[str, Any] = {"data": dict(data)}
+        if self.uid is not None:
+            patch["metadata"] = {"uid": self.uid}  # the precondition: this object, not one under its name
+        body = json.dumps(patch)
+        self._call("PATCH", data=body, headers={"Content-Type": MERGE_PATCH}, written=data, retry=retry)
 
     # -- errors ----------------------------------------------------------------------------
     def _explain(self, error: KubeApiError, verb: str) -> KubeApiError:
@@ -225,6 +304,11 @@ class KubeConfigMap:
             )
         elif error.status == 403:
             hint = f"{verb} was denied: {rule}"
+        elif error.status == 404 and self.uid is not None:
+            hint = (
+                f"ConfigMap {self.name} was deleted from namespace {self.namespace} after this pod read it "
+                "(its BridgeJob deleted, or the ConfigMap by hand; the operator re-creates a missing one)"
+            )
         elif error.status == 404:
             hint = (
                 f"ConfigMap {self.name} not found in namespace {self.namespace}: the operator creates "

@@ -445,6 +445,7 @@ def finish(
             return exits.for_termination(codes)
         case Ending.BAD_INPUT:
             print_bad_input(outcome.problems)
+            # A final status like any other: written through an outage, or the pod fails plainly.
             try:
                 reporter.update(
                     {
@@ -452,10 +453,14 @@ def finish(
                         MESSAGE: outcome.message,
                         END_TIME: format_time(clock.now()),
                         REASON: outcome.reason,
-                    }
+                    },
+                    must_persist=True,
                 )
             except Terminated:
                 log.warning("the bad-input status was not written: the pod is going")
+            except Exception as error:  # noqa: BLE001 - as for any final status that cannot be written
+                _final_not_written(BridgeStatus.FAILED, reporter, error)
+                return exits.EXIT_FAILED
             return exits.EXIT_BAD_INPUT
         case Ending.FINAL:
             return _write_final(outcome, reporter, clock, say, codes, left_running)
@@ -486,9 +491,13 @@ def _write_final(
         # SIGTERM while the write was retried: the status stays as it was, and the next pod writes it.
         return finish(Outcome.terminated(outcome.submission_id), reporter, clock, say, codes, left_running=left_running)
     except Exception as error:  # noqa: BLE001 - any failed final write fails the pod the same way
-        # Every retry is spent, the write is refused, or the disk is full: say so and fail the pod,
-        # which the operator then reports as a pod error instead of waiting on a stale status.
-        problem = reportable(error)
-        log.error("could not write the final status %s to %s: %s", status, reporter.sink.description, problem)
+        _final_not_written(status, reporter, error)
         return exits.EXIT_FAILED
     return exits.for_status(status, codes)
+
+
+def _final_not_written(status: BridgeStatus, reporter: StatusReporter, error: Exception) -> None:
+    """Every retry is spent, the write is refused, or the disk is full: say so (the pod then fails,
+    and the operator reports a pod error instead of waiting on a stale status)."""
+    problem = reportable(error)
+    log.error("could not write the final status %s to %s: %s", status, reporter.sink.description, problem)

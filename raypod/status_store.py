@@ -18,6 +18,12 @@ from raypod.safetext import valid_json
 
 log = logging.getLogger(__name__)
 
+#: How long the ``id`` written before the POST is retried through an outage: the 60 s of one call.
+ID_WRITE_BUDGET = 60.0
+#: How long a final status (bad input too) is retried: the job is over and the pod has nothing else
+#: to do, so most of its life if need be; SIGTERM still cuts it at once.
+FINAL_WRITE_BUDGET = 300.0
+
 
 class StatusSink(Protocol):
     """Where raypod's own keys go: the ConfigMap (through the API) or a status file."""
@@ -28,8 +34,9 @@ class StatusSink(Protocol):
         """The keys written so far (by this pod or an earlier one)."""
         ...
 
-    def write(self, changes: Mapping[str, str]) -> None:
-        """Write these keys, and only these."""
+    def write(self, changes: Mapping[str, str], *, within: float | None = None) -> None:
+        """Write these keys, and only these. ``within``: a write that must land, retried through an
+        outage for up to that many seconds (None: the sink's usual retries)."""
         ...
 
 
@@ -41,7 +48,7 @@ class NullSink:
     def load(self) -> dict[str, str]:
         return {}
 
-    def write(self, changes: Mapping[str, str]) -> None:
+    def write(self, changes: Mapping[str, str], *, within: float | None = None) -> None:
         return None
 
 
@@ -77,7 +84,7 @@ class StatusFile:
         # JSON's escapes can spell a lone surrogate, which no later print or write could encode.
         return {str(k): str(v) for k, v in valid_json(data).items()}
 
-    def write(self, changes: Mapping[str, str]) -> None:
+    def write(self, changes: Mapping[str, str], *, within: float | None = None) -> None:
         """A file that cannot be written (a full or read-only disk) is a failed write like the API's:
         the reporter keeps the changes pending, and a write that must persist fails the run plainly."""
         try:
@@ -119,8 +126,13 @@ class StatusReporter:
         sink: StatusSink,
         on_change: Callable[[Mapping[str, str]], None] | None = None,
         initial: Mapping[str, str] | None = None,
+        *,
+        id_budget: float = ID_WRITE_BUDGET,
+        final_budget: float = FINAL_WRITE_BUDGET,
     ) -> None:
         self.sink = sink
+        self.id_budget = id_budget
+        self.final_budget = final_budget
         self.on_change = on_change
         self.current: dict[str, str] = dict(initial or {})
         self._pending: dict[str, str] = {}
@@ -138,7 +150,7 @@ class StatusReporter:
         """Write ``changes`` now, or keep nothing of them: a failed write raises, and no later write
         (nor the result) names what was never recorded, such as an attempt Ray never had."""
         fresh = {k: v for k, v in changes.items() if self.current.get(k) != v}
-        self.sink.write({**self._pending, **fresh})
+        self.sink.write({**self._pending, **fresh}, within=self.id_budget)
         self._pending.clear()
         self.current.update(fresh)
         if fresh and self.on_change is not None:
@@ -146,7 +158,8 @@ class StatusReporter:
 
     def update(self, changes: Mapping[str, str | None], *, must_persist: bool = False) -> None:
         """Record ``changes`` (None: no change) and write them. A failed write is retried with the next
-        one; ``must_persist``: it raises instead, and the changes stay recorded (the final status)."""
+        one; ``must_persist``: it is retried for ``final_budget`` seconds, then raises, and the changes
+        stay recorded (a final status)."""
         fresh = {k: v for k, v in changes.items() if v is not None and self.current.get(k) != v}
         if fresh:
             self.current.update(fresh)
@@ -159,7 +172,7 @@ class StatusReporter:
         if not self._pending:
             return
         try:
-            self.sink.write(dict(self._pending))
+            self.sink.write(dict(self._pending), within=self.final_budget if must_persist else None)
         except RaypodError as error:
             if must_persist:
                 raise

@@ -451,7 +451,7 @@ class MemorySink:
     def load(self) -> dict[str, str]:
         return dict(self.data)
 
-    def write(self, changes: Mapping[str, str]) -> None:
+    def write(self, changes: Mapping[str, str], *, within: float | None = None) -> None:
         if self._failures_left > 0 and self._error is not None:
             self._failures_left -= 1
             self.failed_writes.append(dict(changes))

@@ -58,7 +58,7 @@ class FailingJob:
 class BrokenSink(MemorySink):
     """A status sink whose every write raises a plain OSError (not one of raypod's errors)."""
 
-    def write(self, changes: Mapping[str, str]) -> None:
+    def write(self, changes: Mapping[str, str], *, within: float | None = None) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
 

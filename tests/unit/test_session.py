@@ -527,7 +527,7 @@ def test_status_write_outage_after_the_id_is_persisted_does_not_fail_the_job() -
     h = Harness()
     persist = h.sink.write
 
-    def write_then_break(changes: Mapping[str, str]) -> None:
+    def write_then_break(changes: Mapping[str, str], *, within: float | None = None) -> None:
         persist(changes)
         h.sink.fail_writes(KUBE_DOWN, times=None)  # every write after the id's fails
 

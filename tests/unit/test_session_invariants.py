@@ -216,7 +216,8 @@ def check_world(world: World) -> None:
         else:
             assert final_status == BridgeStatus.SUBMITTED or h.sink.failed_writes
     elif outcome.ending is Ending.BAD_INPUT:
-        assert code == exits.EXIT_BAD_INPUT
+        # Bad input is a final status like any other: one that cannot be written fails the pod.
+        assert code == (exits.EXIT_FAILED if final_write_failed else exits.EXIT_BAD_INPUT)
         assert outcome.status == BridgeStatus.FAILED
         if not final_write_failed:
             assert final_status == BridgeStatus.FAILED
@@ -231,7 +232,7 @@ def check_world(world: World) -> None:
         or (outcome.ending is Ending.FINAL and final_status == BridgeStatus.SUCCEEDED and not final_write_failed)
         or (outcome.ending is Ending.ALREADY_FINAL and outcome.status == BridgeStatus.SUCCEEDED)
     )
-    assert (code == exits.EXIT_BAD_INPUT) == (outcome.ending is Ending.BAD_INPUT)
+    assert (code == exits.EXIT_BAD_INPUT) == (outcome.ending is Ending.BAD_INPUT and not final_write_failed)
     assert (code == exits.EXIT_TERMINATED) == (outcome.ending is Ending.TERMINATED)
 
     # Every end has a machine reason, and a written final status carries it.
@@ -311,7 +312,7 @@ def test_finish_never_raises_and_its_exit_code_matches_what_it_wrote(
         Ending.DETACHED: exits.EXIT_OK,
         Ending.TERMINATED: exits.for_termination(codes),
         Ending.DELETED: exits.for_termination(codes),
-        Ending.BAD_INPUT: exits.EXIT_BAD_INPUT,
+        Ending.BAD_INPUT: exits.EXIT_FAILED if refused else exits.EXIT_BAD_INPUT,
         Ending.ALREADY_FINAL: exits.for_status(status, codes),
     }.get(ending)
     if expected is None:
