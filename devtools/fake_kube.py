@@ -253,6 +253,14 @@ class FakeKube:
             self._store(ns, name, obj)
             return copy.deepcopy(obj)
 
+    def update_data(self, name: str, changes: Mapping[str, str], namespace: str | None = None) -> None:
+        """The same object with these keys set, as the operator's Update writes ``kill``."""
+        ns = namespace or self.namespace
+        with self._lock:
+            obj = copy.deepcopy(self._objects[(ns, name)])
+            obj["data"] = {**(obj.get("data") or {}), **changes}
+            self._store(ns, name, obj)
+
     def delete_configmap(self, name: str, namespace: str | None = None) -> None:
         """Gone at once, as a ConfigMap without finalizers is (the garbage collector's delete)."""
         with self._lock:

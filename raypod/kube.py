@@ -119,8 +119,10 @@ class KubeConfigMap:
         *,
         retry: RetryPolicy = RetryPolicy(),
         timeouts: Timeouts = Timeouts(connect=5.0, read=30.0),
+        startup_budget: float = STARTUP_READ_BUDGET,
     ) -> None:
         self.account = account
+        self.startup_budget = startup_budget
         self.namespace = namespace
         self.name = name
         self.description = f"ConfigMap {namespace}/{name}"
@@ -194,7 +196,7 @@ class KubeConfigMap:
         first = self.uid is None
         try:
             # The start-up read waits out an outage for its budget; a later one (kill) is asked again.
-            document = self._call("GET", retry=self.http.retry.with_deadline(STARTUP_READ_BUDGET) if first else None)
+            document = self._call("GET", retry=self.http.retry.with_deadline(self.startup_budget) if first else None)
         except KubeApiError as error:
             explained = self._explain(error, "get")
             if explained is not error:

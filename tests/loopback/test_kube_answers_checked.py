@@ -23,13 +23,15 @@ NOT_JSON_AS_JSON = Page(b"<html>gateway</html>", "application/json")
 
 
 def api(fake_kube: FakeKube, retry: RetryPolicy = QUICK) -> KubeConfigMap:
-    return KubeConfigMap(fake_kube.url, ServiceAccount(fake_kube.sa_dir), fake_kube.namespace, CM, retry=retry)
+    return KubeConfigMap(
+        fake_kube.url, ServiceAccount(fake_kube.sa_dir), fake_kube.namespace, CM, retry=retry, startup_budget=2.0
+    )
 
 
 @pytest.mark.parametrize("page", [HTML, GATEWAY, STALE], ids=["html", "other-json", "stale-configmap"])
 def test_a_final_status_answered_by_a_proxy_page_is_written_again_not_lost(fake_kube: FakeKube, page: Page) -> None:
     fake_kube.create_configmap(CM, {"resourceURL": "http://ray:8265"})
-    reporter = StatusReporter(api(fake_kube))
+    reporter = StatusReporter(api(fake_kube), final_budget=2.0)
     reporter.update({"status.jobStatus": "RUNNING"}, must_persist=True)
     fake_kube.answer_page("patch", page, count=1)
 
@@ -41,7 +43,7 @@ def test_a_final_status_answered_by_a_proxy_page_is_written_again_not_lost(fake_
 
 def test_a_write_answered_only_by_pages_fails_loudly_and_lands_on_the_next_try(fake_kube: FakeKube) -> None:
     fake_kube.create_configmap(CM, {})
-    reporter = StatusReporter(api(fake_kube))
+    reporter = StatusReporter(api(fake_kube), final_budget=2.0)
     reporter.update({"status.jobStatus": "RUNNING"}, must_persist=True)
     fake_kube.answer_page("patch", HTML, count=None)
 

@@ -22,7 +22,7 @@ def test_status_kept_when_retries_are_spent_and_written_on_the_next_update(fake_
     api = KubeConfigMap(
         fake_kube.url, ServiceAccount(fake_kube.sa_dir), fake_kube.namespace, "j-bridge-cm", retry=QUICK
     )
-    reporter = StatusReporter(api)
+    reporter = StatusReporter(api, final_budget=1.0)
     fake_kube.fail("patch", 503, None)
     reporter.update({"status.jobStatus": "RUNNING"})
     assert "status.jobStatus" not in fake_kube.data("j-bridge-cm")
@@ -111,7 +111,7 @@ def test_config_dir_in_a_pod_reads_kill_from_either_source(fake_kube: FakeKube, 
     assert isinstance(source, KillFromEither) and isinstance(target.sink, KubeConfigMap)
     assert source.read()["kill"] == "false"
     # The operator's kill reaches the API at once; the mounted copy lags behind.
-    fake_kube.create_configmap("j-bridge-cm", {"resourceURL": "http://ray:8265", "kill": "true"})
+    fake_kube.update_data("j-bridge-cm", {"kill": "true"})
     assert source.read()["kill"] == "true"
     # The API unreadable: the mounted copy still counts.
     fake_kube.deny("get", 403)

@@ -62,6 +62,7 @@ END_MS = 4_102_444_860_000
 
 _HUGE_JOB = json.dumps({"status": "RUNNING", "message": "x" * (5 * MIB)}).encode()
 
+
 def ray_job_unknown(submission_id: str) -> Answer:
     """Ray's own answer for a job it does not have (Ray 2.60's job_head)."""
     return Answer(404, f"Job {submission_id} does not exist".encode(), "text/plain; charset=utf-8")
