@@ -182,6 +182,8 @@ class FakeDashboard(BaseAdapter):
         #: The jobs a head restart lost before any pod was told Ray had them: a pod cannot tell them
         #: from a POST that never arrived.
         self.lost_unconfirmed: set[str] = set()
+        #: How the jobs a head restart lost had ended, if they had (a pod may have seen it before).
+        self.lost_ended: dict[str, str] = {}
         #: Fake times of the good answers about each job (a 200 with its status).
         self.answered: dict[str, list[float]] = {}
         #: Every request as (fake time, route, fault or None).
@@ -219,6 +221,8 @@ class FakeDashboard(BaseAdapter):
 
     def restart_head(self) -> None:
         """A head restart without persistence: Ray forgets every job."""
+        self.settle()
+        self.lost_ended.update({sid: job.status for sid, job in self.jobs.items() if job.status in TERMINAL})
         self.lost.update(self.jobs)
         self.lost_unconfirmed.update(set(self.jobs) - self.confirmed)
         self.jobs.clear()

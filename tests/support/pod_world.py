@@ -10,6 +10,7 @@ comes at a fake time; like the real handler it cuts a call in flight (``raypod.i
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import logging
@@ -24,28 +25,39 @@ from unittest import mock
 
 import tenacity
 
+from raypod import runner as runner_module
+from raypod.background import BackgroundKillSwitch, BackgroundReporter
 from raypod.commands import leave_report
-from raypod.config import BridgeConfig, ConfigOverrides, kill_requested
-from raypod.contract import JOB_STATUS, KILL, OWNED_KEYS, BridgeStatus
+from raypod.config import BridgeConfig, ConfigOverrides
+from raypod.contract import ID
 from raypod.credentials import RayAuthSources
-from raypod.errors import KubeApiError, Terminated
+from raypod.errors import Terminated
 from raypod.exits import ExitCodes
 from raypod.interrupt import in_flight
+from raypod.kube import KillFromEither, KubeConfigMap, ServiceAccount
 from raypod.ray import RayJobsClient
 from raypod.retry import RetryPolicy
 from raypod.runner import Runner, RunOptions, RunResult, timestamped_printer
 from raypod.session import SessionSettings
 from raypod.source import ConfigMapJob
 from tests.support.fake_dashboard import COOKIE, TOKEN, FakeDashboard
+from tests.support.fake_kube_api import NAME, FakeKubeApi, KubeFront
 from tests.support.fakes import FakeClock
 
 JOB_NAME = "train"
 NAMESPACE = "bridge"
 #: The BridgeJob's uid: every pod of it derives the same submission id from it.
 BRIDGEJOB_UID = "5c0f3e2a-bridgejob-uid"
-KUBE_DOWN = KubeApiError(
-    "PATCH", "https://kube.test/api/v1/namespaces/bridge/configmaps/train-bridge-cm", 503, "Service Unavailable"
-)
+#: The pod's service-account token: sent on every API call; no output may ever show it.
+KUBE_TOKEN = "sa-tok-3b7e90c1d2f4a685"
+KUBE_URL = "https://kube.test"
+#: The real waits of the background threads (raypod.background), in real seconds: a poll waits this
+#: long for the kill re-read it started, a synchronous write for the write in flight, the end of the
+#: run for a late write. Time in the model is fake; these only let a thread that is not waiting for
+#: fake time finish first (see ``ModelClock``).
+THREAD_WAIT = 0.1
+#: A thread waiting for fake time that only the main thread moves gives up after this (real seconds).
+THREAD_TIME_CAP = 2.0
 
 
 class FakeTimeEvent(threading.Event):
@@ -61,13 +73,39 @@ class FakeTimeEvent(threading.Event):
 
 class ModelClock(FakeClock):
     """``FakeClock`` with what the runner needs of a clock (``terminate``, ``wake``), and SIGTERM that,
-    like the pod's handler, cuts the call in flight when time reaches it during that call."""
+    like the pod's handler, cuts the call in flight when time reaches it during that call.
+
+    Only the main thread moves time. A background thread of raypod's (the kill re-reader, the status
+    writer) that waits (a retry's backoff, a hung API) blocks until the main thread's time reaches the
+    end of its wait, as it would in a pod, or SIGTERM; a thread of a pod that has exited is let go."""
 
     def __init__(self) -> None:
         super().__init__(limit=365 * 24 * 3600.0)
         self.event = FakeTimeEvent()
         self.event.clock = self
         self.sigterm_at: float | None = None
+        self.owner = threading.current_thread()
+        self.moved = threading.Condition()
+        self.pod_number = 0
+
+    def wait(self, seconds: float) -> bool:
+        if threading.current_thread() is self.owner:
+            return super().wait(seconds)
+        self._wait_for_main(self.elapsed + max(0.0, seconds))
+        return self.event.is_set()
+
+    def advance(self, seconds: float) -> None:
+        if threading.current_thread() is self.owner:
+            super().advance(seconds)
+        else:
+            self._wait_for_main(self.elapsed + seconds)
+
+    def _wait_for_main(self, target: float) -> None:
+        pod, event = self.pod_number, self.event
+        with self.moved:
+            self.moved.wait_for(
+                lambda: self.elapsed >= target or event.is_set() or self.pod_number != pod, THREAD_TIME_CAP
+            )
 
     @property
     def terminate(self) -> threading.Event:
@@ -85,18 +123,33 @@ class ModelClock(FakeClock):
 
     def new_pod(self) -> None:
         """A new process: no SIGTERM yet."""
-        self.event = FakeTimeEvent()
-        self.event.clock = self
-        self._terminate_at = self.sigterm_at = None
+        with self.moved:
+            self.event = FakeTimeEvent()
+            self.event.clock = self
+            self._terminate_at = self.sigterm_at = None
+            self.pod_number += 1
+            self.moved.notify_all()
+
+    def pod_exited(self) -> None:
+        """The pod's process is gone: its threads stop waiting."""
+        with self.moved:
+            self.pod_number += 1
+            self.moved.notify_all()
 
     def _move_to(self, target: float) -> None:
         if self.sigterm_at is not None and not self.event.is_set() and self.sigterm_at <= target:
             super()._move_to(max(self.elapsed, self.sigterm_at))
             self.event.set()
+            self._notify()
             if in_flight():
                 raise Terminated("SIGTERM during a call")  # as raypod.interrupt.cut_call_in_flight
             return
         super()._move_to(target)
+        self._notify()
+
+    def _notify(self) -> None:
+        with self.moved:
+            self.moved.notify_all()
 
 
 @contextmanager
@@ -107,65 +160,32 @@ def fake_time(clock: ModelClock) -> Iterator[None]:
         yield
 
 
-class ApiConfigMap:
-    """``<JOBNAME>-bridge-cm`` as the Kubernetes API holds it: the job's source and the status sink."""
-
-    description = "ConfigMap train-bridge-cm (model)"
-    identity: str | None = BRIDGEJOB_UID
-
-    def __init__(self, data: Mapping[str, str], clock: FakeClock) -> None:
-        self.data = dict(data)
-        self.clock = clock
-        #: The data after every change with its fake time, oldest first (what a lagging mount shows).
-        self.versions: list[tuple[float, dict[str, str]]] = [(clock.elapsed, dict(self.data))]
-        #: Writes that go through before the next ``failures_left`` are refused.
-        self.successes_first = 0
-        self.failures_left = 0
-        self.refused: list[dict[str, str]] = []
-
-    def read(self) -> dict[str, str]:
-        return dict(self.data)
-
-    def load(self) -> dict[str, str]:
-        return {key: value for key, value in self.data.items() if key in OWNED_KEYS}
-
-    def write(self, changes: Mapping[str, str], *, within: float | None = None) -> None:
-        if self.successes_first > 0:
-            self.successes_first -= 1
-        elif self.failures_left > 0:
-            self.failures_left -= 1
-            self.refused.append(dict(changes))
-            raise KUBE_DOWN
-        self.operator_sets(changes)
-
-    def operator_sets(self, changes: Mapping[str, str]) -> None:
-        self.data.update(changes)
-        self.versions.append((self.clock.elapsed, dict(self.data)))
-
-    def as_of(self, elapsed: float) -> dict[str, str]:
-        """The data as it was at fake time ``elapsed`` (the kubelet's copy lags the API)."""
-        return dict(next((data for at, data in reversed(self.versions) if at <= elapsed), self.versions[0][1]))
-
-    @property
-    def status(self) -> BridgeStatus | None:
-        return BridgeStatus.parse(self.data.get(JOB_STATUS, ""))
-
-
 class MountedCopy:
-    """``run --config <mounted dir>``: the ConfigMap as the kubelet last synced it (an older version),
+    """``run --config <mounted dir>``: the ConfigMap as the kubelet last synced it (an older version);
     ``kill`` also from the API (``raypod.kube.KillFromEither``)."""
 
-    def __init__(self, snapshot: Mapping[str, str], api: ApiConfigMap) -> None:
+    description = "mounted ConfigMap (model, lagging)"
+    identity: str | None = None
+
+    def __init__(self, snapshot: Mapping[str, str]) -> None:
         self.snapshot = dict(snapshot)
-        self.api = api
-        self.description = "mounted ConfigMap (model, lagging)"
-        self.identity = api.identity
 
     def read(self) -> dict[str, str]:
-        data = dict(self.snapshot)
-        if kill_requested(self.api.read()):
-            data[KILL] = "true"
-        return data
+        return dict(self.snapshot)
+
+
+def pod_configmap(api: FakeKubeApi, clock: ModelClock, workdir: Path) -> tuple[KubeConfigMap, KubeFront]:
+    """The real ``KubeConfigMap`` as a pod makes it (``raypod.process``), its session on the fake API."""
+    account = workdir / "serviceaccount"
+    account.mkdir(exist_ok=True)
+    (account / "token").write_text(KUBE_TOKEN)
+    (account / "namespace").write_text(NAMESPACE)
+    retry = RetryPolicy().interruptible(clock.event)
+    configmap = KubeConfigMap(KUBE_URL, ServiceAccount(account), NAMESPACE, NAME, retry=retry)
+    front = KubeFront(api, clock)
+    configmap.http.session.trust_env = False
+    configmap.http.session.mount("https://", front)
+    return configmap, front
 
 
 class ModelRunner(Runner):
@@ -174,7 +194,7 @@ class ModelRunner(Runner):
     def __init__(
         self,
         job: ConfigMapJob,
-        sink: ApiConfigMap,
+        sink: KubeConfigMap,
         options: RunOptions,
         clock: ModelClock,
         dashboard: FakeDashboard,
@@ -216,9 +236,17 @@ class PodRun:
     termination_message: str | None
     result_file: dict[str, Any] | None
     sigterm: bool
+    #: When SIGTERM came (fake time), if it came.
+    sigterm_at: float | None
     configmap_before: dict[str, str]
     configmap_after: dict[str, str]
+    #: PATCHes of this pod that changed nothing (refused, no answer, a proxy's page).
     refused_writes: int
+    #: The uid of the object at the pod's start and at its exit (None: none there).
+    uid_before: str | None
+    uid_after: str | None
+    #: The last ``id`` this pod's writes landed (in any object).
+    id_written: str | None
     kill_seen: list[tuple[float, bool]] = field(default_factory=list)
 
 
@@ -235,7 +263,7 @@ def run_pod(
     number: int,
     clock: ModelClock,
     dashboard: FakeDashboard,
-    api: ApiConfigMap,
+    api: FakeKubeApi,
     settings: PodSettings,
     workdir: Path,
     *,
@@ -244,7 +272,10 @@ def run_pod(
     kuberay_id: str | None = None,
 ) -> PodRun:
     """One pod from its start to its exit, through the real runner and ``leave_report``."""
-    source: ApiConfigMap | MountedCopy = api if mounted is None else MountedCopy(mounted, api)
+    configmap, front = pod_configmap(api, clock, workdir)
+    source: KubeConfigMap | KillFromEither = (
+        configmap if mounted is None else KillFromEither(MountedCopy(mounted), configmap)
+    )
     overrides = ConfigOverrides(submission_id=kuberay_id)
     options = RunOptions(
         job_name=JOB_NAME,
@@ -269,21 +300,27 @@ def run_pod(
     termination = workdir / f"termination-{number}"
     result_path = workdir / f"result-{number}.json"
     before = api.read()
-    refused_before = len(api.refused)
+    uid_before = api.current.uid if api.current is not None else None
+    requests_before, landed_before = len(api.requests), len(api.landed)
     start = clock.elapsed
-    runner = ModelRunner(ConfigMapJob(source, overrides), api, options, clock, dashboard, out)
+    runner = ModelRunner(ConfigMapJob(source, overrides), configmap, options, clock, dashboard, out)
     result: RunResult | None = None
     crash: BaseException | None = None
     try:
         # What raypod prints itself (the bad-input lines) is output too.
-        with fake_time(clock), redirect_stdout(out), redirect_stderr(out):
+        with fake_time(clock), short_thread_waits(), redirect_stdout(out), redirect_stderr(out):
             result = runner.run()
             leave_report(argparse.Namespace(termination_log=str(termination), result=result_path), result)
     except BaseException as error:
         crash = error
     finally:
+        front.closed = True
+        clock.pod_exited()
         root.removeHandler(handler)
         root.setLevel(previous_level)
+    with api.lock:
+        patches = [r for r in api.requests[requests_before:] if r.method == "PATCH"]
+        ids = [w.changes[ID] for w in api.landed[landed_before:] if ID in w.changes]
     document = json.loads(result_path.read_text()) if result_path.exists() else None
     return PodRun(
         number=number,
@@ -297,7 +334,26 @@ def run_pod(
         termination_message=termination.read_text() if termination.exists() else None,
         result_file=document,
         sigterm=clock.event.is_set(),
+        sigterm_at=clock.sigterm_at if clock.event.is_set() else None,
         configmap_before=before,
         configmap_after=api.read(),
-        refused_writes=len(api.refused) - refused_before,
+        refused_writes=sum(1 for r in patches if r.status != 200 or r.proxy),
+        uid_before=uid_before,
+        uid_after=api.current.uid if api.current is not None else None,
+        id_written=ids[-1] if ids else None,
     )
+
+
+@contextmanager
+def short_thread_waits() -> Iterator[None]:
+    """raypod.background's real-time waits made short (see ``THREAD_WAIT``)."""
+    with (
+        mock.patch.object(
+            runner_module, "BackgroundKillSwitch", functools.partial(BackgroundKillSwitch, fresh_wait=THREAD_WAIT)
+        ),
+        mock.patch.object(
+            runner_module, "BackgroundReporter", functools.partial(BackgroundReporter, supersede_after=THREAD_WAIT)
+        ),
+        mock.patch.object(runner_module, "CLOSE_WAIT", THREAD_WAIT),
+    ):
+        yield

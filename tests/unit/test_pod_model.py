@@ -9,7 +9,10 @@ lagging mounted copy, or with KubeRay's ``RAY_JOB_SUBMISSION_ID``); SIGTERM at a
 inside a call; an operator-written ``id``; faults and hostile answers on every call (refused,
 an ingress's HTML 503 and HTML 404, Ray's 500, a reset, a timeout, a trickle, JSON cut short); Ray
 starting, ending, failing or losing jobs; ``kill``; the deadlines; retries; failed status writes;
-time passing between pods.
+time passing between pods. The ConfigMap is the real ``raypod.kube.KubeConfigMap`` on an API server
+in memory (``tests/support/fake_kube_api.py``) whose faults come at any time (issue 25): outages of a
+drawn length (503, 429 or 503 with ``Retry-After``, refused connections), a proxy's HTML page (200 or
+404), a hung API, the ConfigMap deleted and re-created by the operator (same owner) or someone else.
 
 The invariants, after every step, against the fake dashboard's truth:
 
@@ -23,8 +26,14 @@ The invariants, after every step, against the fake dashboard's truth:
   the next pod, or the sink refused the final write), a ``--result`` file and a termination message;
 - a final status agrees with Ray; UNKNOWN only for a job Ray lost (or never had), or after Ray gave
   no answer about it for the status or connect timeout;
-- neither secret (the token, the proxy cookie; the hostile answers echo them) appears in any output,
-  log record, status value, result file or termination message.
+- neither secret (the token, the proxy cookie; the hostile answers echo them; the service-account
+  token) appears in any output, log record, status value, result file or termination message;
+- nothing is ever written into a ConfigMap with another owner (or none);
+- a final status written carries the ``id`` it is about, also into a ConfigMap the operator re-created;
+- a final status outlives API outages shorter than its write budget (docs/failures.md), unless SIGTERM;
+- a retry asked to wait (``Retry-After``) never comes before the time asked;
+- while the API hangs, Ray is still polled every ``updateInterval``;
+- a pod leaves within the grace period (30 s) after SIGTERM.
 
 In the unit lane the model runs 200 derandomized examples without shrinking (a failure shows its whole
 sequence); ``make model`` runs thousands and shrinks them (``RAYPOD_MODEL_PROFILE=nightly``,
@@ -33,6 +42,7 @@ sequence); ``make model`` runs thousands and shrinks them (``RAYPOD_MODEL_PROFIL
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -46,6 +56,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from raypod.contract import ID, JOB_STATUS, KILL, MESSAGE, REASON, BridgeStatus, Reason
 from raypod.outcome import Ending
+from raypod.retry import MAX_RETRY_AFTER
+from raypod.status_store import FINAL_WRITE_BUDGET
 from tests.support.fake_dashboard import (
     FAILED,
     ROUTES,
@@ -58,8 +70,9 @@ from tests.support.fake_dashboard import (
     Fault,
     JobPlan,
 )
+from tests.support.fake_kube_api import OTHER_OWNER, ApiFault, FakeKubeApi
 from tests.support.fakes import BASE_CONFIG
-from tests.support.pod_world import ApiConfigMap, ModelClock, PodRun, PodSettings, run_pod
+from tests.support.pod_world import BRIDGEJOB_UID, KUBE_TOKEN, ModelClock, PodRun, PodSettings, run_pod
 
 settings.register_profile(
     "pod-model-ci",
@@ -86,6 +99,8 @@ BACKSTOP = 900.0
 #: The operator's time layout has whole seconds: a deadline counted from a recorded time may pass
 #: up to a second before it truly has.
 RESOLUTION = 1.0
+#: terminationGracePeriodSeconds (Kubernetes' default, the operator's pod sets no other): SIGKILL then.
+GRACE = 30.0
 OPERATOR_ID = "ext-train-2f9d"
 
 seconds = s.integers(min_value=0, max_value=400).map(float)
@@ -104,7 +119,7 @@ class PodModel(RuleBasedStateMachine):
         super().__init__()
         self.clock = ModelClock()
         self.ray = FakeDashboard(self.clock)
-        self.api = ApiConfigMap({}, self.clock)
+        self.api = FakeKubeApi(self.clock, BRIDGEJOB_UID)
         self.workdir = Path(tempfile.mkdtemp(prefix="raypod-model-"))
         self.pods: list[PodRun] = []
         self.pod_settings = PodSettings()
@@ -114,6 +129,13 @@ class PodModel(RuleBasedStateMachine):
         self.kuberay_id: str | None = None
         self.kill_times: list[float] = []
         self.checked_pods = 0
+        self.interval = 5.0
+        #: The dashboard had a fault at some time (its polls may then be slower than the interval).
+        self.dashboard_faulted = False
+        self.pod_running = False
+        #: The ConfigMap was deleted or re-created while no pod ran: what pods recorded in it is gone
+        #: (the operator's concern, not raypod's); the model's BridgeJob ends there.
+        self.wiped = False
 
     def teardown(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -129,6 +151,7 @@ class PodModel(RuleBasedStateMachine):
         status_timeout=s.sampled_from([None, None, 60.0, 300.0]),
         existing=s.sampled_from(["none", "none", "operator id on Ray", "operator id not on Ray", "kuberay id"]),
         existing_plan=plans,
+        uid_refusal=s.sampled_from([422, 409]),
     )
     def a_bridgejob_is_created(
         self,
@@ -141,6 +164,7 @@ class PodModel(RuleBasedStateMachine):
         status_timeout: float | None,
         existing: str,
         existing_plan: JobPlan,
+        uid_refusal: int,
     ) -> None:
         properties: dict[str, Any] = {"retries": retries, "retryDelaySeconds": retry_delay}
         if active_deadline is not None:
@@ -154,7 +178,10 @@ class PodModel(RuleBasedStateMachine):
             self.ray.add_job(OPERATOR_ID, existing_plan)
         if existing == "kuberay id":
             self.kuberay_id = OPERATOR_ID
-        self.api = ApiConfigMap(data, self.clock)
+        self.api = FakeKubeApi(self.clock, BRIDGEJOB_UID, uid_refusal=uid_refusal)
+        self.api.create(data, BRIDGEJOB_UID)
+        self.spec = dict(data)
+        self.interval = float(interval)
         self.retries = retries
         self.active_deadline = None if active_deadline is None else float(active_deadline)
         self.start_deadline = None if start_deadline is None else float(start_deadline)
@@ -185,6 +212,7 @@ class PodModel(RuleBasedStateMachine):
         self, route: str | None, fault: Fault, delay: float, duration: float
     ) -> None:
         self.ray.outage(route, fault, self.clock.elapsed + delay, duration)
+        self.dashboard_faulted = True
 
     # -- the operator and the cluster -------------------------------------------------------------
     @rule(delay=seconds)
@@ -200,11 +228,43 @@ class PodModel(RuleBasedStateMachine):
         """The Kubernetes API takes the next ``after`` writes, then refuses ``count``."""
         self.api.successes_first, self.api.failures_left = after, count
 
+    @rule(
+        fault=s.sampled_from(ApiFault),
+        delay=fault_delays,
+        duration=s.one_of(s.integers(1, 60), s.integers(1, 400)).map(float),
+        retry_after=s.sampled_from([1, 10, 45]),
+    )
+    def the_kubernetes_api_fails_for_a_while(
+        self, fault: ApiFault, delay: float, duration: float, retry_after: int
+    ) -> None:
+        """From ``delay`` s on, for ``duration`` s: 503s, 429s or 503s with ``Retry-After``, refused
+        connections, a proxy's HTML page (200 or 404), or a hung API."""
+        self.api.outage(fault, self.clock.elapsed + delay, duration, retry_after)
+
+    @rule(delay=seconds, gap=s.sampled_from([0.0, 0.0, 5.0, 60.0]), by=s.sampled_from(["operator", "other", "none"]))
+    def the_configmap_is_deleted_and_re_created_later(self, delay: float, gap: float, by: str) -> None:
+        """``kubectl replace --force``, a slow garbage collection: the ConfigMap is deleted, and ``gap`` s
+        later created again under its name, by the operator for this BridgeJob (its spec keys only) or
+        by someone else (another BridgeJob's, or one without an owner)."""
+        owner = {"operator": BRIDGEJOB_UID, "other": OTHER_OWNER, "none": None}[by]
+        at = self.clock.elapsed + delay
+
+        def delete() -> None:
+            self.wiped = self.wiped or not self.pod_running
+            self.api.delete()
+
+        def create() -> None:
+            self.wiped = self.wiped or not self.pod_running
+            self.api.create(self.spec, owner)
+
+        self.clock.at(at, delete)
+        self.clock.at(at + gap, create)
+
     @rule(duration=s.integers(1, 900).map(float))
     def time_passes_without_a_pod(self, duration: float) -> None:
         self.clock.advance(duration)
 
-    @precondition(lambda self: not self._final())
+    @precondition(lambda self: not self._final() and not self._foreign() and not self.wiped)
     @rule(
         variant=s.sampled_from(["api", "api", "mounted"]),
         lag=s.integers(5, 120).map(float),
@@ -224,6 +284,8 @@ class PodModel(RuleBasedStateMachine):
         start = self.clock.elapsed
         self.clock.terminate_at(start + (sigterm_after if sigterm_after is not None else BACKSTOP))
         mounted = self.api.as_of(start - lag) if variant == "mounted" else None
+        self.dashboard_faulted = self.dashboard_faulted or bool(faults)
+        self.pod_running = True
         pod = run_pod(
             len(self.pods) + 1,
             self.clock,
@@ -235,6 +297,7 @@ class PodModel(RuleBasedStateMachine):
             mounted=mounted,
             kuberay_id=self.kuberay_id,
         )
+        self.pod_running = False
         self.pods.append(pod)
         self.ray.settle()
         outcome = pod.result.outcome if pod.result is not None else None
@@ -244,6 +307,11 @@ class PodModel(RuleBasedStateMachine):
     def _final(self) -> bool:
         status = self.api.status
         return status is not None and status.final
+
+    def _foreign(self) -> bool:
+        """Another BridgeJob's ConfigMap (or one without an owner) holds the name: this BridgeJob's
+        pods would run its job; the model's BridgeJob ends there."""
+        return any(stored.owner != BRIDGEJOB_UID for stored in self.api.objects)
 
     # -- invariants ------------------------------------------------------------------------------
     @invariant()
@@ -288,12 +356,106 @@ class PodModel(RuleBasedStateMachine):
         return reasons
 
     @invariant()
+    def nothing_is_ever_written_into_another_bridgejobs_configmap(self) -> None:
+        foreign = [landed for landed in self.api.landed if landed.owner != BRIDGEJOB_UID]
+        assert not foreign, f"written into a ConfigMap this BridgeJob does not own: {foreign}"
+
+    @invariant()
+    def retry_after_is_honoured(self) -> None:
+        """No retry of a call asked to wait comes before the time asked (a thread's next request of
+        the same verb; other threads' calls cannot know)."""
+        with self.api.lock:
+            requests = list(self.api.requests)
+        for index, asked in enumerate(requests):
+            if asked.retry_after is None:
+                continue
+            later = next(
+                (r for r in requests[index + 1 :] if (r.thread, r.method) == (asked.thread, asked.method)), None
+            )
+            wait = min(asked.retry_after, MAX_RETRY_AFTER)
+            assert later is None or later.at >= asked.at + wait - 1e-6, (
+                f"{asked.method} from {asked.thread} asked at t={later.at:g} s; "
+                f"the answer at t={asked.at:g} s said Retry-After: {asked.retry_after:g}"
+            )
+
+    @invariant()
     def every_pod_exit_leaves_a_record_that_agrees_with_ray(self) -> None:
         while self.checked_pods < len(self.pods):
             pod = self.pods[self.checked_pods]
             self.checked_pods += 1
+            self._check_leaves_within_the_grace_period(pod)
             self._check_exit(pod)
             self._check_no_secret(pod)
+            self._check_recreated_configmap_gets_the_id(pod)
+            self._check_final_status_outlives_short_outages(pod)
+            self._check_polls_go_on_while_the_api_hangs(pod)
+
+    def _replaced_during(self, pod: PodRun) -> bool:
+        """The ConfigMap was deleted (and maybe re-created) while the pod ran: raypod may refuse to write."""
+        return any(pod.start <= (o.deleted if o.deleted is not None else -1) <= pod.end for o in self.api.objects)
+
+    def _check_leaves_within_the_grace_period(self, pod: PodRun) -> None:
+        """After SIGTERM the kubelet waits GRACE s, then kills: a pod still writing then leaves no
+        result and no termination message."""
+        if pod.sigterm_at is None:
+            return
+        assert pod.end - pod.sigterm_at < GRACE, (
+            f"pod {pod.number} got SIGTERM at t={pod.sigterm_at:g} s and left at t={pod.end:g} s: "
+            f"killed at {pod.sigterm_at + GRACE:g} s, before its result and termination message"
+        )
+
+    def _check_recreated_configmap_gets_the_id(self, pod: PodRun) -> None:
+        """A final status written carries the ``id`` it is about, also into a ConfigMap the operator
+        re-created under the pod (which held none of raypod's keys)."""
+        status = BridgeStatus.parse(pod.configmap_after.get(JOB_STATUS, ""))
+        expected = pod.id_written or pod.configmap_before.get(ID)
+        if status is None or not status.final or not expected or pod.result is None:
+            return
+        if pod.result.outcome.ending is Ending.ALREADY_FINAL:
+            return
+        assert pod.configmap_after.get(ID) == expected, (
+            f"pod {pod.number} wrote {status} into ConfigMap {pod.uid_after} (was {pod.uid_before}) "
+            f"with id {pod.configmap_after.get(ID)!r}, not {expected!r}"
+        )
+
+    def _check_final_status_outlives_short_outages(self, pod: PodRun) -> None:
+        """docs/failures.md: a final status is retried for FINAL_WRITE_BUDGET s; API outages shorter
+        than that in all, in a pod whose ConfigMap stayed, never lose it."""
+        if pod.result is None or pod.result.outcome.ending not in (Ending.FINAL, Ending.BAD_INPUT) or pod.sigterm:
+            return
+        if pod.uid_before is None or pod.uid_after != pod.uid_before:
+            return
+        if self._replaced_during(pod):
+            return
+        overlapping = [o for o in self.api.outages if o.start <= pod.end and o.end > pod.start]
+        if sum(o.end - o.start for o in overlapping) >= FINAL_WRITE_BUDGET - 2 * RESOLUTION:
+            return
+        status = BridgeStatus.parse(pod.configmap_after.get(JOB_STATUS, ""))
+        outages = [(o.fault.value, o.start, o.end) for o in overlapping]
+        assert status is not None and status.final, (
+            f"pod {pod.number} ended {pod.result.outcome.ending} at t={pod.end:g} s without a final status "
+            f"through API outages {outages} (less than {FINAL_WRITE_BUDGET:g} s in all)"
+        )
+
+    def _check_polls_go_on_while_the_api_hangs(self, pod: PodRun) -> None:
+        """While the API hangs, Ray is polled every interval all the same (between the pod's first and
+        last poll, with no dashboard fault and no submission in between)."""
+        if self.dashboard_faulted:
+            return
+        hangs = [o for o in self.api.outages if o.fault is ApiFault.HUNG and o.start < pod.end and o.end > pod.start]
+        if not hangs:
+            return
+        calls = [(at, route) for at, route, _ in self.ray.requests if pod.start <= at <= pod.end]
+        polls = [at for at, route in calls if route == "get"]
+        submits = [at for at, route in calls if route in ("submit", "version", "stop")]
+        slack = self.interval + 2 * RESOLUTION
+        for before, after in itertools.pairwise(polls):
+            if after - before <= slack or any(before <= at <= after for at in submits):
+                continue
+            hung = [(o.start, o.end) for o in hangs if o.start < after and o.end > before]
+            assert not hung, (
+                f"pod {pod.number}: no Ray poll from t={before:g} to t={after:g} s while the API hung {hung}"
+            )
 
     def _check_exit(self, pod: PodRun) -> None:
         assert pod.crash is None, f"pod {pod.number} died of {pod.crash!r}: no status, no result, no message"
@@ -309,7 +471,8 @@ class PodModel(RuleBasedStateMachine):
             return
         assert result.outcome.ending in (Ending.FINAL, Ending.BAD_INPUT, Ending.ALREADY_FINAL), result.outcome
         if status is None or not status.final:
-            assert pod.refused_writes > 0, f"pod {pod.number} exited ({result.outcome.ending}) without a final status"
+            refused = pod.refused_writes > 0 or self._replaced_during(pod)
+            assert refused, f"pod {pod.number} exited ({result.outcome.ending}) without a final status"
             assert result.exit_code != 0, "a final status that could not be written must fail the pod"
             return
         assert pod.result_file["final"] is True
@@ -322,6 +485,8 @@ class PodModel(RuleBasedStateMachine):
         reason = written.get(REASON, "")
         job = self.ray.jobs.get(submission_id)
         truth = job.status if job is not None else ("lost" if submission_id in self.ray.lost else "never on Ray")
+        # A job that had ended when a head restart lost it: a pod may have seen its end before.
+        truth = self.ray.lost_ended.get(submission_id, truth) if job is None else truth
         message = written.get(MESSAGE, "")[:160]
         named = submission_id or "no id"
         said = f"pod {pod.number} wrote {status} ({reason}) {message!r} for {named}; Ray's truth: {truth}"
@@ -342,7 +507,7 @@ class PodModel(RuleBasedStateMachine):
             assert self.kill_times or truth == STOPPED, said
             assert truth in (STOPPED, FAILED, "never on Ray", "lost"), said
             return
-        assert job is not None, said
+        assert job is not None or truth in TERMINAL, said
         match status:
             case BridgeStatus.SUCCEEDED:
                 assert truth == SUCCEEDED, said
@@ -366,7 +531,7 @@ class PodModel(RuleBasedStateMachine):
             "--result file": json.dumps(pod.result_file),
         }
         for where, text in places.items():
-            for secret in SECRETS:
+            for secret in (*SECRETS, KUBE_TOKEN):
                 assert secret not in text, f"pod {pod.number}: a secret in its {where}"
 
 
@@ -389,6 +554,7 @@ def replay(setup: dict[str, Any], *steps: tuple[str, dict[str, Any]]) -> PodMode
         "status_timeout": None,
         "existing": "none",
         "existing_plan": JobPlan(),
+        "uid_refusal": 422,
     }
     try:
         machine.a_bridgejob_is_created(**{**defaults, **setup})
@@ -397,6 +563,8 @@ def replay(setup: dict[str, Any], *steps: tuple[str, dict[str, Any]]) -> PodMode
             machine.no_submission_id_is_created_on_ray_twice()
             machine.never_more_attempts_than_retries_plus_one()
             machine.no_job_is_stopped_without_a_reason_that_holds()
+            machine.nothing_is_ever_written_into_another_bridgejobs_configmap()
+            machine.retry_after_is_honoured()
             machine.every_pod_exit_leaves_a_record_that_agrees_with_ray()
     finally:
         machine.teardown()
@@ -473,3 +641,119 @@ def test_an_ingress_404_while_attaching_to_an_operator_written_id_is_not_ray_say
     # Ray runs the job the operator named; the first answer about it, and the version check after
     # it, come from an ingress.
     replay({"existing": "operator id on Ray"}, pod(None, ("get", Fault.INGRESS_404), ("version", Fault.INGRESS_404)))
+
+
+def api_fails(fault: ApiFault, delay: float, duration: float, retry_after: int = 10) -> tuple[str, dict[str, Any]]:
+    arguments = {"fault": fault, "delay": delay, "duration": duration, "retry_after": retry_after}
+    return ("the_kubernetes_api_fails_for_a_while", arguments)
+
+
+def re_created(delay: float, gap: float, by: str) -> tuple[str, dict[str, Any]]:
+    return ("the_configmap_is_deleted_and_re_created_later", {"delay": delay, "gap": gap, "by": by})
+
+
+def test_a_retry_after_longer_than_what_is_left_of_the_budget_is_honoured_all_the_same() -> None:
+    # The start-up read is answered 503 Retry-After: 45 at 0 s and 45 s; its 60 s budget ends at 60 s,
+    # and the last try comes then, 30 s before the time the API asked for.
+    replay({}, api_fails(ApiFault.UNAVAILABLE_RETRY_AFTER, 0.0, 100.0, retry_after=45), pod())
+
+
+def test_sigterm_during_the_final_write_leaves_no_record_that_claims_a_final_status() -> None:
+    # The API answers 503: the start-up read fails (Not submitted), the final write is retried until
+    # SIGTERM cuts it; the result file and termination message still say final FAILED, exit 0.
+    replay({}, api_fails(ApiFault.UNAVAILABLE, 0.0, 200.0), pod(112.0))
+
+
+def test_the_status_flushed_after_sigterm_never_outlasts_the_grace_period() -> None:
+    # The job ends at 30 s while the API hangs (from 20 s); SIGTERM at 40 s cuts the final write, and
+    # the best-effort flush after it waits its whole 30 s read timeout: the kubelet kills the pod first.
+    replay(
+        {"connect_timeout": 30.0},
+        ("ray_will_run_the_next_submitted_job_so", {"plan": JobPlan(0.0, 30.0, SUCCEEDED)}),
+        api_fails(ApiFault.HUNG, 20.0, 200.0),
+        pod(40.0),
+    )
+
+
+def test_a_status_is_never_written_into_a_configmap_someone_else_re_created_before_the_pod_could_read() -> None:
+    # The API is down at the start-up (no uid known), the ConfigMap is re-created meanwhile by someone
+    # else; the Not-submitted status goes out with no uid precondition and lands in that object.
+    replay({}, api_fails(ApiFault.UNAVAILABLE, 0.0, 70.0), re_created(30.0, 5.0, "none"), pod())
+
+
+def test_a_proxys_html_404_is_a_failed_call_not_a_missing_configmap() -> None:
+    # A proxy in front of the API answers its own HTML 404 for a minute from the pod's start: the
+    # start-up read takes it for a missing ConfigMap (a deployment error, exit 2), and the bad-input
+    # status is refused by the same page at once; the API server's own 404 is a JSON Status.
+    replay({}, api_fails(ApiFault.HTML_404, 0.0, 60.0), pod())
+
+
+def test_a_pod_that_cannot_read_the_configmap_never_ends_a_bridgejob_whose_job_runs_on_ray() -> None:
+    # Pod 1 submits and is terminated while the job runs; pod 2 cannot reach the API for its 60 s
+    # start-up budget and, never having read the recorded id, writes a final FAILED "Not submitted"
+    # once the API is back: the BridgeJob is over while its Ray job runs on.
+    replay(
+        {"connect_timeout": 30.0},
+        ("ray_will_run_the_next_submitted_job_so", {"plan": JobPlan(0.0, None, SUCCEEDED)}),
+        pod(30.0),
+        api_fails(ApiFault.REFUSED, 0.0, 70.0),
+        pod(),
+    )
+
+
+# -- the API's faults the pod already weathers: the invariants hold, and what they rest on happened ---
+def test_ray_is_polled_every_interval_while_the_kubernetes_api_hangs() -> None:
+    machine = replay(
+        {"connect_timeout": 30.0},
+        ("ray_will_run_the_next_submitted_job_so", {"plan": JobPlan(0.0, 120.0, SUCCEEDED)}),
+        api_fails(ApiFault.HUNG, 10.0, 80.0),
+        pod(),
+    )
+    polls = [at for at, route, _ in machine.ray.requests if route == "get" and 10.0 <= at <= 90.0]
+    assert len(polls) >= 80 / 5 - 1, f"{len(polls)} polls of Ray in the 80 s the API hung"
+    assert machine.api.status is BridgeStatus.SUCCEEDED
+
+
+def test_a_configmap_the_operator_re_creates_mid_run_gets_the_id_and_the_final_status() -> None:
+    machine = replay(
+        {"connect_timeout": 30.0},
+        ("ray_will_run_the_next_submitted_job_so", {"plan": JobPlan(0.0, 60.0, SUCCEEDED)}),
+        re_created(20.0, 5.0, "operator"),
+        pod(),
+    )
+    assert [stored.uid for stored in machine.api.objects] == ["cm-uid-1", "cm-uid-2"]
+    assert machine.api.status is BridgeStatus.SUCCEEDED
+    assert machine.api.read().get(ID) == machine.ray.created_ids()[0]
+
+
+def test_a_final_status_outlives_a_four_minute_outage_that_begins_as_the_job_ends() -> None:
+    machine = replay(
+        {"connect_timeout": 30.0},
+        ("ray_will_run_the_next_submitted_job_so", {"plan": JobPlan(0.0, 30.0, SUCCEEDED)}),
+        api_fails(ApiFault.UNAVAILABLE, 29.0, 240.0),
+        pod(),
+    )
+    assert machine.api.status is BridgeStatus.SUCCEEDED
+    assert machine.pods[0].end >= 29.0 + 240.0
+
+
+def test_a_429_with_retry_after_is_waited_out_within_the_budget() -> None:
+    machine = replay(
+        {"connect_timeout": 30.0},
+        ("ray_will_run_the_next_submitted_job_so", {"plan": JobPlan(0.0, 30.0, SUCCEEDED)}),
+        api_fails(ApiFault.TOO_MANY_REQUESTS, 29.0, 100.0, retry_after=45),
+        pod(),
+    )
+    assert any(request.status == 429 for request in machine.api.requests)
+    assert machine.api.status is BridgeStatus.SUCCEEDED
+
+
+def test_a_configmap_someone_else_re_creates_mid_run_is_never_written_and_the_pod_fails() -> None:
+    machine = replay(
+        {"connect_timeout": 30.0},
+        ("ray_will_run_the_next_submitted_job_so", {"plan": JobPlan(0.0, 60.0, SUCCEEDED)}),
+        re_created(20.0, 0.0, "other"),
+        pod(),
+    )
+    assert machine.api.read() == machine.spec
+    assert machine.pods[0].result is not None and machine.pods[0].result.exit_code != 0
