@@ -34,6 +34,8 @@ KILL_FRESH_WAIT = 1.0
 SUPERSEDE_AFTER = 5.0
 #: How long the end of the run waits for a superseded write to return (and be repaired).
 CLOSE_WAIT = 30.0
+#: After SIGTERM, how long the last status write is waited for: the pod has 30 s of grace in all.
+LAST_FLUSH_WAIT = 5.0
 
 
 class _Spell:

@@ -121,6 +121,12 @@ def is_rays_missing_text(body: str, kind: str) -> bool:
 class KubeApiError(ApiError):
     service = "Kubernetes API"
 
+    @property
+    def from_the_api_server(self) -> bool:
+        """The answer is the API server's own: its errors are a JSON ``Status`` object. A page from a
+        proxy in between (an HTML 404 or 403) says nothing about the ConfigMap or the rights."""
+        return '"Status"' in self.body and not looks_like_a_page(self.body)
+
 
 class SubmissionRejected(RaypodError):
     """Ray refused the job (e.g. a bad runtime_env): retrying cannot help."""

@@ -176,6 +176,9 @@ class KubeConfigMap:
             except KubeApiError as error:
                 if error.status is not None and 200 <= error.status < 300:
                     raise self._garbled(method, error.status, error.reason) from None
+                if error.status in (401, 403, 404) and not error.from_the_api_server:
+                    # A proxy's page: not the API server saying the ConfigMap or the right is missing.
+                    raise self._garbled(method, error.status, error.reason) from None
                 raise
             problem = _configmap_problem(answer.value, written or {})
             if problem is not None:
@@ -267,6 +270,13 @@ class KubeConfigMap:
         re-created under the same name. Then the object is read again: re-created by the operator for
         this BridgeJob, every recorded key is written into it; anything else is never written."""
         self._refuse_if_foreign()
+        if self.uid is None:
+            # Never read: the object under this name is unknown (another BridgeJob's, or one whose job
+            # still runs on Ray after an earlier pod): writing into it could end the wrong BridgeJob.
+            raise DeploymentError(
+                "ConfigMap",
+                f"{self.namespace}/{self.name} could not be read at start-up, so nothing is written to it",
+            )
         retry = self.http.retry.with_deadline(within) if within is not None else None
         data = {**self.recorded, **changes} if self._recreated else dict(changes)
         try:

@@ -47,7 +47,11 @@ class RetryPolicy:
     def call(self, fn: Callable[[], T], what: str) -> T:
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(is_transient),
-            stop=tenacity.stop_after_attempt(self.attempts) | tenacity.stop_after_delay(self.deadline),
+            stop=tenacity.stop_any(
+                tenacity.stop_after_attempt(self.attempts),
+                tenacity.stop_after_delay(self.deadline),
+                _AskedPastDeadline(self.deadline),
+            ),
             wait=self._wait,
             before_sleep=lambda state: _log_retry(what, state),
             sleep=self._sleep,
@@ -66,10 +70,9 @@ class RetryPolicy:
         cut at the deadline: the last try comes at the deadline, not up to ``max_wait`` after it
         (``--connect-timeout`` means what it says)."""
         backoff = tenacity.wait_random_exponential(multiplier=self.initial_wait, max=self.max_wait)(state)
-        error = state.outcome.exception() if state.outcome is not None else None
-        asked = getattr(error, "retry_after", None)
-        if isinstance(asked, int | float) and asked > 0:
-            backoff = max(backoff, min(float(asked), MAX_RETRY_AFTER))
+        asked = _retry_after(state)
+        if asked is not None:
+            backoff = max(backoff, asked)
         return max(0.0, min(backoff, self.deadline - (state.seconds_since_start or 0.0)))
 
     def _sleep(self, seconds: float) -> None:
@@ -77,6 +80,27 @@ class RetryPolicy:
             tenacity.nap.sleep(seconds)
         elif self.interrupt.wait(seconds):
             raise Terminated("terminated while waiting to retry")
+
+
+class _AskedPastDeadline(tenacity.stop.stop_base):
+    """The server asked for a wait (``Retry-After``) that ends past the deadline: asking again
+    sooner would ignore it, and later would break the deadline, so the call gives up now."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        asked = _retry_after(retry_state)
+        return asked is not None and (retry_state.seconds_since_start or 0.0) + asked > self.deadline
+
+
+def _retry_after(state: tenacity.RetryCallState) -> float | None:
+    """The wait the failed try's server asked for (capped at MAX_RETRY_AFTER), if any."""
+    error = state.outcome.exception() if state.outcome is not None else None
+    asked = getattr(error, "retry_after", None)
+    if isinstance(asked, int | float) and not isinstance(asked, bool) and asked > 0:
+        return min(float(asked), MAX_RETRY_AFTER)
+    return None
 
 
 def _log_retry(what: str, state: tenacity.RetryCallState) -> None:

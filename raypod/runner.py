@@ -14,7 +14,7 @@ from typing import Protocol, TextIO
 
 from raypod import exits
 from raypod.artifacts import Collected, collect_results, keep_attempt_log
-from raypod.background import CLOSE_WAIT, BackgroundKillSwitch, BackgroundReporter
+from raypod.background import CLOSE_WAIT, LAST_FLUSH_WAIT, BackgroundKillSwitch, BackgroundReporter
 from raypod.clock import Clock, SystemClock, format_ray_time_not_before, format_time
 from raypod.config import BridgeConfig
 from raypod.contract import (
@@ -342,6 +342,10 @@ class Runner:
         except Exception as error:  # noqa: BLE001 - the last resort: the caller still writes the result
             log.error("the end of the run could not be recorded: %s", reportable(error))
             code = exits.EXIT_FAILED
+        if outcome.ending in (Ending.FINAL, Ending.BAD_INPUT) and self.clock.terminated and self.reporter.has_pending:
+            # SIGTERM cut the final write: the pod leaves as terminated (the next pod writes the end),
+            # and its record must not claim a final status the ConfigMap does not hold.
+            outcome = Outcome.terminated(outcome.submission_id)
         return RunResult(code, outcome, collected, dict(self.reporter.current), self.reporter.not_written)
 
 
@@ -432,9 +436,7 @@ def finish(
             say(f"Ray job {outcome.submission_id} already ended {outcome.status}: the recorded status is kept")
             return exits.for_status(outcome.status, codes)
         case Ending.TERMINATED:
-            try:
-                reporter.flush()  # best effort: a write that fails stays pending, and the pod is going
-            except Terminated:
+            if not _flushed_briefly(reporter, LAST_FLUSH_WAIT):
                 log.warning("the last status changes were not written: the pod is going (the next pod writes them)")
             where = "nothing was submitted"
             if outcome.submission_id and left_running is not None:
@@ -469,6 +471,22 @@ def finish(
             return _write_final(outcome, reporter, clock, say, codes, left_running)
         case _:
             assert_never(outcome.ending)
+
+
+def _flushed_briefly(reporter: StatusReporter, seconds: float) -> bool:
+    """The pending status, written on a best-effort basis after SIGTERM: a hung API must not keep the
+    pod past its grace period, so the write is waited for only ``seconds`` (it dies with the pod)."""
+    written = threading.Event()
+
+    def flush() -> None:
+        try:
+            reporter.flush()
+            written.set()
+        except (RaypodError, Terminated):
+            pass
+
+    threading.Thread(target=flush, name="raypod-last-status", daemon=True).start()
+    return written.wait(seconds) and not reporter.has_pending
 
 
 def _write_final(

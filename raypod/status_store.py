@@ -171,6 +171,11 @@ class StatusReporter:
                 self.on_change(fresh)
         self.flush(must_persist=must_persist)
 
+    @property
+    def has_pending(self) -> bool:
+        """Changes recorded but not written yet."""
+        return bool(self._pending)
+
     def flush(self, *, must_persist: bool = False) -> None:
         if not self._pending:
             return

@@ -247,6 +247,8 @@ class PodRun:
     uid_after: str | None
     #: The last ``id`` this pod's writes landed (in any object).
     id_written: str | None
+    #: Whether the pod's start-up read of the ConfigMap went through (else it writes nothing there).
+    read_at_start: bool
     kill_seen: list[tuple[float, bool]] = field(default_factory=list)
 
 
@@ -341,6 +343,7 @@ def run_pod(
         uid_before=uid_before,
         uid_after=api.current.uid if api.current is not None else None,
         id_written=ids[-1] if ids else None,
+        read_at_start=configmap.uid is not None,
     )
 
 
@@ -355,5 +358,6 @@ def short_thread_waits() -> Iterator[None]:
             runner_module, "BackgroundReporter", functools.partial(BackgroundReporter, supersede_after=THREAD_WAIT)
         ),
         mock.patch.object(runner_module, "CLOSE_WAIT", THREAD_WAIT),
+        mock.patch.object(runner_module, "LAST_FLUSH_WAIT", THREAD_WAIT),
     ):
         yield

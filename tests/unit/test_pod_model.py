@@ -423,7 +423,7 @@ class PodModel(RuleBasedStateMachine):
         than that in all, in a pod whose ConfigMap stayed, never lose it."""
         if pod.result is None or pod.result.outcome.ending not in (Ending.FINAL, Ending.BAD_INPUT) or pod.sigterm:
             return
-        if pod.uid_before is None or pod.uid_after != pod.uid_before:
+        if pod.uid_before is None or pod.uid_after != pod.uid_before or not pod.read_at_start:
             return
         if self._replaced_during(pod):
             return
@@ -471,8 +471,11 @@ class PodModel(RuleBasedStateMachine):
             return
         assert result.outcome.ending in (Ending.FINAL, Ending.BAD_INPUT, Ending.ALREADY_FINAL), result.outcome
         if status is None or not status.final:
-            refused = pod.refused_writes > 0 or self._replaced_during(pod)
+            refused = pod.refused_writes > 0 or self._replaced_during(pod) or not pod.read_at_start
             assert refused, f"pod {pod.number} exited ({result.outcome.ending}) without a final status"
+            if not pod.read_at_start:
+                # A ConfigMap the pod never read is never written: the record says so.
+                assert pod.result_file is not None and pod.result_file.get("notRecorded"), pod.result_file
             assert result.exit_code != 0, "a final status that could not be written must fail the pod"
             return
         assert pod.result_file["final"] is True

@@ -58,12 +58,21 @@ def test_without_retry_after_the_backoff_applies() -> None:
     assert all(0 <= wait <= 1.0 for wait in waits)
 
 
-def test_retry_after_is_capped_and_the_deadline_still_bounds_the_wait() -> None:
+def test_retry_after_is_capped_and_one_that_ends_past_the_deadline_gives_up_without_asking_early() -> None:
     (capped,) = waits_before_success(RetryPolicy(max_wait=1.0, deadline=10_000), [busy(86_400)])
-    (cut,) = waits_before_success(RetryPolicy(max_wait=1.0, deadline=5), [busy(30)])
+    event = RecordedWaits()
+    tries = 0
+
+    def refused() -> str:
+        nonlocal tries
+        tries += 1
+        raise busy(30)
+
+    with pytest.raises(KubeApiError):
+        RetryPolicy(max_wait=1.0, deadline=5).interruptible(event).call(refused, what="a write")
 
     assert capped == MAX_RETRY_AFTER
-    assert cut == pytest.approx(5, abs=0.5)
+    assert (tries, event.waits) == (1, [])  # no second try before the 30 s the server asked for
 
 
 # -- Retry-After as the server writes it --------------------------------------------------------
