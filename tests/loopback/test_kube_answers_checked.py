@@ -32,6 +32,7 @@ def api(fake_kube: FakeKube, retry: RetryPolicy = QUICK) -> KubeConfigMap:
 def test_a_final_status_answered_by_a_proxy_page_is_written_again_not_lost(fake_kube: FakeKube, page: Page) -> None:
     fake_kube.create_configmap(CM, {"resourceURL": "http://ray:8265"})
     reporter = StatusReporter(api(fake_kube), final_budget=2.0)
+    reporter.load()  # the start-up read: a ConfigMap never read is never written
     reporter.update({"status.jobStatus": "RUNNING"}, must_persist=True)
     fake_kube.answer_page("patch", page, count=1)
 
@@ -44,6 +45,7 @@ def test_a_final_status_answered_by_a_proxy_page_is_written_again_not_lost(fake_
 def test_a_write_answered_only_by_pages_fails_loudly_and_lands_on_the_next_try(fake_kube: FakeKube) -> None:
     fake_kube.create_configmap(CM, {})
     reporter = StatusReporter(api(fake_kube), final_budget=2.0)
+    reporter.load()  # the start-up read: a ConfigMap never read is never written
     reporter.update({"status.jobStatus": "RUNNING"}, must_persist=True)
     fake_kube.answer_page("patch", HTML, count=None)
 

@@ -23,6 +23,7 @@ def test_status_kept_when_retries_are_spent_and_written_on_the_next_update(fake_
         fake_kube.url, ServiceAccount(fake_kube.sa_dir), fake_kube.namespace, "j-bridge-cm", retry=QUICK
     )
     reporter = StatusReporter(api, final_budget=1.0)
+    reporter.load()  # the start-up read: a ConfigMap never read is never written
     fake_kube.fail("patch", 503, None)
     reporter.update({"status.jobStatus": "RUNNING"})
     assert "status.jobStatus" not in fake_kube.data("j-bridge-cm")
@@ -44,6 +45,7 @@ def test_transient_errors_are_retried_within_one_write(fake_kube: FakeKube) -> N
         "j-bridge-cm",
         retry=RetryPolicy(attempts=4, initial_wait=0.05, max_wait=0.1, deadline=5),
     )
+    api.read()  # the start-up read: a ConfigMap never read is never written
     fake_kube.fail("patch", 503, 1)
     fake_kube.fail("patch", 429, 1)
     api.write({"id": "abc"})
