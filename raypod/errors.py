@@ -188,6 +188,12 @@ def reportable(error: Exception) -> RaypodError:
     return InternalError(error)
 
 
+class NeverRead(DeploymentError):
+    """A write to a ConfigMap this pod could not read at start-up: the object under its name is
+    unknown (another BridgeJob's, or one holding the id of a job that still runs), so nothing is
+    written to it."""
+
+
 class Terminated(BaseException):
     """SIGTERM (or SIGINT) arrived: leave now; the Ray job keeps running.
 

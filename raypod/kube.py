@@ -28,7 +28,7 @@ from urllib.parse import quote
 from raypod.config import kill_requested
 from raypod.contract import CONFIGMAP_SUFFIX, KILL, OWNED_KEYS
 from raypod.credentials import read_secret_file
-from raypod.errors import ConfigError, DeploymentError, KubeApiError, RaypodError
+from raypod.errors import ConfigError, DeploymentError, KubeApiError, NeverRead, RaypodError
 from raypod.http import HttpClient, Timeouts
 from raypod.retry import NO_RETRY, RetryPolicy
 from raypod.source import ConfigSource, controller_uid, object_identity, object_uid
@@ -273,7 +273,7 @@ class KubeConfigMap:
         if self.uid is None:
             # Never read: the object under this name is unknown (another BridgeJob's, or one whose job
             # still runs on Ray after an earlier pod): writing into it could end the wrong BridgeJob.
-            raise DeploymentError(
+            raise NeverRead(
                 "ConfigMap",
                 f"{self.namespace}/{self.name} could not be read at start-up, so nothing is written to it",
             )

@@ -29,7 +29,7 @@ from raypod.contract import (
     assert_never,
 )
 from raypod.credentials import DEFAULT_S3_CREDENTIALS_DIR, RayAuthSources, S3Credentials
-from raypod.errors import ConfigError, RayApiError, RaypodError, Terminated, os_error_text, reportable
+from raypod.errors import ConfigError, NeverRead, RayApiError, RaypodError, Terminated, os_error_text, reportable
 from raypod.exits import ExitCodes
 from raypod.inputs import LocalInputs
 from raypod.jobs import stop_and_wait
@@ -463,6 +463,9 @@ def finish(
                 )
             except Terminated:
                 log.warning("the bad-input status was not written: the pod is going")
+            except NeverRead as error:
+                # The ConfigMap itself could not be read (missing, forbidden): that is the bad input.
+                _final_not_written(BridgeStatus.FAILED, reporter, error)
             except Exception as error:  # noqa: BLE001 - as for any final status that cannot be written
                 _final_not_written(BridgeStatus.FAILED, reporter, error)
                 return exits.EXIT_FAILED

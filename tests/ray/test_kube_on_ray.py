@@ -60,7 +60,8 @@ def test_status_reaches_the_configmap_through_merge_patches_of_owned_keys_only(
     assert {k: v for k, v in data.items() if k not in OWNED_KEYS} == operator_keys
     patches = kube_job.fake.calls("PATCH")
     assert patches and all(p.content_type == "application/merge-patch+json" for p in patches)
-    assert all(set(p.body) == {"data"} for p in patches)
+    # Only data, and the uid read at start-up as the precondition: never another object's.
+    assert all(set(p.body) <= {"data", "metadata"} and set(p.body.get("metadata", {})) <= {"uid"} for p in patches)
     assert set(kube_job.fake.iter_patched_keys()) <= set(OWNED_KEYS)
     assert kube_job.fake.calls("PUT") == []
     # NAMESPACE was not set: the service account's namespace file named it.
@@ -274,6 +275,7 @@ def test_final_status_that_cannot_be_written_fails_the_pod_cleanly(
     release = tmp_path / "release"
     kube_job.create(jobdata__scriptLocation="inline", jobdata__jobScript=waiting_script(release))
     runner, out = in_process_runner(kube_job)
+    runner.reporter.final_budget = 3.0  # the default gives an outage 300 s
     thread, outcome = run_in_thread(runner)
     try:
         kube_job.wait_for("status.jobStatus", "RUNNING")
