@@ -1,0 +1,56 @@
+"""Which pod this is: its name, uid and node (the Downward API's environment variables), and the
+W3C trace context a caller handed it.
+
+One place reads them, for the Ray job's metadata (a job on the Ray dashboard leads back to its pod),
+the Kubernetes Events' ``reportingInstance`` and the JSON log lines. Every value is data from
+outside: one that is malformed is left out, never passed on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+#: The variables the sample pod sets from the Downward API (``fieldRef``: metadata.name, metadata.uid, spec.nodeName).
+POD_NAME_VARIABLE = "POD_NAME"
+POD_UID_VARIABLE = "POD_UID"
+NODE_NAME_VARIABLE = "NODE_NAME"
+#: A W3C trace context (https://www.w3.org/TR/trace-context/), as OpenTelemetry's environment carriers name it.
+TRACEPARENT_VARIABLE = "TRACEPARENT"
+
+# A DNS-1123 subdomain (pod and node names), at most 253 characters.
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_UID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# version 00: version-traceid-parentid-flags; all-zero trace and parent ids are invalid.
+_TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+@dataclass(frozen=True)
+class PodIdentity:
+    """What is known of the pod; an empty string where nothing (valid) was given."""
+
+    name: str = ""
+    uid: str = ""
+    node: str = ""
+    traceparent: str = ""
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> PodIdentity:
+        # Kubernetes sets HOSTNAME to the pod's name unless the spec sets a hostname.
+        name = _checked(environ.get(POD_NAME_VARIABLE) or environ.get("HOSTNAME"), _dns_subdomain)
+        return cls(
+            name=name,
+            uid=_checked(environ.get(POD_UID_VARIABLE), _UID.fullmatch),
+            node=_checked(environ.get(NODE_NAME_VARIABLE), _dns_subdomain),
+            traceparent=_checked(environ.get(TRACEPARENT_VARIABLE), _TRACEPARENT.fullmatch),
+        )
+
+
+def _dns_subdomain(text: str) -> bool:
+    return len(text) <= 253 and _DNS_SUBDOMAIN.fullmatch(text) is not None
+
+
+def _checked(value: str | None, valid: Callable[[str], object]) -> str:
+    text = (value or "").strip()
+    return text if text and valid(text) else ""
