@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devtools.soak_plan import RETRY_DELAY_SECONDS, Plan
+from raypod.ray import JobInfo
 
 INVARIANTS = (
     "duplicate_submission",
@@ -195,9 +196,12 @@ def false_final_status(evidence: Evidence) -> list[str]:
         return []
     if ray == "SUCCEEDED" and status == "SUCCEEDED":
         return []
-    if ray == "FAILED" and status == "FAILED" and reason == "AppFailed":
+    # Ray's own reason for the failure, through raypod's one table (AppFailed for a driver that exited).
+    failure = JobInfo.parse(job).failure if ray == "FAILED" else None
+    if failure is not None and status == "FAILED" and reason == failure.reason:
         attempt = _attempt_of(final_id, re.sub(r"(-r\d+)+$", "", final_id)) or 0
-        if attempt < plan.retries + 1 and not (_pages_before_submitting(plan) and "resourceURL" in message):
+        retries_left = failure.retried and attempt < plan.retries + 1
+        if retries_left and not (_pages_before_submitting(plan) and "resourceURL" in message):
             return [f"{written} after attempt {attempt} of {plan.retries + 1}: retries left"]
         return []
     deadline = reason in ("DeadlineExceeded", "StartDeadlineExceeded")

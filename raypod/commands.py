@@ -255,6 +255,11 @@ def describe(job: JobInfo) -> list[tuple[str, str]]:
     ]
     if job.driver_exit_code is not None:
         pairs.append(("driver exit code", str(job.driver_exit_code)))
+    if job.status is RayStatus.FAILED:
+        # What a pod would write as status.reason, next to Ray's own name for it.
+        failure = job.failure
+        retried = "retried" if failure.retried else "not retried"
+        pairs.append(("reason", f"{failure.reason} (Ray: {job.error_type or 'no error_type'}; {retried})"))
     if job.metadata:
         pairs.append(("metadata", ", ".join(f"{k}={v}" for k, v in sorted(job.metadata.items()))))
     runtime_env = job.raw.get("runtime_env") or {}

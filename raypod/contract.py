@@ -157,7 +157,7 @@ class Reason:
     """The values of ``status.reason`` (and of ``reason`` in the ``--result`` file)."""
 
     SUCCEEDED = "Succeeded"
-    #: The job ran and failed (its driver exited non-zero, or Ray could not start it).
+    #: The job ran and failed: its driver exited non-zero (or Ray gave no reason of its own).
     APP_FAILED = "AppFailed"
     #: Stopped: at the operator's request (``kill``), or by someone else on Ray.
     KILLED = "Killed"
@@ -169,6 +169,22 @@ class Reason:
     NOT_SUBMITTED = "NotSubmitted"
     #: raypod lost track of the job (``UNKNOWN``): it may still run on Ray.
     LOST = "Lost"
+    # Ray's own reasons for a job it failed (its ``error_type``; the table is ``raypod.ray_failures``).
+    # A well-formed ``error_type`` Ray 2.60 does not have is written as it is.
+    #: The runtime_env could not be built (a pip package that does not exist, a failed build): not retried.
+    RUNTIME_ENV_SETUP_FAILED = "RuntimeEnvSetupFailed"
+    #: Ray's job supervisor did not start within RAY_JOB_START_TIMEOUT_SECONDS (no resources for it).
+    SUPERVISOR_START_TIMEOUT = "SupervisorStartTimeout"
+    SUPERVISOR_START_FAILED = "SupervisorStartFailed"
+    SUPERVISOR_UNSCHEDULABLE = "SupervisorUnschedulable"
+    SUPERVISOR_FAILED = "SupervisorFailed"
+    SUPERVISOR_DIED = "SupervisorDied"
+    #: Ray's supervisor could not start the entrypoint's process.
+    ENTRYPOINT_START_FAILED = "EntrypointStartFailed"
+    #: The entrypoint exited 127: the shell found no such command. Not retried.
+    ENTRYPOINT_NOT_FOUND = "EntrypointNotFound"
+    #: The entrypoint exited 126: the shell found the command but could not run it. Not retried.
+    ENTRYPOINT_NOT_EXECUTABLE = "EntrypointNotExecutable"
 
 
 def default_reason(status: BridgeStatus) -> str:

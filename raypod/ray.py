@@ -17,6 +17,7 @@ from raypod.contract import BridgeStatus, TextEnum, assert_never
 from raypod.credentials import RayCredentials
 from raypod.errors import ConfigError, RayApiError
 from raypod.http import MAX_PROBLEM, HttpClient, JsonAnswer, Timeouts, redact_url, summarize_error_body
+from raypod.ray_failures import RayFailure, error_type_of, ray_failure
 from raypod.retry import NO_RETRY, RetryPolicy
 from raypod.safetext import bounded_text
 from raypod.websocket import (
@@ -173,6 +174,8 @@ class JobInfo:
     end_time_ms: int | None = None
     driver_node_id: str | None = None
     driver_exit_code: int | None = None
+    #: Ray's own reason for a FAILED job (``RayErrorType``'s shape), checked; None when absent or junk.
+    error_type: str | None = None
     entrypoint: str = ""
     metadata: Mapping[str, str] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
@@ -184,6 +187,12 @@ class JobInfo:
     @property
     def terminal(self) -> bool:
         return self.status.terminal
+
+    @property
+    def failure(self) -> RayFailure:
+        """Ray's reason for the job's failure as ``status.reason``, and whether a retry can help
+        (meaningful for a FAILED job only)."""
+        return ray_failure(self.error_type, self.driver_exit_code)
 
     @classmethod
     def from_api(cls, data: object, answer: JsonAnswer | None = None) -> JobInfo:
@@ -222,6 +231,7 @@ class JobInfo:
             end_time_ms=_time_ms(data.get("end_time")),
             driver_node_id=_identifier(data.get("driver_node_id")),
             driver_exit_code=_exit_code(data.get("driver_exit_code")),
+            error_type=error_type_of(data.get("error_type")),
             entrypoint=_text(data.get("entrypoint")),
             metadata=_metadata(data.get("metadata")),
             raw=dict(data),

@@ -562,9 +562,13 @@ class JobSession:
         ended = self._ended(job)
         outcome = ended
         if self._attempts > 1:
-            counted = f"{ended.message.rstrip('.')} (attempt {attempt.number} of {self._attempts})."
+            not_retried = ""
+            if attempt.number < self._attempts and job.status is RayStatus.FAILED and not job.failure.retried:
+                not_retried = f"; {ended.reason} is not retried"
+                log.warning("attempt %d failed (%s), which another attempt cannot mend", attempt.number, ended.reason)
+            counted = f"{ended.message.rstrip('.')} (attempt {attempt.number} of {self._attempts}{not_retried})."
             outcome = replace(ended, message=counted)
-        if outcome.reason != Reason.APP_FAILED or attempt.number >= self._attempts:
+        if not self._retriable(job) or attempt.number >= self._attempts:
             return outcome
         if self.config.set_aside:
             log.warning("attempt %d failed; not retried: the ConfigMap has problems (set aside above)", attempt.number)
@@ -580,6 +584,12 @@ class JobSession:
         log.info("%s", message)
         self.reporter.update({JOB_STATUS: BridgeStatus.PENDING, MESSAGE: message})
         return Retry(attempt, job, outcome.message, self.clock.monotonic() - self._since_end(job, delay))
+
+    @staticmethod
+    def _retriable(job: JobInfo) -> bool:
+        """Only a job that failed on Ray on its own, for a reason another attempt can mend (the
+        table in ``raypod.ray_failures``); not a deadline's stop, a kill or a job Ray stopped."""
+        return job.status is RayStatus.FAILED and job.failure.retried
 
     def _since_end(self, job: JobInfo, delay: float) -> float:
         """How long ago Ray ended the attempt, by its end_time: a pod that re-attaches during the
@@ -613,7 +623,7 @@ class JobSession:
             f"{state.message.rstrip('.')}; attempt {attempt.number} could not be submitted: {one_line(str(error), 150)}"
         )
         return Outcome.final(
-            state.attempt.submission_id, BridgeStatus.FAILED, message, state.failed, reason=Reason.APP_FAILED
+            state.attempt.submission_id, BridgeStatus.FAILED, message, state.failed, reason=state.failed.failure.reason
         )
 
     def _ended(self, job: JobInfo) -> Outcome:
@@ -626,7 +636,9 @@ class JobSession:
                 job.submission_id or self.reporter.get(ID), BridgeStatus.FAILED, message, job, reason=recorded_reason
             )
         message = self._end_message(job, status)
-        return Outcome.final(job.submission_id or self.reporter.get(ID), status, message, job)
+        # A job Ray failed carries Ray's own reason (its error_type), through the one table.
+        reason = job.failure.reason if status is BridgeStatus.FAILED else None
+        return Outcome.final(job.submission_id or self.reporter.get(ID), status, message, job, reason=reason)
 
     @staticmethod
     def _end_message(job: JobInfo, status: BridgeStatus) -> str:
@@ -638,6 +650,9 @@ class JobSession:
             case BridgeStatus.FAILED:
                 # Ray appends "last available logs (truncated ...):" and the log itself; the log goes to S3.
                 reason = one_line(job.message.split(", last available logs", 1)[0], 200).rstrip(":.")
+                code = job.driver_exit_code
+                if code is not None and f"exit code {code}" not in reason:
+                    reason = f"{reason} (exit code {code})" if reason else f"exit code {code}"
                 return f"Job failed: {reason}." if reason else "Job failed."
             case BridgeStatus.SUBMITTED | BridgeStatus.PENDING | BridgeStatus.RUNNING | BridgeStatus.UNKNOWN:
                 raise AssertionError(f"{status} is not the end of a job")

@@ -1,6 +1,6 @@
-"""A new Ending or Bridge status that some place forgets to handle fails ``make check``: every place
-that turns one into words, a status, a reason or an exit code matches it exhaustively, and mypy
-says where. Checked by running mypy on a copy of the package with one member added."""
+"""A new Ending, Bridge status, Ray status or Ray error_type that some place forgets to handle fails
+``make check``: every place that turns one into words, a status, a reason or an exit code matches it
+exhaustively, and mypy says where. Checked by running mypy on a copy of the package with one member added."""
 
 from __future__ import annotations
 
@@ -64,6 +64,12 @@ def test_the_package_as_it_is_passes_the_same_check(tmp_path: Path) -> None:
             '    STOPPED = "STOPPED"\n',
             '    PAUSED = "PAUSED"\n',
             {"raypod/ray.py"},
+        ),
+        (
+            "ray_failures.py",
+            '    JOB_ENTRYPOINT_COMMAND_ERROR = "JOB_ENTRYPOINT_COMMAND_ERROR"\n',
+            '    JOB_DRIVER_OOM = "JOB_DRIVER_OOM"\n',
+            {"raypod/ray_failures.py"},
         ),
     ],
 )

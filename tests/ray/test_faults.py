@@ -275,6 +275,8 @@ def test_ray_refusing_the_job_exits_1_with_rays_reason(bridge_job: BridgeJob, pr
     assert result.returncode == 1, result.stderr
     assert result.status["status.jobStatus"] == "FAILED"
     assert reason in result.status["status.message"], result.status["status.message"]
+    # Ray's own reason (JOB_SUPERVISOR_ACTOR_START_FAILURE), not an application failure.
+    assert result.status["status.reason"] == "SupervisorStartFailed"
     assert wait_for_ray_status(bridge_job.services, result.status["id"], {"FAILED"}) == "FAILED"
 
 

@@ -26,7 +26,7 @@ import json
 import re
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
@@ -34,6 +34,8 @@ from urllib.parse import unquote, urlsplit
 import requests
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
+
+from tests.support.ray_job_json import job_json
 
 #: The dashboard's token: raypod sends it on every call; no output may ever show it.
 TOKEN = "rtok-9f2c4e1ab7d8e3c5"
@@ -76,6 +78,8 @@ class Fault(enum.Enum):
 
 
 ROUTES = ("version", "submit", "get", "stop")
+#: Ray's ``error_type`` for a driver that exited non-zero.
+COMMAND_ERROR = "JOB_ENTRYPOINT_COMMAND_ERROR"
 PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED = "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "STOPPED"
 TERMINAL = (SUCCEEDED, FAILED, STOPPED)
 
@@ -88,6 +92,10 @@ class JobPlan:
     start_after: float | None = 5.0
     run_for: float | None = 40.0
     end: str = SUCCEEDED
+    #: Ray's ``error_type`` when ``end`` is FAILED: the driver's exit 1 (``COMMAND_ERROR``), another
+    #: of Ray's reasons (no driver exit code then), or a name Ray 2.60 does not have. The job ends at
+    #: the same moment whatever the reason: the model is about what raypod does with it.
+    error_type: str = COMMAND_ERROR
 
 
 @dataclass
@@ -106,6 +114,8 @@ class RayJob:
     stop_queued: bool = False
     #: Some answer told a pod that the job is RUNNING.
     reported_running: bool = False
+    #: Ray's ``error_type`` once it FAILED the job.
+    error_type: str | None = None
 
     def settle(self, now: float, now_ms: int) -> None:
         """The job's status at fake time ``now``, from its plan."""
@@ -116,31 +126,34 @@ class RayJob:
             self.status, self.message, self.started = RUNNING, "Job is currently running.", now
         run_for, started = self.plan.run_for, self.started
         if self.status == RUNNING and run_for is not None and started is not None and now >= started + run_for:
-            ended = FAILED_MESSAGE if self.plan.end == FAILED else "Job finished successfully."
-            self.end(self.plan.end, ended, now_ms)
+            if self.plan.end == FAILED:
+                self.end(FAILED, FAILED_MESSAGE, now_ms, self.plan.error_type)
+            else:
+                self.end(self.plan.end, "Job finished successfully.", now_ms)
 
-    def end(self, status: str, message: str, now_ms: int) -> None:
+    def end(self, status: str, message: str, now_ms: int, error_type: str | None = None) -> None:
         if self.status not in TERMINAL:
             self.status, self.message, self.end_ms = status, message, now_ms
+            self.error_type = error_type if status == FAILED else None
+
+    @property
+    def driver_exit_code(self) -> int | None:
+        """Only a driver that ran and exited has one (Ray's other reasons come without)."""
+        return {FAILED: 1 if self.error_type in (None, COMMAND_ERROR) else None, SUCCEEDED: 0}.get(self.status)
 
     def as_api(self) -> dict[str, Any]:
-        return {
-            "type": "SUBMISSION",
-            "job_id": None,
-            "submission_id": self.submission_id,
-            "driver_info": None,
-            "status": self.status,
-            "entrypoint": self.entrypoint,
-            "message": self.message,
-            "error_type": None,
-            "start_time": self.created_ms,
-            "end_time": self.end_ms,
-            "metadata": self.metadata,
-            "runtime_env": {},
-            "driver_agent_http_address": "http://10.0.0.1:52365",
-            "driver_node_id": "node-1",
-            "driver_exit_code": 1 if self.status == FAILED else (0 if self.status == SUCCEEDED else None),
-        }
+        return job_json(
+            self.submission_id,
+            self.status,
+            entrypoint=self.entrypoint,
+            message=self.message,
+            error_type=self.error_type,
+            start_time=self.created_ms,
+            end_time=self.end_ms,
+            metadata=self.metadata,
+            driver_agent_http_address="http://10.0.0.1:52365",
+            driver_exit_code=self.driver_exit_code,
+        )
 
 
 @dataclass(frozen=True)
@@ -208,15 +221,16 @@ class FakeDashboard(BaseAdapter):
         self.settle()
         for job in self.jobs.values():
             if job.status == RUNNING or (job.status == PENDING and status == FAILED):
-                job.end(
-                    status, FAILED_MESSAGE if status == FAILED else "Job finished successfully.", self.clock.epoch_ms()
-                )
+                if status == FAILED:
+                    job.end(FAILED, FAILED_MESSAGE, self.clock.epoch_ms(), COMMAND_ERROR)
+                else:
+                    job.end(status, "Job finished successfully.", self.clock.epoch_ms())
 
     def start_jobs(self) -> None:
         self.settle()
         for job in self.jobs.values():
             if job.status == PENDING:
-                job.plan = JobPlan(self.clock.elapsed - job.created, job.plan.run_for, job.plan.end)
+                job.plan = replace(job.plan, start_after=self.clock.elapsed - job.created)
         self.settle()
 
     def restart_head(self) -> None:

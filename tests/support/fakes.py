@@ -34,6 +34,7 @@ from raypod.session import JobSession, SessionSettings
 from raypod.source import ConfigMapJob, MappingSource
 from raypod.status_store import StatusReporter
 from raypod.submission import RaySubmitter, SubmissionSettings
+from tests.support.ray_job_json import job_json
 
 T = TypeVar("T")
 RAY_URL = "http://ray.test:8265"
@@ -116,7 +117,9 @@ class _Persistent:
 
 
 # -- the job --------------------------------------------------------------------------------------
-Step = str | tuple[str, str]
+#: A Ray status, or (status, message), or (status, message, more fields of Ray's answer: ``error_type``,
+#: ``driver_exit_code``).
+Step = str | tuple[str, str] | tuple[str, str, Mapping[str, Any]]
 Life = Sequence[Step] | Callable[[int], Step]
 
 
@@ -135,13 +138,19 @@ class FakeJob:
     end_time_ms: int | None = None
     answers: int = 0
     stopped: bool = False
+    #: The step's other fields of Ray's answer (``error_type``, ``driver_exit_code``).
+    fields: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.status, self.message = self._entry(0)
+        self.status, self.message, self.fields = self._entry(0)
 
-    def _entry(self, index: int) -> tuple[str, str]:
+    def _entry(self, index: int) -> tuple[str, str, Mapping[str, Any]]:
         step = self.life(index) if callable(self.life) else self.life[min(index, len(self.life) - 1)]
-        return (step, "") if isinstance(step, str) else step
+        if isinstance(step, str):
+            return step, "", {}
+        if len(step) == 2:
+            return step[0], step[1], {}
+        return step
 
     @property
     def terminal(self) -> bool:
@@ -150,29 +159,23 @@ class FakeJob:
     def advance(self, now_ms: int) -> None:
         """The answer to one ``get_job``: the next step of the life, unless the job ended."""
         if not self.terminal:
-            self.status, self.message = self._entry(self.answers)
+            self.status, self.message, self.fields = self._entry(self.answers)
             if self.terminal and self.end_time_ms is None:
                 self.end_time_ms = now_ms
         self.answers += 1
 
     def as_api(self) -> dict[str, Any]:
-        return {
-            "type": "SUBMISSION",
-            "job_id": None,
-            "submission_id": self.submission_id,
-            "driver_info": None,
-            "status": self.status,
-            "entrypoint": str(self.payload.get("entrypoint", "python job.py")),
-            "message": self.message,
-            "error_type": None,
-            "start_time": self.start_time_ms or 0,
-            "end_time": self.end_time_ms or 0,
-            "metadata": dict(self.payload.get("metadata") or {}),
-            "runtime_env": dict(self.payload.get("runtime_env") or {}),
-            "driver_agent_http_address": None,
-            "driver_node_id": "node-1",
-            "driver_exit_code": None,
-        }
+        return job_json(
+            self.submission_id,
+            self.status,
+            entrypoint=str(self.payload.get("entrypoint", "python job.py")),
+            message=self.message,
+            start_time=self.start_time_ms or 0,
+            end_time=self.end_time_ms or 0,
+            metadata=self.payload.get("metadata"),
+            runtime_env=self.payload.get("runtime_env"),
+            **self.fields,
+        )
 
 
 class FakeRay:

@@ -14,7 +14,7 @@ from raypod import exits
 from raypod.contract import ATTEMPT, ID, JOB_STATUS, MESSAGE, SUBMIT_TIME, BridgeStatus, Reason
 from raypod.outcome import Ending
 from raypod.submission import attempt_id, recorded_attempt, split_recorded
-from tests.support.fakes import FAILED_MESSAGE, Harness, no_answer, wrapped_rejection
+from tests.support.fakes import FAILED_MESSAGE, Harness, Life, no_answer, wrapped_rejection
 
 FAILS = ("PENDING", "RUNNING", ("FAILED", FAILED_MESSAGE))
 SUCCEEDS = ("PENDING", "RUNNING", "SUCCEEDED")
@@ -240,3 +240,89 @@ def test_a_bad_retries_value_is_bad_input_naming_it(value: str) -> None:
         h.session()
 
     assert "retries must be a whole number from 0 to 100" in str(raised.value)
+
+
+# -- which failures are retried: the column of raypod.ray_failures' table -------------------------
+PIP_FAILED = (
+    "PENDING",
+    ("FAILED", "runtime_env setup failed: No matching distribution found", {"error_type": "RUNTIME_ENV_SETUP_FAILURE"}),
+)
+NOT_FOUND = (
+    "RUNNING",
+    (
+        "FAILED",
+        "Job entrypoint command failed with exit code 127, last available logs: sh: 1: python: not found",
+        {"error_type": "JOB_ENTRYPOINT_COMMAND_ERROR", "driver_exit_code": 127},
+    ),
+)
+SUPERVISOR_DIED = ("RUNNING", ("FAILED", "Job supervisor actor died", {"error_type": "JOB_SUPERVISOR_ACTOR_DIED"}))
+
+
+@pytest.mark.parametrize(
+    ("life", "reason"),
+    [(PIP_FAILED, Reason.RUNTIME_ENV_SETUP_FAILED), (NOT_FOUND, Reason.ENTRYPOINT_NOT_FOUND)],
+    ids=["runtime-env-setup-failure", "entrypoint-exit-127"],
+)
+def test_a_failure_another_attempt_cannot_mend_ends_the_job_at_once_with_rays_reason(life: Life, reason: str) -> None:
+    h = Harness(retrying(retries=2, delay=0), life=life)
+
+    outcome = h.run()
+
+    assert len(h.ray.posts) == 1
+    assert (outcome.status, outcome.reason) == (BridgeStatus.FAILED, reason)
+    assert outcome.message.endswith(f"(attempt 1 of 3; {reason} is not retried).")
+    assert h.sink.data[ATTEMPT] == "1"
+    assert not [w for w in h.sink.writes if w.get(JOB_STATUS) == BridgeStatus.PENDING and MESSAGE in w]
+    assert h.finish(outcome) == exits.EXIT_FAILED
+
+
+def test_a_supervisor_that_died_is_retried_and_the_success_ends_the_job() -> None:
+    h = Harness(retrying(retries=1, delay=0), life=SUCCEEDS)
+    h.ray.next_lives.extend([SUPERVISOR_DIED, SUCCEEDS])
+
+    outcome = h.run()
+
+    first, second = h.ray.posts
+    assert second == f"{first}-r1"
+    assert (outcome.status, outcome.reason) == (BridgeStatus.SUCCEEDED, Reason.SUCCEEDED)
+
+
+def test_the_last_attempt_ends_with_rays_reason_for_it() -> None:
+    h = Harness(retrying(retries=1, delay=0), life=SUPERVISOR_DIED)
+
+    outcome = h.run()
+
+    assert len(h.ray.posts) == 2
+    assert (outcome.status, outcome.reason) == (BridgeStatus.FAILED, Reason.SUPERVISOR_DIED)
+    assert outcome.message == "Job failed: Job supervisor actor died (attempt 2 of 2)."
+
+
+def test_a_retry_that_cannot_be_submitted_keeps_rays_reason_for_the_failed_attempt() -> None:
+    h = Harness(retrying(retries=2, delay=0), life=SUPERVISOR_DIED)
+    session = h.session()
+    session.on_attempt_failed = lambda job, attempt: h.ray.fail("version", no_answer("GET", "/api/version"), None)
+
+    outcome = session.run()
+
+    assert len(h.ray.posts) == 1
+    assert (outcome.status, outcome.reason) == (BridgeStatus.FAILED, Reason.SUPERVISOR_DIED)
+
+
+def test_a_replacement_pod_does_not_retry_an_attempt_that_cannot_succeed() -> None:
+    recorded = {ID: "raypod-train-abc", ATTEMPT: "1", JOB_STATUS: BridgeStatus.PENDING}
+    h = Harness(retrying(retries=2, delay=0), recorded=recorded)
+    h.ray.add_job("raypod-train-abc", life=PIP_FAILED[-1:])
+
+    outcome = h.run()
+
+    assert h.ray.posts == []
+    assert (outcome.status, outcome.reason) == (BridgeStatus.FAILED, Reason.RUNTIME_ENV_SETUP_FAILED)
+
+
+def test_a_driver_exit_code_ray_left_out_of_its_message_reaches_the_status_message() -> None:
+    life = ("RUNNING", ("FAILED", "", {"error_type": "JOB_ENTRYPOINT_COMMAND_ERROR", "driver_exit_code": 3}))
+    h = Harness(life=life)
+
+    outcome = h.run()
+
+    assert (outcome.reason, outcome.message) == (Reason.APP_FAILED, "Job failed: exit code 3.")

@@ -18,7 +18,8 @@ The invariants, after every step, against the fake dashboard's truth:
 
 - no submission id is created on Ray twice (unless a head restart lost the first before any pod was
   told Ray had it: no pod can tell that from a POST that never arrived);
-- never more attempts than ``retries + 1``;
+- never more attempts than ``retries + 1``; an attempt follows only one that Ray failed for a reason
+  the table (``raypod.ray_failures``) retries, and a FAILED status carries the table's reason;
 - no stop request reaches a job without a reason that truly holds: ``kill``, activeDeadlineSeconds
   passed since the BridgeJob's first submission, or startDeadlineSeconds passed since the attempt's
   submission for a job no answer had shown RUNNING;
@@ -56,9 +57,11 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from raypod.contract import ID, JOB_STATUS, KILL, MESSAGE, REASON, BridgeStatus, Reason
 from raypod.outcome import Ending
+from raypod.ray_failures import ray_failure
 from raypod.retry import MAX_RETRY_AFTER
 from raypod.status_store import FINAL_WRITE_BUDGET
 from tests.support.fake_dashboard import (
+    COMMAND_ERROR,
     FAILED,
     ROUTES,
     RUNNING,
@@ -103,6 +106,16 @@ RESOLUTION = 1.0
 GRACE = 30.0
 OPERATOR_ID = "ext-train-2f9d"
 
+#: Ray's reasons for a FAILED job: mostly the driver's exit; else reasons a retry cannot mend, can
+#: mend, and one Ray 2.60 does not have.
+ERROR_TYPES = (
+    COMMAND_ERROR,
+    COMMAND_ERROR,
+    "RUNTIME_ENV_SETUP_FAILURE",
+    "JOB_SUPERVISOR_ACTOR_DIED",
+    "RAY_3_NEW_REASON",
+)
+
 seconds = s.integers(min_value=0, max_value=400).map(float)
 #: Most faults begin with the next pod (its start-up is where restarts meet outages).
 fault_delays = s.one_of(s.just(0.0), seconds)
@@ -111,6 +124,7 @@ plans = s.builds(
     start_after=s.one_of(s.none(), s.integers(0, 120).map(float)),
     run_for=s.one_of(s.none(), s.integers(1, 30).map(float), s.integers(1, 300).map(float)),
     end=s.sampled_from([SUCCEEDED, FAILED, FAILED]),
+    error_type=s.sampled_from(ERROR_TYPES),
 )
 
 
@@ -328,6 +342,20 @@ class PodModel(RuleBasedStateMachine):
         assert len(set(ids)) <= self.retries + 1, f"{len(set(ids))} attempts with retries={self.retries}: {ids}"
 
     @invariant()
+    def an_attempt_follows_only_a_failure_the_table_retries(self) -> None:
+        for submission_id in set(self.ray.created_ids()):
+            base, _, number = submission_id.rpartition("-r")
+            if not base or not number.isdigit():
+                continue
+            previous = base if number == "1" else f"{base}-r{int(number) - 1}"
+            job = self.ray.jobs.get(previous)
+            if job is None:
+                continue  # a head restart lost it: what it was is not known here
+            said = f"{submission_id} follows {previous}, {job.status} ({job.error_type})"
+            assert job.status == FAILED, said
+            assert ray_failure(job.error_type, job.driver_exit_code).retried, said
+
+    @invariant()
     def no_job_is_stopped_without_a_reason_that_holds(self) -> None:
         for stop in self.ray.stops:
             if stop.status in TERMINAL:
@@ -514,8 +542,10 @@ class PodModel(RuleBasedStateMachine):
         match status:
             case BridgeStatus.SUCCEEDED:
                 assert truth == SUCCEEDED, said
-            case BridgeStatus.FAILED if reason == Reason.APP_FAILED:
+            case BridgeStatus.FAILED if reason not in (Reason.DEADLINE_EXCEEDED, Reason.START_DEADLINE_EXCEEDED):
                 assert truth == FAILED, said
+                if job is not None:
+                    assert reason == ray_failure(job.error_type, job.driver_exit_code).reason, said
             case BridgeStatus.FAILED:
                 assert reason in (Reason.DEADLINE_EXCEEDED, Reason.START_DEADLINE_EXCEEDED), said
                 assert truth != RUNNING, said
