@@ -169,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=EXIT_CODE_CHOICES,
         default=os.environ.get(EXIT_CODES_VARIABLE) or "auto",
         help="'bridge': the Bridge Operator's rules (UNKNOWN and SIGTERM exit 0 once the status is written); "
-        "'posix': the code says how the job ended; 'auto' (default, also $RAYPOD_EXIT_CODES): 'bridge' when the "
+        "'posix': the code says how the job ended; 'job': a Kubernetes Job's podFailurePolicy (UNKNOWN exits 3, "
+        "and the next pod re-attaches); 'auto' (default, also $RAYPOD_EXIT_CODES): 'bridge' when the "
         "status goes to the ConfigMap through the Kubernetes API, else 'posix'",
     )
     _add_common_arguments(run)

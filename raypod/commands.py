@@ -87,7 +87,8 @@ def command_run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         return leave_report(args, report_bad_input(error, fallback_sink(args.status_file), sys.stdout))
     if args.exit_codes not in EXIT_CODE_CHOICES:
-        raise ConfigError.single(EXIT_CODES_VARIABLE, f"expected auto, bridge or posix, got {args.exit_codes!r}")
+        expected = ", ".join(EXIT_CODE_CHOICES)
+        raise ConfigError.single(EXIT_CODES_VARIABLE, f"expected one of {expected}, got {args.exit_codes!r}")
     codes = target.exit_codes if args.exit_codes == "auto" else ExitCodes(args.exit_codes)
     options = RunOptions(
         job_name=args.job_name,

@@ -311,6 +311,7 @@ class Runner:
             retry=self.retry,
             first_poll_jitter=jitter,
             status_timeout=self.options.status_timeout_for(config),
+            lost_is_final=exits.lost_is_final(self.options.exit_codes),
         )
 
     def _attempt_failed(
@@ -341,7 +342,7 @@ class Runner:
             code = finish(outcome, self.reporter, self.clock, self.say, codes, left_running=left_running)
         except Exception as error:  # noqa: BLE001 - the last resort: the caller still writes the result
             log.error("the end of the run could not be recorded: %s", reportable(error))
-            code = exits.EXIT_FAILED
+            code = exits.for_unrecorded(codes)
         if outcome.ending in (Ending.FINAL, Ending.BAD_INPUT) and self.clock.terminated and self.reporter.has_pending:
             # SIGTERM cut the final write: the pod leaves as terminated (the next pod writes the end),
             # and its record must not claim a final status the ConfigMap does not hold.
@@ -468,7 +469,7 @@ def finish(
                 _final_not_written(BridgeStatus.FAILED, reporter, error)
             except Exception as error:  # noqa: BLE001 - as for any final status that cannot be written
                 _final_not_written(BridgeStatus.FAILED, reporter, error)
-                return exits.EXIT_FAILED
+                return exits.for_unrecorded(codes)
             return exits.EXIT_BAD_INPUT
         case Ending.FINAL:
             return _write_final(outcome, reporter, clock, say, codes, left_running)
@@ -516,7 +517,7 @@ def _write_final(
         return finish(Outcome.terminated(outcome.submission_id), reporter, clock, say, codes, left_running=left_running)
     except Exception as error:  # noqa: BLE001 - any failed final write fails the pod the same way
         _final_not_written(status, reporter, error)
-        return exits.EXIT_FAILED
+        return exits.for_unrecorded(codes)
     return exits.for_status(status, codes)
 
 
