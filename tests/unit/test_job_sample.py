@@ -3,7 +3,8 @@ Kubernetes Job").
 
 Each way ``run`` ends under ``--exit-codes job`` (its code taken from raypod.exits) goes through the
 Job's podFailurePolicy as the Job controller applies it (tests/support/pod_failure_policy.py), and
-the pod template is held to the restricted Pod Security Standard (tests/support/pod_security.py).
+the pod template is held to the restricted Pod Security Standard (tests/support/pod_security.py),
+and the Job's next pod re-attaches to a job recorded UNKNOWN.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from typing import Any
 import pytest
 
 from raypod import exits
-from raypod.contract import FINAL_STATUSES, BridgeStatus
+from raypod.contract import END_TIME, FINAL_STATUSES, ID, JOB_STATUS, BridgeStatus
 from raypod.exits import ExitCodes
+from raypod.outcome import Ending
 from raypod.package import UPLOAD_LIMIT
 from raypod.pod_identity import NODE_NAME_VARIABLE, POD_NAME_VARIABLE, POD_UID_VARIABLE
+from tests.support.fakes import Harness
 from tests.support.pod_failure_policy import Action, FailedPod, action_for, problems
 from tests.support.pod_security import violations
 from tests.support.samples import SAMPLES, documents, names, one
@@ -305,3 +308,39 @@ def test_the_evaluator_refuses_what_the_api_server_refuses(kind: str, expected: 
 
 def test_job_yaml_holds_one_job_and_nothing_else() -> None:
     assert [doc["kind"] for doc in documents(SAMPLES / "job.yaml")] == ["Job"]
+
+
+# -- the convention's next pod: a lost job is re-attached to, not kept as its end -----------------------
+RECORDED_LOST = {ID: "raypod-train-abc", JOB_STATUS: BridgeStatus.UNKNOWN, END_TIME: "2026-01-02T03:04:05Z"}
+
+
+def test_a_jobs_next_pod_reattaches_to_a_job_recorded_unknown_and_watches_it_to_its_end() -> None:
+    h = Harness(recorded=RECORDED_LOST, life=("RUNNING", "SUCCEEDED"), lost_is_final=exits.lost_is_final(JOB))
+    h.ray.add_job("raypod-train-abc")
+    outcome = h.run()
+
+    assert (outcome.ending, outcome.status, outcome.submission_id) == (
+        Ending.FINAL,
+        BridgeStatus.SUCCEEDED,
+        "raypod-train-abc",
+    )
+    assert h.ray.posts == [] and len(h.attached) == 1
+    assert h.finish(outcome) == exits.EXIT_OK and h.sink.data[JOB_STATUS] == BridgeStatus.SUCCEEDED
+
+
+def test_a_jobs_next_pod_submits_under_the_recorded_id_what_ray_never_had() -> None:
+    """UNKNOWN says nothing of what Ray had: a lost POST (or a head that forgot the job) is posted."""
+    h = Harness(recorded=RECORDED_LOST, lost_is_final=exits.lost_is_final(JOB))
+    outcome = h.run()
+
+    assert (outcome.status, outcome.submission_id) == (BridgeStatus.SUCCEEDED, "raypod-train-abc")
+    assert h.ray.posts == ["raypod-train-abc"]
+
+
+@pytest.mark.parametrize("codes", [codes for codes in ExitCodes if codes is not JOB])
+def test_elsewhere_a_recorded_unknown_stays_the_end_and_ray_is_not_asked(codes: ExitCodes) -> None:
+    h = Harness(recorded=RECORDED_LOST, lost_is_final=exits.lost_is_final(codes))
+    outcome = h.run()
+
+    assert (outcome.ending, outcome.status) == (Ending.ALREADY_FINAL, BridgeStatus.UNKNOWN)
+    assert h.ray.calls == []
