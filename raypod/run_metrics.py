@@ -203,6 +203,8 @@ class MetricsAtExit:
     timeouts: Timeouts = PUSH_TIMEOUTS
     monotonic: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
+    #: How the gateway is reached (the model of the pod mounts its own).
+    connect: Callable[[GatewayAddress, Timeouts], Pushgateway] = Pushgateway
     started: float = field(init=False)
     _warned: bool = field(default=False, init=False)
     _pushed: bool = field(default=False, init=False)
@@ -250,7 +252,7 @@ class MetricsAtExit:
 
         def attempt() -> None:
             try:
-                gateway = Pushgateway(address, self.timeouts)
+                gateway = self.connect(address, self.timeouts)
                 try:
                     call(gateway)
                 finally:

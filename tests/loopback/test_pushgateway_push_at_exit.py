@@ -19,6 +19,10 @@ from typing import Any
 
 import pytest
 
+from raypod.outcome import Outcome
+from raypod.pushgateway import GatewayAddress
+from raypod.run_metrics import GatewaySettings, MetricsAtExit
+from raypod.runner import RunResult
 from tests.support.hostile import JOB_NAME, NAMESPACE, TOKEN, Pod
 from tests.support.os_faults import Records, raypod_child
 from tests.support.pushgateway import RecordingGateway, parse_exposition, parse_grouping_path
@@ -265,3 +269,17 @@ def test_an_unusable_gateway_address_is_one_warning_and_changes_nothing(
     warnings = [line for line in completed.stderr.splitlines() if "RAYPOD_PUSHGATEWAY" in line]
     assert len(warnings) == 1 and "WARNING" in warnings[0], completed.stderr
     assert_no_secret(outputs(completed, world.records))
+
+
+def test_a_deleted_bridgejob_deletes_its_group_when_asked_and_pushes_otherwise(gateway_server: ScriptedServer) -> None:
+    gateway = RecordingGateway(gateway_server)
+    deleted = RunResult(143, Outcome.deleted("s-1", "The BridgeJob was deleted; Ray job s-1 is STOPPED."))
+    address = GatewayAddress.parse(gateway_server.url)
+    for delete in (True, False):
+        metrics = MetricsAtExit(GatewaySettings(address, delete=delete), JOB_NAME, NAMESPACE)
+        metrics.push(deleted)
+        metrics.push(deleted)  # a second call is no second push
+    assert [seen.method for seen in gateway.calls] == ["DELETE", "PUT"]
+    assert parse_grouping_path(gateway.calls[0].bare_path) == GROUP
+    families = parse_exposition(gateway.calls[1].body.decode())
+    assert families["raypod_run_outcome"].labels == {"status": "", "reason": "", "ending": "deleted"}

@@ -66,7 +66,8 @@ def test_the_grouping_key_uses_base64_only_where_it_must() -> None:
         "/metrics/job/raypod/namespace/ns/bridgejob/train-1.a"
     )
     # The README's own examples: a slash, and an empty value.
-    assert grouping_path("raypod", {"path": "/var/tmp", "e": ""}) == "/metrics/job/raypod/path@base64/L3Zhci90bXA/e@base64/="
+    readme = "/metrics/job/raypod/path@base64/L3Zhci90bXA/e@base64/="
+    assert grouping_path("raypod", {"path": "/var/tmp", "e": ""}) == readme
 
 
 def test_a_gateway_address_keeps_its_password_out_of_its_url() -> None:
