@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from raypod.pushgateway import GatewayAddress
 from raypod.run_metrics import GatewaySettings, MetricsAtExit
 from raypod.runner import RunResult
 from tests.support.hostile import JOB_NAME, NAMESPACE, TOKEN, Pod
-from tests.support.os_faults import Records, raypod_child
+from tests.support.os_faults import KIB, Records, file_size_limit, incompressible_text, raypod_child
 from tests.support.pushgateway import RecordingGateway, parse_exposition, parse_grouping_path
 from tests.support.scripted_server import ECHO_AUTH, Answer, ScriptedServer, Seen
 
@@ -68,9 +68,12 @@ class World:
     def argv(self, *extra: str) -> list[str]:
         return [*self.pod.argv(2.0, 0.5), *self.records.flags(status_file=False), *extra]
 
-    def run(self, *extra: str, gateway: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *extra: str, gateway: str | None = None, preexec_fn: Callable[[], None] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         url = self.gateway_url if gateway is None else gateway
-        return raypod_child(*self.argv("--pushgateway", url, *extra), env={"JOBNAME": JOB_NAME, "NAMESPACE": NAMESPACE})
+        env = {"JOBNAME": JOB_NAME, "NAMESPACE": NAMESPACE}
+        return raypod_child(*self.argv("--pushgateway", url, *extra), env=env, preexec_fn=preexec_fn)
 
 
 def outputs(completed: subprocess.CompletedProcess[str], records: Records) -> str:
@@ -161,6 +164,21 @@ def test_bad_input_pushes_once_in_both_places_it_is_found(
     assert key == {"job": "raypod", "namespace": "ns", "bridgejob": ""}
     assert early.gateway.pushes[0].bare_path.endswith("/bridgejob@base64/=")
     assert families["raypod_run_outcome"].labels["ending"] == "bad_input"
+
+
+def test_an_os_error_of_the_pods_own_disk_still_pushes_once_after_the_final_status(
+    tmp_path: Path, dashboard_server: ScriptedServer, gateway_server: ScriptedServer
+) -> None:
+    # The job's files cannot be made under a file-size limit: FAILED, nothing submitted, exit 1.
+    script = {"jobdata.scriptLocation": "inline", "jobdata.jobScript": incompressible_text(700 * KIB)}
+    world = World(tmp_path, dashboard_server, gateway_server, **script)
+    completed = world.run(preexec_fn=file_size_limit(256 * KIB))
+    assert completed.returncode == 1, completed.stderr
+    assert "File too large" in world.records.status["status.message"]
+    families = assert_one_push_after_the_final_status(world)
+    reason = world.records.status["status.reason"]
+    assert families["raypod_run_outcome"].labels == {"status": "FAILED", "reason": reason, "ending": "final"}
+    assert_no_secret(outputs(completed, world.records))
 
 
 def test_sigterm_pushes_once_within_the_grace_period(
