@@ -173,6 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
         "and the next pod re-attaches); 'auto' (default, also $RAYPOD_EXIT_CODES): 'bridge' when the "
         "status goes to the ConfigMap through the Kubernetes API, else 'posix'",
     )
+    run.add_argument(
+        "--pushgateway",
+        default=os.environ.get("RAYPOD_PUSHGATEWAY") or None,
+        metavar="URL",
+        help="a Prometheus Pushgateway (also $RAYPOD_PUSHGATEWAY): the run's metrics are pushed to it once at "
+        "exit, grouped by job=raypod, namespace and bridgejob; a failed push is a warning, never a failed run",
+    )
+    run.add_argument(
+        "--pushgateway-delete",
+        action="store_const",
+        const="true",
+        default=os.environ.get("RAYPOD_PUSHGATEWAY_DELETE", ""),
+        help="delete the group when the run starts, and instead of the push when the BridgeJob is deleted "
+        "(also $RAYPOD_PUSHGATEWAY_DELETE=true)",
+    )
     _add_common_arguments(run)
 
     submit = _command(

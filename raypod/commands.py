@@ -45,6 +45,7 @@ from raypod.outcome import Ending, Outcome, load_for_run, recorded_final
 from raypod.process import TerminateEvent, fallback_sink, install_terminate_handler, open_run_target
 from raypod.ray import JobInfo, RayJobsClient, RayStatus
 from raypod.retry import RetryPolicy
+from raypod.run_metrics import GatewaySettings, MetricsAtExit
 from raypod.run_record import termination_log_path, write_result, write_termination_message
 from raypod.runner import Runner, RunOptions, RunResult, report_bad_input
 from raypod.session import START_STOP_CONFIRM, SessionSettings
@@ -82,10 +83,14 @@ def command_run(args: argparse.Namespace) -> int:
     """The pod: the job from a ConfigMap, its status to the ConfigMap (or a file), to its end."""
     # First, so SIGTERM also cuts short the Kubernetes API's retries.
     terminate = install_terminate_handler()
+    gateway = GatewaySettings.parse(args.pushgateway, args.pushgateway_delete)
+    metrics = MetricsAtExit(gateway, args.job_name or "", args.namespace or "")
     try:
         target = open_run_target(args.job_name, args.namespace, args.config, args.status_file, interrupt=terminate)
     except ConfigError as error:
-        return leave_report(args, report_bad_input(error, fallback_sink(args.status_file), sys.stdout))
+        return leave_report(args, report_bad_input(error, fallback_sink(args.status_file), sys.stdout), metrics)
+    metrics.namespace = target.namespace
+    metrics.delete_at_start()
     if args.exit_codes not in EXIT_CODE_CHOICES:
         expected = ", ".join(EXIT_CODE_CHOICES)
         raise ConfigError.single(EXIT_CODES_VARIABLE, f"expected one of {expected}, got {args.exit_codes!r}")
@@ -99,16 +104,21 @@ def command_run(args: argparse.Namespace) -> int:
         follow_logs=args.follow_logs,
         exit_codes=codes,
         status_timeout=args.status_timeout,
+        on_poll=metrics.queue.observe,
     )
     runner = Runner(ConfigMapJob(target.source), target.sink, options, terminate=terminate, deletion=target.api)
-    return leave_report(args, runner.run())
+    return leave_report(args, runner.run(), metrics)
 
 
-def leave_report(args: argparse.Namespace, result: RunResult) -> int:
-    """The termination message and the ``--result`` file, then the exit code."""
+def leave_report(args: argparse.Namespace, result: RunResult, metrics: MetricsAtExit | None = None) -> int:
+    """The termination message and the ``--result`` file, the metrics' one push, then the exit code."""
     write_termination_message(termination_log_path(args.termination_log), result)
     if args.result is not None:
         write_result(args.result, result)
+    if metrics is not None:
+        # After the final status (written by the run) and the local records: bounded, and it never
+        # changes the exit code.
+        metrics.push(result)
     return result.exit_code
 
 

@@ -11,7 +11,14 @@ from pathlib import Path
 from tests.support.helpers import Services
 
 #: The caller's Ray settings must not leak into a test.
-SCRUBBED = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "JOBNAME", "NAMESPACE")
+SCRUBBED = (
+    "RAY_ADDRESS",
+    "RAY_API_SERVER_ADDRESS",
+    "JOBNAME",
+    "NAMESPACE",
+    "RAYPOD_PUSHGATEWAY",
+    "RAYPOD_PUSHGATEWAY_DELETE",
+)
 
 
 def raypod(*args: str, env: Mapping[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
