@@ -261,3 +261,20 @@ def test_a_package_refused_for_a_rotated_token_is_uploaded_again_whole(tmp_path:
     client.close()
 
     assert [seen.body for seen in server.seen] == [package.read_bytes()] * 2
+
+
+def test_the_log_tails_upgrade_refused_for_a_rotated_token_is_asked_again_with_the_new_one(
+    tmp_path: Path, server: ScriptedServer
+) -> None:
+    directory = credentials_dir(tmp_path, token=STALE + "\n")
+    # The new token passes Ray's check; what answers then (a 404, not an upgrade) ends the test.
+    after_rotation = Answer(404, b'{"message": "no such job"}')
+    server.route("GET", "/api/jobs/job-1/logs/tail", rotating_to(directory / "token", TOKEN), after_rotation)
+    client = RayJobsClient.connect(server.url, RayAuthSources(directory, {}).read(basic=False), retry=NO_RETRY)
+    with pytest.raises(RayApiError) as caught:
+        client.open_log_tail("job-1")
+    client.close()
+
+    assert caught.value.status == 404
+    assert [seen.credentials for seen in server.seen] == [f"Bearer {STALE}", f"Bearer {TOKEN}"]
+    assert all(seen.headers.get("upgrade") == "websocket" for seen in server.seen)
