@@ -162,6 +162,8 @@ class HttpClient:
         self._verify = verify
         self._headers = headers
         self._reread_credentials = reread_credentials
+        #: Secrets of credentials replaced by a rotation: still secrets, if an answer quotes them.
+        self._former_secrets: list[str] = []
         self.session = requests.Session()
         # Connections that a call's total deadline can cut (see raypod.call_deadline).
         adapter = DeadlineAdapter()
@@ -188,7 +190,7 @@ class HttpClient:
         basic = (str(auth[0]), str(auth[1])) if isinstance(auth, tuple) and len(auth) == 2 else None
         scrubber = Scrubber.of_headers(headers, basic_auth=basic)
         proxy = self._proxy()
-        return Scrubber([*scrubber.secrets, *proxy.secrets()]) if proxy is not None else scrubber
+        return Scrubber([*scrubber.secrets, *self._former_secrets, *(proxy.secrets() if proxy is not None else [])])
 
     def renewing(self, call: Callable[[], T], rewind: Callable[[], bool] = lambda: True) -> T:
         """``call``, made once more when the server refused the credentials (401, 403) and reading
@@ -206,6 +208,7 @@ class HttpClient:
             self._reread_credentials()
             if self._current_headers() == sent_with or not rewind():
                 raise
+            self._former_secrets.extend(Scrubber.of_headers(sent_with).secrets)
             log.info(
                 "%s %s: HTTP %s, and the credentials changed: sending it again", error.method, error.url, error.status
             )

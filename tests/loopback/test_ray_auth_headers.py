@@ -212,6 +212,25 @@ def test_a_refused_token_file_that_was_rotated_is_read_again_and_the_call_sent_a
     assert rereads == [directory / "token"]
 
 
+def test_a_token_rotated_out_stays_a_secret_when_a_later_answer_quotes_it(
+    tmp_path: Path, server: ScriptedServer, rereads: list[Path]
+) -> None:
+    retired = "Zq81vVnLw07ppXr4KmYtRetired"  # shares no piece with TOKEN, so only its own entry masks it
+    directory = credentials_dir(tmp_path, token=retired + "\n")
+    server.route("GET", "/api/version", rotating_to(directory / "token", TOKEN))
+    echo = Answer(500, f"Internal error: the token {retired} was refused earlier".encode(), "text/plain")
+    server.route("GET", "/api/jobs/", echo)
+    client = RayJobsClient.connect(server.url, RayAuthSources(directory, {}).read(basic=False), retry=NO_RETRY)
+    client.version()
+    with pytest.raises(RayApiError) as caught:
+        client.list_jobs()
+    client.close()
+
+    assert rereads == [directory / "token"]
+    shown = f"{caught.value} {caught.value.body} {caught.value.url}"
+    assert "the token" in shown and retired[:10] not in shown
+
+
 def test_a_token_file_that_did_not_change_is_read_once_and_the_refusal_stands_as_before(
     tmp_path: Path, server: ScriptedServer, rereads: list[Path]
 ) -> None:
