@@ -360,7 +360,8 @@ def _add_verbose_argument(parser: argparse.ArgumentParser) -> None:
         "--log-format",
         choices=("text", "json"),
         default="text",
-        help="stderr's lines as text, or one JSON object per line (ts, level, msg, job_id); stdout's data is unchanged",
+        help="stderr's lines as text, or one JSON object per line (ts, level, msg, configmap, submission_id, "
+        "attempt); stdout's data is unchanged",
     )
 
 

@@ -39,9 +39,11 @@ from raypod.exits import (
 from raypod.flags import default_job_name, require_address, submit_job
 from raypod.interrupt import leave_on_signal
 from raypod.jobs import PendingStop, stop_and_wait, wait_until_ended
-from raypod.log_context import set_log_job_id
+from raypod.kube import configmap_name
+from raypod.log_context import set_log_configmap, set_log_submission
 from raypod.logs import LineEcho, LiveLog, echo_rest
 from raypod.outcome import Ending, Outcome, load_for_run, recorded_final
+from raypod.pod_identity import PodIdentity
 from raypod.process import TerminateEvent, fallback_sink, install_terminate_handler, open_run_target
 from raypod.ray import JobInfo, RayJobsClient, RayStatus
 from raypod.retry import RetryPolicy
@@ -95,6 +97,7 @@ def command_run(args: argparse.Namespace) -> int:
         expected = ", ".join(EXIT_CODE_CHOICES)
         raise ConfigError.single(EXIT_CODES_VARIABLE, f"expected one of {expected}, got {args.exit_codes!r}")
     codes = target.exit_codes if args.exit_codes == "auto" else ExitCodes(args.exit_codes)
+    set_log_configmap(target.namespace, configmap_name(args.job_name))
     options = RunOptions(
         job_name=args.job_name,
         namespace=target.namespace,
@@ -105,6 +108,7 @@ def command_run(args: argparse.Namespace) -> int:
         exit_codes=codes,
         status_timeout=args.status_timeout,
         on_poll=metrics.queue.observe,
+        pod=PodIdentity.from_environ(os.environ),
     )
     runner = Runner(ConfigMapJob(target.source), target.sink, options, terminate=terminate, deletion=target.api)
     return leave_report(args, runner.run(), metrics)
@@ -147,6 +151,8 @@ def command_submit(args: argparse.Namespace) -> int:
         follow_logs=args.follow_logs,
         on_poll=on_poll,
         left_running=stopping if args.stop_on_interrupt else keeps_running,
+        # CI sets TRACEPARENT; in a pod (in-cluster CI) its name, uid and node come along too.
+        pod=PodIdentity.from_environ(os.environ),
     )
     terminate = install_terminate_handler() if args.wait else None
     # stdout carries only the id (and, with --wait, the job's output); the rest goes to stderr.
@@ -501,7 +507,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def dispatch(args: argparse.Namespace) -> int:
     """Run one command; errors become one readable line and an exit code, never a traceback."""
-    set_log_job_id(getattr(args, "submission_id", None))
+    set_log_submission(getattr(args, "submission_id", None))
     try:
         if getattr(args, "submission_id", None) is not None:
             # Checked before anything is contacted: an id is data, never a path.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tests.support.helpers import Services
 
-#: The caller's Ray settings must not leak into a test.
+#: The caller's Ray settings must not leak into a test, nor its gateway, nor its pod's identity (a runner in a pod).
 SCRUBBED = (
     "RAY_ADDRESS",
     "RAY_API_SERVER_ADDRESS",
@@ -18,6 +18,11 @@ SCRUBBED = (
     "NAMESPACE",
     "RAYPOD_PUSHGATEWAY",
     "RAYPOD_PUSHGATEWAY_DELETE",
+    "POD_NAME",
+    "POD_UID",
+    "NODE_NAME",
+    "TRACEPARENT",
+    "KUBERNETES_SERVICE_HOST",
 )
 
 
