@@ -57,6 +57,7 @@ RESOURCES = [
     ("", "v1", "ServiceAccount", "serviceaccounts", True),
     ("", "v1", "Pod", "pods", True),
     ("", "v1", "Namespace", "namespaces", False),
+    ("batch", "v1", "Job", "jobs", True),
     ("rbac.authorization.k8s.io", "v1", "Role", "roles", True),
     ("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", True),
     ("bridgejob.ibm.com", "v1alpha1", "BridgeJob", "bridgejobs", True),

@@ -38,7 +38,7 @@ import ssl
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 #: What a rule does with a request.
@@ -203,6 +203,9 @@ class Proxy:
         self.tls = tls
         self.rules: list[Rule] = []
         self.requests: list[Request] = []
+        #: Called with each request as it arrives, before it is forwarded (e.g. to rotate a token file
+        #: while the refused request is on its way).
+        self.on_request: Callable[[Request], None] | None = None
         self._lock = threading.Lock()
         self._down_until = 0.0
         self._stopped = threading.Event()
@@ -352,6 +355,8 @@ class Proxy:
         request = Request(head.at, head.method, head.target, head.headers, action)
         with self._lock:
             self.requests.append(request)
+        if self.on_request is not None:
+            self.on_request(request)
         return request
 
     def _record_close(self, request: Request) -> None:

@@ -26,6 +26,8 @@ class Collected:
     #: The expected result files (``s3upload.files``) found and missing; both empty when not checked.
     files_found: tuple[str, ...] = ()
     files_missing: tuple[str, ...] = ()
+    #: The bytes of the log uploaded to ``log_uri`` (the metrics at exit); None when it was not.
+    log_bytes: int | None = None
 
 
 def log_object_name(job_name: str, attempt: int | None = None) -> str:
@@ -48,7 +50,9 @@ def keep_attempt_log(
     if s3 is None or not config.upload_bucket:
         _echo_rest_quietly(ray, job, echo)
         return None
-    log_uri, text = _upload_job_log(ray, s3, job, config.upload_bucket, log_object_name(job_name, attempt), echo, retry)
+    log_uri, text, _ = _upload_job_log(
+        ray, s3, job, config.upload_bucket, log_object_name(job_name, attempt), echo, retry
+    )
     return None if log_uri is not None else f"attempt {attempt}'s {text.removeprefix('the ')}"
 
 
@@ -63,16 +67,16 @@ def _echo_rest_quietly(ray: RayJobsClient, job: JobInfo, echo: LineEcho) -> None
 
 def _upload_job_log(
     ray: RayJobsClient, s3: ObjectStore, job: JobInfo, bucket: str, object_name: str, echo: LineEcho, retry: RetryPolicy
-) -> tuple[str | None, str]:
-    """The log's URI once it is in S3, and what happened in words."""
+) -> tuple[str | None, str, int | None]:
+    """The log's URI once it is in S3, what happened in words, and the bytes uploaded."""
     try:
         size = upload_log(ray, s3, job, bucket, object_name, echo, retry)
     except RaypodError as error:
         log.error("log upload failed: %s", error)
-        return None, f"the log could not be uploaded to s3://{bucket}/{object_name}: {one_line(str(error), 200)}"
+        return None, f"the log could not be uploaded to s3://{bucket}/{object_name}: {one_line(str(error), 200)}", None
     log_uri = s3.url(bucket, object_name)
     log.info("uploaded %d bytes of log to %s", size, log_uri)
-    return log_uri, f"log uploaded to {log_uri}"
+    return log_uri, f"log uploaded to {log_uri}", size
 
 
 def collect_results(
@@ -89,19 +93,20 @@ def collect_results(
         _echo_rest_quietly(ray, job, echo)
         return Collected("the log was not uploaded (no s3.endpoint and s3upload.bucket).")
     bucket, prefix = config.upload_bucket, f"{job_name}/"
-    log_uri, text = _upload_job_log(ray, s3, job, bucket, log_object_name(job_name), echo, retry)
+    log_uri, text, size = _upload_job_log(ray, s3, job, bucket, log_object_name(job_name), echo, retry)
     if log_uri is None:
         return Collected(text + ".")
     if not config.upload_files:
-        return Collected(text + ".", log_uri)
+        return Collected(text + ".", log_uri, log_bytes=size)
     try:
         missing = tuple(name for name in config.upload_files if not s3.object_exists(bucket, prefix + name))
     except RaypodError as error:
         log.error("result file check failed: %s", error)
-        return Collected(f"{text}; the result files could not be checked: {one_line(str(error), 150)}.", log_uri)
+        problem = f"{text}; the result files could not be checked: {one_line(str(error), 150)}."
+        return Collected(problem, log_uri, log_bytes=size)
     found = tuple(name for name in config.upload_files if name not in missing)
     if missing:
         text += f"; result file(s) missing under s3://{bucket}/{prefix}: {', '.join(missing)}"
     else:
         text += f"; result files present under s3://{bucket}/{prefix}"
-    return Collected(text + ".", log_uri, found, missing)
+    return Collected(text + ".", log_uri, found, missing, size)

@@ -169,8 +169,24 @@ def build_parser() -> argparse.ArgumentParser:
         choices=EXIT_CODE_CHOICES,
         default=os.environ.get(EXIT_CODES_VARIABLE) or "auto",
         help="'bridge': the Bridge Operator's rules (UNKNOWN and SIGTERM exit 0 once the status is written); "
-        "'posix': the code says how the job ended; 'auto' (default, also $RAYPOD_EXIT_CODES): 'bridge' when the "
+        "'posix': the code says how the job ended; 'job': a Kubernetes Job's podFailurePolicy (UNKNOWN exits 3, "
+        "and the next pod re-attaches); 'auto' (default, also $RAYPOD_EXIT_CODES): 'bridge' when the "
         "status goes to the ConfigMap through the Kubernetes API, else 'posix'",
+    )
+    run.add_argument(
+        "--pushgateway",
+        default=os.environ.get("RAYPOD_PUSHGATEWAY") or None,
+        metavar="URL",
+        help="a Prometheus Pushgateway (also $RAYPOD_PUSHGATEWAY): the run's metrics are pushed to it once at "
+        "exit, grouped by job=raypod, namespace and bridgejob; a failed push is a warning, never a failed run",
+    )
+    run.add_argument(
+        "--pushgateway-delete",
+        action="store_const",
+        const="true",
+        default=os.environ.get("RAYPOD_PUSHGATEWAY_DELETE", ""),
+        help="delete the group when the run starts, and instead of the push when the BridgeJob is deleted "
+        "(also $RAYPOD_PUSHGATEWAY_DELETE=true)",
     )
     _add_common_arguments(run)
 
@@ -344,7 +360,8 @@ def _add_verbose_argument(parser: argparse.ArgumentParser) -> None:
         "--log-format",
         choices=("text", "json"),
         default="text",
-        help="stderr's lines as text, or one JSON object per line (ts, level, msg, job_id); stdout's data is unchanged",
+        help="stderr's lines as text, or one JSON object per line (ts, level, msg, configmap, submission_id, "
+        "attempt); stdout's data is unchanged",
     )
 
 

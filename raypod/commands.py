@@ -39,12 +39,15 @@ from raypod.exits import (
 from raypod.flags import default_job_name, require_address, submit_job
 from raypod.interrupt import leave_on_signal
 from raypod.jobs import PendingStop, stop_and_wait, wait_until_ended
-from raypod.log_context import set_log_job_id
+from raypod.kube import configmap_name
+from raypod.log_context import set_log_configmap, set_log_submission
 from raypod.logs import LineEcho, LiveLog, echo_rest
 from raypod.outcome import Ending, Outcome, load_for_run, recorded_final
+from raypod.pod_identity import PodIdentity
 from raypod.process import TerminateEvent, fallback_sink, install_terminate_handler, open_run_target
 from raypod.ray import JobInfo, RayJobsClient, RayStatus
 from raypod.retry import RetryPolicy
+from raypod.run_metrics import GatewaySettings, MetricsAtExit
 from raypod.run_record import termination_log_path, write_result, write_termination_message
 from raypod.runner import Runner, RunOptions, RunResult, report_bad_input
 from raypod.session import START_STOP_CONFIRM, SessionSettings
@@ -82,13 +85,19 @@ def command_run(args: argparse.Namespace) -> int:
     """The pod: the job from a ConfigMap, its status to the ConfigMap (or a file), to its end."""
     # First, so SIGTERM also cuts short the Kubernetes API's retries.
     terminate = install_terminate_handler()
+    gateway = GatewaySettings.parse(args.pushgateway, args.pushgateway_delete)
+    metrics = MetricsAtExit(gateway, args.job_name or "", args.namespace or "")
     try:
         target = open_run_target(args.job_name, args.namespace, args.config, args.status_file, interrupt=terminate)
     except ConfigError as error:
-        return leave_report(args, report_bad_input(error, fallback_sink(args.status_file), sys.stdout))
+        return leave_report(args, report_bad_input(error, fallback_sink(args.status_file), sys.stdout), metrics)
+    metrics.namespace = target.namespace
+    metrics.delete_at_start()
     if args.exit_codes not in EXIT_CODE_CHOICES:
-        raise ConfigError.single(EXIT_CODES_VARIABLE, f"expected auto, bridge or posix, got {args.exit_codes!r}")
+        expected = ", ".join(EXIT_CODE_CHOICES)
+        raise ConfigError.single(EXIT_CODES_VARIABLE, f"expected one of {expected}, got {args.exit_codes!r}")
     codes = target.exit_codes if args.exit_codes == "auto" else ExitCodes(args.exit_codes)
+    set_log_configmap(target.namespace, configmap_name(args.job_name))
     options = RunOptions(
         job_name=args.job_name,
         namespace=target.namespace,
@@ -98,16 +107,22 @@ def command_run(args: argparse.Namespace) -> int:
         follow_logs=args.follow_logs,
         exit_codes=codes,
         status_timeout=args.status_timeout,
+        on_poll=metrics.queue.observe,
+        pod=PodIdentity.from_environ(os.environ),
     )
     runner = Runner(ConfigMapJob(target.source), target.sink, options, terminate=terminate, deletion=target.api)
-    return leave_report(args, runner.run())
+    return leave_report(args, runner.run(), metrics)
 
 
-def leave_report(args: argparse.Namespace, result: RunResult) -> int:
-    """The termination message and the ``--result`` file, then the exit code."""
+def leave_report(args: argparse.Namespace, result: RunResult, metrics: MetricsAtExit | None = None) -> int:
+    """The termination message and the ``--result`` file, the metrics' one push, then the exit code."""
     write_termination_message(termination_log_path(args.termination_log), result)
     if args.result is not None:
         write_result(args.result, result)
+    if metrics is not None:
+        # After the final status (written by the run) and the local records: bounded, and it never
+        # changes the exit code.
+        metrics.push(result)
     return result.exit_code
 
 
@@ -136,6 +151,8 @@ def command_submit(args: argparse.Namespace) -> int:
         follow_logs=args.follow_logs,
         on_poll=on_poll,
         left_running=stopping if args.stop_on_interrupt else keeps_running,
+        # CI sets TRACEPARENT; in a pod (in-cluster CI) its name, uid and node come along too.
+        pod=PodIdentity.from_environ(os.environ),
     )
     terminate = install_terminate_handler() if args.wait else None
     # stdout carries only the id (and, with --wait, the job's output); the rest goes to stderr.
@@ -495,7 +512,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def dispatch(args: argparse.Namespace) -> int:
     """Run one command; errors become one readable line and an exit code, never a traceback."""
-    set_log_job_id(getattr(args, "submission_id", None))
+    set_log_submission(getattr(args, "submission_id", None))
     try:
         if getattr(args, "submission_id", None) is not None:
             # Checked before anything is contacted: an id is data, never a path.

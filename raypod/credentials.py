@@ -111,6 +111,9 @@ class RayCredentials:
     username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
+    #: The file the token was read from (it may be rotated while the pod runs), or None: no token,
+    #: or one given in the environment.
+    token_file: Path | None = None
     ca_bundle: Path | None = None
     #: Extra headers for a dashboard behind an auth proxy; their values are secrets too.
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -127,6 +130,7 @@ class RayCredentials:
             username=values.get("username"),
             password=values.get("password"),
             token=values["token"],
+            token_file=directory / "token" if values["token"] else None,
             ca_bundle=ca if ca.is_file() else None,
         )
 
@@ -199,30 +203,34 @@ class RayAuthSources:
 
     def read(self, *, basic: bool) -> RayCredentials:
         credentials = RayCredentials.from_dir(self.directory, basic=basic)
-        token = credentials.token or self._token_from_environment()
+        token, token_file = (
+            (credentials.token, credentials.token_file) if credentials.token else self._token_from_environment()
+        )
         layers = [
             self._headers_file(),
             self._headers_text(self.environ.get("RAY_JOB_HEADERS"), "RAY_JOB_HEADERS"),
             self._headers_text(self.headers_flag, "--headers"),
         ]
-        return replace(credentials, token=token, headers=merge_headers(*layers))
+        return replace(credentials, token=token, token_file=token_file, headers=merge_headers(*layers))
 
-    def _token_from_environment(self) -> str | None:
+    def _token_from_environment(self) -> tuple[str | None, Path | None]:
+        """The token and the file it came from (None for ``RAY_AUTH_TOKEN``, which cannot rotate)."""
         text = (self.environ.get("RAY_AUTH_TOKEN") or "").strip()
         if text:
             problem = header_value_problem(text)
             if problem:
                 raise ConfigError.single("RAY_AUTH_TOKEN", problem)
-            return text
+            return text, None
         path = self.environ.get("RAY_AUTH_TOKEN_PATH")
         if path:
             token = read_secret_file(Path(path))
             if token is None:
                 raise ConfigError.single("RAY_AUTH_TOKEN_PATH", f"{path} is missing or empty")
-            return token
+            return token, Path(path)
         if self.user_token_file is not None:
-            return read_secret_file(self.user_token_file)
-        return None
+            token = read_secret_file(self.user_token_file)
+            return token, self.user_token_file if token else None
+        return None, None
 
     def _headers_file(self) -> dict[str, str]:
         path = self.directory / HEADERS_FILE

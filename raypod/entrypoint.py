@@ -20,6 +20,7 @@ from raypod.config import (
 from raypod.contract import JOB_PROPERTIES
 from raypod.errors import ConfigError
 from raypod.jobdata import Metadata
+from raypod.pod_identity import MAX_NAME_LENGTH, TRACEPARENT_LENGTH, UID_LENGTH, PodIdentity
 from raypod.properties import JobProperties
 
 if TYPE_CHECKING:
@@ -34,6 +35,30 @@ RAYPOD_RUNTIME_ENV_FIELDS = {
 }
 #: Where the wheels raypod adds to ``py_modules`` come from.
 WHEEL_SOURCES = "the wheels of jobdata.scriptMetadata (or --wheel)"
+
+#: The Ray job's metadata keys raypod sets (docs/configmap.md#jobproperties): a job on the Ray
+#: dashboard leads back to its BridgeJob and to the pod that submitted it. A user's metadata may not
+#: use them, whether or not this pod knows their values, so a ConfigMap is valid or not everywhere.
+BRIDGE_JOB_KEY = "bridge-job"
+BRIDGE_NAMESPACE_KEY = "bridge-namespace"
+POD_KEY = "bridge-pod"
+POD_UID_KEY = "bridge-pod-uid"
+POD_NODE_KEY = "bridge-pod-node"
+#: W3C trace context's own name, as OpenTelemetry's carriers spell it.
+TRACEPARENT_KEY = "traceparent"
+RAYPOD_METADATA_KEYS = (BRIDGE_JOB_KEY, BRIDGE_NAMESPACE_KEY, POD_KEY, POD_UID_KEY, POD_NODE_KEY, TRACEPARENT_KEY)
+#: The most the pod's keys add to the metadata, as JSON (its values are ASCII, checked in
+#: ``PodIdentity``). Ray takes any string map, and hands it to the driver in one environment
+#: variable (``RAY_JOB_CONFIG_JSON_ENV_VAR``, within Linux's 128 KiB for one): a bound, not a budget.
+POD_METADATA_MAX_BYTES = sum(
+    len(f', "{key}": ""') + length
+    for key, length in (
+        (POD_KEY, MAX_NAME_LENGTH),
+        (POD_UID_KEY, UID_LENGTH),
+        (POD_NODE_KEY, MAX_NAME_LENGTH),
+        (TRACEPARENT_KEY, TRACEPARENT_LENGTH),
+    )
+)
 
 
 def kwargs_tokens(params: Mapping[str, str], *, s3: S3Settings | None, bucket: str | None, job_name: str) -> list[str]:
@@ -111,13 +136,33 @@ def new_submission_id(job_name: str, prefix: str | None = None, identity: str | 
     return checked_submission_id(f"{base}-{suffix}", "JOBNAME")
 
 
-def job_metadata(properties: JobProperties, job_name: str, namespace: str) -> dict[str, str]:
-    """The user's metadata plus the two keys that trace a job back to its BridgeJob."""
-    own = {"bridge-job": job_name, "bridge-namespace": namespace}
-    clash = sorted(set(own) & set(properties.metadata))
+def job_metadata(
+    properties: JobProperties, job_name: str, namespace: str, pod: PodIdentity = PodIdentity()
+) -> dict[str, str]:
+    """The user's metadata plus raypod's keys that trace a job back to its BridgeJob and its pod,
+    each only with a value. The pod's values were checked where they were read (``PodIdentity``):
+    short and printable, they add at most ``POD_METADATA_MAX_BYTES`` to what Ray hands the driver."""
+    own = {
+        BRIDGE_JOB_KEY: job_name,
+        BRIDGE_NAMESPACE_KEY: namespace,
+        POD_KEY: pod.name,
+        POD_UID_KEY: pod.uid,
+        POD_NODE_KEY: pod.node,
+        TRACEPARENT_KEY: pod.traceparent,
+    }
+    clash = sorted(set(RAYPOD_METADATA_KEYS) & set(properties.metadata))
     if clash:
         raise ConfigError.single(JOB_PROPERTIES, f"metadata key(s) {', '.join(clash)} are set by raypod")
     return {**properties.metadata, **{k: v for k, v in own.items() if v}}
+
+
+def submitted_by(metadata: Mapping[str, str]) -> str:
+    """``pod NAME on node NODE`` from a Ray job's metadata, "" when it names no pod. Ray's answer is
+    data from outside (any client may have set these keys): only a valid pod's name is repeated."""
+    pod = PodIdentity.checked(name=metadata.get(POD_KEY), node=metadata.get(POD_NODE_KEY))
+    if not pod.name:
+        return ""
+    return f"pod {pod.name} on node {pod.node}" if pod.node else f"pod {pod.name}"
 
 
 def build_submission(
@@ -154,8 +199,10 @@ def plan_submission(
     namespace: str,
     packages: JobPackages,
     submission_id: str,
+    pod: PodIdentity = PodIdentity(),
 ) -> dict[str, Any]:
-    """The POST body for this job. Pure, so it is checked before anything is contacted."""
+    """The POST body for this job. Pure, so it is checked before anything is contacted; ``pod`` is
+    the submitting pod, read once where the run starts."""
     tokens = kwargs_tokens(inputs.parameters, s3=config.s3, bucket=config.upload_bucket, job_name=job_name)
     working_dir = packages.working_dir
     return build_submission(
@@ -167,7 +214,7 @@ def plan_submission(
             config.properties.runtime_env,
             [wheel.uri for wheel in packages.wheels],
         ),
-        metadata=job_metadata(config.properties, job_name, namespace),
+        metadata=job_metadata(config.properties, job_name, namespace, pod),
         properties=config.properties,
     )
 

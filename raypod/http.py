@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import os
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
@@ -40,6 +41,8 @@ _JSON_READ = 64 * 1024
 #: The reason given for a request that could not even be built: never the exception's text,
 #: which may quote a header value (a token).
 BUILD_FAILED = "the request could not be built: a header value or the URL is invalid; check the credential files"
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,10 @@ class HttpClient:
         timeouts: Timeouts = Timeouts(),
         retry: RetryPolicy = RetryPolicy(),
         trust_env: bool = True,
+        reread_credentials: Callable[[], None] | None = None,
     ) -> None:
+        """``reread_credentials``: called after a 401 or 403 to read rotated credentials (a token
+        file) again; see ``renewing``."""
         self.base_url = base_url.rstrip("/")
         self.error_class = error_class
         self.retry = retry
@@ -155,6 +161,9 @@ class HttpClient:
         # Passed on every request: a per-request verify is not overridden by REQUESTS_CA_BUNDLE.
         self._verify = verify
         self._headers = headers
+        self._reread_credentials = reread_credentials
+        #: Secrets of credentials replaced by a rotation: still secrets, if an answer quotes them.
+        self._former_secrets: list[str] = []
         self.session = requests.Session()
         # Connections that a call's total deadline can cut (see raypod.call_deadline).
         adapter = DeadlineAdapter()
@@ -181,7 +190,32 @@ class HttpClient:
         basic = (str(auth[0]), str(auth[1])) if isinstance(auth, tuple) and len(auth) == 2 else None
         scrubber = Scrubber.of_headers(headers, basic_auth=basic)
         proxy = self._proxy()
-        return Scrubber([*scrubber.secrets, *proxy.secrets()]) if proxy is not None else scrubber
+        return Scrubber([*scrubber.secrets, *self._former_secrets, *(proxy.secrets() if proxy is not None else [])])
+
+    def renewing(self, call: Callable[[], T], rewind: Callable[[], bool] = lambda: True) -> T:
+        """``call``, made once more when the server refused the credentials (401, 403) and reading
+        them again changed the headers: a token file rotated while the pod runs. At most once per
+        call (no loop of re-reads); otherwise the refusal stands as it was. ``rewind`` makes the
+        request's body ready to be sent again, or says it cannot be."""
+        if self._reread_credentials is None:
+            return call()
+        sent_with = self._current_headers()
+        try:
+            return call()
+        except ApiError as error:
+            if not error.unauthorized:
+                raise
+            self._reread_credentials()
+            if self._current_headers() == sent_with or not rewind():
+                raise
+            self._former_secrets.extend(Scrubber.of_headers(sent_with).secrets)
+            log.info(
+                "%s %s: HTTP %s, and the credentials changed: sending it again", error.method, error.url, error.status
+            )
+        return call()
+
+    def _current_headers(self) -> dict[str, str]:
+        return dict(self._headers() if self._headers else {})
 
     def _proxy(self) -> Proxy | None:
         """The proxy this client's base URL goes through (raypod.proxies), or None; a proxy
@@ -247,7 +281,7 @@ class HttpClient:
                         raise
                     raise past from error
 
-        return policy.call(once, what=what)
+        return self.renewing(lambda: policy.call(once, what=what), _rewinder(data))
 
     def _deadline(self, timeouts: Timeouts | None, data: Any) -> float | None:
         """The call's total bound; an upload from a file gets its size's worth more."""
@@ -286,9 +320,7 @@ class HttpClient:
         settings, timeouts and proxy, taken from ``requests`` itself so they cannot drift apart."""
         url = self.url(path)
         try:
-            prepared = self.session.prepare_request(
-                requests.Request("GET", url, headers=dict(self._headers() if self._headers else {}))
-            )
+            prepared = self.session.prepare_request(requests.Request("GET", url, headers=self._current_headers()))
         except (ValueError, TypeError) as error:
             # Never the exception's text: it may quote a header value.
             raise self.make_error(
@@ -347,7 +379,7 @@ class HttpClient:
                         raise
                     raise past from error
 
-        return policy.call(once, what=what)
+        return self.renewing(lambda: policy.call(once, what=what), _rewinder(data))
 
     def _read_json(
         self, response: requests.Response, method: str, path: str, max_bytes: int, deadline: CallDeadline
@@ -400,7 +432,7 @@ class HttpClient:
     ) -> requests.Response:
         url = self.url(path)
         shown_url = redact_url(url)
-        all_headers = dict(self._headers() if self._headers else {})
+        all_headers = self._current_headers()
         all_headers.update(headers or {})
         self.request_count += 1
         response: requests.Response | None = None
@@ -481,6 +513,26 @@ class HttpClient:
         proxy = self._proxy()
         reason = tunnel_refusal(error, proxy, target_of(self.base_url)) or self._cause(error)
         return self.make_error(method, shown_url, None, reason, retryable=False if refused_for_good(error) else None)
+
+
+def _rewinder(data: Any) -> Callable[[], bool]:
+    """What makes ``data`` ready to be sent again: a file body goes back to where it started; any
+    other stream cannot be sent twice."""
+    if data is None or isinstance(data, (bytes, str, dict, list, tuple)):
+        return lambda: True
+    try:
+        start = data.tell()
+    except (AttributeError, OSError, ValueError):
+        return lambda: False
+
+    def rewind() -> bool:
+        try:
+            data.seek(start)
+        except (AttributeError, OSError, ValueError):
+            return False
+        return True
+
+    return rewind
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:

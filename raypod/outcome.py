@@ -131,10 +131,13 @@ def outcome_of_error(error: RaypodError, submission_id: str = "", *, submitted: 
     return Outcome.lost(submission_id, one_line(f"Lost track of Ray job {submission_id}: {error}", 400))
 
 
-def recorded_final(recorded: Mapping[str, str]) -> Outcome | None:
-    """The final status an earlier pod wrote once the job had ended: never downgraded later."""
+def recorded_final(recorded: Mapping[str, str], *, lost_is_final: bool = True) -> Outcome | None:
+    """The final status an earlier pod wrote once the job had ended: never downgraded later.
+    ``lost_is_final`` False: an UNKNOWN is not an end, and the caller re-attaches by the id."""
     recorded_id = recorded.get(ID, "")
     status = BridgeStatus.parse(recorded.get(JOB_STATUS, ""))
+    if status is BridgeStatus.UNKNOWN and not lost_is_final:
+        return None
     if recorded_id and status is not None and status.final:
         reason = recorded.get(REASON) or default_reason(status)
         return Outcome(Ending.ALREADY_FINAL, recorded_id, status, recorded.get(MESSAGE, ""), reason=reason)

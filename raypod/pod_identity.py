@@ -18,8 +18,15 @@ POD_UID_VARIABLE = "POD_UID"
 NODE_NAME_VARIABLE = "NODE_NAME"
 #: A W3C trace context (https://www.w3.org/TR/trace-context/), as OpenTelemetry's environment carriers name it.
 TRACEPARENT_VARIABLE = "TRACEPARENT"
+#: Set by the kubelet in every pod (the API's address): only there does HOSTNAME name a pod.
+IN_POD_VARIABLE = "KUBERNETES_SERVICE_HOST"
 
-# A DNS-1123 subdomain (pod and node names), at most 253 characters.
+#: The longest value each can have: a DNS-1123 subdomain, a uid, a version-00 traceparent.
+MAX_NAME_LENGTH = 253
+UID_LENGTH = 36
+TRACEPARENT_LENGTH = 55
+
+# A DNS-1123 subdomain (pod and node names), at most MAX_NAME_LENGTH characters.
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _UID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # version 00: version-traceid-parentid-flags; all-zero trace and parent ids are invalid.
@@ -37,18 +44,31 @@ class PodIdentity:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> PodIdentity:
-        # Kubernetes sets HOSTNAME to the pod's name unless the spec sets a hostname.
-        name = _checked(environ.get(POD_NAME_VARIABLE) or environ.get("HOSTNAME"), _dns_subdomain)
+        # Kubernetes sets HOSTNAME to the pod's name unless the spec sets a hostname; outside a pod
+        # (a laptop, a container of CI) it names a machine, which no job should be traced to.
+        hostname = environ.get("HOSTNAME") if environ.get(IN_POD_VARIABLE) else None
+        return cls.checked(
+            name=environ.get(POD_NAME_VARIABLE) or hostname,
+            uid=environ.get(POD_UID_VARIABLE),
+            node=environ.get(NODE_NAME_VARIABLE),
+            traceparent=environ.get(TRACEPARENT_VARIABLE),
+        )
+
+    @classmethod
+    def checked(
+        cls, *, name: str | None = None, uid: str | None = None, node: str | None = None, traceparent: str | None = None
+    ) -> PodIdentity:
+        """The valid ones of these values (from the environment, or a Ray job's metadata)."""
         return cls(
-            name=name,
-            uid=_checked(environ.get(POD_UID_VARIABLE), _UID.fullmatch),
-            node=_checked(environ.get(NODE_NAME_VARIABLE), _dns_subdomain),
-            traceparent=_checked(environ.get(TRACEPARENT_VARIABLE), _TRACEPARENT.fullmatch),
+            name=_checked(name, _dns_subdomain),
+            uid=_checked(uid, _UID.fullmatch),
+            node=_checked(node, _dns_subdomain),
+            traceparent=_checked(traceparent, _TRACEPARENT.fullmatch),
         )
 
 
 def _dns_subdomain(text: str) -> bool:
-    return len(text) <= 253 and _DNS_SUBDOMAIN.fullmatch(text) is not None
+    return len(text) <= MAX_NAME_LENGTH and _DNS_SUBDOMAIN.fullmatch(text) is not None
 
 
 def _checked(value: str | None, valid: Callable[[str], object]) -> str:

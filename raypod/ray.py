@@ -17,6 +17,7 @@ from raypod.contract import BridgeStatus, TextEnum, assert_never
 from raypod.credentials import RayCredentials
 from raypod.errors import ConfigError, RayApiError
 from raypod.http import MAX_PROBLEM, HttpClient, JsonAnswer, Timeouts, redact_url, summarize_error_body
+from raypod.ray_auth import RayTokenAuth
 from raypod.ray_failures import RayFailure, error_type_of, ray_failure
 from raypod.retry import NO_RETRY, RetryPolicy
 from raypod.safetext import bounded_text
@@ -269,7 +270,6 @@ class RayJobsClient:
         retry: RetryPolicy = RetryPolicy(),
         timeouts: Timeouts = Timeouts(),
     ) -> RayJobsClient:
-        headers: dict[str, str] = {}
         auth = None
         if basic_auth:
             if not (credentials.username and credentials.password):
@@ -277,19 +277,18 @@ class RayJobsClient:
                     "jobproperties", "auth is 'basic' but the credentials directory has no username and password"
                 )
             auth = (credentials.username, credentials.password)
-        if credentials.token:
-            # Basic auth takes the Authorization header (for the ingress); Ray also reads this one.
-            headers["X-Ray-Authorization" if auth else "Authorization"] = f"Bearer {credentials.token}"
-        # An auth proxy's own headers (a cookie, a proxy token) go on every call, and are scrubbed like the token.
-        headers.update(credentials.headers)
+        # The token and an auth proxy's own headers (a cookie, a proxy token) go on every call, and
+        # are scrubbed alike; which header carries the token is raypod.ray_auth's decision.
+        token_auth = RayTokenAuth(credentials, basic=auth is not None)
         http = HttpClient(
             address,
             error_class=RayApiError,
             verify=ray_tls_verify(credentials),
             auth=auth,
-            headers=lambda: headers,
+            headers=token_auth.headers,
             retry=retry,
             timeouts=timeouts,
+            reread_credentials=token_auth.reread,
         )
         return cls(http)
 
@@ -472,8 +471,11 @@ class RayJobsClient:
         ended. ``on_socket`` is given the socket before it connects, so that ``abort()`` can end
         the handshake too. Any answer but 101 (an ingress without WebSocket support, a 404), or
         none within ``TAIL_HANDSHAKE_TIMEOUT``, is a permanent RayApiError; a connection that
-        fails, a transient one.
+        fails, a transient one. A refusal (401, 403) is tried once more if the token file changed.
         """
+        return self.http.renewing(lambda: self._open_log_tail_once(submission_id, on_socket))
+
+    def _open_log_tail_once(self, submission_id: str, on_socket: Callable[[WebSocket], None] | None) -> WebSocket:
         upgrade = self.http.upgrade_request(f"/api/jobs/{segment(submission_id)}/logs/tail")
         shown = redact_url(upgrade.url)
         try:

@@ -18,6 +18,7 @@ from raypod.background import CLOSE_WAIT, LAST_FLUSH_WAIT, BackgroundKillSwitch,
 from raypod.clock import Clock, SystemClock, format_ray_time_not_before, format_time
 from raypod.config import BridgeConfig
 from raypod.contract import (
+    ATTEMPT,
     END_TIME,
     ID,
     JOB_STATUS,
@@ -29,21 +30,23 @@ from raypod.contract import (
     assert_never,
 )
 from raypod.credentials import DEFAULT_S3_CREDENTIALS_DIR, RayAuthSources, S3Credentials
+from raypod.entrypoint import submitted_by
 from raypod.errors import ConfigError, NeverRead, RayApiError, RaypodError, Terminated, os_error_text, reportable
 from raypod.exits import ExitCodes
 from raypod.inputs import LocalInputs
 from raypod.jobs import stop_and_wait
-from raypod.log_context import set_log_job_id
+from raypod.log_context import set_log_submission
 from raypod.logs import LineEcho, LiveLog
 from raypod.objectstore import ObjectStore
 from raypod.outcome import Ending, Outcome, load_for_run, outcome_of_error, recorded_final
+from raypod.pod_identity import PodIdentity
 from raypod.ray import JobInfo, RayJobsClient
 from raypod.s3 import S3Store
 from raypod.safetext import one_line
 from raypod.session import JobSession, SessionSettings
 from raypod.source import JobSource
 from raypod.status_store import StatusReporter, StatusSink, status_line
-from raypod.submission import RaySubmitter, SubmissionSettings
+from raypod.submission import RaySubmitter, SubmissionSettings, split_recorded
 from raypod.terminal import print_bad_input
 
 log = logging.getLogger(__name__)
@@ -84,6 +87,9 @@ class RunOptions:
     status_timeout: float | None = None
     #: What a signal leaves on Ray, said to whoever reads it (given the job's id); None: the pod's words.
     left_running: Callable[[str], str] | None = None
+    #: This pod and the caller's trace context (read from the environment by the command), for the
+    #: Ray job's metadata.
+    pod: PodIdentity = PodIdentity()
 
     def status_timeout_for(self, config: BridgeConfig) -> float | None:
         """How long the dashboard may stay silent before the job is UNKNOWN; None: never.
@@ -150,9 +156,15 @@ class Runner:
         self._kept_logs_failed: list[str] = []
 
     def _status_changed(self, changes: Mapping[str, str]) -> None:
-        if ID in changes:
-            set_log_job_id(changes[ID])
+        if ID in changes or ATTEMPT in changes:
+            log_attempt_of(self.reporter.current)
         self.say(status_line(changes))
+
+    def _attached(self, job: JobInfo) -> None:
+        # Which pod submitted it (its metadata, when raypod did): where to look for the earlier log.
+        by = submitted_by(job.metadata)
+        submitter = f", submitted by {by}" if by else ""
+        self.say(f"attached to existing Ray job {job.submission_id} ({job.status}){submitter}")
 
     def run(self) -> RunResult:
         """The one guarantee of every way out: whatever is raised (a full disk, a file-size limit, a
@@ -173,6 +185,7 @@ class Runner:
         try:
             try:
                 recorded = self.reporter.load()
+                log_attempt_of(recorded)  # a re-attaching pod's lines name the job before any change
                 loaded = load_for_run(self.job, recorded)
                 if isinstance(loaded, Outcome):
                     return self._finish(loaded)
@@ -199,7 +212,9 @@ class Runner:
                 ray,
                 store,
                 self.clock,
-                SubmissionSettings(options.job_name, options.namespace, options.session.connect_timeout, self.retry),
+                SubmissionSettings(
+                    options.job_name, options.namespace, options.session.connect_timeout, self.retry, options.pod
+                ),
                 local=options.local_inputs,
                 identity=self.job.identity,
             )
@@ -213,7 +228,7 @@ class Runner:
                 kill_switch,
                 self.clock,
                 self._settings(config),
-                on_attach=lambda job: self.say(f"attached to existing Ray job {job.submission_id} ({job.status})"),
+                on_attach=self._attached,
                 on_poll=lambda job: self._polled(job, output.live),
                 on_attempt_failed=lambda job, attempt: self._attempt_failed(ray, store, config, output, job, attempt),
             )
@@ -311,6 +326,7 @@ class Runner:
             retry=self.retry,
             first_poll_jitter=jitter,
             status_timeout=self.options.status_timeout_for(config),
+            lost_is_final=exits.lost_is_final(self.options.exit_codes),
         )
 
     def _attempt_failed(
@@ -341,7 +357,7 @@ class Runner:
             code = finish(outcome, self.reporter, self.clock, self.say, codes, left_running=left_running)
         except Exception as error:  # noqa: BLE001 - the last resort: the caller still writes the result
             log.error("the end of the run could not be recorded: %s", reportable(error))
-            code = exits.EXIT_FAILED
+            code = exits.for_unrecorded(codes)
         if outcome.ending in (Ending.FINAL, Ending.BAD_INPUT) and self.clock.terminated and self.reporter.has_pending:
             # SIGTERM cut the final write: the pod leaves as terminated (the next pod writes the end),
             # and its record must not claim a final status the ConfigMap does not hold.
@@ -362,6 +378,15 @@ class JobOutput:
     def next_attempt(self) -> None:
         self.echo = LineEcho(self.out, enabled=self.enabled)
         self.live = LiveLog(self.ray, self.echo, self.on_log_end)
+
+
+def log_attempt_of(status: Mapping[str, str]) -> None:
+    """The JSON lines name the attempt ``status`` records (``id``, ``status.attempt``)."""
+    submission_id, number = status.get(ID, ""), status.get(ATTEMPT, "")
+    # An earlier pod's record is data: anything but a short number counts as 1, and so does a number
+    # the id does not carry (an id set apart from its attempt), as the next pod would read them.
+    recorded = int(number) if number.isdecimal() and len(number) <= 4 else 1
+    set_log_submission(submission_id, split_recorded(submission_id, recorded)[1])
 
 
 def timestamped_printer(clock: Clock, out: TextIO) -> Callable[[str], None]:
@@ -468,7 +493,7 @@ def finish(
                 _final_not_written(BridgeStatus.FAILED, reporter, error)
             except Exception as error:  # noqa: BLE001 - as for any final status that cannot be written
                 _final_not_written(BridgeStatus.FAILED, reporter, error)
-                return exits.EXIT_FAILED
+                return exits.for_unrecorded(codes)
             return exits.EXIT_BAD_INPUT
         case Ending.FINAL:
             return _write_final(outcome, reporter, clock, say, codes, left_running)
@@ -516,7 +541,7 @@ def _write_final(
         return finish(Outcome.terminated(outcome.submission_id), reporter, clock, say, codes, left_running=left_running)
     except Exception as error:  # noqa: BLE001 - any failed final write fails the pod the same way
         _final_not_written(status, reporter, error)
-        return exits.EXIT_FAILED
+        return exits.for_unrecorded(codes)
     return exits.for_status(status, codes)
 
 

@@ -84,6 +84,9 @@ class SessionSettings:
     #: Fractions in [0, 1) that shorten the watch's first wait, so pods started together do not
     #: poll in lockstep (``random.random`` in a pod); None: every wait is ``updateInterval``.
     first_poll_jitter: Callable[[], float] | None = None
+    #: A recorded UNKNOWN is the job's end (kept, Ray not asked); False: re-attach by its id
+    #: (a Kubernetes Job's next pod, ``exits.lost_is_final``).
+    lost_is_final: bool = True
     #: The patient policy of every call but the polls. Give it the SIGTERM event
     #: (``RetryPolicy.interruptible``): a wait between retries then ends at once.
     retry: RetryPolicy = RetryPolicy()
@@ -214,7 +217,7 @@ class JobSession:
         return state
 
     def first_state(self) -> State | Outcome:
-        final = recorded_final(self.reporter.current)
+        final = recorded_final(self.reporter.current, lost_is_final=self.settings.lost_is_final)
         if final is not None:
             return final
         recorded_id = self.reporter.get(ID)

@@ -30,6 +30,7 @@ from raypod.errors import (
 from raypod.inputs import LocalInputs, build_packages, fetch_inputs
 from raypod.jobs import RayJobs
 from raypod.objectstore import ObjectStore
+from raypod.pod_identity import PodIdentity
 from raypod.ray import is_duplicate_submission, is_wrapped_rejection
 from raypod.retry import NO_RETRY, RetryPolicy
 from raypod.safetext import one_line
@@ -157,6 +158,8 @@ class SubmissionSettings:
     connect_timeout: float = 60.0
     #: The patient policy, with the SIGTERM event (``RetryPolicy.interruptible``).
     retry: RetryPolicy = RetryPolicy()
+    #: The submitting pod and the caller's trace context, for the Ray job's metadata.
+    pod: PodIdentity = PodIdentity()
 
     @property
     def connect_policy(self) -> RetryPolicy:
@@ -202,7 +205,9 @@ class RaySubmitter:
             chosen = submission_id or new_submission_id(
                 settings.job_name, config.properties.submission_id_prefix, self.identity
             )
-            payload = plan_submission(config, inputs, settings.job_name, settings.namespace, packages, chosen)
+            payload = plan_submission(
+                config, inputs, settings.job_name, settings.namespace, packages, chosen, settings.pod
+            )
             try:
                 version = self.ray.version(retry=settings.connect_policy)
             except RayApiError as error:

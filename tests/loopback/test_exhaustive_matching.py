@@ -51,7 +51,7 @@ def test_the_package_as_it_is_passes_the_same_check(tmp_path: Path) -> None:
             "outcome.py",
             '    ALREADY_FINAL = "already final"\n',
             '    SUSPENDED = "suspended"\n',
-            {"raypod/runner.py", "raypod/run_record.py", "raypod/commands.py"},
+            {"raypod/runner.py", "raypod/run_record.py", "raypod/commands.py", "raypod/run_metrics.py"},
         ),
         (
             "contract.py",

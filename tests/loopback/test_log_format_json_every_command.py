@@ -1,5 +1,5 @@
 """``--log-format json``: every line each command writes on stderr is one JSON object (ts, level,
-msg, job_id), whatever wrote it: a log line, a status line, a progress line, an error; and
+msg, configmap, submission_id, attempt), whatever wrote it: a log line, a status line, a progress line, an error; and
 ``validate``'s findings, lines for people, are JSON objects too. Data on stdout (an id, a table,
 the job's log, ``--json``) is unchanged. Each command runs as a child process against a scripted
 dashboard (docs/cli.md#output)."""
@@ -19,6 +19,7 @@ from tests.support.cli import raypod
 from tests.support.hostile import BASE_CONFIG, Dashboard, job_answer
 from tests.support.scripted_server import Answer, ScriptedServer
 
+SHAPE = {"ts", "level", "msg", "configmap", "submission_id", "attempt"}
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 JSON = ("--log-format", "json")
 
@@ -31,7 +32,7 @@ def json_objects(text: str) -> list[dict[str, Any]]:
             continue
         value = json.loads(line)  # a plain line fails here, naming itself
         assert isinstance(value, dict), line
-        assert {"ts", "level", "msg", "job_id"} <= set(value), line
+        assert set(value) >= SHAPE, line
         assert TIME.match(value["ts"]) and value["level"] in ("DEBUG", "INFO", "WARNING", "ERROR"), line
         objects.append(value)
     return objects
@@ -70,7 +71,10 @@ def test_submit_wait_prints_only_json_lines_on_stderr_through_a_retry(dashboard:
     first, second = dashboard.accepted
     assert any("status.jobStatus=SUCCEEDED" in msg for msg in said), said
     assert any("attempt 2 of 2" in msg for msg in said), said
-    assert {line["job_id"] for line in json_objects(completed.stderr)} >= {second}
+    # Each line names the attempt it is about: the retry's lines its id and number.
+    named = {(line["submission_id"], line["attempt"]) for line in json_objects(completed.stderr)}
+    assert named >= {(first, 1), (second, 2)}, named
+    assert named <= {(None, None), (first, 1), (second, 2)}, named
     assert completed.stdout.splitlines()[0] == first  # data: the id, plain
 
 
@@ -97,7 +101,8 @@ def test_run_prints_only_json_lines_on_stderr(dashboard: Dashboard, tmp_path: Pa
     assert completed.returncode == 0, completed.stderr
     said = json_objects(completed.stderr)
     assert said, "a run logs at INFO"
-    assert {line["job_id"] for line in said} <= {None, dashboard.accepted[0]}
+    assert {line["submission_id"] for line in said} <= {None, dashboard.accepted[0]}
+    assert {line["configmap"] for line in said} == {"bridge/json-lines-bridge-cm"}
     assert "status.jobStatus=SUCCEEDED" in completed.stdout  # run's stdout keeps its status lines
 
 

@@ -67,6 +67,22 @@ def test_submit_with_flags_prints_the_id_first_and_wait_exits_0_with_the_output(
     assert info["metadata"] == {"bridge-job": "flags-job"}
 
 
+def test_submit_passes_the_callers_trace_context_to_the_ray_job(services: Services, tmp_path: Path) -> None:
+    script = tmp_path / "traced.py"
+    script.write_text("print('traced')\n")
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"  # as CI sets it
+
+    completed = raypod(
+        "submit", *client_args(services, tmp_path), "--script", str(script), "--job-name", "traced",
+        env={"TRACEPARENT": traceparent, "HOSTNAME": "ci-runner"},
+    )  # fmt: skip
+
+    assert completed.returncode == 0, completed.stderr
+    # Outside a pod the hostname names no pod: only the trace context joins the job's own key.
+    metadata = ray_job(services, completed.stdout.strip())["metadata"]
+    assert metadata == {"bridge-job": "traced", "traceparent": traceparent}
+
+
 def test_submit_without_wait_prints_only_the_id(services: Services, tmp_path: Path) -> None:
     script = tmp_path / "quick.py"
     script.write_text("print('quick')\n")

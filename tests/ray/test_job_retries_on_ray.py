@@ -33,7 +33,7 @@ def test_a_flaky_job_is_retried_on_the_real_head_with_each_attempts_log_kept(
     )
     result_file = tmp_path / "result.json"
 
-    result = bridge_job.run("--result", str(result_file))
+    result = bridge_job.run("--result", str(result_file), "--log-format", "json")
 
     assert result.returncode == 0, result.stderr
     status = result.status
@@ -49,3 +49,9 @@ def test_a_flaky_job_is_retried_on_the_real_head_with_each_attempts_log_kept(
     assert json.loads(result_file.read_text())["attempt"] == 2
     # Both attempts' output reached the pod's log, each once.
     assert [line for line in result.job_lines if line.startswith("attempt")] == ["attempt 1 ran", "attempt 2 ran"]
+    # The pod's JSON lines name each attempt while it is the one watched: the retry's as attempt 2.
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    named = {(line["submission_id"], line["attempt"]) for line in lines}
+    assert (f"{first}-r1", 2) in named, named
+    assert named <= {(None, None), (first, 1), (f"{first}-r1", 2)}, named
+    assert {line["configmap"] for line in lines} == {f"test-ns/{bridge_job.name}-bridge-cm"}

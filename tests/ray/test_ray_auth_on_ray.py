@@ -9,10 +9,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import requests
+
 from devtools.proxy import Proxy
 from devtools.services import LocalRay
 from tests.support.helpers import BridgeJob
-from tests.support.ray_auth import COOKIE_SECRET, TOKEN, credentials_dir
+from tests.support.ray_auth import (
+    COOKIE_SECRET,
+    PROXY_BASIC,
+    PROXY_PASSWORD,
+    STALE_TOKEN,
+    TOKEN,
+    credentials_dir,
+    proxy_owning_authorization,
+    rotate_on_first_request,
+)
 
 
 # -- end to end, on a real head that requires a token ----------------------------------------------
@@ -56,3 +67,91 @@ def test_the_pod_takes_the_token_from_ray_auth_token_and_sends_the_extra_headers
         assert {r.headers.get("cookie") for r in seen} == {f"s={COOKIE_SECRET}"}
     everything = result.stdout + result.stderr + json.dumps(result.status)
     assert TOKEN not in everything and COOKIE_SECRET not in everything
+
+
+# -- behind an auth proxy that owns Authorization: Ray's token in X-Ray-Authorization -------------------
+def test_the_proxy_owns_authorization_so_only_x_ray_authorization_carries_rays_token(token_ray: LocalRay) -> None:
+    with proxy_owning_authorization(token_ray.port) as proxy:
+        jobs = f"{proxy.url}/api/jobs/"
+        in_authorization = requests.get(jobs, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+        proxy_only = requests.get(jobs, headers={"Authorization": PROXY_BASIC}, timeout=30)
+        ray_token = {"X-Ray-Authorization": f"Bearer {TOKEN}"}
+        both = requests.get(jobs, headers={"Authorization": PROXY_BASIC, **ray_token}, timeout=30)
+
+    # The proxy's own refusal, then Ray's: it never saw the Authorization the proxy took.
+    assert in_authorization.status_code == 401 and "basic auth required" in in_authorization.text
+    assert proxy_only.status_code == 401 and "Missing authentication token" in proxy_only.text
+    assert both.status_code == 200
+
+
+def test_submit_wait_behind_the_proxy_sends_the_token_in_x_ray_authorization_and_follows_the_tail(
+    tmp_path: Path, token_ray: LocalRay
+) -> None:
+    script = tmp_path / "job.py"
+    script.write_text("print('behind the proxy')\n")
+    with proxy_owning_authorization(token_ray.port) as proxy:
+        result = cli(
+            "submit",
+            "--address",
+            proxy.url,
+            "--credentials",
+            str(credentials_dir(tmp_path)),
+            "--script",
+            str(script),
+            "--wait",
+            env={
+                "HOME": str(tmp_path),
+                "RAY_AUTH_TOKEN": TOKEN,
+                "RAY_JOB_HEADERS": json.dumps({"Authorization": PROXY_BASIC}),
+            },
+        )
+        seen = proxy.recorded()
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[job] behind the proxy" in result.stdout.splitlines()
+    assert {r.headers.get("authorization") for r in seen} == {PROXY_BASIC}
+    assert {r.headers.get("x-ray-authorization") for r in seen} == {f"Bearer {TOKEN}"}
+    paths = [r.path.split("?")[0] for r in seen]
+    # Ray's WebSocket tail took the token too: its fallback stream was never needed.
+    assert len([path for path in paths if path.endswith("/logs/tail")]) == 1
+    assert "/api/v0/logs/stream" not in paths
+    for secret in (TOKEN, PROXY_PASSWORD, PROXY_BASIC):
+        assert secret not in result.stdout + result.stderr
+
+
+# -- a token file rotated while the pod runs ---------------------------------------------------------
+def test_a_rotated_token_file_is_read_again_after_rays_refusal_and_the_run_succeeds(
+    bridge_job: BridgeJob, token_ray: LocalRay
+) -> None:
+    token_file = bridge_job.credentials_dir / "token"
+    token_file.write_text(STALE_TOKEN + "\n")
+    with Proxy("127.0.0.1", token_ray.port) as proxy:
+        rotate_on_first_request(proxy, token_file, TOKEN)
+        bridge_job.set(resourceURL=proxy.url, jobdata__scriptLocation="inline", jobdata__jobScript="print('ok')\n")
+        result = bridge_job.run()
+        seen = proxy.recorded()
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.status["status.jobStatus"] == "SUCCEEDED"
+    # Ray refused the first call's stale token; the same call went again with the file's new one.
+    assert seen[0].headers.get("authorization") == f"Bearer {STALE_TOKEN}"
+    assert (seen[1].method, seen[1].path) == (seen[0].method, seen[0].path)
+    assert {r.headers.get("authorization") for r in seen[1:]} == {f"Bearer {TOKEN}"}
+    everything = result.stdout + result.stderr + json.dumps(result.status)
+    assert TOKEN not in everything and STALE_TOKEN not in everything
+
+
+def test_a_stale_token_file_that_is_not_rotated_fails_as_before_without_a_second_call(
+    bridge_job: BridgeJob, token_ray: LocalRay
+) -> None:
+    (bridge_job.credentials_dir / "token").write_text(STALE_TOKEN + "\n")
+    with Proxy("127.0.0.1", token_ray.port) as proxy:
+        bridge_job.set(resourceURL=proxy.url, jobdata__scriptLocation="inline", jobdata__jobScript="print()\n")
+        result = bridge_job.run()
+        seen = proxy.recorded()
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    message = result.status["status.message"]
+    assert "HTTP 403" in message and "check the token" in message, message
+    assert len(seen) == 1  # read again, unchanged: the refused call is not sent again
+    assert STALE_TOKEN not in result.stdout + result.stderr + json.dumps(result.status)

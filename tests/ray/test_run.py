@@ -162,17 +162,20 @@ def test_kill_file_stops_running_job(bridge_job: BridgeJob) -> None:
 
 def test_preset_id_reattaches_and_submits_nothing_new(bridge_job: BridgeJob) -> None:
     bridge_job.set(jobdata__scriptLocation="inline", jobdata__jobScript="print('first and only run')\n")
-    first = bridge_job.run()
+    first = bridge_job.run(env={"POD_NAME": "first-pod", "NODE_NAME": "node-1"})
     assert first.returncode == 0, first.stderr
     submission_id = first.status["id"]
     bridge_job.status_file.unlink()
     bridge_job.set(id=submission_id)
-    second = bridge_job.run()
+    second = bridge_job.run(env={"POD_NAME": "second-pod"})
     assert second.returncode == 0, second.stderr
     assert second.status["id"] == submission_id
     assert second.status["status.jobStatus"] == "SUCCEEDED"
     assert [job["submission_id"] for job in jobs_of(bridge_job.services, bridge_job.name)] == [submission_id]
-    assert "attached to existing Ray job" in second.stdout
+    # The job's metadata names the pod that submitted it: where its first log was.
+    assert f"attached to existing Ray job {submission_id} (SUCCEEDED), submitted by pod first-pod on node node-1" in (
+        second.stdout
+    )
 
 
 def test_status_file_id_reattaches_after_sigterm(bridge_job: BridgeJob) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ import trustme
 from devtools.proxy import Proxy, s3_error
 from devtools.services import LocalRay
 from tests.support.helpers import RAY_AUTH_TOKEN, BridgeJob, RunResult, Services, jobs_of
+from tests.support.ray_auth import PROXY_BASIC, PROXY_PASSWORD, proxy_owning_authorization
 
 RAY_TOKEN = RAY_AUTH_TOKEN
 ACCESS_KEY = "AKIAMARKERACCESSKEY7"
@@ -193,6 +195,35 @@ def test_basic_auth_behind_an_ingress_sends_username_password_and_the_token_sepa
         assert {r.headers.get("x-ray-authorization") for r in recorded} == {f"Bearer {RAY_TOKEN}"}
     assert "through the ingress" in bridge_job.log_text()
     assert_no_secret_in(outputs(bridge_job, result))
+
+
+def test_behind_a_proxy_owning_authorization_the_pods_token_goes_in_x_ray_authorization_and_nowhere_else(
+    bridge_job: BridgeJob, token_ray: LocalRay
+) -> None:
+    with proxy_owning_authorization(token_ray.port) as proxy:
+        plant_markers(bridge_job)
+        (bridge_job.credentials_dir / "headers.json").write_text(json.dumps({"Authorization": PROXY_BASIC}))
+        bridge_job.set(
+            resourceURL=proxy.url,
+            jobdata__scriptLocation="inline",
+            jobdata__jobScript="print('through the auth proxy')\n",
+        )
+        result = bridge_job.run()
+        recorded = proxy.recorded()
+    assert result.returncode == 0, result.stderr
+    assert {r.headers.get("authorization") for r in recorded} == {PROXY_BASIC}
+    assert {r.headers.get("x-ray-authorization") for r in recorded} == {f"Bearer {RAY_TOKEN}"}
+    # The live log came through Ray's WebSocket tail, which took the token the same way.
+    assert "through the auth proxy" in result.job_lines
+    assert "/api/v0/logs/stream" not in [r.path.split("?")[0] for r in recorded]
+    assert_no_secret_in(
+        {
+            **outputs(bridge_job, result),
+            "Ray job": ray_job_json(token_ray.address, result.status["id"], RAY_TOKEN),
+            "uploaded log": bridge_job.log_text(),
+        }
+    )
+    assert all(PROXY_PASSWORD not in text and PROXY_BASIC not in text for text in outputs(bridge_job, result).values())
 
 
 def test_basic_auth_without_username_password_is_bad_input(bridge_job: BridgeJob) -> None:

@@ -10,8 +10,20 @@ from pathlib import Path
 
 from tests.support.helpers import Services
 
-#: The caller's Ray settings must not leak into a test.
-SCRUBBED = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "JOBNAME", "NAMESPACE")
+#: The caller's Ray settings must not leak into a test, nor its gateway, nor its pod's identity (a runner in a pod).
+SCRUBBED = (
+    "RAY_ADDRESS",
+    "RAY_API_SERVER_ADDRESS",
+    "JOBNAME",
+    "NAMESPACE",
+    "RAYPOD_PUSHGATEWAY",
+    "RAYPOD_PUSHGATEWAY_DELETE",
+    "POD_NAME",
+    "POD_UID",
+    "NODE_NAME",
+    "TRACEPARENT",
+    "KUBERNETES_SERVICE_HOST",
+)
 
 
 def raypod(*args: str, env: Mapping[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:

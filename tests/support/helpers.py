@@ -164,7 +164,9 @@ class BridgeJob:
         ]
 
     def env(self, **extra: str) -> dict[str, str]:
-        inherited = {k: v for k, v in os.environ.items() if k not in ("NAMESPACE", "JOBNAME")}
+        # The pod's identity too (a test runner in a pod): the Ray job's metadata holds what a test sets.
+        own = ("NAMESPACE", "JOBNAME", "POD_NAME", "POD_UID", "NODE_NAME", "TRACEPARENT", "KUBERNETES_SERVICE_HOST")
+        inherited = {k: v for k, v in os.environ.items() if k not in own}
         # In a pod the namespace comes from the service account, not from the environment.
         target = {"NAMESPACE": "test-ns"} if self.kube is None else self.kube.env()
         return {**inherited, **target, "JOBNAME": self.name, "PYTHONUNBUFFERED": "1", **extra}

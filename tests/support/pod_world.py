@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any, TextIO
 from unittest import mock
 
+import requests
 import tenacity
+from requests.adapters import BaseAdapter
 
 from raypod import runner as runner_module
 from raypod.background import BackgroundKillSwitch, BackgroundReporter
@@ -33,14 +35,17 @@ from raypod.contract import ID
 from raypod.credentials import RayAuthSources
 from raypod.errors import Terminated
 from raypod.exits import ExitCodes
+from raypod.http import Timeouts
 from raypod.interrupt import in_flight
 from raypod.kube import KillFromEither, KubeConfigMap, ServiceAccount
+from raypod.pushgateway import GatewayAddress, Pushgateway
 from raypod.ray import RayJobsClient
 from raypod.retry import RetryPolicy
+from raypod.run_metrics import GatewaySettings, MetricsAtExit
 from raypod.runner import Runner, RunOptions, RunResult, timestamped_printer
 from raypod.session import SessionSettings
 from raypod.source import ConfigMapJob
-from tests.support.fake_dashboard import COOKIE, TOKEN, FakeDashboard
+from tests.support.fake_dashboard import COOKIE, TOKEN, FakeDashboard, _response
 from tests.support.fake_kube_api import NAME, FakeKubeApi, KubeFront
 from tests.support.fakes import FakeClock
 
@@ -214,6 +219,50 @@ class ModelRunner(Runner):
         return ray
 
 
+#: What the model's Pushgateway does with a pod's calls, by the pod's number (the rule's draws stay as they are).
+GATEWAY_MODES = ("ok", "500", "refused")
+GATEWAY_URL = "http://pushgateway.model:9091"
+
+
+@dataclass(frozen=True)
+class GatewayCall:
+    method: str
+    path: str
+    body: bytes
+    #: The ConfigMap as the call found it.
+    configmap: dict[str, str]
+
+
+class ModelGateway(BaseAdapter):
+    """A Pushgateway as a ``requests`` adapter: records each call with the ConfigMap of that moment,
+    and answers as its ``mode`` says (``ok``, ``500``, ``refused``)."""
+
+    def __init__(self, mode: str, api: FakeKubeApi) -> None:
+        super().__init__()
+        self.mode, self.api = mode, api
+        self.calls: list[GatewayCall] = []
+
+    def connect(self, address: GatewayAddress, timeouts: Timeouts) -> Pushgateway:
+        gateway = Pushgateway(address, timeouts)
+        gateway.http.session.trust_env = False
+        gateway.http.session.mount("http://", self)
+        return gateway
+
+    def send(  # type: ignore[override]
+        self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None, **kwargs: Any
+    ) -> requests.Response:
+        body = request.body if isinstance(request.body, bytes) else (request.body or "").encode()
+        self.calls.append(GatewayCall(request.method or "", request.path_url, body, self.api.read()))
+        if self.mode == "refused":
+            raise requests.ConnectionError("[Errno 111] Connection refused")
+        if self.mode == "500":
+            return _response(request, 500, b"push failed", "text/plain")
+        return _response(request, 200, b"", "text/plain")
+
+    def close(self) -> None:
+        pass
+
+
 @dataclass(frozen=True)
 class PodSettings:
     connect_timeout: float = 30.0
@@ -249,6 +298,10 @@ class PodRun:
     id_written: str | None
     #: Whether the pod's start-up read of the ConfigMap went through (else it writes nothing there).
     read_at_start: bool
+    #: The model Pushgateway's mode for this pod, its calls, and what ``leave_report`` returned.
+    gateway_mode: str = "ok"
+    gateway_calls: list[GatewayCall] = field(default_factory=list)
+    exit_code: int | None = None
     kill_seen: list[tuple[float, bool]] = field(default_factory=list)
 
 
@@ -306,13 +359,19 @@ def run_pod(
     requests_before, landed_before = len(api.requests), len(api.landed)
     start = clock.elapsed
     runner = ModelRunner(ConfigMapJob(source, overrides), configmap, options, clock, dashboard, out)
+    gateway = ModelGateway(GATEWAY_MODES[number % len(GATEWAY_MODES)], api)
+    metrics = MetricsAtExit(
+        GatewaySettings(GatewayAddress.parse(GATEWAY_URL)), JOB_NAME, NAMESPACE, connect=gateway.connect
+    )
+    exit_code: int | None = None
     result: RunResult | None = None
     crash: BaseException | None = None
     try:
         # What raypod prints itself (the bad-input lines) is output too.
         with fake_time(clock), short_thread_waits(), redirect_stdout(out), redirect_stderr(out):
             result = runner.run()
-            leave_report(argparse.Namespace(termination_log=str(termination), result=result_path), result)
+            records = argparse.Namespace(termination_log=str(termination), result=result_path)
+            exit_code = leave_report(records, result, metrics)
     except BaseException as error:
         crash = error
     finally:
@@ -344,6 +403,9 @@ def run_pod(
         uid_after=api.current.uid if api.current is not None else None,
         id_written=ids[-1] if ids else None,
         read_at_start=configmap.uid is not None,
+        gateway_mode=gateway.mode,
+        gateway_calls=list(gateway.calls),
+        exit_code=exit_code,
     )
 
 

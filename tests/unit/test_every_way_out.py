@@ -84,7 +84,10 @@ def test_an_os_error_before_any_id_ends_failed_not_submitted_and_is_written() ->
     assert "status.jobStatus=FAILED" in out  # the status line was printed too
 
 
-@pytest.mark.parametrize(("codes", "code"), [(ExitCodes.POSIX, exits.EXIT_FAILED), (ExitCodes.BRIDGE, exits.EXIT_OK)])
+@pytest.mark.parametrize(
+    ("codes", "code"),
+    [(ExitCodes.POSIX, exits.EXIT_FAILED), (ExitCodes.BRIDGE, exits.EXIT_OK), (ExitCodes.JOB, exits.EXIT_UNSETTLED)],
+)
 def test_an_os_error_once_an_id_is_recorded_ends_unknown_as_ray_may_run_the_job(codes: ExitCodes, code: int) -> None:
     result, sink, _ = run_failing(FULL_DISK, {ID: "raypod-wayout-1", JOB_STATUS: "RUNNING"}, codes=codes)
 

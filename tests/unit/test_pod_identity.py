@@ -18,9 +18,18 @@ def test_the_downward_apis_values_are_read() -> None:
     assert identity == PodIdentity("job-a-ray-pod", UID, "node-1.example", TRACEPARENT)
 
 
-def test_the_pods_name_falls_back_to_its_hostname() -> None:
-    assert PodIdentity.from_environ({"HOSTNAME": "job-a-ray-pod"}).name == "job-a-ray-pod"
-    assert PodIdentity.from_environ({"POD_NAME": "named", "HOSTNAME": "host"}).name == "named"
+IN_POD = {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}
+
+
+def test_in_a_pod_the_name_falls_back_to_its_hostname() -> None:
+    assert PodIdentity.from_environ({**IN_POD, "HOSTNAME": "job-a-ray-pod"}).name == "job-a-ray-pod"
+    assert PodIdentity.from_environ({**IN_POD, "POD_NAME": "named", "HOSTNAME": "host"}).name == "named"
+
+
+def test_outside_a_pod_the_hostname_names_no_pod() -> None:
+    # A laptop's or a CI container's hostname: no job is traced to it.
+    assert PodIdentity.from_environ({"HOSTNAME": "laptop"}) == PodIdentity()
+    assert PodIdentity.from_environ({"POD_NAME": "named", "HOSTNAME": "laptop"}).name == "named"
 
 
 def test_nothing_given_is_nothing_known() -> None:
@@ -39,7 +48,10 @@ def test_malformed_values_are_left_out() -> None:
     assert identity == PodIdentity()
 
 
-@given(st.dictionaries(st.sampled_from(["POD_NAME", "POD_UID", "NODE_NAME", "TRACEPARENT", "HOSTNAME"]), st.text()))
+VARIABLES = ["POD_NAME", "POD_UID", "NODE_NAME", "TRACEPARENT", "HOSTNAME", "KUBERNETES_SERVICE_HOST"]
+
+
+@given(st.dictionaries(st.sampled_from(VARIABLES), st.text()))
 def test_every_value_kept_is_printable_and_short(environ: dict[str, str]) -> None:
     identity = PodIdentity.from_environ(environ)
     for value in (identity.name, identity.uid, identity.node, identity.traceparent):

@@ -34,7 +34,9 @@ The invariants, after every step, against the fake dashboard's truth:
 - a final status outlives API outages shorter than its write budget (docs/failures.md), unless SIGTERM;
 - a retry asked to wait (``Retry-After``) never comes before the time asked;
 - while the API hangs, Ray is still polled every ``updateInterval``;
-- a pod leaves within the grace period (30 s) after SIGTERM.
+- a pod leaves within the grace period (30 s) after SIGTERM;
+- each pod that exits pushes its metrics once, after its final status, and a Pushgateway that fails
+  (500, refused: by the pod's number) changes nothing: the same exit code, the same ConfigMap, one warning.
 
 In the unit lane the model runs 200 derandomized examples without shrinking (a failure shows its whole
 sequence); ``make model`` runs thousands and shrinks them (``RAYPOD_MODEL_PROFILE=nightly``,
@@ -417,6 +419,25 @@ class PodModel(RuleBasedStateMachine):
             self._check_recreated_configmap_gets_the_id(pod)
             self._check_final_status_outlives_short_outages(pod)
             self._check_polls_go_on_while_the_api_hangs(pod)
+            self._check_metrics_pushed_once_after_the_final_status(pod)
+
+    def _check_metrics_pushed_once_after_the_final_status(self, pod: PodRun) -> None:
+        if pod.result is None:
+            assert not pod.gateway_calls, f"pod {pod.number} crashed and still pushed"
+            return
+        assert [call.method for call in pod.gateway_calls] == ["PUT"], f"pod {pod.number}: {pod.gateway_calls}"
+        push = pod.gateway_calls[0]
+        assert pod.exit_code == pod.result.exit_code, f"pod {pod.number}: the push changed the exit code"
+        # Nothing the pod wrote comes after the push: its status is in the ConfigMap first.
+        mine = (JOB_STATUS, MESSAGE, REASON, ID)
+        if not self._replaced_during(pod):
+            assert {k: push.configmap.get(k) for k in mine} == {k: pod.configmap_after.get(k) for k in mine}, (
+                f"pod {pod.number} pushed before its last status write"
+            )
+        written = pod.result.status.get(JOB_STATUS, "")
+        assert f'status="{written}"'.encode() in push.body, (written, push.body)
+        warnings = [line for line in pod.logs if line.startswith("WARNING") and "Pushgateway" in line]
+        assert len(warnings) == (0 if pod.gateway_mode == "ok" else 1), (pod.gateway_mode, warnings)
 
     def _replaced_during(self, pod: PodRun) -> bool:
         """The ConfigMap was deleted (and maybe re-created) while the pod ran: raypod may refuse to write."""

@@ -94,3 +94,19 @@ def test_extra_headers_that_cannot_be_sent_are_bad_input_naming_the_source_not_t
 
     assert {key for key, _ in found} == {"RAY_JOB_HEADERS"}
     assert COOKIE_SECRET not in str(found)
+
+
+# -- which file the token came from (a rotated Secret is read again from it) --------------------------
+def test_the_token_remembers_the_file_it_came_from_and_none_from_ray_auth_token(tmp_path: Path) -> None:
+    (tmp_path / "env-token").write_text("from-path\n")
+    user_file = tmp_path / "auth_token"
+    user_file.write_text("from-home\n")
+    empty = credentials_dir(tmp_path / "other")
+    directory = credentials_dir(tmp_path, token="from-dir\n")
+    path_env = {"RAY_AUTH_TOKEN_PATH": str(tmp_path / "env-token")}
+
+    assert RayAuthSources(directory, {}).read(basic=False).token_file == directory / "token"
+    assert RayAuthSources(empty, path_env).read(basic=False).token_file == tmp_path / "env-token"
+    assert RayAuthSources(empty, {}, user_file).read(basic=False).token_file == user_file
+    assert RayAuthSources(empty, {"RAY_AUTH_TOKEN": "from-env", **path_env}).read(basic=False).token_file is None
+    assert RayAuthSources(empty, {}).read(basic=False).token_file is None

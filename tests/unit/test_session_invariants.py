@@ -312,11 +312,11 @@ def test_finish_never_raises_and_its_exit_code_matches_what_it_wrote(
         Ending.DETACHED: exits.EXIT_OK,
         Ending.TERMINATED: exits.for_termination(codes),
         Ending.DELETED: exits.for_termination(codes),
-        Ending.BAD_INPUT: exits.EXIT_FAILED if refused else exits.EXIT_BAD_INPUT,
+        Ending.BAD_INPUT: exits.for_unrecorded(codes) if refused else exits.EXIT_BAD_INPUT,
         Ending.ALREADY_FINAL: exits.for_status(status, codes),
     }.get(ending)
     if expected is None:
-        expected = exits.EXIT_FAILED if refused else exits.for_status(status, codes)
+        expected = exits.for_unrecorded(codes) if refused else exits.for_status(status, codes)
         if not refused:
             assert written == status
             assert "\n" not in sink.data.get(MESSAGE, "")
