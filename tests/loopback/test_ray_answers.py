@@ -173,6 +173,12 @@ def test_a_time_of_the_wrong_type_or_out_of_range_counts_as_absent(
         ({"driver_node_id": "n" * 10_000}, {"driver_node_id": None}),
         ({"submission_id": ["s1"], "job_id": 5}, {"submission_id": ""}),
         ({"entrypoint": 12}, {"entrypoint": ""}),
+        ({"error_type": "RUNTIME_ENV_SETUP_FAILURE"}, {"error_type": "RUNTIME_ENV_SETUP_FAILURE"}),
+        ({"error_type": 3}, {"error_type": None}),
+        ({"error_type": ["RUNTIME_ENV_SETUP_FAILURE"]}, {"error_type": None}),
+        ({"error_type": "E" * 10_000}, {"error_type": None}),
+        ({"error_type": "RUNTIME_ENV\ud800"}, {"error_type": None}),
+        ({"error_type": "<html>sign in</html>"}, {"error_type": None}),
     ],
 )
 def test_an_optional_field_of_the_wrong_type_counts_as_absent(
