@@ -14,6 +14,11 @@
   (with a ``Retry-After`` header when asked); ``answer_page()`` answers with a page that is not the
   API server's (a proxy's), changing nothing; ``hold()`` keeps requests waiting before they are
   served (a slow API server: a held PATCH lands late).
+- ``POST`` and ``PATCH`` (JSON merge patch) of ``events.k8s.io/v1`` Events in
+  ``/apis/events.k8s.io/v1/namespaces/<ns>/events[/<name>]``, checked as the API server validates
+  them (``EventStore``): 201 on create, 409 AlreadyExists for a name taken, 404 for a missing one,
+  422 Invalid for what validation refuses; ``deny_events()`` answers 403 as RBAC does, and
+  ``fail_events()`` breaks them (an error status, or a page that is not the API server's).
 - Just enough discovery (``/api``, ``/apis``, ...) for ``kubectl apply --dry-run=client``.
 
 Runs in a thread on 127.0.0.1 with a free port. Every request is recorded for assertions.
@@ -29,7 +34,7 @@ import secrets
 import ssl
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -44,10 +49,11 @@ from raypod.retry import RetryPolicy
 QUICK = RetryPolicy(attempts=2, initial_wait=0.05, max_wait=0.1, deadline=2.0)
 
 #: The RBAC verb of each HTTP method the fake serves.
-_VERBS = {"GET": "get", "PATCH": "patch", "PUT": "update"}
+_VERBS = {"GET": "get", "PATCH": "patch", "PUT": "update", "POST": "create"}
 
 CONFIGMAP_PATH = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/configmaps/(?P<name>[^/]+)$")
 #: Any other object path: /api/v1/namespaces/ns/pods/x or /apis/group/version/namespaces/ns/plural/x.
+EVENTS_PATH = re.compile(r"^/apis/events\.k8s\.io/v1/namespaces/(?P<ns>[^/]+)/events(?:/(?P<name>[^/]+))?$")
 OBJECT_PATH = re.compile(r"^/apis?/(?:[^/]+/)?[^/]+/(?:namespaces/[^/]+/)?(?P<plural>[^/]+)/(?P<name>[^/]+)$")
 
 #: (group, version, kind, plural, namespaced) served by the discovery endpoints.
@@ -61,6 +67,7 @@ RESOURCES = [
     ("rbac.authorization.k8s.io", "v1", "Role", "roles", True),
     ("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", True),
     ("bridgejob.ibm.com", "v1alpha1", "BridgeJob", "bridgejobs", True),
+    ("events.k8s.io", "v1", "Event", "events", True),
 ]
 
 
@@ -93,6 +100,101 @@ def merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = merge_patch(result.get(key), value)
     return result
+
+
+#: What events.k8s.io/v1 validation allows (k8s.io/kubernetes pkg/apis/core/validation/events.go).
+NOTE_LIMIT = 1024
+FIELD_LIMIT = 128
+MICRO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def event_problems(event: Any, namespace: str) -> list[str]:
+    """Why the API server would refuse ``event`` in ``namespace`` (422 Invalid); empty when it would not."""
+    if not isinstance(event, dict):
+        return ["the body is not an object"]
+    problems: list[str] = []
+    metadata = event.get("metadata") or {}
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    if not isinstance(name, str) or len(name) > 253 or not DNS_SUBDOMAIN.match(name):
+        problems.append(f"metadata.name: Invalid value: {name!r}")
+    if isinstance(metadata, dict) and metadata.get("namespace") not in (None, namespace):
+        problems.append("metadata.namespace: does not match the namespace of the request")
+    if event.get("apiVersion") != "events.k8s.io/v1" or event.get("kind") != "Event":
+        problems.append("apiVersion/kind: expected events.k8s.io/v1 Event")
+    if not isinstance(event.get("eventTime"), str) or not MICRO_TIME.match(event["eventTime"]):
+        problems.append("eventTime: Required value (MicroTime)")
+    for key in ("reportingController", "reportingInstance", "action", "reason"):
+        value = event.get(key)
+        if not isinstance(value, str) or not value or len(value) > FIELD_LIMIT:
+            problems.append(f"{key}: Required value, at most {FIELD_LIMIT} characters")
+    if event.get("type") not in ("Normal", "Warning"):
+        problems.append(f"type: Unsupported value: {event.get('type')!r}")
+    note = event.get("note", "")
+    if not isinstance(note, str) or len(note.encode("utf-8")) > NOTE_LIMIT:
+        problems.append(f"note: Too long: may not be more than {NOTE_LIMIT} bytes")
+    regarding = event.get("regarding")
+    if not isinstance(regarding, dict) or regarding.get("namespace") != namespace:
+        problems.append("regarding: must be an object in the event's namespace")
+    series = event.get("series")
+    if series is not None and (
+        not isinstance(series, dict)
+        or not isinstance(series.get("count"), int)
+        or series["count"] < 2
+        or not isinstance(series.get("lastObservedTime"), str)
+        or not MICRO_TIME.match(series["lastObservedTime"])
+    ):
+        problems.append("series.count: must be at least 2, with series.lastObservedTime")
+    return problems
+
+
+class EventStore:
+    """Events as the API server keeps them: created once per name, merge-patched, validated."""
+
+    def __init__(self, next_version: Callable[[], int]) -> None:
+        self.next_version = next_version
+        self.events: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def create(self, ns: str, body: Any) -> tuple[int, Any]:
+        problems = event_problems(body, ns)
+        if problems:
+            return 422, status_body(422, "Invalid", f"Event is invalid: {'; '.join(problems)}")
+        name = body["metadata"]["name"]
+        if (ns, name) in self.events:
+            return 409, status_body(409, "AlreadyExists", f'events.events.k8s.io "{name}" already exists')
+        event = copy.deepcopy(body)
+        event["metadata"] = {**event["metadata"], "namespace": ns, "uid": secrets.token_hex(8)}
+        event["metadata"]["resourceVersion"] = str(self.next_version())
+        self.events[(ns, name)] = event
+        return 201, copy.deepcopy(event)
+
+    def patch(self, ns: str, name: str, content_type: str, body: Any) -> tuple[int, Any]:
+        current = self.events.get((ns, name))
+        if current is None:
+            return 404, status_body(404, "NotFound", f'events.events.k8s.io "{name}" not found')
+        if content_type.split(";")[0].strip() != "application/merge-patch+json":
+            return 415, status_body(415, "UnsupportedMediaType", f"the media type {content_type!r} is not supported")
+        if not isinstance(body, dict):
+            return 400, status_body(400, "BadRequest", "the patch is not a JSON object")
+        updated = merge_patch(current, body)
+        # What the server owns stays the server's.
+        updated["metadata"] = {**current["metadata"]}
+        problems = event_problems(updated, ns)
+        if problems:
+            return 422, status_body(422, "Invalid", f"Event is invalid: {'; '.join(problems)}")
+        if updated != current:
+            updated["metadata"]["resourceVersion"] = str(self.next_version())
+            self.events[(ns, name)] = updated
+        return 200, copy.deepcopy(self.events[(ns, name)])
+
+    def forbidden(self, verb: str, ns: str, user: str) -> dict[str, Any]:
+        """RBAC's answer to a service account without the verb on events."""
+        return status_body(
+            403,
+            "Forbidden",
+            f'events.events.k8s.io is forbidden: User "{user}" cannot {verb} resource "events" '
+            f'in API group "events.k8s.io" in the namespace "{ns}"',
+        )
 
 
 @dataclass
@@ -151,6 +253,8 @@ class FakeKube:
         self._version = 100
         self._faults: list[Fault] = []
         self._holds: list[Hold] = []
+        self._event_faults: list[Fault] = []
+        self.event_store = EventStore(self._next_version)
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -231,6 +335,22 @@ class FakeKube:
         with self._lock:
             self._faults.clear()
             self._holds.clear()
+            self._event_faults.clear()
+
+    def deny_events(self, status: int = 403) -> None:
+        """Every Event write answered 403 (401) as RBAC does, until cleared."""
+        self.fail_events(status, None)
+
+    def fail_events(self, status: int, count: int | None = 1, *, page: Page | None = None) -> None:
+        """The next ``count`` Event writes (None: all, until cleared) answered ``status`` (with ``page``)."""
+        with self._lock:
+            self._event_faults.append(Fault("events", status, count, page))
+
+    def events(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """The Events stored, in the order they were created."""
+        ns = namespace or self.namespace
+        with self._lock:
+            return [copy.deepcopy(e) for (n, _), e in self.event_store.events.items() if n == ns]
 
     def create_configmap(
         self, name: str, data: Mapping[str, str], namespace: str | None = None, *, owner_uid: str | None = None
@@ -294,9 +414,12 @@ class FakeKube:
             return [r for r in self.requests if r.method == method]
 
     # -- internals -------------------------------------------------------------------------
-    def _store(self, ns: str, name: str, obj: dict[str, Any]) -> None:
+    def _next_version(self) -> int:
         self._version += 1
-        obj["metadata"]["resourceVersion"] = str(self._version)
+        return self._version
+
+    def _store(self, ns: str, name: str, obj: dict[str, Any]) -> None:
+        obj["metadata"]["resourceVersion"] = str(self._next_version())
         self._objects[(ns, name)] = obj
 
     def _held_for(self, method: str) -> float:
@@ -351,7 +474,33 @@ class FakeKube:
                     return injected.status, Page(json.dumps(refusal).encode(), "application/json", header)
                 return injected.status, refusal
             return self._configmap(method, match["ns"], match["name"], content_type, body)
+        match = EVENTS_PATH.match(path)
+        if match and method in ("POST", "PATCH"):
+            return self._event(method, match["ns"], match["name"], content_type, body)
         return self._discovery_or_other(method, path)
+
+    def _event(self, method: str, ns: str, name: str | None, content_type: str, body: Any) -> tuple[int, Any]:
+        injected = self._fault_for_events()
+        if injected is not None and injected.page is not None:
+            return injected.status, injected.page
+        if injected is not None:
+            if injected.status == 403:
+                user = f"system:serviceaccount:{self.namespace}:{self.service_account}"
+                return 403, self.event_store.forbidden(_VERBS[method], ns, user)
+            return injected.status, self._refusal(injected.status, "create", ns, "events")
+        if method == "POST" and name is None:
+            return self.event_store.create(ns, body)
+        if method == "PATCH" and name is not None:
+            return self.event_store.patch(ns, name, content_type, body)
+        return 405, status_body(405, "MethodNotAllowed", f"{method} is not supported here")
+
+    def _fault_for_events(self) -> Fault | None:
+        for fault in self._event_faults:
+            if fault.remaining is None or fault.remaining > 0:
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                return fault
+        return None
 
     def _refusal(self, status: int, verb: str, ns: str, name: str) -> dict[str, Any]:
         if status == 401:

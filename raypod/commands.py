@@ -26,6 +26,7 @@ from raypod.contract import ID, assert_never
 from raypod.credentials import RayAuthSources
 from raypod.entrypoint import checked_config
 from raypod.errors import ConfigError, RayApiError, RaypodError, Terminated
+from raypod.events import events_for
 from raypod.exits import (
     EXIT_BAD_INPUT,
     EXIT_CODE_CHOICES,
@@ -110,7 +111,14 @@ def command_run(args: argparse.Namespace) -> int:
         on_poll=metrics.queue.observe,
         pod=PodIdentity.from_environ(os.environ),
     )
-    runner = Runner(ConfigMapJob(target.source), target.sink, options, terminate=terminate, deletion=target.api)
+    runner = Runner(
+        ConfigMapJob(target.source),
+        target.sink,
+        options,
+        terminate=terminate,
+        deletion=target.api,
+        events=events_for(target.api),
+    )
     return leave_report(args, runner.run(), metrics)
 
 

@@ -32,6 +32,8 @@ from raypod.contract import (
 from raypod.credentials import DEFAULT_S3_CREDENTIALS_DIR, RayAuthSources, S3Credentials
 from raypod.entrypoint import submitted_by
 from raypod.errors import ConfigError, NeverRead, RayApiError, RaypodError, Terminated, os_error_text, reportable
+from raypod.events import CLOSE_WAIT as EVENTS_CLOSE_WAIT
+from raypod.events import NULL_EVENTS, EventRecorder, final_reason
 from raypod.exits import ExitCodes
 from raypod.inputs import LocalInputs
 from raypod.jobs import stop_and_wait
@@ -137,8 +139,11 @@ class Runner:
         job_out: TextIO | None = None,
         terminate: threading.Event | None = None,
         deletion: DeletionProbe | None = None,
+        events: EventRecorder = NULL_EVENTS,
     ) -> None:
         self.job = job
+        #: Kubernetes Events on the ConfigMap (raypod.events): best effort, never the outcome.
+        self.events = events
         #: Present in a cluster: on SIGTERM, a deleted BridgeJob takes its Ray job down with it.
         self.deletion = deletion
         self.options = options
@@ -179,6 +184,7 @@ class Runner:
         finally:
             # A late background write is waited for (and repaired), unless the pod is going.
             self.reporter.close(0.0 if self.clock.terminated else CLOSE_WAIT)
+            self.events.close(0.0 if self.clock.terminated else EVENTS_CLOSE_WAIT)
 
     def _run(self) -> RunResult:
         ray: RayJobsClient | None = None
@@ -231,6 +237,7 @@ class Runner:
                 on_attach=self._attached,
                 on_poll=lambda job: self._polled(job, output.live),
                 on_attempt_failed=lambda job, attempt: self._attempt_failed(ray, store, config, output, job, attempt),
+                events=self.events,
             )
             self.reporter.start()
             try:
@@ -362,7 +369,16 @@ class Runner:
             # SIGTERM cut the final write: the pod leaves as terminated (the next pod writes the end),
             # and its record must not claim a final status the ConfigMap does not hold.
             outcome = Outcome.terminated(outcome.submission_id)
+        self._record_final_event(outcome)
         return RunResult(code, outcome, collected, dict(self.reporter.current), self.reporter.not_written)
+
+    def _record_final_event(self, outcome: Outcome) -> None:
+        """The Event of the final status, once it is written (it says what the ConfigMap says)."""
+        if outcome.ending not in (Ending.FINAL, Ending.BAD_INPUT) or outcome.status is None:
+            return
+        if self.reporter.has_pending or self.reporter.not_written:
+            return
+        self.events.record(final_reason(outcome.status, outcome.reason), self.reporter.get(MESSAGE) or outcome.message)
 
 
 class JobOutput:

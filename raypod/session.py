@@ -38,6 +38,7 @@ from raypod.contract import (
     assert_never,
 )
 from raypod.errors import ConfigError, RayApiError, RaypodError, SubmissionRejected, Terminated
+from raypod.events import NULL_EVENTS, EventReasons, EventRecorder
 from raypod.http import Timeouts
 from raypod.jobs import WAIT_POLL, PendingStop, RayJobs
 from raypod.outcome import Outcome, outcome_of_error, recorded_final
@@ -165,6 +166,8 @@ class Watch:
     stopping: Stopping | None = None
     #: The first wait (with its random phase) is behind.
     waited: bool = False
+    #: Ray said RUNNING for this attempt, and the Event said so (once per attempt).
+    running_recorded: bool = False
 
     @property
     def submission_id(self) -> str:
@@ -190,6 +193,7 @@ class JobSession:
         on_attach: Callable[[JobInfo], None] | None = None,
         on_poll: Callable[[JobInfo], None] | None = None,
         on_attempt_failed: Callable[[JobInfo, int], None] | None = None,
+        events: EventRecorder = NULL_EVENTS,
     ) -> None:
         self.config = config
         self.ray = ray
@@ -202,6 +206,8 @@ class JobSession:
         self.on_poll = on_poll
         #: Hears each attempt that failed and is retried, with its number (the runner keeps its log).
         self.on_attempt_failed = on_attempt_failed
+        #: Kubernetes Events on the ConfigMap (best effort; none outside a cluster).
+        self.events = events
 
     # -- the machine -------------------------------------------------------------------------
     def run(self) -> Outcome:
@@ -278,6 +284,7 @@ class JobSession:
             submission_id = attempt.submission_id
             self.reporter.update({ID: submission_id, ATTEMPT: str(attempt.number)})
         log.info("re-attached to Ray job %s (%s)", submission_id, job.status)
+        self.events.record(EventReasons.REATTACHED, f"Re-attached to Ray job {submission_id} ({job.status}).")
         if self.on_attach is not None:
             self.on_attach(job)
         if self.settings.submit_only:
@@ -381,6 +388,7 @@ class JobSession:
                 MESSAGE: f"{what} to {config.resource_url} as {submission_id}.",
             }
         )
+        self.events.record(EventReasons.SUBMITTED, self.reporter.get(MESSAGE))
         attempt = replace(attempt, posted_at=self.clock.monotonic())
         if self.settings.submit_only:
             return Outcome.detached(submission_id)
@@ -407,6 +415,7 @@ class JobSession:
     def _watch_once(self, state: Watch) -> State | Outcome:
         """One poll: kill, Ray's status, the deadline, then the wait until the next poll."""
         submission_id, job, last_answer, stopping = state.submission_id, state.job, state.last_answer, state.stopping
+        running_recorded = state.running_recorded
         if stopping is None and self._kill_requested():
             stopping = self._start_stopping(submission_id, BridgeStatus.KILL, KILL_MESSAGE, Reason.KILLED)
         try:
@@ -431,6 +440,9 @@ class JobSession:
                     return Outcome.final(submission_id, stopping.status, stopping.message, job, reason=stopping.reason)
                 # It ended on its own (before any stop took): Ray's own status is the true one.
                 return self._ended_or_retried(state.attempt, job)
+            if job.status is RayStatus.RUNNING and not running_recorded:
+                self.events.record(EventReasons.RUNNING, f"Ray job {submission_id} is running.")
+                running_recorded = True
             self.reporter.update(
                 {
                     JOB_STATUS: job.status.bridge,
@@ -442,7 +454,9 @@ class JobSession:
             stopping = self._deadline_stop(state.attempt, job)
             if stopping is not None:
                 # Asked at once, in the next step, not after another interval.
-                return replace(state, job=job, last_answer=last_answer, stopping=stopping)
+                return replace(
+                    state, job=job, last_answer=last_answer, stopping=stopping, running_recorded=running_recorded
+                )
         elif self._never_started(stopping, job):
             assert job is not None
             message = (
@@ -453,7 +467,9 @@ class JobSession:
         self.reporter.flush()
         if self.clock.wait(self._next_wait(state, stopping)):
             return Outcome.terminated(submission_id)
-        return replace(state, job=job, last_answer=last_answer, stopping=stopping, waited=True)
+        return replace(
+            state, job=job, last_answer=last_answer, stopping=stopping, waited=True, running_recorded=running_recorded
+        )
 
     def _record_submit_time(self, job: JobInfo) -> None:
         """A job attached to without ``status.submitTime`` (its id written by hand or by KubeRay, or the
@@ -496,6 +512,10 @@ class JobSession:
             # Recorded before the stop: a pod that replaces this one finds the job STOPPED on Ray and
             # must know it was a deadline (kill is in the ConfigMap already).
             self.reporter.update({REASON: reason, MESSAGE: message})
+        if reason == Reason.KILLED:
+            self.events.record(EventReasons.KILL_REQUESTED, f"kill=true: asked Ray to stop job {submission_id}.")
+        else:
+            self.events.record(EventReasons.DEADLINE_EXCEEDED, f"{message} Asked Ray to stop job {submission_id}.")
         request = PendingStop(self.ray, submission_id, self._poll_timeouts())
         return Stopping(status, message, reason, self.clock.monotonic(), request)
 
@@ -586,6 +606,7 @@ class JobSession:
         )
         log.info("%s", message)
         self.reporter.update({JOB_STATUS: BridgeStatus.PENDING, MESSAGE: message})
+        self.events.record(EventReasons.RETRY_SCHEDULED, message)
         return Retry(attempt, job, outcome.message, self.clock.monotonic() - self._since_end(job, delay))
 
     @staticmethod
