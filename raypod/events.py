@@ -314,15 +314,18 @@ class KubeEvents:
 
 class BackgroundEvents:
     """Events written by a daemon thread: ``record`` only queues (the time is taken then), so the
-    poll never waits on the API; ``close`` waits (bounded) for what is queued."""
+    poll never waits on the API; ``close`` waits (bounded) for what is queued, then ends the thread."""
 
     def __init__(self, writer: KubeEvents, *, limit: int = QUEUE_LIMIT) -> None:
         self.writer = writer
-        self._queue: queue.Queue[tuple[str, str, datetime]] = queue.Queue(limit)
+        self._queue: queue.Queue[tuple[str, str, datetime] | None] = queue.Queue(limit)
+        self._closed = False
         self._thread = threading.Thread(target=self._drain, name="raypod-events", daemon=True)
         self._thread.start()
 
     def record(self, reason: str, note: str) -> None:
+        if self._closed:
+            return
         try:
             self._queue.put_nowait((reason, note, self.writer.now()))
         except queue.Full:
@@ -330,21 +333,32 @@ class BackgroundEvents:
 
     def _drain(self) -> None:
         while True:
-            reason, note, at = self._queue.get()
+            item = self._queue.get()
             try:
-                self.writer.write(reason, note, at)
+                if item is not None:
+                    self.writer.write(*item)
             finally:
                 self._queue.task_done()
+            # Closed: what is queued still goes out, then the thread ends (a full queue had no room
+            # for the None that wakes it).
+            if item is None or (self._closed and self._queue.empty()):
+                return
 
     def close(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for the Events queued; the thread ends after the one it writes."""
         deadline = time.monotonic() + timeout
         with self._queue.all_tasks_done:
             while self._queue.unfinished_tasks:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     log.debug("%d Event(s) not written at the end of the run", self._queue.unfinished_tasks)
-                    return
+                    break
                 self._queue.all_tasks_done.wait(left)
+        self._closed = True
+        try:
+            self._queue.put_nowait(None)
+        except queue.Full:
+            pass  # a daemon: it never holds the exit
 
 
 def events_for(api: KubeConfigMap | None, environ: Mapping[str, str] | None = None) -> EventRecorder:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.fake_kube import QUICK, FakeKube, Page
+from devtools.fake_kube import QUICK, FakeKube, Page, Recorded
 from raypod.events import SERIES_FINISHED_AFTER, EventReasons, KubeEvents
 from raypod.kube import KubeConfigMap, ServiceAccount
 from tests.support.cli import raypod
@@ -35,7 +35,7 @@ def configmap(fake_kube: FakeKube) -> KubeConfigMap:
     return api
 
 
-def event_calls(fake: FakeKube, method: str) -> list[object]:
+def event_calls(fake: FakeKube, method: str) -> list[Recorded]:
     return [c for c in fake.calls(method) if c.path.startswith(EVENTS)]
 
 
@@ -77,8 +77,8 @@ def test_repeats_patch_the_series_of_one_event_instead_of_creating_more(
 
     assert len(event_calls(fake_kube, "POST")) == 1
     patches = event_calls(fake_kube, "PATCH")
-    assert [p.content_type for p in patches] == ["application/merge-patch+json"] * 3  # type: ignore[attr-defined]
-    assert [p.body["series"]["count"] for p in patches] == [2, 3, 4]  # type: ignore[attr-defined]
+    assert [p.content_type for p in patches] == ["application/merge-patch+json"] * 3
+    assert [p.body["series"]["count"] for p in patches] == [2, 3, 4]
     [event] = fake_kube.events(NAMESPACE)
     assert event["series"] == {"count": 4, "lastObservedTime": "2026-12-03T12:01:30.123456Z"}
     # kubectl describe shows this as "(x4 over 90s)": the first time stays the Event's own.
@@ -112,7 +112,7 @@ def test_an_event_gone_from_the_api_is_created_again_on_its_next_repeat(
     fake_kube.event_store.events.clear()  # expired: the API server's --event-ttl
     events.record(EventReasons.RUNNING, "Ray job j-1 is running.")
 
-    assert [c.status for c in event_calls(fake_kube, "PATCH")] == [404]  # type: ignore[attr-defined]
+    assert [c.status for c in event_calls(fake_kube, "PATCH")] == [404]
     [event] = fake_kube.events(NAMESPACE)
     assert "series" not in event
 

@@ -16,6 +16,11 @@ Faults, all on the model clock (``tests.support.pod_world.ModelClock``):
 - the ConfigMap deleted, and re-created later by the operator (same controller owner, a new uid,
   the BridgeJob's spec keys only) or by someone else (another owner, or none).
 
+Events (``events.k8s.io/v1``): POST and merge-PATCH in the ConfigMap's namespace, validated and
+stored as the real server does (``devtools.fake_kube.EventStore``: 201, 409 AlreadyExists, 404,
+422), behind the same outages; ``events_denied`` answers them 403 as RBAC does, ``events_broken``
+answers them 500.
+
 It records what a check needs: every request (time, thread, verb, answer), every write that landed
 and on which object, and the ``Retry-After`` each refusal asked for.
 """
@@ -36,12 +41,13 @@ import requests
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
-from devtools.fake_kube import merge_patch, status_body
+from devtools.fake_kube import EventStore, merge_patch, status_body
 from raypod.contract import JOB_STATUS, BridgeStatus
 
 NAMESPACE = "bridge"
 NAME = "train-bridge-cm"
 PATH = f"/api/v1/namespaces/{NAMESPACE}/configmaps/{NAME}"
+EVENTS_PATH = f"/apis/events.k8s.io/v1/namespaces/{NAMESPACE}/events"
 OTHER_OWNER = "9e1d77c0-another-bridgejob"
 
 
@@ -135,6 +141,9 @@ class FakeKubeApi:
     #: PATCHes to take before ``failures_left`` are refused with 503.
     successes_first: int = 0
     failures_left: int = 0
+    #: Event writes answered 403 as RBAC does / 500 (a broken API), from now on.
+    events_denied: bool = False
+    events_broken: bool = False
 
     def __post_init__(self) -> None:
         self.lock = threading.RLock()
@@ -142,6 +151,13 @@ class FakeKubeApi:
         self._thread_numbers = itertools.count(1)
         self._uids = (f"cm-uid-{n}" for n in itertools.count(1))
         self._versions = itertools.count(100)
+        self.event_store = EventStore(lambda: next(self._versions))
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """The Events stored, in the order they were created."""
+        with self.lock:
+            return list(self.event_store.events.values())
 
     # -- the cluster's side ---------------------------------------------------------------------
     def create(self, data: Mapping[str, str], owner: str | None) -> StoredObject:
@@ -233,6 +249,19 @@ class FakeKubeApi:
                 self._change(current, changes)
             return 200, current.as_api()
 
+    def serve_event(self, method: str, path: str, content_type: str, body: Any) -> tuple[int, Any]:
+        with self.lock:
+            if self.events_denied:
+                verb = "create" if method == "POST" else "patch"
+                return 403, self.event_store.forbidden(verb, NAMESPACE, "system:serviceaccount:bridge:bridge-cm-viewer")
+            if self.events_broken:
+                return 500, status_body(500, "InternalError", "etcdserver: request timed out")
+            if method == "POST" and path == EVENTS_PATH:
+                return self.event_store.create(NAMESPACE, body)
+            if method == "PATCH" and path.startswith(EVENTS_PATH + "/"):
+                return self.event_store.patch(NAMESPACE, path.rsplit("/", 1)[1], content_type, body)
+            return 405, status_body(405, "MethodNotAllowed", f"{method} {path} is not supported here")
+
     def record(self, method: str, status: int | None, retry_after: float | None = None, *, proxy: bool = False) -> None:
         with self.lock:
             if not hasattr(self._threads, "number"):
@@ -263,13 +292,18 @@ class KubeFront(BaseAdapter):
         self.clock = clock
         #: The pod has exited: its leftover threads reach nothing.
         self.closed = False
+        #: This pod's Event writes that were sent (answered or not).
+        self.event_requests = 0
 
     def send(  # type: ignore[override]
         self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None, **kwargs: Any
     ) -> requests.Response:
         method = str(request.method)
         path = str(request.path_url).split("?")[0]
-        assert path == PATH, f"the pod called {method} {path}, which the model does not serve"
+        is_event = path.startswith(EVENTS_PATH)
+        assert path == PATH or is_event, f"the pod called {method} {path}, which the model does not serve"
+        if is_event:
+            return self._event(request, method, path, timeout)
         if self.closed:
             raise requests.ConnectionError("the pod has exited")
         read_timeout = _read_timeout(timeout)
@@ -308,6 +342,37 @@ class KubeFront(BaseAdapter):
         status, answer = self.api.serve(method, sent)
         self.api.record(method, status)
         return _response(request, status, json.dumps(answer).encode(), "application/json", headers)
+
+    def _event(self, request: requests.PreparedRequest, method: str, path: str, timeout: Any) -> requests.Response:
+        """An Event write: behind the same outages as the ConfigMap's calls, recorded apart from them."""
+        if self.closed:
+            raise requests.ConnectionError("the pod has exited")
+        self.event_requests += 1
+        start = self.clock.elapsed
+        hung = self.api.hung_until(start)
+        if hung is not None:
+            if hung - start > _read_timeout(timeout):
+                self.clock.advance(_read_timeout(timeout))
+                raise requests.ReadTimeout("Read timed out.")
+            self.clock.advance(hung - start)
+        if self.closed:
+            raise requests.ConnectionError("the pod has exited")
+        outage = self.api.fault_at(self.clock.elapsed)
+        if outage is not None and outage.fault is ApiFault.REFUSED:
+            raise requests.ConnectionError("[Errno 111] Connection refused")
+        if outage is not None and outage.fault in (ApiFault.HTML_200, ApiFault.HTML_404):
+            status = 200 if outage.fault is ApiFault.HTML_200 else 404
+            return _response(request, status, PROXY_PAGE, "text/html", {})
+        if outage is not None and outage.fault is not ApiFault.HUNG:
+            body = json.dumps(status_body(503, "ServiceUnavailable", "please try again later")).encode()
+            return _response(request, 503, body, "application/json", {})
+        try:
+            sent = json.loads(request.body) if request.body else None
+        except ValueError:
+            sent = None
+        content_type = str(request.headers.get("Content-Type", ""))
+        status, answer = self.api.serve_event(method, path, content_type, sent)
+        return _response(request, status, json.dumps(answer).encode(), "application/json", {})
 
     def close(self) -> None:
         return None

@@ -34,6 +34,7 @@ from raypod.config import BridgeConfig, ConfigOverrides
 from raypod.contract import ID
 from raypod.credentials import RayAuthSources
 from raypod.errors import Terminated
+from raypod.events import NULL_EVENTS, BackgroundEvents, EventRecorder, KubeEvents
 from raypod.exits import ExitCodes
 from raypod.http import Timeouts
 from raypod.interrupt import in_flight
@@ -204,8 +205,9 @@ class ModelRunner(Runner):
         clock: ModelClock,
         dashboard: FakeDashboard,
         out: TextIO,
+        events: EventRecorder = NULL_EVENTS,
     ) -> None:
-        super().__init__(job, sink, options, status_out=out, job_out=out, terminate=clock.event)
+        super().__init__(job, sink, options, status_out=out, job_out=out, terminate=clock.event, events=events)
         self.clock = clock  # type: ignore[assignment]
         self.say = timestamped_printer(clock, out)
         self.dashboard = dashboard
@@ -303,6 +305,9 @@ class PodRun:
     gateway_calls: list[GatewayCall] = field(default_factory=list)
     exit_code: int | None = None
     kill_seen: list[tuple[float, bool]] = field(default_factory=list)
+    #: The pod's name (its Events' reportingInstance), and the Event writes it sent.
+    name: str = ""
+    event_requests: int = 0
 
 
 class _Collect(logging.Handler):
@@ -358,12 +363,15 @@ def run_pod(
     uid_before = api.current.uid if api.current is not None else None
     requests_before, landed_before = len(api.requests), len(api.landed)
     start = clock.elapsed
-    runner = ModelRunner(ConfigMapJob(source, overrides), configmap, options, clock, dashboard, out)
     gateway = ModelGateway(GATEWAY_MODES[number % len(GATEWAY_MODES)], api)
     metrics = MetricsAtExit(
         GatewaySettings(GatewayAddress.parse(GATEWAY_URL)), JOB_NAME, NAMESPACE, connect=gateway.connect
     )
     exit_code: int | None = None
+    name = f"train-raypod-{number}"
+    # As raypod.events.events_for makes them in a pod: written aside, on the model's time.
+    events = BackgroundEvents(KubeEvents(configmap, name, now=clock.now))
+    runner = ModelRunner(ConfigMapJob(source, overrides), configmap, options, clock, dashboard, out, events)
     result: RunResult | None = None
     crash: BaseException | None = None
     try:
@@ -406,6 +414,8 @@ def run_pod(
         gateway_mode=gateway.mode,
         gateway_calls=list(gateway.calls),
         exit_code=exit_code,
+        name=name,
+        event_requests=front.event_requests,
     )
 
 
@@ -420,6 +430,7 @@ def short_thread_waits() -> Iterator[None]:
             runner_module, "BackgroundReporter", functools.partial(BackgroundReporter, supersede_after=THREAD_WAIT)
         ),
         mock.patch.object(runner_module, "CLOSE_WAIT", THREAD_WAIT),
+        mock.patch.object(runner_module, "EVENTS_CLOSE_WAIT", THREAD_WAIT),
         mock.patch.object(runner_module, "LAST_FLUSH_WAIT", THREAD_WAIT),
     ):
         yield

@@ -36,7 +36,13 @@ The invariants, after every step, against the fake dashboard's truth:
 - while the API hangs, Ray is still polled every ``updateInterval``;
 - a pod leaves within the grace period (30 s) after SIGTERM;
 - each pod that exits pushes its metrics once, after its final status, and a Pushgateway that fails
-  (500, refused: by the pod's number) changes nothing: the same exit code, the same ConfigMap, one warning.
+  (500, refused: by the pod's number) changes nothing: the same exit code, the same ConfigMap, one warning;
+- Events (``raypod.events``, written to the API in memory; denied by RBAC or failing with 500 by a
+  rule): a denied or failing Event changes nothing above (every invariant holds in every mode); a
+  pod's Event of a final status is the status it wrote (reason and message), and only a pod that
+  wrote a final status has one; repeats are aggregated (never two Events of one pod with the same
+  reason and note); an Event only ever regards this BridgeJob's ConfigMap; a failure is logged once,
+  and a denied pod tries one Event only.
 
 In the unit lane the model runs 200 derandomized examples without shrinking (a failure shows its whole
 sequence); ``make model`` runs thousands and shrinks them (``RAYPOD_MODEL_PROFILE=nightly``,
@@ -58,6 +64,7 @@ from hypothesis import strategies as s
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from raypod.contract import ID, JOB_STATUS, KILL, MESSAGE, REASON, BridgeStatus, Reason
+from raypod.events import EventReasons, final_reason
 from raypod.outcome import Ending
 from raypod.ray_failures import ray_failure
 from raypod.retry import MAX_RETRY_AFTER
@@ -152,6 +159,8 @@ class PodModel(RuleBasedStateMachine):
         #: The ConfigMap was deleted or re-created while no pod ran: what pods recorded in it is gone
         #: (the operator's concern, not raypod's); the model's BridgeJob ends there.
         self.wiped = False
+        #: Each pod's Event mode ("allowed", "denied", "broken"), by its number.
+        self.event_modes: dict[int, str] = {}
 
     def teardown(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -276,6 +285,11 @@ class PodModel(RuleBasedStateMachine):
         self.clock.at(at, delete)
         self.clock.at(at + gap, create)
 
+    @rule(mode=s.sampled_from(["allowed", "denied", "broken"]))
+    def event_writes_are(self, mode: str) -> None:
+        """From now on Events are written, denied (a Role without ``events``: 403), or fail (500)."""
+        self.api.events_denied, self.api.events_broken = mode == "denied", mode == "broken"
+
     @rule(duration=s.integers(1, 900).map(float))
     def time_passes_without_a_pod(self, duration: float) -> None:
         self.clock.advance(duration)
@@ -302,6 +316,9 @@ class PodModel(RuleBasedStateMachine):
         mounted = self.api.as_of(start - lag) if variant == "mounted" else None
         self.dashboard_faulted = self.dashboard_faulted or bool(faults)
         self.pod_running = True
+        self.event_modes[len(self.pods) + 1] = (
+            "denied" if self.api.events_denied else "broken" if self.api.events_broken else "allowed"
+        )
         pod = run_pod(
             len(self.pods) + 1,
             self.clock,
@@ -438,6 +455,38 @@ class PodModel(RuleBasedStateMachine):
         assert f'status="{written}"'.encode() in push.body, (written, push.body)
         warnings = [line for line in pod.logs if line.startswith("WARNING") and "Pushgateway" in line]
         assert len(warnings) == (0 if pod.gateway_mode == "ok" else 1), (pod.gateway_mode, warnings)
+            self._check_events(pod)
+
+    def _check_events(self, pod: PodRun) -> None:
+        mine = [e for e in self.api.events if e["reportingInstance"] == pod.name]
+        said = f"pod {pod.number} ({self.event_modes[pod.number]}): {[(e['reason'], e['note']) for e in mine]}"
+        pairs = [(e["reason"], e["note"]) for e in mine]
+        assert len(pairs) == len(set(pairs)), f"{said}: a repeat was not aggregated"
+        ours = {o.uid for o in self.api.objects if o.owner == BRIDGEJOB_UID}
+        assert all(e["regarding"]["uid"] in ours for e in mine), f"{said}: an Event about another object"
+        warnings = [line for line in pod.logs if line.startswith("WARNING raypod.events")]
+        assert len(warnings) <= 1, f"pod {pod.number} logged Event failures {len(warnings)} times"
+        if self.event_modes[pod.number] == "denied":
+            assert not mine and pod.event_requests <= 1, f"{said}: {pod.event_requests} Event writes though denied"
+        claimed = [e for e in mine if e["reason"] in FINAL_EVENTS]
+        result, written = pod.result, pod.configmap_after
+        assert result is not None
+        status = BridgeStatus.parse(written.get(JOB_STATUS, ""))
+        wrote_final = (
+            result.outcome.ending in (Ending.FINAL, Ending.BAD_INPUT)
+            and status is not None
+            and status.final
+            and pod.result_file is not None
+            and pod.result_file.get("final") is True
+        )
+        if not wrote_final:
+            assert not claimed, f"{said}: an Event of a final status the pod did not write"
+            return
+        assert status is not None
+        expected = final_reason(status, written.get(REASON, ""))
+        for e in mine:
+            if e["reason"] in FINAL_EVENTS or e["note"] == written.get(MESSAGE):
+                assert (e["reason"], e["note"]) == (expected, written.get(MESSAGE)), f"{said}; wrote {status}"
 
     def _replaced_during(self, pod: PodRun) -> bool:
         """The ConfigMap was deleted (and maybe re-created) while the pod ran: raypod may refuse to write."""
@@ -588,6 +637,11 @@ class PodModel(RuleBasedStateMachine):
             for secret in (*SECRETS, KUBE_TOKEN):
                 assert secret not in text, f"pod {pod.number}: a secret in its {where}"
 
+
+#: The Events only the end of a run records (DeadlineExceeded is also the stop's, with its own note).
+FINAL_EVENTS = frozenset(
+    {EventReasons.SUCCEEDED, EventReasons.FAILED, EventReasons.LOST, EventReasons.BAD_INPUT, EventReasons.STOPPED}
+)
 
 PodModel.TestCase.settings = settings.get_profile(PROFILE)
 TestThePodKeepsItsPromisesAcrossRestartsFaultsAndDeadlines = PodModel.TestCase
@@ -811,3 +865,51 @@ def test_a_configmap_someone_else_re_creates_mid_run_is_never_written_and_the_po
     )
     assert machine.api.read() == machine.spec
     assert machine.pods[0].result is not None and machine.pods[0].result.exit_code != 0
+
+
+# -- Events in the model ---------------------------------------------------------------------------
+def events_of(mode: str, *steps: tuple[str, dict[str, Any]]) -> PodModel:
+    return replay(
+        {"retries": 1},
+        ("event_writes_are", {"mode": mode}),
+        ("ray_will_run_the_next_submitted_job_so", {"plan": JobPlan(1.0, 10.0, FAILED)}),
+        ("ray_will_run_the_next_submitted_job_so", {"plan": JobPlan(1.0, 10.0, SUCCEEDED)}),
+        *steps,
+    )
+
+
+def test_a_pods_lifecycle_is_told_in_events_with_repeats_never_created_twice() -> None:
+    machine = events_of("allowed", pod(5.0), pod())
+    first, second = (
+        [(e["reason"], e["note"]) for e in machine.api.events if e["reportingInstance"] == p.name] for p in machine.pods
+    )
+    assert [reason for reason, _ in first] == ["Submitted", "Running"]
+    assert [reason for reason, _ in second] == [
+        "Reattached",
+        "Running",
+        "RetryScheduled",
+        "Submitted",
+        "Running",
+        "Succeeded",
+    ]
+    assert second[-1][1] == machine.api.read()[MESSAGE]
+
+
+def test_denied_or_failing_events_leave_the_outcome_the_status_and_the_exit_code_as_they_are() -> None:
+    def ending(machine: PodModel) -> list[tuple[Any, ...]]:
+        return [
+            (
+                p.result.exit_code,
+                p.result.outcome.status,
+                p.configmap_after.get(JOB_STATUS),
+                p.configmap_after.get(REASON),
+            )
+            for p in machine.pods
+            if p.result is not None
+        ]
+
+    allowed = events_of("allowed", pod(30.0), pod())
+    for mode in ("denied", "broken"):
+        machine = events_of(mode, pod(30.0), pod())
+        assert not machine.api.events
+        assert ending(machine) == ending(allowed), mode
