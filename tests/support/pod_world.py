@@ -378,6 +378,10 @@ def run_pod(
         # What raypod prints itself (the bad-input lines) is output too.
         with fake_time(clock), short_thread_waits(), redirect_stdout(out), redirect_stderr(out):
             result = runner.run()
+            if not clock.event.is_set() and api.hung_until(clock.elapsed) is None:
+                # The pod's CLOSE_WAIT (5 s) lets a write to an API that answers finish; here the
+                # writer thread may just not have had its turn within THREAD_WAIT.
+                events.close(THREAD_TIME_CAP)
             records = argparse.Namespace(termination_log=str(termination), result=result_path)
             exit_code = leave_report(records, result, metrics)
     except BaseException as error:

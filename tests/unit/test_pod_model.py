@@ -883,7 +883,8 @@ def test_a_pods_lifecycle_is_told_in_events_with_repeats_never_created_twice() -
     first, second = (
         [(e["reason"], e["note"]) for e in machine.api.events if e["reportingInstance"] == p.name] for p in machine.pods
     )
-    assert [reason for reason, _ in first] == ["Submitted", "Running"]
+    # SIGTERM: what was still queued is dropped (the pod is going), never written twice.
+    assert [reason for reason, _ in first] in (["Submitted"], ["Submitted", "Running"])
     assert [reason for reason, _ in second] == [
         "Reattached",
         "Running",

@@ -104,9 +104,13 @@ def test_secrets_hold_the_keys_the_operator_checks() -> None:
     assert s3["accesskey"] and s3["secretkey"]
 
 
-def test_role_grants_only_get_and_patch_on_configmaps_to_the_pods_account() -> None:
+def test_role_grants_only_get_and_patch_on_configmaps_and_create_and_patch_on_events_to_the_pods_account() -> None:
     role = one("Role")
-    assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "patch"]}]
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "patch"]},
+        # raypod.events: POST an Event, PATCH its series on a repeat; never get, list, watch or delete.
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    ]
     binding = one("RoleBinding")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
