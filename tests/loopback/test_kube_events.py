@@ -231,3 +231,17 @@ def test_a_denied_event_leaves_the_outcome_and_the_exit_code_as_they_are(
     assert stderr.count("Events are not written in this run") == 1
     # Denied once: no other Event was even tried.
     assert len(event_calls(fake_kube, "POST")) == 1
+
+
+def test_bad_input_in_a_configmap_that_was_read_is_a_badinput_warning_with_the_status_message(
+    fake_kube: FakeKube, dashboard: Dashboard, tmp_path: Path
+) -> None:
+    fake_kube.create_configmap(CM, {"resourceURL": dashboard.server.url, "updateInterval": "soon"}, NAMESPACE)
+    env = {**fake_kube.env(), "JOBNAME": JOB_NAME, "NAMESPACE": NAMESPACE, "POD_NAME": POD}
+    completed = raypod("run", "--credentials", str(tmp_path), env=env, timeout=120)
+
+    data = fake_kube.data(CM, NAMESPACE)
+    assert data["status.reason"] == "BadInput", completed.stderr
+    [event] = fake_kube.events(NAMESPACE)
+    assert (event["type"], event["reason"], event["note"]) == ("Warning", "BadInput", data["status.message"])
+    assert dashboard.posts == 0
