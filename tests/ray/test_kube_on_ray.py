@@ -114,6 +114,10 @@ def test_kill_set_through_the_api_stops_the_running_job(kube_job: KubeJob) -> No
     assert "kill=true" in data["status.message"]
     assert data["kill"] == "true"
     assert ray_job(kube_job.job.services, running["id"])["status"] == "STOPPED"
+    # The story in Events (raypod.events): the real head's RUNNING, the kill, and the final status.
+    events = kube_job.fake.events()
+    assert [e["reason"] for e in events] == ["Submitted", "Running", "KillRequested", "Stopped"]
+    assert events[-1]["note"] == data["status.message"]
 
 
 def test_a_key_the_operator_writes_while_the_job_runs_survives(kube_job: KubeJob) -> None:
