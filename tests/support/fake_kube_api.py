@@ -266,7 +266,9 @@ class FakeKubeApi:
         with self.lock:
             if not hasattr(self._threads, "number"):
                 self._threads.number = next(self._thread_numbers)
-            thread = f"{threading.current_thread().name} #{self._threads.number}"
+            # Each pod is its own process: a new pod's first call owes nothing to an earlier pod's Retry-After.
+            pod = getattr(self.clock, "pod_number", 0)
+            thread = f"{threading.current_thread().name} #{self._threads.number} of pod {pod}"
             self.requests.append(Request(self.clock.elapsed, thread, method, status, retry_after, proxy))
 
 

@@ -437,6 +437,7 @@ class PodModel(RuleBasedStateMachine):
             self._check_final_status_outlives_short_outages(pod)
             self._check_polls_go_on_while_the_api_hangs(pod)
             self._check_metrics_pushed_once_after_the_final_status(pod)
+            self._check_events(pod)
 
     def _check_metrics_pushed_once_after_the_final_status(self, pod: PodRun) -> None:
         if pod.result is None:
@@ -455,7 +456,6 @@ class PodModel(RuleBasedStateMachine):
         assert f'status="{written}"'.encode() in push.body, (written, push.body)
         warnings = [line for line in pod.logs if line.startswith("WARNING") and "Pushgateway" in line]
         assert len(warnings) == (0 if pod.gateway_mode == "ok" else 1), (pod.gateway_mode, warnings)
-            self._check_events(pod)
 
     def _check_events(self, pod: PodRun) -> None:
         mine = [e for e in self.api.events if e["reportingInstance"] == pod.name]
