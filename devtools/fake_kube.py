@@ -36,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,15 @@ RESOURCES = [
     ("bridgejob.ibm.com", "v1alpha1", "BridgeJob", "bridgejobs", True),
     ("events.k8s.io", "v1", "Event", "events", True),
 ]
+
+
+def creation_timestamp(moment: datetime) -> str:
+    """``metadata.creationTimestamp`` as the API server writes it: RFC 3339, whole seconds, UTC."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def status_body(code: int, reason: str, message: str) -> dict[str, Any]:
@@ -239,6 +249,8 @@ class FakeKube:
     namespace: str = "bridge-test"
     service_account: str = "bridge-cm-viewer"
     requests: list[Recorded] = field(default_factory=list)
+    #: The API server's clock: it stamps ``creationTimestamp`` (a test moves it to make an object "later").
+    now: Callable[[], datetime] = utc_now
 
     def __post_init__(self) -> None:
         self.ca = trustme.CA()
@@ -358,7 +370,12 @@ class FakeKube:
         """A new object (a new uid); ``owner_uid``: owned by a BridgeJob, as the operator makes it."""
         ns = namespace or self.namespace
         with self._lock:
-            metadata: dict[str, Any] = {"name": name, "namespace": ns, "uid": secrets.token_hex(8)}
+            metadata: dict[str, Any] = {
+                "name": name,
+                "namespace": ns,
+                "uid": secrets.token_hex(8),
+                "creationTimestamp": creation_timestamp(self.now()),
+            }
             if owner_uid is not None:
                 metadata["ownerReferences"] = [
                     {
@@ -552,7 +569,8 @@ class FakeKube:
         if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
             return 422, status_body(422, "Invalid", "data values must be strings")
         # Fields the server owns stay the server's.
-        updated["metadata"] = {**(updated.get("metadata") or {}), "uid": current["metadata"]["uid"]}
+        owned = {key: current["metadata"][key] for key in ("uid", "creationTimestamp") if key in current["metadata"]}
+        updated["metadata"] = {**(updated.get("metadata") or {}), **owned}
         updated["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         if updated != current:
             self._store(ns, name, updated)

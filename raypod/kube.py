@@ -19,12 +19,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from raypod.clock import format_time
 from raypod.config import kill_requested
 from raypod.contract import CONFIGMAP_SUFFIX, KILL, OWNED_KEYS
 from raypod.credentials import read_secret_file
@@ -46,6 +48,12 @@ STARTUP_READ_BUDGET = 60.0
 #: A PATCH whose ``metadata.uid`` is not the object's: the API server answers 422 (uid is immutable:
 #: a patch has no other precondition); 409 is what a uid precondition answers elsewhere (PUT, DELETE).
 UID_REFUSED = (409, 422)
+#: How far the API server's clock (``creationTimestamp``) may run ahead of the node's (the pod's start)
+#: before a ConfigMap first read is taken for one made after the pod started. Nodes and control plane
+#: keep NTP time (milliseconds apart); 10 s also covers a node whose sync lapsed, and a pod whose process
+#: starts within a second of the ConfigMap. It only has to be shorter than the window the rule guards:
+#: a start-up read delayed by an outage (up to ``STARTUP_READ_BUDGET``) or a re-creation after a delete.
+CREATION_SKEW = 10.0
 
 
 def configmap_name(job_name: str) -> str:
@@ -120,8 +128,11 @@ class KubeConfigMap:
         retry: RetryPolicy = RetryPolicy(),
         timeouts: Timeouts = Timeouts(connect=5.0, read=30.0),
         startup_budget: float = STARTUP_READ_BUDGET,
+        now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ) -> None:
         self.account = account
+        #: The pod's start (made as the process starts): the ConfigMap it was made for is older.
+        self.started = now()
         self.startup_budget = startup_budget
         self.namespace = namespace
         self.name = name
@@ -139,6 +150,8 @@ class KubeConfigMap:
         self._recreated = False
         #: Why the name now holds another object: nothing is read from or written there again.
         self.foreign: str | None = None
+        #: Why the object first read is not taken as this pod's (made after it started): never written.
+        self.unread: str | None = None
         self.path = f"/api/v1/namespaces/{quote(namespace, safe='')}/configmaps/{quote(name, safe='')}"
         # A path, not True: requests never lets REQUESTS_CA_BUNDLE override a per-request path.
         verify: bool | str = str(account.ca_path) if account.ca_path.is_file() else True
@@ -208,6 +221,7 @@ class KubeConfigMap:
                 raise DeploymentError("ConfigMap", str(explained)) from error
             raise
         if first:
+            self._refuse_if_made_after_start(document)
             self.uid, self.identity = object_uid(document), object_identity(document)
             self.owner = controller_uid(document)
         else:
@@ -240,6 +254,20 @@ class KubeConfigMap:
         )
         log.error("%s", self.foreign)
         self._refuse_if_foreign()
+
+    def _refuse_if_made_after_start(self, document: dict[str, Any]) -> None:
+        """The first object read was created after this pod started: not the one the operator made for it
+        (it creates the ConfigMap before the pod), but one re-created under the name since, maybe for
+        another BridgeJob. Taken as not read: no uid, nothing from it, nothing written into it."""
+        late = created_after(document, self.started)
+        if late is None:
+            return
+        self.unread = (
+            f"{self.namespace}/{self.name} {late}: the operator makes a pod's ConfigMap before the pod, so this "
+            "one was made for another BridgeJob (or re-made since); nothing is taken from it or written into it"
+        )
+        log.error("%s", self.unread)
+        raise DeploymentError("ConfigMap", self.unread)
 
     def _refuse_if_foreign(self) -> None:
         # Not an API error: no answer is awaited, and no retry could change the object's owner.
@@ -275,7 +303,8 @@ class KubeConfigMap:
             # still runs on Ray after an earlier pod): writing into it could end the wrong BridgeJob.
             raise NeverRead(
                 "ConfigMap",
-                f"{self.namespace}/{self.name} could not be read at start-up, so nothing is written to it",
+                self.unread
+                or f"{self.namespace}/{self.name} could not be read at start-up, so nothing is written to it",
             )
         retry = self.http.retry.with_deadline(within) if within is not None else None
         data = {**self.recorded, **changes} if self._recreated else dict(changes)
@@ -371,3 +400,32 @@ def _configmap_problem(document: object, written: Mapping[str, str | None]) -> s
     # The API server answers a PATCH with the object as patched.
     missing = sorted(key for key, value in written.items() if value is not None and (data or {}).get(key) != value)
     return f"the ConfigMap it answers lacks the written {', '.join(missing)}" if missing else None
+
+
+def created_after(document: Any, started: datetime, skew: float = CREATION_SKEW) -> str | None:
+    """What says the object was created after ``started`` (more than ``skew`` seconds: the API
+    server's clock is not the node's), or None. A ``creationTimestamp`` that is missing or not a
+    time proves nothing about the object's age: it is no reason to refuse it (the uid and owner
+    checks still hold from the first read on); a ConfigMap is refused only on a time that says so."""
+    metadata = document.get("metadata") if isinstance(document, dict) else None
+    text = metadata.get("creationTimestamp") if isinstance(metadata, dict) else None
+    created = _rfc3339(text)
+    if created is None or created <= started + timedelta(seconds=skew):
+        return None
+    return (
+        f"was created at {format_time(created)}, after this pod started ({format_time(started)}; "
+        f"{skew:g} s allowed for clock skew)"
+    )
+
+
+def _rfc3339(text: Any) -> datetime | None:
+    """An RFC 3339 time with its offset (the API server's ``2006-01-02T15:04:05Z``), else None."""
+    if not isinstance(text, str) or len(text) > 40:
+        return None
+    # fromisoformat reads "Z" only from Python 3.11 on.
+    iso = f"{text[:-1]}+00:00" if text.endswith(("Z", "z")) else text
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None

@@ -34,6 +34,7 @@ import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from http import HTTPStatus
 from typing import Any, Protocol
 
@@ -41,7 +42,7 @@ import requests
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
-from devtools.fake_kube import EventStore, merge_patch, status_body
+from devtools.fake_kube import EventStore, creation_timestamp, merge_patch, status_body
 from raypod.contract import JOB_STATUS, BridgeStatus
 
 NAMESPACE = "bridge"
@@ -55,6 +56,8 @@ class Clock(Protocol):
     elapsed: float
 
     def advance(self, seconds: float) -> None: ...
+
+    def now(self) -> datetime: ...
 
 
 class ApiFault(enum.Enum):
@@ -94,6 +97,8 @@ class StoredObject:
     resource_version: int
     created: float
     deleted: float | None = None
+    #: ``metadata.creationTimestamp``, stamped by the API server's clock (the model's).
+    creation_timestamp: str = ""
 
     def as_api(self) -> dict[str, Any]:
         metadata: dict[str, Any] = {
@@ -101,6 +106,7 @@ class StoredObject:
             "namespace": NAMESPACE,
             "uid": self.uid,
             "resourceVersion": str(self.resource_version),
+            "creationTimestamp": self.creation_timestamp,
         }
         if self.owner is not None:
             metadata["ownerReferences"] = [
@@ -162,7 +168,14 @@ class FakeKubeApi:
     # -- the cluster's side ---------------------------------------------------------------------
     def create(self, data: Mapping[str, str], owner: str | None) -> StoredObject:
         with self.lock:
-            stored = StoredObject(next(self._uids), owner, dict(data), next(self._versions), self.clock.elapsed)
+            stored = StoredObject(
+                next(self._uids),
+                owner,
+                dict(data),
+                next(self._versions),
+                self.clock.elapsed,
+                creation_timestamp=creation_timestamp(self.clock.now()),
+            )
             self.objects.append(stored)
             self.versions.append((self.clock.elapsed, dict(stored.data)))
             return stored

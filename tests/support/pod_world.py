@@ -187,7 +187,8 @@ def pod_configmap(api: FakeKubeApi, clock: ModelClock, workdir: Path) -> tuple[K
     (account / "token").write_text(KUBE_TOKEN)
     (account / "namespace").write_text(NAMESPACE)
     retry = RetryPolicy().interruptible(clock.event)
-    configmap = KubeConfigMap(KUBE_URL, ServiceAccount(account), NAMESPACE, NAME, retry=retry)
+    # The pod's start on the model clock, as a pod's is on its node's.
+    configmap = KubeConfigMap(KUBE_URL, ServiceAccount(account), NAMESPACE, NAME, retry=retry, now=clock.now)
     front = KubeFront(api, clock)
     configmap.http.session.trust_env = False
     configmap.http.session.mount("https://", front)

@@ -914,3 +914,24 @@ def test_denied_or_failing_events_leave_the_outcome_the_status_and_the_exit_code
         machine = events_of(mode, pod(30.0), pod())
         assert not machine.api.events
         assert ending(machine) == ending(allowed), mode
+
+
+def test_a_configmap_first_read_after_someone_else_re_created_it_is_never_taken_for_the_pods_own() -> None:
+    # The nightly find: 429s (Retry-After: 1) from the pod's start; the ConfigMap is deleted then, and
+    # re-created 30 s later by another BridgeJob; the start-up read gets through at 40 s and the first
+    # object it ever sees is the other's: no uid or owner known yet to tell it apart, but it was created
+    # after the pod started, which the operator's own (made before the pod) never is. Through the API and
+    # from the kubelet's copy alike: nothing taken from it, nothing written into it, nothing submitted.
+    for lag in (None, 5.0):
+        machine = replay(
+            {},
+            api_fails(ApiFault.TOO_MANY_REQUESTS, 0.0, 40.0, retry_after=1),
+            re_created(0.0, 30.0, "other"),
+            pod(mounted_lag=lag),
+        )
+        (run,) = machine.pods
+        assert not run.read_at_start and run.id_written is None
+        assert not machine.ray.created_ids()
+        assert run.exit_code == 2  # as for a ConfigMap that cannot be read at start-up
+        said = "was created at 2025-03-04T05:06:37Z, after this pod started (2025-03-04T05:06:07Z"
+        assert said in (run.termination_message or ""), run.termination_message
