@@ -9,7 +9,9 @@
   patched object's uid differs from the stored one, and ``metadata.uid`` is immutable (apiserver
   ``rest.BeforeUpdate`` -> ``ValidateObjectMetaUpdate``), so 422 Invalid; a PATCH carries no other
   precondition (its ``UpdatedObjectInfo`` has no object, hence no ``Preconditions()``).
-- ``delete_configmap`` then ``create_configmap`` re-creates an object under its name with a new uid.
+- ``delete_configmap`` then ``create_configmap`` re-creates an object under its name with a new uid;
+  each object's ``creationTimestamp`` is the server's clock (``now``, a test may move it) as the API
+  server writes it: RFC 3339, whole seconds, UTC, and a write never changes it.
 - ``deny()`` answers 401/403 the way the real server does; ``fail()`` injects transient errors
   (with a ``Retry-After`` header when asked); ``answer_page()`` answers with a page that is not the
   API server's (a proxy's), changing nothing; ``hold()`` keeps requests waiting before they are

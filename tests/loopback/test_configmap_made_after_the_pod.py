@@ -49,7 +49,8 @@ def test_a_configmap_created_after_the_pod_started_is_never_written_and_the_pod_
         # Made under the name while the pod waits: the API server's clock a minute on stands for a
         # re-creation a minute after the pod started (no test waits that minute).
         fake_kube.now = lambda: utc_now() + timedelta(seconds=60)
-        theirs = {"resourceURL": server.url, **BASE_CONFIG}
+        # With the other BridgeJob's id: re-attaching by it would watch, or stop, that BridgeJob's job.
+        theirs = {"resourceURL": server.url, **BASE_CONFIG, "id": "raypod-late-0123456789ab"}
         created = fake_kube.create_configmap(CM, theirs, owner_uid=ANOTHER_BRIDGEJOB)
         fake_kube.clear_faults()
         output, _ = pod.communicate(timeout=RUN_WITHIN)
@@ -64,7 +65,7 @@ def test_a_configmap_created_after_the_pod_started_is_never_written_and_the_pod_
     assert said in output
     assert fake_kube.data(CM) == theirs
     assert not fake_kube.calls("PATCH")
-    assert not server.seen, "nothing reaches Ray"
+    assert not server.seen, "nothing reaches Ray: no submission, no re-attaching by the id found there"
     assert said in termination.read_text()
     document = json.loads(result_file.read_text())
     assert said in str(document["notRecorded"])

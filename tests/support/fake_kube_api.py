@@ -3,7 +3,8 @@
 ``KubeFront`` is a ``requests`` adapter mounted on the real ``raypod.kube.KubeConfigMap``'s session
 (one per pod: a pod that has exited sends nothing more); ``FakeKubeApi`` holds the truth every pod
 shares. It answers GET and merge-PATCH of the one ConfigMap as the API server does: a
-``resourceVersion`` that grows on every change, ``metadata.uid`` and ``ownerReferences``, a patch
+``resourceVersion`` that grows on every change, ``metadata.uid``, ``ownerReferences`` and a
+``creationTimestamp`` from the model clock (RFC 3339, whole seconds, UTC), a patch
 whose ``metadata.uid`` is not the object's refused (422 Invalid as the real server answers a merge
 patch, or 409 Conflict as a uid precondition answers elsewhere: raypod takes both), 404 Status for a
 missing object.
