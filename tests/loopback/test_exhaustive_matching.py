@@ -57,7 +57,7 @@ def test_the_package_as_it_is_passes_the_same_check(tmp_path: Path) -> None:
             "contract.py",
             '    UNKNOWN = "UNKNOWN"\n',
             '    SUSPENDED = "SUSPENDED"\n',
-            {"raypod/contract.py", "raypod/exits.py", "raypod/session.py"},
+            {"raypod/contract.py", "raypod/events.py", "raypod/exits.py", "raypod/session.py"},
         ),
         (
             "ray.py",
