@@ -190,6 +190,10 @@ class Runner:
         ray: RayJobsClient | None = None
         try:
             try:
+                if self.clock.terminated:
+                    # SIGTERM before the start-up read, with no call in flight to cut: a read started
+                    # now (a hung API) would hold the pod past its grace period.
+                    raise Terminated("terminated before the ConfigMap was read")
                 recorded = self.reporter.load()
                 log_attempt_of(recorded)  # a re-attaching pod's lines name the job before any change
                 loaded = load_for_run(self.job, recorded)

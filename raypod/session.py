@@ -214,6 +214,10 @@ class JobSession:
         state: State | Outcome = self.first_state()
         while not isinstance(state, Outcome):
             current = state
+            if self.clock.terminated:
+                # SIGTERM came between calls (none was in flight to cut): a step would start a new
+                # call, bounded only by its own deadline, longer than the grace period.
+                return Outcome.terminated(self.reporter.get(ID))
             try:
                 state = self.step(current)
             except Terminated:

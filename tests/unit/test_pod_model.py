@@ -809,6 +809,36 @@ def test_a_pod_that_cannot_read_the_configmap_never_ends_a_bridgejob_whose_job_r
     )
 
 
+def test_a_pod_that_gets_sigterm_before_its_first_call_never_starts_one_on_a_trickling_dashboard() -> None:
+    # Pods 1 and 2 are terminated while the dashboard trickles (one byte every 3 s); pod 3 gets SIGTERM
+    # as it starts, with no call in flight to cut. Its attach GET, started after SIGTERM, read a
+    # trickled answer for 1284 s: far past the grace period.
+    replay(
+        {
+            "existing": "kuberay id",
+            "existing_plan": JobPlan(None, None, FAILED, COMMAND_ERROR),
+            "uid_refusal": 409,
+            "interval": "10",
+            "retries": 1,
+            "retry_delay": 60,
+            "status_timeout": 60.0,
+        },
+        (
+            "the_dashboard_is_unreachable_for_a_while",
+            {"route": None, "fault": Fault.TRICKLE, "delay": 0.0, "duration": 599.0},
+        ),
+        pod(26.0, ("get", Fault.INGRESS_404), mounted_lag=23.0),
+        pod(167.0, ("get", Fault.GARBLED), ("submit", Fault.TRICKLE), ("get", Fault.RAY_500)),
+        pod(0.0, ("submit", Fault.TRICKLE), ("submit", Fault.TIMEOUT), ("version", Fault.INGRESS_404)),
+    )
+
+
+def test_a_pod_that_gets_sigterm_before_it_reads_the_configmap_never_waits_for_a_hung_api() -> None:
+    # SIGTERM as the pod starts, the API hung: the start-up read, started after SIGTERM, waited its
+    # 30 s read timeout; the kubelet kills the pod first.
+    replay({}, api_fails(ApiFault.HUNG, 0.0, 200.0), pod(0.0))
+
+
 # -- the API's faults the pod already weathers: the invariants hold, and what they rest on happened ---
 def test_ray_is_polled_every_interval_while_the_kubernetes_api_hangs() -> None:
     machine = replay(

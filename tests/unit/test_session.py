@@ -649,6 +649,18 @@ def test_sigterm_while_reattaching_keeps_the_recorded_id_for_the_next_pod() -> N
     assert h.ray.posts == []
 
 
+def test_sigterm_with_no_call_in_flight_starts_no_call_to_ray() -> None:
+    # The signal came between calls (nothing to cut): a call started now is bounded only by its own
+    # deadline, longer than the grace period.
+    h = Harness(recorded={ID: "raypod-train-0123456789ab", JOB_STATUS: BridgeStatus.RUNNING})
+    h.clock.terminate_at(0)
+    outcome = h.run()
+
+    assert outcome == Outcome(Ending.TERMINATED, "raypod-train-0123456789ab")
+    assert h.ray.calls == []
+    assert h.clock.elapsed == 0
+
+
 def test_sigterm_during_the_package_upload_persists_no_id_and_posts_nothing() -> None:
     h = Harness({"jobdata.scriptLocation": "inline", "jobdata.jobScript": INLINE_SCRIPT})
     upload = h.ray.upload_package
