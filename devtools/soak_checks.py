@@ -201,7 +201,11 @@ def false_final_status(evidence: Evidence) -> list[str]:
     if failure is not None and status == "FAILED" and reason == failure.reason:
         attempt = _attempt_of(final_id, re.sub(r"(-r\d+)+$", "", final_id)) or 0
         retries_left = failure.retried and attempt < plan.retries + 1
-        if retries_left and not (_pages_before_submitting(plan) and "resourceURL" in message):
+        # A retry whose submission cannot reach Ray ends with the failed attempt (docs/configmap.md, Retries).
+        unreachable = (_pages_before_submitting(plan) and "resourceURL" in message) or (
+            _outage_past_connect_timeout(plan) and "could not be submitted" in message
+        )
+        if retries_left and not unreachable:
             return [f"{written} after attempt {attempt} of {plan.retries + 1}: retries left"]
         return []
     deadline = reason in ("DeadlineExceeded", "StartDeadlineExceeded")

@@ -254,6 +254,11 @@ def ray_tls_verify(credentials: RayCredentials) -> bool | str:
     return bundle or True
 
 
+#: One try of ``GET /api/version`` (a tiny answer): short, so that one slow or trickled answer
+#: leaves the connect phase (``--connect-timeout``) time to ask again.
+VERSION_TIMEOUTS = Timeouts(connect=5.0, read=10.0, total=10.0)
+
+
 class RayJobsClient:
     """One method per dashboard call raypod makes."""
 
@@ -301,7 +306,7 @@ class RayJobsClient:
 
     # -- cluster ---------------------------------------------------------------
     def version(self, retry: RetryPolicy | None = None) -> dict[str, Any]:
-        answer = self.http.json_answer("GET", "/api/version", retry=retry)
+        answer = self.http.json_answer("GET", "/api/version", retry=retry, timeouts=VERSION_TIMEOUTS)
         if not isinstance(answer.value, dict):
             raise answer.error(f"not a version object but {json_type(answer.value)}")
         return answer.value

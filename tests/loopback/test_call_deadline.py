@@ -140,3 +140,24 @@ def test_an_s3_read_trickled_a_byte_at_a_time_ends_at_its_total_deadline(server:
 
     assert raised.value.transient and "no complete answer within 1 s" in str(raised.value)
     assert 0 < server.sent < len(location) + len(SLOW_JOB)
+
+
+def test_one_trickled_version_answer_leaves_the_connect_phase_time_to_ask_again(server: ScriptedServer) -> None:
+    # The soak's seed 4068: one trickled /api/version held the call past the whole connect budget,
+    # and a retry's submission ended the job with retries left.
+    from raypod.ray import VERSION_TIMEOUTS, RayJobsClient
+    from raypod.retry import RetryPolicy
+
+    server.reset()
+    server.route(
+        "GET",
+        "/api/version",
+        Answer(body=SLOW_JOB, trickle=TRICKLE),
+        Answer(body=b'{"version": "4", "ray_version": "2.60.0"}'),
+    )
+    client = RayJobsClient.connect(server.url, retry=NO_RETRY)
+    connect_budget = RetryPolicy(initial_wait=0.1, max_wait=0.5).with_deadline(VERSION_TIMEOUTS.total * 2.5)
+
+    assert client.version(retry=connect_budget)["ray_version"] == "2.60.0"
+    client.close()
+    assert server.count("GET", "/api/version") == 2
