@@ -77,6 +77,9 @@ class BridgeConfig:
     upload_files: tuple[str, ...] = ()
     kill: bool = False
     submission_id: str | None = None
+    #: The Bridge convention (docs/configmap.md#parameters): the script gets ``--kwargs`` even with no
+    #: parameters, as the operator's scripts parse it. ``submit --script`` sends it only with parameters.
+    always_kwargs: bool = True
     #: Problems set aside because a job was submitted already (see ``parse_config``): such a
     #: config can watch that job, never submit one.
     set_aside: tuple[tuple[str, str], ...] = ()

@@ -182,6 +182,8 @@ def job_from_flags(args: argparse.Namespace, submission_id: str | None = None) -
         parameters=parameters,
         properties=properties,
         submission_id=submission_id,
+        # An ordinary argparse script would fail on a bare --kwargs.
+        always_kwargs=False,
     )
     # What only the whole job shows (a runtime_env field raypod sets itself, say), named by its flag.
     late = submission_problems(config, local)

@@ -169,3 +169,12 @@ def test_submission_id_from_the_configmaps_uid_is_the_same_in_every_pod() -> Non
     assert first == again and first.startswith("raypod-train-") and len(first) == len("raypod-train-") + 12
     assert new_submission_id("train", None, "another-uid") != first
     assert new_submission_id("train") != new_submission_id("train")  # no uid known: random
+
+
+def test_the_bridge_convention_sends_kwargs_even_with_no_parameters() -> None:
+    assert build_entrypoint("code.py", []) == "python code.py --kwargs"
+
+
+def test_without_the_bridge_convention_kwargs_comes_only_with_parameters() -> None:
+    assert build_entrypoint("ap.py", [], always_kwargs=False) == "python ap.py"
+    assert build_entrypoint("ap.py", ["a=1"], always_kwargs=False) == "python ap.py --kwargs a=1"

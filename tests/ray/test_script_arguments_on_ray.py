@@ -1,0 +1,40 @@
+"""``submit --script`` and the script's own command line, on the real Ray head: what reaches the
+script's ``sys.argv``, and the name it runs under."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.support.cli import client_args, raypod
+from tests.support.helpers import Services, ray_job
+
+#: An ordinary argparse script, as a Ray user writes one: it knows nothing of --kwargs.
+ARGPARSE_SCRIPT = """\
+import argparse, json, sys
+parser = argparse.ArgumentParser()
+parser.add_argument("--epochs", type=int, default=1)
+parser.add_argument("--name", default="")
+args = parser.parse_args()
+print("ARGV " + json.dumps(sys.argv[1:]))
+print("FILE " + __file__.rsplit("/", 1)[-1])
+"""
+
+
+def _submitted(services: Services, tmp_path: Path, script: Path, *extra: str) -> tuple[str, list[str]]:
+    completed = raypod("submit", *client_args(services, tmp_path), "--script", str(script), "--wait", *extra)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    lines = completed.stdout.splitlines()
+    return lines[0], [line.removeprefix("[job] ") for line in lines[1:]]
+
+
+def _printed(lines: list[str], label: str) -> str:
+    return next(line.removeprefix(f"{label} ") for line in lines if line.startswith(f"{label} "))
+
+
+def test_an_argparse_script_without_parameters_gets_no_kwargs_and_succeeds(services: Services, tmp_path: Path) -> None:
+    script = tmp_path / "ap.py"
+    script.write_text(ARGPARSE_SCRIPT)
+    submission_id, lines = _submitted(services, tmp_path, script)
+    assert json.loads(_printed(lines, "ARGV")) == []
+    assert "--kwargs" not in ray_job(services, submission_id)["entrypoint"]
