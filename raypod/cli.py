@@ -200,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     flags.add_argument(
         "--param", action="append", default=[], metavar="KEY=VALUE", help="a job parameter (after --kwargs); repeat"
     )
+    flags.add_argument(
+        "script_args",
+        nargs="*",
+        metavar="-- ARG",
+        help="after --: the script's own arguments, passed unchanged (before --kwargs and the --param tokens)",
+    )
     flags.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="an env var of the job; repeat")
     flags.add_argument("--pip", action="append", default=[], metavar="SPEC", help="a pip requirement; repeat")
     flags.add_argument("--properties", metavar="JSON", help="jobproperties, e.g. '{\"entrypoint_num_cpus\": 1}'")
@@ -371,6 +377,11 @@ def _add_client_arguments(parser: argparse.ArgumentParser) -> None:
     _add_common_arguments(parser)
 
 
+def _after_double_dash(argv: list[str], words: list[str]) -> bool:
+    """Whether ``words`` are exactly what follows the first ``--`` of ``argv``."""
+    return "--" in argv and argv[argv.index("--") + 1 :] == words
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -378,6 +389,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["run", *argv]
     args = parser.parse_args(argv)
+    if getattr(args, "script_args", None) and not _after_double_dash(argv, args.script_args):
+        # argparse takes stray words as positionals: only what follows `--` goes to the script.
+        parser.error(f"unrecognized arguments: {' '.join(args.script_args)} (the script's own go after --)")
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT

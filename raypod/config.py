@@ -80,6 +80,8 @@ class BridgeConfig:
     #: The Bridge convention (docs/configmap.md#parameters): the script gets ``--kwargs`` even with no
     #: parameters, as the operator's scripts parse it. ``submit --script`` sends it only with parameters.
     always_kwargs: bool = True
+    #: ``submit --script FILE -- ARGS``: the script's own arguments, passed unchanged before ``--kwargs``.
+    script_args: tuple[str, ...] = ()
     #: Problems set aside because a job was submitted already (see ``parse_config``): such a
     #: config can watch that job, never submit one.
     set_aside: tuple[tuple[str, str], ...] = ()

@@ -82,9 +82,13 @@ def build_entrypoint(
     python: str = "python",
     *,
     always_kwargs: bool = True,
+    args: Sequence[str] = (),
 ) -> str:
-    """``[cd <folder> &&] python <script> --kwargs k=v ...`` with every word shell-quoted (Ray runs
-    the entrypoint with ``sh -c``).
+    """``[cd <folder> &&] python <script> [args...] --kwargs k=v ...`` with every word shell-quoted
+    (Ray runs the entrypoint with ``sh -c``).
+
+    ``args`` (``submit --script ... -- ARGS``) come before ``--kwargs``, whose ``nargs='*'`` would
+    otherwise swallow the positional ones among them.
 
     ``folder`` is where the package put the script and its files, so the script finds
     them next to itself and in its working directory. ``always_kwargs`` is the Bridge convention:
@@ -92,7 +96,7 @@ def build_entrypoint(
     comes only with tokens, so an ordinary argparse script runs unchanged.
     """
     kwargs = ["--kwargs", *tokens] if tokens or always_kwargs else []
-    command = " ".join([python, *(shlex.quote(word) for word in [script, *kwargs])])
+    command = " ".join([python, *(shlex.quote(word) for word in [script, *args, *kwargs])])
     return f"cd {shlex.quote(folder)} && {command}" if folder else command
 
 
@@ -219,7 +223,11 @@ def plan_submission(
     return build_submission(
         submission_id=submission_id,
         entrypoint=build_entrypoint(
-            inputs.script, tokens, inputs.folder if working_dir else None, always_kwargs=config.always_kwargs
+            inputs.script,
+            tokens,
+            inputs.folder if working_dir else None,
+            always_kwargs=config.always_kwargs,
+            args=config.script_args,
         ),
         runtime_env=build_runtime_env(
             working_dir.uri if working_dir else None,

@@ -118,6 +118,7 @@ def submit_job(args: argparse.Namespace) -> tuple[JobSource, LocalInputs]:
             (EXCLUDE_FLAG, args.exclude),
             (WHEEL_FLAG, args.wheel),
             ("--properties", args.properties),
+            ("-- ARGS", args.script_args),
         )
         if value
     ]
@@ -184,6 +185,7 @@ def job_from_flags(args: argparse.Namespace, submission_id: str | None = None) -
         submission_id=submission_id,
         # An ordinary argparse script would fail on a bare --kwargs.
         always_kwargs=False,
+        script_args=tuple(args.script_args),
     )
     # What only the whole job shows (a runtime_env field raypod sets itself, say), named by its flag.
     late = submission_problems(config, local)

@@ -38,3 +38,23 @@ def test_an_argparse_script_without_parameters_gets_no_kwargs_and_succeeds(servi
     submission_id, lines = _submitted(services, tmp_path, script)
     assert json.loads(_printed(lines, "ARGV")) == []
     assert "--kwargs" not in ray_job(services, submission_id)["entrypoint"]
+
+
+def test_the_arguments_after_double_dash_reach_the_scripts_argv_exactly(services: Services, tmp_path: Path) -> None:
+    script = tmp_path / "ap.py"
+    script.write_text(ARGPARSE_SCRIPT)
+    arguments = ["--epochs", "3", "--name", "a b; rm -rf x", "--name", "$HOME 'q' \"d\" `id`"]
+    submission_id, lines = _submitted(services, tmp_path, script, "--", *arguments)
+    assert json.loads(_printed(lines, "ARGV")) == arguments
+    assert ray_job(services, submission_id)["status"] == "SUCCEEDED"
+
+
+def test_a_stray_word_before_double_dash_is_refused_and_nothing_is_submitted(
+    services: Services, tmp_path: Path
+) -> None:
+    script = tmp_path / "ap.py"
+    script.write_text(ARGPARSE_SCRIPT)
+    completed = raypod("submit", *client_args(services, tmp_path), "--script", str(script), "stray")
+    assert completed.returncode == 2
+    assert "unrecognized arguments: stray" in completed.stderr
+    assert completed.stdout == ""

@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from raypod.clock import format_ray_time, format_time, parse_time
 from raypod.config import S3Settings
@@ -178,3 +180,19 @@ def test_the_bridge_convention_sends_kwargs_even_with_no_parameters() -> None:
 def test_without_the_bridge_convention_kwargs_comes_only_with_parameters() -> None:
     assert build_entrypoint("ap.py", [], always_kwargs=False) == "python ap.py"
     assert build_entrypoint("ap.py", ["a=1"], always_kwargs=False) == "python ap.py --kwargs a=1"
+
+
+def test_the_scripts_own_arguments_come_before_kwargs_and_the_parameters() -> None:
+    entrypoint = build_entrypoint("ap.py", ["a=1"], "raypod_job", always_kwargs=False, args=["data.csv", "-n", "3"])
+    assert entrypoint == "cd raypod_job && python ap.py data.csv -n 3 --kwargs a=1"
+
+
+#: Any text the shell can carry in one word: no NUL, which no argv can hold.
+SHELL_TEXT = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)))
+
+
+@given(args=st.lists(SHELL_TEXT, max_size=8), tokens=st.lists(SHELL_TEXT, max_size=4))
+def test_any_argument_list_reaches_the_script_unchanged_through_the_shell(args: list[str], tokens: list[str]) -> None:
+    entrypoint = build_entrypoint("ap.py", tokens, always_kwargs=False, args=args)
+    kwargs = ["--kwargs", *tokens] if tokens else []
+    assert shlex.split(entrypoint) == ["python", "ap.py", *args, *kwargs]
