@@ -19,7 +19,7 @@ from raypod.contract import JOB_PARAMETERS, JOB_PROPERTIES, JOB_SCRIPT, RESOURCE
 from raypod.entrypoint import submission_problems
 from raypod.errors import ConfigError, Problems
 from raypod.inputs import WHEEL_FLAG, LocalInputs
-from raypod.jobdata import Metadata, checked_parameters, parse_env, parse_pip
+from raypod.jobdata import INLINE_SCRIPT_NAME, Metadata, checked_parameters, inline_script_name, parse_env, parse_pip
 from raypod.properties import JobProperties, parse_job_properties
 from raypod.source import ConfigMapJob, JobSource, open_source
 from raypod.wheels import wheel_name_problems
@@ -141,7 +141,7 @@ def job_from_flags(args: argparse.Namespace, submission_id: str | None = None) -
         local = local_inputs(args)
     except ConfigError as error:
         problems.take(error)
-    script_location, script = "inline", ""
+    script_location, script, inline_name = "inline", "", INLINE_SCRIPT_NAME
     path: Path = args.script
     try:
         if args.working_dir is not None:
@@ -149,6 +149,7 @@ def job_from_flags(args: argparse.Namespace, submission_id: str | None = None) -
             script_location, script = "remote", script_in_working_dir(path, args.working_dir)
         else:
             script = path.read_text(encoding="utf-8")
+            inline_name = inline_script_name(path.name)
             if not script.strip():
                 problems.add("--script", f"{path} is empty")
     except (OSError, UnicodeDecodeError) as error:
@@ -186,6 +187,7 @@ def job_from_flags(args: argparse.Namespace, submission_id: str | None = None) -
         # An ordinary argparse script would fail on a bare --kwargs.
         always_kwargs=False,
         script_args=tuple(args.script_args),
+        inline_name=inline_name,
     )
     # What only the whole job shows (a runtime_env field raypod sets itself, say), named by its flag.
     late = submission_problems(config, local)

@@ -37,6 +37,7 @@ def test_an_argparse_script_without_parameters_gets_no_kwargs_and_succeeds(servi
     script.write_text(ARGPARSE_SCRIPT)
     submission_id, lines = _submitted(services, tmp_path, script)
     assert json.loads(_printed(lines, "ARGV")) == []
+    assert _printed(lines, "FILE") == "ap.py"
     assert "--kwargs" not in ray_job(services, submission_id)["entrypoint"]
 
 
@@ -58,3 +59,21 @@ def test_a_stray_word_before_double_dash_is_refused_and_nothing_is_submitted(
     assert completed.returncode == 2
     assert "unrecognized arguments: stray" in completed.stderr
     assert completed.stdout == ""
+
+
+def test_a_traceback_in_rays_log_names_the_users_own_script(services: Services, tmp_path: Path) -> None:
+    script = tmp_path / "my_train.py"
+    script.write_text("def step():\n    raise ValueError('boom')\n\nstep()\n")
+    completed = raypod("submit", *client_args(services, tmp_path), "--script", str(script), "--wait")
+    assert completed.returncode == 1, completed.stdout + completed.stderr
+    submission_id = completed.stdout.splitlines()[0]
+    log = raypod("logs", submission_id, *client_args(services, tmp_path))
+    assert 'my_train.py", line 2, in step' in log.stdout
+    assert "python my_train.py" in ray_job(services, submission_id)["entrypoint"]
+
+
+def test_a_script_whose_name_the_shell_would_read_runs_as_script_py(services: Services, tmp_path: Path) -> None:
+    script = tmp_path / "my job;x.py"
+    script.write_text(ARGPARSE_SCRIPT)
+    _, lines = _submitted(services, tmp_path, script)
+    assert _printed(lines, "FILE") == "script.py"

@@ -24,7 +24,7 @@ from raypod.entrypoint import (
 )
 from raypod.errors import ConfigError
 from raypod.exits import for_status
-from raypod.jobdata import Metadata
+from raypod.jobdata import INLINE_SCRIPT_NAME, Metadata, inline_script_name
 from raypod.package import build_package
 from raypod.properties import JobProperties
 from raypod.ray import RayStatus
@@ -196,3 +196,19 @@ def test_any_argument_list_reaches_the_script_unchanged_through_the_shell(args: 
     entrypoint = build_entrypoint("ap.py", tokens, always_kwargs=False, args=args)
     kwargs = ["--kwargs", *tokens] if tokens else []
     assert shlex.split(entrypoint) == ["python", "ap.py", *args, *kwargs]
+
+
+@pytest.mark.parametrize("name", ["train.py", "ap_2.py", "My-Job.v2.py", "_x.py"])
+def test_a_local_script_keeps_its_plain_file_name_on_ray(name: str) -> None:
+    assert inline_script_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name", ["my job.py", "-x.py", ".hidden.py", "a;b.py", "train", "train.pyc", "é.py", "$x.py", "a" * 101 + ".py"]
+)
+def test_a_local_script_whose_name_is_not_plain_runs_as_script_py(name: str) -> None:
+    assert inline_script_name(name) == INLINE_SCRIPT_NAME
+
+
+def test_a_local_script_named_like_a_module_ray_imports_keeps_the_job_prefix() -> None:
+    assert inline_script_name("code.py") == "job_code.py"
