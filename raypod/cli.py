@@ -232,6 +232,31 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="a local .whl the job imports, installed by Ray with no package index (runtime_env.py_modules); repeat",
     )
+    ray_flags = submit.add_argument_group(
+        "with --script, as `ray job submit` (each sets the jobproperties key of its name; not with the same key "
+        "in --properties)"
+    )
+    ray_flags.add_argument(
+        "--submission-id",
+        # Not `submission_id`: that is the other commands' positional, checked as such by dispatch.
+        dest="new_submission_id",
+        metavar="ID",
+        help="the job's id (default: raypod-<job name>-<12 hex>); a job Ray already has under it is attached to",
+    )
+    ray_flags.add_argument("--runtime-env-json", metavar="JSON", help='runtime_env fields, e.g. \'{"conda": "x"}\'')
+    ray_flags.add_argument(
+        "--runtime-env", type=Path, metavar="FILE", help="runtime_env fields from a YAML or JSON file"
+    )
+    ray_flags.add_argument("--metadata-json", metavar="JSON", help="the job's metadata, a JSON object of strings")
+    ray_flags.add_argument("--entrypoint-num-cpus", metavar="N", help="CPUs reserved for the driver")
+    ray_flags.add_argument("--entrypoint-num-gpus", metavar="N", help="GPUs reserved for the driver")
+    ray_flags.add_argument("--entrypoint-memory", metavar="BYTES", help="memory reserved for the driver")
+    ray_flags.add_argument(
+        "--entrypoint-resources", metavar="JSON", help="custom resources for the driver, e.g. '{\"tpu\": 1}'"
+    )
+    ray_flags.add_argument(
+        "--entrypoint-label-selector", metavar="JSON", help="node labels the driver must run on, name to value"
+    )
     submit.add_argument("--wait", action="store_true", help="follow the job to its end; exit 0/1/2 like run")
     submit.add_argument(
         "--stop-on-interrupt",
