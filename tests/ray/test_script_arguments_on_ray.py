@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests.support.cli import client_args, raypod
-from tests.support.helpers import Services, ray_job, supervisor_actor, unique
+from tests.support.helpers import Services, ray_job, ray_jobs, supervisor_actor, unique
 
 #: An ordinary argparse script, as a Ray user writes one: it knows nothing of --kwargs.
 ARGPARSE_SCRIPT = """\
@@ -165,3 +165,17 @@ def test_a_ray_flag_in_conflict_or_bad_exits_2_and_submits_nothing(
     assert said in completed.stderr
     assert completed.stdout == ""
     assert requests.get(f"{services.ray_address}/api/jobs/{chosen}", timeout=30).status_code == 404
+
+
+def test_a_second_submit_with_the_same_submission_id_attaches_and_submits_nothing_new(
+    services: Services, tmp_path: Path
+) -> None:
+    script = tmp_path / "ap.py"
+    script.write_text(ARGPARSE_SCRIPT)
+    chosen = unique("once")
+    first, _ = _submitted(services, tmp_path, script, "--submission-id", chosen)
+    again = raypod("submit", *client_args(services, tmp_path), "--script", str(script), "--submission-id", chosen)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.splitlines() == [chosen] == [first]
+    assert f"Ray job {chosen} was submitted already" in again.stderr
+    assert [job["submission_id"] for job in ray_jobs(services)].count(chosen) == 1
