@@ -200,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     flags.add_argument(
         "--param", action="append", default=[], metavar="KEY=VALUE", help="a job parameter (after --kwargs); repeat"
     )
+    flags.add_argument(
+        "script_args",
+        nargs="*",
+        metavar="-- ARG",
+        help="after --: the script's own arguments, passed unchanged (before --kwargs and the --param tokens)",
+    )
     flags.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="an env var of the job; repeat")
     flags.add_argument("--pip", action="append", default=[], metavar="SPEC", help="a pip requirement; repeat")
     flags.add_argument("--properties", metavar="JSON", help="jobproperties, e.g. '{\"entrypoint_num_cpus\": 1}'")
@@ -225,6 +231,31 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="FILE",
         help="a local .whl the job imports, installed by Ray with no package index (runtime_env.py_modules); repeat",
+    )
+    ray_flags = submit.add_argument_group(
+        "with --script, as `ray job submit` (each sets the jobproperties key of its name; not with the same key "
+        "in --properties)"
+    )
+    ray_flags.add_argument(
+        "--submission-id",
+        # Not `submission_id`: that is the other commands' positional, checked as such by dispatch.
+        dest="new_submission_id",
+        metavar="ID",
+        help="the job's id (default: raypod-<job name>-<12 hex>); a job Ray already has under it is attached to",
+    )
+    ray_flags.add_argument("--runtime-env-json", metavar="JSON", help='runtime_env fields, e.g. \'{"conda": "x"}\'')
+    ray_flags.add_argument(
+        "--runtime-env", type=Path, metavar="FILE", help="runtime_env fields from a YAML or JSON file"
+    )
+    ray_flags.add_argument("--metadata-json", metavar="JSON", help="the job's metadata, a JSON object of strings")
+    ray_flags.add_argument("--entrypoint-num-cpus", metavar="N", help="CPUs reserved for the driver")
+    ray_flags.add_argument("--entrypoint-num-gpus", metavar="N", help="GPUs reserved for the driver")
+    ray_flags.add_argument("--entrypoint-memory", metavar="BYTES", help="memory reserved for the driver")
+    ray_flags.add_argument(
+        "--entrypoint-resources", metavar="JSON", help="custom resources for the driver, e.g. '{\"tpu\": 1}'"
+    )
+    ray_flags.add_argument(
+        "--entrypoint-label-selector", metavar="JSON", help="node labels the driver must run on, name to value"
     )
     submit.add_argument("--wait", action="store_true", help="follow the job to its end; exit 0/1/2 like run")
     submit.add_argument(
@@ -371,6 +402,11 @@ def _add_client_arguments(parser: argparse.ArgumentParser) -> None:
     _add_common_arguments(parser)
 
 
+def _after_double_dash(argv: list[str], words: list[str]) -> bool:
+    """Whether ``words`` are exactly what follows the first ``--`` of ``argv``."""
+    return "--" in argv and argv[argv.index("--") + 1 :] == words
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -378,6 +414,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["run", *argv]
     args = parser.parse_args(argv)
+    if getattr(args, "script_args", None) and not _after_double_dash(argv, args.script_args):
+        # argparse takes stray words as positionals: only what follows `--` goes to the script.
+        parser.error(f"unrecognized arguments: {' '.join(args.script_args)} (the script's own go after --)")
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT

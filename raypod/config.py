@@ -39,6 +39,7 @@ from raypod.contract import (
 from raypod.errors import ConfigError, Problems
 from raypod.jobdata import (
     EXTRA_LOCATIONS,
+    INLINE_SCRIPT_NAME,
     SCRIPT_LOCATIONS,
     Metadata,
     S3Location,
@@ -77,6 +78,14 @@ class BridgeConfig:
     upload_files: tuple[str, ...] = ()
     kill: bool = False
     submission_id: str | None = None
+    #: The Bridge convention (docs/configmap.md#parameters): the script gets ``--kwargs`` even with no
+    #: parameters, as the operator's scripts parse it. ``submit --script`` sends it only with parameters.
+    always_kwargs: bool = True
+    #: ``submit --script FILE -- ARGS``: the script's own arguments, passed unchanged before ``--kwargs``.
+    script_args: tuple[str, ...] = ()
+    #: What an inline script is called in the job's package: ``submit --script`` keeps the file's name
+    #: (``inline_script_name``); a ConfigMap's script has none.
+    inline_name: str = INLINE_SCRIPT_NAME
     #: Problems set aside because a job was submitted already (see ``parse_config``): such a
     #: config can watch that job, never submit one.
     set_aside: tuple[tuple[str, str], ...] = ()
@@ -87,7 +96,7 @@ class BridgeConfig:
     @property
     def script_name(self) -> str:
         """The script's file name in the job's working directory (or its remote path)."""
-        return packaged_script_name(self.script_location, self.script) or str(self.script)
+        return packaged_script_name(self.script_location, self.script, self.inline_name) or str(self.script)
 
 
 @dataclass(frozen=True)

@@ -75,13 +75,28 @@ def kwargs_tokens(params: Mapping[str, str], *, s3: S3Settings | None, bucket: s
     return tokens
 
 
-def build_entrypoint(script: str, tokens: Sequence[str], folder: str | None = None, python: str = "python") -> str:
-    """``[cd <folder> &&] python <script> --kwargs k=v ...`` with every word shell-quoted.
+def build_entrypoint(
+    script: str,
+    tokens: Sequence[str],
+    folder: str | None = None,
+    python: str = "python",
+    *,
+    always_kwargs: bool = True,
+    args: Sequence[str] = (),
+) -> str:
+    """``[cd <folder> &&] python <script> [args...] --kwargs k=v ...`` with every word shell-quoted
+    (Ray runs the entrypoint with ``sh -c``).
+
+    ``args`` (``submit --script ... -- ARGS``) come before ``--kwargs``, whose ``nargs='*'`` would
+    otherwise swallow the positional ones among them.
 
     ``folder`` is where the package put the script and its files, so the script finds
-    them next to itself and in its working directory.
+    them next to itself and in its working directory. ``always_kwargs`` is the Bridge convention:
+    ``--kwargs`` even with no tokens, as the operator's scripts parse it; without it, ``--kwargs``
+    comes only with tokens, so an ordinary argparse script runs unchanged.
     """
-    command = " ".join([python, shlex.quote(script), "--kwargs", *(shlex.quote(token) for token in tokens)])
+    kwargs = ["--kwargs", *tokens] if tokens or always_kwargs else []
+    command = " ".join([python, *(shlex.quote(word) for word in [script, *args, *kwargs])])
     return f"cd {shlex.quote(folder)} && {command}" if folder else command
 
 
@@ -207,7 +222,13 @@ def plan_submission(
     working_dir = packages.working_dir
     return build_submission(
         submission_id=submission_id,
-        entrypoint=build_entrypoint(inputs.script, tokens, inputs.folder if working_dir else None),
+        entrypoint=build_entrypoint(
+            inputs.script,
+            tokens,
+            inputs.folder if working_dir else None,
+            always_kwargs=config.always_kwargs,
+            args=config.script_args,
+        ),
         runtime_env=build_runtime_env(
             working_dir.uri if working_dir else None,
             inputs.metadata,

@@ -9,18 +9,29 @@ address from the flags and the environment.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from raypod.config import BridgeConfig, ConfigOverrides, checked_submission_id, parse_resource_url
 from raypod.contract import JOB_PARAMETERS, JOB_PROPERTIES, JOB_SCRIPT, RESOURCE_URL, SCRIPT_METADATA
 from raypod.entrypoint import submission_problems
 from raypod.errors import ConfigError, Problems
 from raypod.inputs import WHEEL_FLAG, LocalInputs
-from raypod.jobdata import Metadata, checked_parameters, parse_env, parse_pip
-from raypod.properties import JobProperties, parse_job_properties
+from raypod.jobdata import (
+    INLINE_SCRIPT_NAME,
+    Metadata,
+    checked_parameters,
+    inline_script_name,
+    parse_env,
+    parse_json_object,
+    parse_pip,
+)
+from raypod.properties import ROWS, JobProperties, parse_job_properties
 from raypod.source import ConfigMapJob, JobSource, open_source
 from raypod.wheels import wheel_name_problems
 from raypod.workdir import EXCLUDE_FLAG, WORKING_DIR_FLAG, script_in_working_dir
@@ -30,6 +41,8 @@ from raypod.workdir import EXCLUDE_FLAG, WORKING_DIR_FLAG, script_in_working_dir
 ADDRESS_VARIABLES = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS", "RAY_DASHBOARD_ADDRESS")
 #: Set by KubeRay in its submitter pod: the id the job must have.
 KUBERAY_SUBMISSION_ID = "RAY_JOB_SUBMISSION_ID"
+#: ``ray job submit --runtime-env FILE``: a YAML (or JSON) file.
+RUNTIME_ENV_FILE_FLAG = "--runtime-env"
 #: How often ``submit --script --wait`` polls unless ``--interval`` says otherwise.
 SUBMIT_INTERVAL = 2.0
 #: Where a problem found at submission time (with the ConfigMap's key) comes from on the command line.
@@ -37,7 +50,7 @@ _FLAG_OF_KEY = {
     JOB_SCRIPT: "--script",
     JOB_PARAMETERS: "--param",
     SCRIPT_METADATA: "--env/--pip",
-    JOB_PROPERTIES: "--properties",
+    JOB_PROPERTIES: "--properties/--runtime-env-json/--runtime-env/--metadata-json",
 }
 
 
@@ -118,6 +131,9 @@ def submit_job(args: argparse.Namespace) -> tuple[JobSource, LocalInputs]:
             (EXCLUDE_FLAG, args.exclude),
             (WHEEL_FLAG, args.wheel),
             ("--properties", args.properties),
+            ("-- ARGS", args.script_args),
+            ("--submission-id", args.new_submission_id),
+            *((flag, getattr(args, flag.lstrip("-").replace("-", "_"))) for flag in RAY_FLAGS),
         )
         if value
     ]
@@ -140,7 +156,7 @@ def job_from_flags(args: argparse.Namespace, submission_id: str | None = None) -
         local = local_inputs(args)
     except ConfigError as error:
         problems.take(error)
-    script_location, script = "inline", ""
+    script_location, script, inline_name = "inline", "", INLINE_SCRIPT_NAME
     path: Path = args.script
     try:
         if args.working_dir is not None:
@@ -148,6 +164,7 @@ def job_from_flags(args: argparse.Namespace, submission_id: str | None = None) -
             script_location, script = "remote", script_in_working_dir(path, args.working_dir)
         else:
             script = path.read_text(encoding="utf-8")
+            inline_name = inline_script_name(path.name)
             if not script.strip():
                 problems.add("--script", f"{path} is empty")
     except (OSError, UnicodeDecodeError) as error:
@@ -164,7 +181,11 @@ def job_from_flags(args: argparse.Namespace, submission_id: str | None = None) -
     except ConfigError as error:
         problems.take(error)
     try:
-        properties = parse_job_properties(args.properties or "", "--properties")
+        properties = with_ray_flags(parse_job_properties(args.properties or "", "--properties"), args)
+    except ConfigError as error:
+        problems.take(error)
+    try:
+        submission_id = chosen_submission_id(args, submission_id, properties)
     except ConfigError as error:
         problems.take(error)
     resource_url = ""
@@ -182,12 +203,114 @@ def job_from_flags(args: argparse.Namespace, submission_id: str | None = None) -
         parameters=parameters,
         properties=properties,
         submission_id=submission_id,
+        # An ordinary argparse script would fail on a bare --kwargs.
+        always_kwargs=False,
+        script_args=tuple(args.script_args),
+        inline_name=inline_name,
     )
     # What only the whole job shows (a runtime_env field raypod sets itself, say), named by its flag.
     late = submission_problems(config, local)
     if late:
         raise ConfigError([(_FLAG_OF_KEY.get(key, key), problem) for key, problem in late])
     return config, local
+
+
+# -- Ray's own flags ----------------------------------------------------------------------------
+#: ``ray job submit``'s flags, each the ``jobproperties`` key it sets: one table, one check per key.
+RAY_FLAGS = {
+    "--runtime-env-json": "runtime_env",
+    RUNTIME_ENV_FILE_FLAG: "runtime_env",
+    "--metadata-json": "metadata",
+    "--entrypoint-num-cpus": "entrypoint_num_cpus",
+    "--entrypoint-num-gpus": "entrypoint_num_gpus",
+    "--entrypoint-memory": "entrypoint_memory",
+    "--entrypoint-resources": "entrypoint_resources",
+    "--entrypoint-label-selector": "entrypoint_label_selector",
+}
+
+
+def ray_flag_values(args: argparse.Namespace) -> dict[str, tuple[str, Any]]:
+    """Each Ray flag given: its jobproperties key -> (the flag, its value as JSON would hold it)."""
+    values: dict[str, tuple[str, Any]] = {}
+    problems = Problems()
+    for flag, key in RAY_FLAGS.items():
+        text = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if text is None:
+            continue
+        if key in values:
+            problems.add(f"{values[key][0]}, {flag}", f"both set {key}; give one")
+            continue
+        try:
+            values[key] = (flag, _flag_value(flag, text))
+        except ConfigError as error:
+            problems.take(error)
+    problems.raise_if_any()
+    return values
+
+
+def _flag_value(flag: str, text: str | Path) -> Any:
+    if isinstance(text, Path):
+        return read_json_or_yaml_object(text, flag)
+    if flag.endswith("-json") or flag in ("--entrypoint-resources", "--entrypoint-label-selector"):
+        return parse_json_object(text, flag)
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ConfigError.single(flag, f"expected a number, got {text!r}") from None
+
+
+def read_json_or_yaml_object(path: Path, flag: str) -> dict[str, Any]:
+    """A file holding one JSON object, or one YAML mapping when PyYAML is installed."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError.single(flag, f"cannot read {path}: {error}") from error
+    if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
+        return parse_json_object(text, flag)
+    try:
+        import yaml
+    except ImportError:
+        raise ConfigError.single(flag, f"{path} looks like YAML: `pip install PyYAML`, or give JSON") from None
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError.single(flag, f"{path} is not valid YAML ({error})") from error
+    # Through JSON, so the value is checked as --runtime-env-json's would be (depth, NaN...).
+    return parse_json_object(json.dumps(value if value is not None else {}, default=str), flag)
+
+
+def with_ray_flags(properties: JobProperties, args: argparse.Namespace) -> JobProperties:
+    """``properties`` with each Ray flag's setting, checked by the jobproperties row of its key; a
+    flag that sets what ``--properties`` sets too is bad input."""
+    values = ray_flag_values(args)
+    given = set(parse_json_object(args.properties, "--properties")) if args.properties else set()
+    problems = Problems()
+    changes: dict[str, Any] = {}
+    for key, (flag, value) in values.items():
+        if key in given:
+            problems.add(f"{flag}, --properties", f"both set {key}; give it once")
+            continue
+        try:
+            checked = parse_job_properties(json.dumps({key: value}), flag)
+        except ConfigError as error:
+            problems.take(error)
+            continue
+        name = ROWS[key].name
+        changes[name] = getattr(checked, name)
+    problems.raise_if_any()
+    return replace(properties, **changes)
+
+
+def chosen_submission_id(args: argparse.Namespace, kuberay_id: str | None, properties: JobProperties) -> str | None:
+    """``--submission-id``, else KubeRay's id: the id the job gets (a job Ray has under it is attached to)."""
+    if args.new_submission_id is None:
+        return kuberay_id
+    chosen = checked_submission_id(args.new_submission_id, "--submission-id")
+    if kuberay_id is not None and kuberay_id != chosen:
+        raise ConfigError.single("--submission-id", f"differs from {KUBERAY_SUBMISSION_ID}={kuberay_id}; give one")
+    if properties.submission_id_prefix is not None:
+        raise ConfigError.single("--submission-id, --properties", "both choose the id (submissionIdPrefix); give one")
+    return chosen
 
 
 def local_inputs(args: argparse.Namespace) -> LocalInputs:

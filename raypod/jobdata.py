@@ -29,6 +29,8 @@ PARAMETER_NAME_RULE = "must start with a letter or '_' and hold only letters, di
 SCRIPT_LOCATIONS = ("inline", "s3", "remote")
 EXTRA_LOCATIONS = ("inline", "s3")
 INLINE_SCRIPT_NAME = "script.py"
+#: A script's own file name that is kept on Ray: no shell, option (``-x``), path or hidden-file reading applies.
+PLAIN_SCRIPT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}\.py")
 
 
 @dataclass(frozen=True)
@@ -54,13 +56,24 @@ class Metadata:
     wheels: tuple[S3Location, ...] = ()
 
 
-def packaged_script_name(script_location: str, script: str | S3Location) -> str | None:
+def packaged_script_name(
+    script_location: str, script: str | S3Location, inline_name: str = INLINE_SCRIPT_NAME
+) -> str | None:
     """The name the script has in the job's package, as it will be on Ray; None when it is not packaged."""
     if isinstance(script, S3Location):
         return runnable_name(script.base_name)
     if script_location == "inline":
-        return INLINE_SCRIPT_NAME
+        return inline_name
     return None
+
+
+def inline_script_name(file_name: str) -> str:
+    """The name a local script (``submit --script``) runs under on Ray: its own, so Ray's log and
+    tracebacks show the name the user wrote, when it is plain; ``script.py`` otherwise. It is alone
+    in the package's folder, so it clashes with no other file."""
+    if PLAIN_SCRIPT_NAME.fullmatch(file_name):
+        return runnable_name(file_name)
+    return INLINE_SCRIPT_NAME
 
 
 def runnable_name(name: str) -> str:

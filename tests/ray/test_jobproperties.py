@@ -7,33 +7,10 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import requests
 
-from tests.support.helpers import BridgeJob, Services, jobs_of, ray_job, wait_for_ray_status
-
-
-def supervisor_resources(services: Services, submission_id: str) -> dict[str, float]:
-    """What Ray reserved for the job's entrypoint: the resources of its JobSupervisor actor.
-
-    Ray's job info does not echo entrypoint_num_cpus & co.; the actor that runs the
-    entrypoint is scheduled with exactly them, and the state API shows it.
-    """
-    response = requests.get(
-        f"{services.ray_address}/api/v0/actors",
-        params={
-            "detail": "true",
-            "filter_keys": "name",
-            "filter_predicates": "=",
-            "filter_values": f"_ray_internal_job_actor_{submission_id}",
-        },
-        timeout=30,
-    )
-    response.raise_for_status()
-    actors: list[dict[str, Any]] = response.json()["data"]["result"]["result"]
-    assert len(actors) == 1, actors
-    return dict(actors[0]["required_resources"])
+from tests.support.helpers import BridgeJob, Services, jobs_of, ray_job, supervisor_resources, wait_for_ray_status
 
 
 def test_entrypoint_resources_metadata_runtime_env_and_submission_id_reach_the_ray_job(bridge_job: BridgeJob) -> None:

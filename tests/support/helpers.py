@@ -259,6 +259,33 @@ def wait_for_ray_status(services: Services, submission_id: str, wanted: set[str]
     raise AssertionError(f"Ray job {submission_id} stayed {status}, wanted {wanted}")
 
 
+def supervisor_actor(services: Services, submission_id: str) -> dict[str, Any]:
+    """The JobSupervisor actor that runs a job's entrypoint, as Ray's state API shows it (detail)."""
+    response = requests.get(
+        f"{services.ray_address}/api/v0/actors",
+        params={
+            "detail": "true",
+            "filter_keys": "name",
+            "filter_predicates": "=",
+            "filter_values": f"_ray_internal_job_actor_{submission_id}",
+        },
+        timeout=30,
+    )
+    response.raise_for_status()
+    actors: list[dict[str, Any]] = response.json()["data"]["result"]["result"]
+    assert len(actors) == 1, actors
+    return actors[0]
+
+
+def supervisor_resources(services: Services, submission_id: str) -> dict[str, float]:
+    """What Ray reserved for the job's entrypoint: the resources of its JobSupervisor actor.
+
+    Ray's job info does not echo entrypoint_num_cpus & co.; the actor that runs the
+    entrypoint is scheduled with exactly them, and the state API shows it.
+    """
+    return dict(supervisor_actor(services, submission_id)["required_resources"])
+
+
 def stop_ray_job(services: Services, submission_id: str) -> None:
     """Clean-up for tests that leave a job running on purpose."""
     requests.post(f"{services.ray_address}/api/jobs/{submission_id}/stop", timeout=30)

@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from raypod.clock import format_ray_time, format_time, parse_time
 from raypod.config import S3Settings
@@ -22,7 +24,7 @@ from raypod.entrypoint import (
 )
 from raypod.errors import ConfigError
 from raypod.exits import for_status
-from raypod.jobdata import Metadata
+from raypod.jobdata import INLINE_SCRIPT_NAME, Metadata, inline_script_name
 from raypod.package import build_package
 from raypod.properties import JobProperties
 from raypod.ray import RayStatus
@@ -169,3 +171,44 @@ def test_submission_id_from_the_configmaps_uid_is_the_same_in_every_pod() -> Non
     assert first == again and first.startswith("raypod-train-") and len(first) == len("raypod-train-") + 12
     assert new_submission_id("train", None, "another-uid") != first
     assert new_submission_id("train") != new_submission_id("train")  # no uid known: random
+
+
+def test_the_bridge_convention_sends_kwargs_even_with_no_parameters() -> None:
+    assert build_entrypoint("code.py", []) == "python code.py --kwargs"
+
+
+def test_without_the_bridge_convention_kwargs_comes_only_with_parameters() -> None:
+    assert build_entrypoint("ap.py", [], always_kwargs=False) == "python ap.py"
+    assert build_entrypoint("ap.py", ["a=1"], always_kwargs=False) == "python ap.py --kwargs a=1"
+
+
+def test_the_scripts_own_arguments_come_before_kwargs_and_the_parameters() -> None:
+    entrypoint = build_entrypoint("ap.py", ["a=1"], "raypod_job", always_kwargs=False, args=["data.csv", "-n", "3"])
+    assert entrypoint == "cd raypod_job && python ap.py data.csv -n 3 --kwargs a=1"
+
+
+#: Any text the shell can carry in one word: no NUL, which no argv can hold.
+SHELL_TEXT = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)))
+
+
+@given(args=st.lists(SHELL_TEXT, max_size=8), tokens=st.lists(SHELL_TEXT, max_size=4))
+def test_any_argument_list_reaches_the_script_unchanged_through_the_shell(args: list[str], tokens: list[str]) -> None:
+    entrypoint = build_entrypoint("ap.py", tokens, always_kwargs=False, args=args)
+    kwargs = ["--kwargs", *tokens] if tokens else []
+    assert shlex.split(entrypoint) == ["python", "ap.py", *args, *kwargs]
+
+
+@pytest.mark.parametrize("name", ["train.py", "ap_2.py", "My-Job.v2.py", "_x.py"])
+def test_a_local_script_keeps_its_plain_file_name_on_ray(name: str) -> None:
+    assert inline_script_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name", ["my job.py", "-x.py", ".hidden.py", "a;b.py", "train", "train.pyc", "é.py", "$x.py", "a" * 101 + ".py"]
+)
+def test_a_local_script_whose_name_is_not_plain_runs_as_script_py(name: str) -> None:
+    assert inline_script_name(name) == INLINE_SCRIPT_NAME
+
+
+def test_a_local_script_named_like_a_module_ray_imports_keeps_the_job_prefix() -> None:
+    assert inline_script_name("code.py") == "job_code.py"
