@@ -72,6 +72,7 @@ check: $(VENV)/.installed-test+yaml+dev
 	$(BIN)/ruff check raypod tests samples $(wildcard bench) devtools
 	$(BIN)/ruff format --check raypod devtools
 	$(BIN)/mypy raypod devtools
+	$(BIN)/python -m devtools.check_links
 
 bench: $(VENV)/.installed-test+yaml+dev
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
