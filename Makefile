@@ -17,7 +17,7 @@ SOAK_PARALLEL ?= 4
 IMAGE_PLATFORMS ?= $(foreach tag,manylinux_2_28 manylinux_2_17 manylinux2014 manylinux_2_5 manylinux1,$(tag)_$(IMAGE_ARCH))
 
 .PHONY: help venv demo test test-unit test-loopback test-ray test-image model check lint typecheck links bench soak \
-	wheelhouse docker-build docker-push image image-test clean
+	wheel wheelhouse docker-build docker-push image image-test clean
 
 # `make help` prints the `## ` lines of this file, in order: each target documents itself where it is
 # defined (tests/unit/test_makefile.py checks that every target has one).
@@ -79,6 +79,11 @@ bench: $(VENV)/.installed-test+yaml+dev ## compare raypod with the Ray SDK (benc
 soak: $(VENV)/.installed-test+yaml+dev ## chaos soak on a local Ray head: SOAK_RUNS pod runs (200) under random faults, from SOAK_SEED
 	$(BIN)/python -m devtools.soak --runs $(SOAK_RUNS) --parallel $(SOAK_PARALLEL) $(if $(SOAK_SEED),--seed $(SOAK_SEED))
 
+# The sdist and the wheel, built by PyPA's `build` in an isolated environment, as a release would be.
+wheel: $(VENV)/.installed-dev ## build the wheel and the sdist into dist/ (README.md, Install)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+
 # raypod itself (pure Python) is built here; its dependencies and setuptools (for the image's
 # offline build of raypod) are fetched as wheels for the image's Python and platform.
 wheelhouse: | $(BIN)/python ## collect the runtime wheels for an offline image build (WHEELHOUSE, IMAGE_PYTHON)
@@ -103,5 +108,5 @@ image: | $(BIN)/python ## build IMG with docker, else buildah (no daemon), and p
 image-test: $(VENV)/.installed-test+yaml+dev ## build the image with buildah and run the pod from it with podman (docs/image.md)
 	$(BIN)/python -m pytest -q -ra tests/image/test_container.py
 
-clean: ## remove .venv, build/, *.egg-info, the pytest, mypy and ruff caches and the wheelhouse
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache $(WHEELHOUSE)
+clean: ## remove .venv, build/, dist/, *.egg-info, the pytest, mypy and ruff caches and the wheelhouse
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache $(WHEELHOUSE)

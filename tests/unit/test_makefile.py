@@ -46,7 +46,7 @@ def test_make_help_lists_every_target_with_a_description() -> None:
     assert targets - set(listed) == set(), "targets missing from `make help`"
     assert set(listed) - targets == set(), "`make help` lists targets the Makefile does not have"
     # Not vacuous: the parse found the lanes of the pattern rule and the check targets.
-    assert {"help", "test-unit", "test-image", "check", "lint", "typecheck", "links"} <= targets
+    assert {"help", "test-unit", "test-image", "check", "lint", "typecheck", "links", "wheel"} <= targets
 
 
 def test_the_check_targets_run_ruff_mypy_and_the_link_check() -> None:
