@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-IMAGE_TAG_BASE ?= raypod
+# The operator's metrics count a pod as a Ray pod when its image reference contains `ray` (and neither
+# `lsf` nor `slurm`): docs/kubernetes.md, the operator's rules. The samples run this name.
+IMAGE_TAG_BASE ?= ray-pod
 VERSION ?= $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' raypod/__init__.py)
 IMG ?= $(IMAGE_TAG_BASE):$(VERSION)
 WHEELHOUSE ?= wheelhouse
