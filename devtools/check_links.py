@@ -1,8 +1,9 @@
 """Every relative link in the repository's Markdown resolves inside the repository (``make check``).
 
-A clone must be readable on its own: a link to a file, a folder or a heading (``file.md#section``,
+A clone must be readable on its own: a link to a file, a folder or a heading (``docs/cli.md#exit-codes``,
 GitHub's anchor rules) must find it in the clone, and no link may leave it (``../`` past the root,
-an absolute path, ``file:``). Links to the web (``https:``, ``mailto:``) are not fetched.
+an absolute path, ``file:``). Links to the web (``https:``, ``mailto:``) are not fetched. The documents
+that raypod's and devtools' code names (in messages and comments, from the root) are checked the same way.
 
     python -m devtools.check_links [ROOT]
 """
@@ -27,6 +28,10 @@ INLINE_LINK = re.compile(r"\]\(\s*(<[^>]*>|[^\s)]*)(?:\s+\"[^\"]*\")?\s*\)")
 REFERENCE_DEFINITION = re.compile(r"^ {0,3}\[[^\]]+\]:\s*(<[^>]*>|\S+)")
 HTML_ANCHOR = re.compile(r"<a\s+[^>]*(?:id|name)=\"([^\"]+)\"", re.IGNORECASE)
 MARKDOWN_LINK_TEXT = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+#: A document named in code, its messages and comments: ``docs/configmap.md#retries``, from the root.
+CODE_REFERENCE = re.compile(r"(?<![\w./-])((?:\.\./)*(?:[\w-]+/)*[\w-]+\.md)(?:#([\w-]+))?")
+#: The folders whose Python may send a reader to a document.
+CODE_FOLDERS = ("raypod", "devtools")
 
 
 def markdown_files(root: Path) -> list[Path]:
@@ -92,45 +97,68 @@ def link_targets(text: str) -> Iterator[tuple[int, str]]:
             yield number, target.strip("<>")
 
 
-def link_problems(root: Path, files: list[Path] | None = None) -> list[str]:
-    """One line per link in ``files`` (default: every .md under ``root``) that does not resolve in ``root``."""
+def code_references(root: Path) -> Iterator[tuple[Path, int, str]]:
+    """``(file, line, target)`` of each Markdown document the Python of CODE_FOLDERS names."""
+    for folder in CODE_FOLDERS:
+        for source in sorted((root / folder).rglob("*.py")):
+            for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), start=1):
+                for document, anchor in CODE_REFERENCE.findall(line):
+                    yield source, number, f"{document}#{anchor}" if anchor else document
+
+
+def resolve(root: Path, source: Path, base: Path, target: str, anchors_of: dict[Path, set[str]]) -> str | None:
+    """Why ``target`` (a path relative to the folder ``base``, or ``#anchor`` in ``source``) does not
+    resolve inside ``root``; None when it does."""
+    if target.lower().startswith("file:") or target.startswith(("/", "\\")):
+        return f"{target} points outside the repository"
+    if SCHEME.match(target):
+        return None
+    path_part, _, anchor = target.partition("#")
+    path_part = path_part.split("?", 1)[0]
+    linked = (base / path_part).resolve() if path_part else source
+    if not linked.is_relative_to(root):
+        return f"{target} points outside the repository"
+    if not linked.exists():
+        return f"{target}: no such file in the repository"
+    if anchor and linked.suffix == ".md":
+        if linked not in anchors_of:
+            anchors_of[linked] = anchors(linked.read_text(encoding="utf-8"))
+        if anchor not in anchors_of[linked]:
+            return f"{target}: no heading #{anchor} in {linked.relative_to(root)}"
+    return None
+
+
+def link_problems(root: Path) -> list[str]:
+    """One line per link of the Markdown under ``root``, or document named by its code, that does not
+    resolve inside ``root``."""
     root = root.resolve()
     problems: list[str] = []
     anchors_of: dict[Path, set[str]] = {}
-    for source in files if files is not None else markdown_files(root):
+    for source in markdown_files(root):
         source = source.resolve()
         where = source.relative_to(root)
         for number, target in link_targets(source.read_text(encoding="utf-8")):
-            if target.lower().startswith("file:") or target.startswith(("/", "\\")):
-                problems.append(f"{where}:{number}: {target} points outside the repository")
-                continue
-            if SCHEME.match(target):
-                continue
-            path_part, _, anchor = target.partition("#")
-            path_part = path_part.split("?", 1)[0]
-            linked = (source.parent / path_part).resolve() if path_part else source
-            if not linked.is_relative_to(root):
-                problems.append(f"{where}:{number}: {target} points outside the repository")
-            elif not linked.exists():
-                problems.append(f"{where}:{number}: {target}: no such file in the repository")
-            elif anchor and linked.suffix == ".md":
-                if linked not in anchors_of:
-                    anchors_of[linked] = anchors(linked.read_text(encoding="utf-8"))
-                if anchor not in anchors_of[linked]:
-                    problems.append(f"{where}:{number}: {target}: no heading #{anchor} in {linked.relative_to(root)}")
+            problem = resolve(root, source, source.parent, target, anchors_of)
+            if problem:
+                problems.append(f"{where}:{number}: {problem}")
+    # Code names documents by their path from the root of the repository.
+    for source, number, target in code_references(root):
+        problem = resolve(root, source, root, target, anchors_of)
+        if problem:
+            problems.append(f"{source.relative_to(root)}:{number}: {problem}")
     return problems
 
 
 def main(argv: list[str]) -> int:
     root = Path(argv[0]) if argv else Path(__file__).resolve().parents[1]
     files = markdown_files(root)
-    problems = link_problems(root, files)
+    problems = link_problems(root)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
-        print(f"{len(problems)} broken link(s) in {len(files)} Markdown files", file=sys.stderr)
+        print(f"{len(problems)} broken link(s)", file=sys.stderr)
         return 1
-    print(f"every link in {len(files)} Markdown files resolves inside the repository")
+    print(f"every link in {len(files)} Markdown files, and every document {'/'.join(CODE_FOLDERS)} name, resolves")
     return 0
 
 

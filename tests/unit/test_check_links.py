@@ -73,3 +73,18 @@ def test_the_command_fails_and_names_each_broken_link(tmp_path: Path, capsys: py
     write(tmp_path, "README.md", "[gone](gone.md)\n")
     assert main([str(tmp_path)]) == 1
     assert "README.md:1: gone.md: no such file in the repository" in capsys.readouterr().err
+
+
+def test_a_document_the_code_names_must_exist_with_its_heading(tmp_path: Path) -> None:
+    write(tmp_path, "docs/configmap.md", "# The ConfigMap\n## Job properties (`jobproperties`)\n")
+    write(
+        tmp_path,
+        "raypod/properties.py",
+        '# docs/configmap.md#job-properties-jobproperties\nHINT = "see docs/configmap.md#jobproperties"\n'
+        'CONTRACT = "../shared/CONTRACT.md"\nGONE = "docs/contract.md"\n',
+    )
+    assert link_problems(tmp_path) == [
+        "raypod/properties.py:2: docs/configmap.md#jobproperties: no heading #jobproperties in docs/configmap.md",
+        "raypod/properties.py:3: ../shared/CONTRACT.md points outside the repository",
+        "raypod/properties.py:4: docs/contract.md: no such file in the repository",
+    ]
