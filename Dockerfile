@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The raypod image: python -m raypod on a slim Python, with raypod and its three runtime
 # dependencies (requests, minio, tenacity) and nothing else: no compilers, no pip, no cache.
 #
@@ -6,7 +5,9 @@
 #   make image     docker, or buildah without a daemon, with the OCI labels (docs/image.md)
 #
 # Air-gapped: run `make wheelhouse` where PyPI is reachable; the wheels in wheelhouse/ are
-# then used with --no-index and the build needs no network at all.
+# then used with --no-index and the build needs no network at all. No `# syntax=` line on purpose:
+# it makes BuildKit pull its frontend image from a registry; the built-in frontend of docker 20.10+
+# (and buildah) knows `RUN --mount`, the one newer feature used here.
 # tests/image/test_container.py builds this file with buildah and runs the pod from it with podman.
 
 ARG PYTHON_IMAGE=python:3.12-slim

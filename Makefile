@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-IMAGE_TAG_BASE ?= raypod
+# The operator's metrics count a pod as a Ray pod when its image reference contains `ray` (and neither
+# `lsf` nor `slurm`): docs/kubernetes.md, the operator's rules. The samples run this name.
+IMAGE_TAG_BASE ?= ray-pod
 VERSION ?= $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' raypod/__init__.py)
 IMG ?= $(IMAGE_TAG_BASE):$(VERSION)
 WHEELHOUSE ?= wheelhouse
@@ -16,27 +18,14 @@ SOAK_SEED ?=
 SOAK_PARALLEL ?= 4
 IMAGE_PLATFORMS ?= $(foreach tag,manylinux_2_28 manylinux_2_17 manylinux2014 manylinux_2_5 manylinux1,$(tag)_$(IMAGE_ARCH))
 
-.PHONY: help venv demo test test-unit test-loopback test-ray test-image model check bench soak wheelhouse docker-build \
-	docker-push image image-test clean
+.PHONY: help venv demo test test-unit test-loopback test-ray test-image model check lint typecheck links bench soak \
+	wheel wheelhouse docker-build docker-push image image-test clean
 
-help:
-	@echo "make demo          run a job end to end on a local Ray and a local S3 (both started for you)"
-	@echo "make test          install the test dependencies and run the whole suite (all four lanes of tests/)"
-	@echo "make test-unit     the unit lane only: in-process tests on fakes (tests/unit, well under a minute)"
-	@echo "make test-loopback the loopback lane: scripted servers, the fake Kubernetes API, raypod as a child (tests/loopback)"
-	@echo "make test-ray      the ray lane: tests on the real Ray head and the S3 server (tests/ray)"
-	@echo "make test-image    the image lane: the container image and the Dockerfile's replay (tests/image)"
-	@echo "make model         the stateful model of the whole pod with many examples (MODEL_EXAMPLES=$(MODEL_EXAMPLES); nightly)"
-	@echo "make check         ruff and mypy"
-	@echo "make bench         compare raypod with the Ray SDK (bench/)"
-	@echo "make soak          chaos soak on a local Ray head: \$$SOAK_RUNS pod runs (200) under random faults, from \$$SOAK_SEED"
-	@echo "make wheelhouse    collect the runtime wheels for an offline image build"
-	@echo "make docker-build  build \$$IMAGE_TAG_BASE:\$$VERSION;  make docker-push  push it"
-	@echo "make image         build \$$IMG with docker, else buildah (no daemon), and print its name"
-	@echo "make image-test    build the image with buildah and run the pod from it with podman (docs/image.md)"
-	@echo "make venv          create .venv with the test, yaml and dev extras (the test targets do it too)"
-	@echo "make clean         remove .venv, build/, *.egg-info, the pytest, mypy and ruff caches and the wheelhouse"
-	@echo "make help          this list"
+# `make help` prints the `## ` lines of this file, in order: each target documents itself where it is
+# defined (tests/unit/test_makefile.py checks that every target has one).
+help: ## this list
+	@sed -n 's/^\([a-z][a-z-]*\):.*## \(.*\)/make \1|\2/p; s/^## \(make [^ ]*\)  *\(.*\)/\1|\2/p' $(MAKEFILE_LIST) \
+		| awk -F'|' '{ printf "%-18s %s\n", $$1, $$2 }'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,61 +38,77 @@ $(VENV)/.installed-%: setup.cfg pyproject.toml | $(BIN)/python
 
 comma := ,
 
-venv: $(VENV)/.installed-test+yaml+dev
+venv: $(VENV)/.installed-test+yaml+dev ## create .venv with the test, yaml and dev extras (the test targets do it too)
 
-demo: $(VENV)/.installed-demo+yaml
+demo: $(VENV)/.installed-demo+yaml ## run a job end to end on a local Ray and a local S3 (both started for you)
 	$(BIN)/python -m devtools.demo
 
-test: $(VENV)/.installed-test+yaml+dev
+test: $(VENV)/.installed-test+yaml+dev ## install the test dependencies and run the whole suite (all four lanes of tests/)
 	$(BIN)/python -m pytest -q -ra
 
 # One lane of tests/ each (tests/conftest.py marks every test with its lane, from its folder).
+## make test-unit      the unit lane only: in-process tests on fakes (tests/unit, well under a minute)
+## make test-loopback  the loopback lane: scripted servers, the fake Kubernetes API, raypod as a child (tests/loopback)
+## make test-ray       the ray lane: tests on the real Ray head and the S3 server (tests/ray)
+## make test-image     the image lane: the container image and the Dockerfile's replay (tests/image)
 test-unit test-loopback test-ray test-image: test-%: $(VENV)/.installed-test+yaml+dev
 	$(BIN)/python -m pytest -q -ra tests/$*
 
 # The pod model (tests/unit/test_pod_model.py) runs a few hundred examples in the unit lane; this runs
 # it with many more and shrinks what it finds (its hypothesis profile pod-model-nightly).
 MODEL_EXAMPLES ?= 3000
-model: $(VENV)/.installed-test+yaml+dev
+model: $(VENV)/.installed-test+yaml+dev ## the stateful model of the whole pod with many examples (MODEL_EXAMPLES, 3000; nightly)
 	RAYPOD_MODEL_PROFILE=nightly RAYPOD_MODEL_EXAMPLES=$(MODEL_EXAMPLES) \
 		$(BIN)/python -m pytest -q -ra -p no:logging --hypothesis-show-statistics tests/unit/test_pod_model.py
 
-check: $(VENV)/.installed-test+yaml+dev
+check: lint typecheck links ## lint, typecheck and links: what a change must pass
+
+lint: $(VENV)/.installed-test+yaml+dev ## ruff: lint rules and formatting
 	$(BIN)/ruff check raypod tests samples $(wildcard bench) devtools
 	$(BIN)/ruff format --check raypod devtools
+
+typecheck: $(VENV)/.installed-test+yaml+dev ## mypy --strict (setup.cfg) on raypod and devtools
 	$(BIN)/mypy raypod devtools
 
-bench: $(VENV)/.installed-test+yaml+dev
+links: | $(BIN)/python ## every relative link and anchor in the Markdown resolves inside the clone
+	$(BIN)/python -m devtools.check_links
+
+bench: $(VENV)/.installed-test+yaml+dev ## compare raypod with the Ray SDK (bench/; BENCH_ARGS)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # Not part of `make test` (tests/ray/test_soak_on_ray.py is its short version). A failing run is
 # replayed with `make soak SOAK_SEED=<its seed> SOAK_RUNS=1`.
-soak: $(VENV)/.installed-test+yaml+dev
+soak: $(VENV)/.installed-test+yaml+dev ## chaos soak on a local Ray head: SOAK_RUNS pod runs (200) under random faults, from SOAK_SEED
 	$(BIN)/python -m devtools.soak --runs $(SOAK_RUNS) --parallel $(SOAK_PARALLEL) $(if $(SOAK_SEED),--seed $(SOAK_SEED))
+
+# The sdist and the wheel, built by PyPA's `build` in an isolated environment, as a release would be.
+wheel: $(VENV)/.installed-dev ## build the wheel and the sdist into dist/ (README.md, Install)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
 
 # raypod itself (pure Python) is built here; its dependencies and setuptools (for the image's
 # offline build of raypod) are fetched as wheels for the image's Python and platform.
-wheelhouse: | $(BIN)/python
+wheelhouse: | $(BIN)/python ## collect the runtime wheels for an offline image build (WHEELHOUSE, IMAGE_PYTHON)
 	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
 	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir $(WHEELHOUSE) .
 	$(BIN)/python -m pip download --quiet --dest $(WHEELHOUSE) --only-binary=:all: \
 		--python-version $(IMAGE_PYTHON) $(addprefix --platform ,$(IMAGE_PLATFORMS)) \
 		$(WHEELHOUSE)/raypod-*.whl "setuptools>=70.1"
 
-docker-build:
+docker-build: ## build IMG (IMAGE_TAG_BASE:VERSION) with docker
 	DOCKER_BUILDKIT=1 docker build -t $(IMG) --build-arg IMAGE_VERSION=$(VERSION) \
 		--build-arg IMAGE_REVISION=$(shell git rev-parse HEAD 2>/dev/null) \
 		--build-arg IMAGE_SOURCE=$(shell git remote get-url origin 2>/dev/null) .
 
-docker-push:
+docker-push: ## push IMG
 	docker push $(IMG)
 
 # docker when its daemon answers, else buildah on a local base; stdout is the image's name only.
-image: | $(BIN)/python
+image: | $(BIN)/python ## build IMG with docker, else buildah (no daemon), and print its name
 	@$(BIN)/python -m devtools.image --tag $(IMG)
 
-image-test: $(VENV)/.installed-test+yaml+dev
+image-test: $(VENV)/.installed-test+yaml+dev ## build the image with buildah and run the pod from it with podman (docs/image.md)
 	$(BIN)/python -m pytest -q -ra tests/image/test_container.py
 
-clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache $(WHEELHOUSE)
+clean: ## remove .venv, build/, dist/, *.egg-info, the pytest, mypy and ruff caches and the wheelhouse
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache $(WHEELHOUSE)

@@ -36,7 +36,7 @@ RAYPOD_RUNTIME_ENV_FIELDS = {
 #: Where the wheels raypod adds to ``py_modules`` come from.
 WHEEL_SOURCES = "the wheels of jobdata.scriptMetadata (or --wheel)"
 
-#: The Ray job's metadata keys raypod sets (docs/configmap.md#jobproperties): a job on the Ray
+#: The Ray job's metadata keys raypod sets (docs/configmap.md#job-properties-jobproperties): a job on the Ray
 #: dashboard leads back to its BridgeJob and to the pod that submitted it. A user's metadata may not
 #: use them, whether or not this pod knows their values, so a ConfigMap is valid or not everywhere.
 BRIDGE_JOB_KEY = "bridge-job"

@@ -65,7 +65,7 @@ class DirectorySource:
 
 
 class ManifestSource:
-    """A ConfigMap manifest in JSON, or YAML when the optional ``yaml`` extra is installed."""
+    """A ConfigMap manifest in JSON, or YAML when PyYAML is installed (the ``yaml`` extra)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -139,7 +139,8 @@ def _parse_manifest(text: str, path: Path) -> Any:
         import yaml
     except ImportError as error:
         raise ConfigError.single(
-            "--config", f"{path} looks like YAML; install the extra with `pip install raypod[yaml]`, or use JSON"
+            "--config",
+            f"{path} looks like YAML and PyYAML is not installed: `pip install PyYAML` next to raypod, or use JSON",
         ) from error
     try:
         documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]

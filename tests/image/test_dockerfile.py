@@ -98,6 +98,12 @@ def test_dockerfile_runtime_is_slim_non_root_and_runs_raypod() -> None:
     assert {"--no-cache-dir", "--no-index"} <= set(install[0]) and install[0][-1] == "raypod"
 
 
+def test_dockerfile_names_no_frontend_image_so_an_air_gapped_build_pulls_nothing() -> None:
+    # `# syntax=` before the first instruction makes BuildKit pull that frontend image from a registry.
+    directives = re.findall(r"^#\s*(\w+)\s*=", DOCKERFILE.read_text().split("\nARG ", 1)[0], re.M)
+    assert "syntax" not in [name.lower() for name in directives]
+
+
 def test_dockerfile_labels_the_runtime_from_build_arguments() -> None:
     text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
     runtime = text.split(" AS runtime", 1)[1]

@@ -27,6 +27,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 FINAL = ("DONE", "KILL", "FAILED", "UNKNOWN")
+#: ``getPodType`` (613-631) with ``push_metrics.go``'s names: the first its image reference contains,
+#: case-sensitive, is the pod's type in the operator's metrics.
+POD_TYPES = ("lsf", "slurm", "ray", "quantum")
+
+
+def pod_type(image: str) -> str:
+    """The type the operator's metrics give a BridgeJob whose ``spec.image`` is ``image``."""
+    return next((kind for kind in POD_TYPES if kind in image), "unknown")
+
+
+
 COPIED_ON = (*FINAL, "SUCCEEDED")
 #: What a Failed pod may have recorded without failing its BridgeJob (line 209).
 TOLERATED_IN_A_FAILED_POD = ("KILL", "FAILED")

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from raypod import __version__
+from tests.support.bridge_operator import pod_type
+from tests.support.helpers import REPO
 from tests.support.samples import MANIFESTS, RAY_SAMPLES, SAMPLES, documents, names, one
 
 #: spec fields of the operator's CRD (bridgejobs.bridgejob.ibm.com/v1alpha1).
@@ -146,3 +151,34 @@ def test_inline_samples_hold_the_files_of_samples_ray() -> None:
     assert data["jobdata.jobScript"] == (RAY_SAMPLES / "code.py").read_text()
     assert json.loads(data["jobdata.scriptMetadata"]) == json.loads((RAY_SAMPLES / "metadata.json").read_text())
     assert json.loads(data["jobdata.jobParameters"]) == json.loads((RAY_SAMPLES / "parameters.json").read_text())
+
+
+def sample_images() -> Iterator[str]:
+    """Every image a sample names: the BridgeJobs' spec.image, the Pod's and the Job's containers'."""
+    for path in MANIFESTS:
+        for doc in documents(path):
+            if doc["kind"] == "BridgeJob":
+                yield doc["spec"]["image"]
+            pod = doc["spec"]["template"]["spec"] if doc["kind"] == "Job" else doc.get("spec", {})
+            if doc["kind"] in ("Pod", "Job"):
+                yield from (container["image"] for container in pod["containers"])
+
+
+def makefile_default_image() -> str:
+    """``$(IMAGE_TAG_BASE):$(VERSION)`` with the Makefile's defaults: what `make docker-build` tags."""
+    found = re.search(r"^IMAGE_TAG_BASE \?= (\S+)$", (REPO / "Makefile").read_text(), re.MULTILINE)
+    assert found is not None
+    return f"{found.group(1)}:{__version__}"
+
+
+def test_the_samples_run_the_image_make_builds_and_the_operator_counts_it_as_a_ray_pod() -> None:
+    images = set(sample_images())
+    assert images == {makefile_default_image()}
+    assert pod_type(makefile_default_image()) == "ray"
+    # The rule itself: the first of lsf, slurm, ray, quantum the reference contains.
+    assert [pod_type(i) for i in ("quay.io/me/ray-pod:1", "slurm-ray:1", "quay.io/x/lsf/raypod", "busybox")] == [
+        "ray",
+        "slurm",
+        "lsf",
+        "unknown",
+    ]
