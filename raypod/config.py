@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from raypod.config_keys import unknown_key_problems
 from raypod.contract import (
     ADDITIONAL_DATA,
     DEFAULT_EXTRA_LOCATION,
@@ -217,6 +218,9 @@ def read_config(
 ) -> tuple[BridgeConfig, list[tuple[str, str]]]:
     """Every key checked: the settings, each bad key at its default, and every problem found."""
     problems = Problems()
+    # First: a misspelled key is often why a key below is missing.
+    for key, problem in unknown_key_problems(data):
+        problems.add(key, problem)
     written_id = value_of(data, ID)
     id_problem = submission_id_problem(written_id) if written_id else None
     if id_problem is not None:
