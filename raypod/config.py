@@ -43,6 +43,7 @@ from raypod.jobdata import (
     SCRIPT_LOCATIONS,
     Metadata,
     S3Location,
+    bucket_name_problem,
     packaged_script_name,
     parse_additional_data,
     parse_location,
@@ -300,6 +301,9 @@ def read_config(
         problems.add(S3_ENDPOINT, "missing, but the job's inputs are in S3")
 
     upload_bucket = value_of(data, S3_UPLOAD_BUCKET) or None
+    bucket_problem = bucket_name_problem(upload_bucket) if upload_bucket else None
+    if bucket_problem is not None:
+        problems.add(S3_UPLOAD_BUCKET, bucket_problem)
     upload_files = tuple(f.strip() for f in value_of(data, S3_UPLOAD_FILES).split(",") if f.strip())
     for name in upload_files:
         if name.startswith("/") or ".." in name.split("/"):
