@@ -59,3 +59,23 @@ def test_run_with_a_misspelled_key_writes_bad_input_naming_it_and_submits_nothin
     assert status["status.message"] == f"Bad input: {wanted}"
     assert wanted in completed.stderr
     assert wanted in termination.read_text()
+
+
+def test_run_with_several_problems_counts_them_in_the_status_and_the_termination_message(tmp_path: Path) -> None:
+    config = configmap_dir(
+        tmp_path, {"jobdata.jobparameters": '{"a": 1}', "jobProperties": '{"retries": 2}', "updateInterval": "x"}
+    )
+    status_file, termination = tmp_path / "status.json", tmp_path / "termination-log"
+    completed = raypod(
+        "run", "--config", str(config), "--status-file", str(status_file), "--termination-log", str(termination),
+        env={"JOBNAME": "misspelled", "NAMESPACE": "bridge"},
+    )  # fmt: skip
+    assert completed.returncode == 2, completed.stderr
+    message = json.loads(status_file.read_text())["status.message"]
+    assert message == (
+        "Bad input (3 problems): jobProperties: unknown key, raypod would ignore it: did you mean jobproperties?; "
+        "jobdata.jobparameters: unknown key, raypod would ignore it: did you mean jobdata.jobParameters?; "
+        "updateInterval: expected a number of seconds, got 'x'"
+    )
+    assert termination.read_text().startswith(f"FAILED (BadInput): {message}")
+    assert "raypod: bad input: updateInterval: expected a number of seconds, got 'x'" in completed.stderr
