@@ -33,11 +33,6 @@ BUCKET_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
 IP_ADDRESS = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
 BUCKET_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
-BUCKET_RULE = (
-    "S3's rule: 3 to 63 lowercase letters, digits, dots and hyphens, starting and ending with a letter "
-    "or digit, without '..', not an IP address, not starting with xn-- or sthree-, not ending with "
-    "-s3alias or --ol-s3"
-)
 
 
 @dataclass(frozen=True)
@@ -91,9 +86,9 @@ def bucket_name_problem(name: str) -> str | None:
     S3's naming rules (AWS's general purpose buckets): a name that breaks them would only fail
     later, at the first S3 call, or reach another bucket than meant through virtual-host addressing."""
     if not 3 <= len(name) <= 63:
-        why = f"it has {len(name)} characters"
+        why = f"it has {len(name)} characters, not 3 to 63"
     elif bad := sorted({c for c in name if c not in BUCKET_CHARACTERS}):
-        why = f"it holds {', '.join(repr(c) for c in bad[:5])}"
+        why = f"it holds {', '.join(repr(c) for c in bad[:5])}: only lowercase letters, digits, '.' and '-' are allowed"
     elif not (name[0].isalnum() and name[-1].isalnum()):
         why = "it must start and end with a letter or digit"
     elif ".." in name:
@@ -101,11 +96,11 @@ def bucket_name_problem(name: str) -> str | None:
     elif IP_ADDRESS.fullmatch(name):
         why = "it is an IP address"
     elif name.startswith(BUCKET_RESERVED_PREFIXES) or name.endswith(BUCKET_RESERVED_SUFFIXES):
-        why = "its prefix or suffix is reserved by S3"
+        why = "S3 reserves its prefix or suffix"
     else:
         return None
     shown = repr(name) if len(name) <= 70 else f"{name[:70]!r}..."
-    return f"bucket {shown} is not an S3 bucket name: {why} ({BUCKET_RULE})"
+    return f"bucket {shown} is not an S3 bucket name: {why}"
 
 
 def parse_location(text: str, key: str) -> S3Location:
