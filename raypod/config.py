@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from raypod.config_keys import unknown_key_problems
 from raypod.contract import (
     ADDITIONAL_DATA,
     DEFAULT_EXTRA_LOCATION,
@@ -43,6 +44,7 @@ from raypod.jobdata import (
     SCRIPT_LOCATIONS,
     Metadata,
     S3Location,
+    bucket_name_problem,
     packaged_script_name,
     parse_additional_data,
     parse_location,
@@ -226,6 +228,9 @@ def read_config(
 ) -> tuple[BridgeConfig, list[tuple[str, str]]]:
     """Every key checked: the settings, each bad key at its default, and every problem found."""
     problems = Problems()
+    # First: a misspelled key is often why a key below is missing.
+    for key, problem in unknown_key_problems(data):
+        problems.add(key, problem)
     written_id = value_of(data, ID)
     id_problem = submission_id_problem(written_id) if written_id else None
     if id_problem is not None:
@@ -305,6 +310,9 @@ def read_config(
         problems.add(S3_ENDPOINT, "missing, but the job's inputs are in S3")
 
     upload_bucket = value_of(data, S3_UPLOAD_BUCKET) or None
+    bucket_problem = bucket_name_problem(upload_bucket) if upload_bucket else None
+    if bucket_problem is not None:
+        problems.add(S3_UPLOAD_BUCKET, bucket_problem)
     upload_files = tuple(f.strip() for f in value_of(data, S3_UPLOAD_FILES).split(",") if f.strip())
     for name in upload_files:
         if name.startswith("/") or ".." in name.split("/"):

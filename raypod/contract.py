@@ -43,6 +43,27 @@ REASON = "status.reason"
 #: Which attempt ``id`` is (1 for the first; ``jobproperties.retries`` adds more), persisted before its POST.
 ATTEMPT = "status.attempt"
 OWNED_KEYS = (ID, JOB_STATUS, SUBMIT_TIME, START_TIME, END_TIME, MESSAGE, REASON, ATTEMPT)
+#: Every key the operator writes for the pod to read (its ``newConfigMapDefinition``), and ``kill``.
+INPUT_KEYS = (
+    RESOURCE_URL,
+    UPDATE_INTERVAL,
+    JOB_PROPERTIES,
+    JOB_SCRIPT,
+    SCRIPT_LOCATION,
+    SCRIPT_METADATA,
+    JOB_PARAMETERS,
+    SCRIPT_EXTRA_LOCATION,
+    ADDITIONAL_DATA,
+    S3_ENDPOINT,
+    S3_SECURE,
+    S3_SECRET,
+    S3_UPLOAD_BUCKET,
+    S3_UPLOAD_FILES,
+    KILL,
+)
+#: Keys others write into the same ConfigMap: the operator's ``message`` (its failCR), and the
+#: status keys the other Bridge pods (LSF, Slurm, Quantum) write without the ``status.`` prefix.
+FOREIGN_BRIDGE_KEYS = ("message", "jobStatus", "submitTime", "startTime", "endTime", "history")
 
 # -- submission ids ----------------------------------------------------------------------------
 #: Ray writes a job's driver log to ``job-driver-<id>.log``: a file name holds at most 255 bytes.

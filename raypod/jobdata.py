@@ -31,6 +31,10 @@ EXTRA_LOCATIONS = ("inline", "s3")
 INLINE_SCRIPT_NAME = "script.py"
 #: A script's own file name that is kept on Ray: no shell, option (``-x``), path or hidden-file reading applies.
 PLAIN_SCRIPT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}\.py")
+BUCKET_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
+IP_ADDRESS = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
+BUCKET_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,29 @@ def runnable_name(name: str) -> str:
     return name
 
 
+def bucket_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be an S3 bucket's name, as one sentence; None when it can.
+
+    S3's naming rules (AWS's general purpose buckets): a name that breaks them would only fail
+    later, at the first S3 call, or reach another bucket than meant through virtual-host addressing."""
+    if not 3 <= len(name) <= 63:
+        why = f"it has {len(name)} characters, not 3 to 63"
+    elif bad := sorted({c for c in name if c not in BUCKET_CHARACTERS}):
+        why = f"it holds {', '.join(repr(c) for c in bad[:5])}: only lowercase letters, digits, '.' and '-' are allowed"
+    elif not (name[0].isalnum() and name[-1].isalnum()):
+        why = "it must start and end with a letter or digit"
+    elif ".." in name:
+        why = "it holds '..'"
+    elif IP_ADDRESS.fullmatch(name):
+        why = "it is an IP address"
+    elif name.startswith(BUCKET_RESERVED_PREFIXES) or name.endswith(BUCKET_RESERVED_SUFFIXES):
+        why = "S3 reserves its prefix or suffix"
+    else:
+        return None
+    shown = repr(name) if len(name) <= 70 else f"{name[:70]!r}..."
+    return f"bucket {shown} is not an S3 bucket name: {why}"
+
+
 def parse_location(text: str, key: str) -> S3Location:
     """Parse ``bucket:object``."""
     bucket, sep, object_name = text.strip().partition(":")
@@ -97,6 +124,9 @@ def parse_location(text: str, key: str) -> S3Location:
     bucket, object_name = bucket.strip(), object_name.strip().lstrip("/")
     if not bucket or not object_name:
         raise ConfigError.single(key, f"expected bucket:object with both parts, got {text!r}")
+    problem = bucket_name_problem(bucket)
+    if problem is not None:
+        raise ConfigError.single(key, problem)
     return S3Location(bucket, object_name)
 
 

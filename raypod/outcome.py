@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,7 +26,7 @@ from raypod.contract import (
 )
 from raypod.errors import ConfigError, DeploymentError, RaypodError, SubmissionRejected
 from raypod.ray import JobInfo
-from raypod.safetext import one_line
+from raypod.safetext import MAX_MESSAGE, one_line, printable
 
 if TYPE_CHECKING:
     from raypod.config import BridgeConfig
@@ -85,7 +85,7 @@ class Outcome:
         return cls(
             Ending.BAD_INPUT,
             status=BridgeStatus.FAILED,
-            message=one_line("Bad input: " + error.lines[0]),
+            message=bad_input_message(error.lines),
             problems=tuple(error.lines),
             reason=Reason.BAD_INPUT,
         )
@@ -108,6 +108,22 @@ class Outcome:
     def lost(cls, submission_id: str, message: str, job: JobInfo | None = None) -> Outcome:
         """UNKNOWN: raypod cannot tell what became of a job Ray may still run."""
         return cls.final(submission_id, BridgeStatus.UNKNOWN, message, job)
+
+
+def bad_input_message(problems: Sequence[str], limit: int = MAX_MESSAGE) -> str:
+    """``Bad input: <problem>`` for one; for more, their count and as many as fit in ``limit``:
+    ``Bad input (11 problems): <first>; <second>; ...``, so the reader knows there are more."""
+    if len(problems) == 1:
+        return one_line(f"Bad input: {problems[0]}", limit)
+    lines = [printable(" ".join(problem.split())) for problem in problems]
+    more = "; ..."
+    message = one_line(f"Bad input ({len(lines)} problems): {lines[0]}", limit - len(more))
+    for shown, line in enumerate(lines[1:], 2):
+        # Room is kept for "; ..." until the last problem, so the count is never the only hint.
+        if len(message) + 2 + len(line) + (0 if shown == len(lines) else len(more)) > limit:
+            return message + more
+        message = f"{message}; {line}"
+    return message
 
 
 def outcome_of_error(error: RaypodError, submission_id: str = "", *, submitted: bool = False) -> Outcome:

@@ -93,7 +93,7 @@ CATALOGUE: dict[str, tuple[dict[str, str | None], str]] = {
     "additionalData absolute": ({"jobdata.additionalData": "bucket:/etc/passwd"}, "jobdata.additionalData"),
     "additionalData escaping": ({"jobdata.additionalData": "bucket:../../etc/passwd"}, "jobdata.additionalData"),
     "additionalData duplicate names": (
-        {"jobdata.additionalData": "b1:x/data.csv, b2:y/data.csv"},
+        {"jobdata.additionalData": "bkt1:x/data.csv, bkt2:y/data.csv"},
         "jobdata.additionalData",
     ),
     "additionalData a folder": ({"jobdata.additionalData": "bucket:data/"}, "jobdata.additionalData"),

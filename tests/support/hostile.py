@@ -395,7 +395,7 @@ def check_exit_matches_status(run: PodRun, recorded: Mapping[str, str] | None = 
     elif run.code == 1:
         assert status in ("FAILED", "KILL", "UNKNOWN"), (run.code, run.status)
     else:
-        assert status == "FAILED" and run.message.startswith("Bad input: "), (run.code, run.status)
+        assert status == "FAILED" and run.message.startswith(("Bad input: ", "Bad input (")), (run.code, run.status)
     if status == "SUCCEEDED":
         assert run.code == 0
     if recorded and recorded.get("status.jobStatus") in ("SUCCEEDED", "FAILED", "KILL", "UNKNOWN"):

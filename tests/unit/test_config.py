@@ -96,7 +96,7 @@ def test_s3_script_location_is_parsed() -> None:
 
 
 def test_s3_inputs_without_an_endpoint_is_an_error() -> None:
-    problems = problems_of({**MINIMAL, "jobdata.scriptLocation": "s3", "jobdata.jobScript": "b:code.py"})
+    problems = problems_of({**MINIMAL, "jobdata.scriptLocation": "s3", "jobdata.jobScript": "bkt:code.py"})
     assert problems == [("s3.endpoint", "missing, but the job's inputs are in S3")]
 
 
@@ -120,12 +120,12 @@ def test_s3_secure_must_be_a_boolean() -> None:
 
 
 def test_additional_data_lands_under_base_names() -> None:
-    config = parse_config({**MINIMAL, "s3.endpoint": "m:9000", "jobdata.additionalData": "b:a/x.csv, c:y.bin ,"})
+    config = parse_config({**MINIMAL, "s3.endpoint": "m:9000", "jobdata.additionalData": "bkt:a/x.csv, cbk:y.bin ,"})
     assert [loc.base_name for loc in config.additional_data] == ["x.csv", "y.bin"]
 
 
 @pytest.mark.parametrize(
-    "value", ["b:../x", "b:a/../../x", "b:/etc/passwd/..", "b:dir/", "nocolon", "b:x.csv, c:other/x.csv"]
+    "value", ["bkt:../x", "bkt:a/../../x", "bkt:/etc/passwd/..", "bkt:dir/", "nocolon", "bkt:x.csv, cbk:other/x.csv"]
 )
 def test_additional_data_rejects_escapes_duplicates_and_bad_locations(value: str) -> None:
     problems = problems_of({**MINIMAL, "s3.endpoint": "m:9000", "jobdata.additionalData": value})
@@ -137,27 +137,27 @@ def test_additional_data_may_not_shadow_the_script() -> None:
         {
             "resourceURL": "http://r:1",
             "jobdata.scriptLocation": "s3",
-            "jobdata.jobScript": "b:code.py",
+            "jobdata.jobScript": "bkt:code.py",
             "s3.endpoint": "m:9000",
-            "jobdata.additionalData": "b:other/code.py",
+            "jobdata.additionalData": "bkt:other/code.py",
         }
     )
     assert "same file name as the script" in problems[0][1]
 
 
 def test_additional_data_may_not_overwrite_a_script_renamed_for_ray() -> None:
-    # b:code.py runs as job_code.py; a data file of that name would replace it in the package.
+    # bkt:code.py runs as job_code.py; a data file of that name would replace it in the package.
     problems = problems_of(
         {
             "resourceURL": "http://r:1",
             "jobdata.scriptLocation": "s3",
-            "jobdata.jobScript": "b:code.py",
+            "jobdata.jobScript": "bkt:code.py",
             "s3.endpoint": "m:9000",
-            "jobdata.additionalData": "b:x/job_code.py",
+            "jobdata.additionalData": "bkt:x/job_code.py",
         }
     )
     assert problems == [
-        ("jobdata.additionalData", "'b:x/job_code.py' has the same file name as the script ('job_code.py')")
+        ("jobdata.additionalData", "'bkt:x/job_code.py' has the same file name as the script ('job_code.py')")
     ]
 
 

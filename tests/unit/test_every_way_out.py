@@ -210,7 +210,7 @@ def test_a_retried_attempts_log_that_cannot_be_uploaded_is_told_not_only_logged(
             "resourceURL": "http://ray:8265",
             "jobdata.jobScript": "/x.py",
             "s3.endpoint": "s3:9000",
-            "s3upload.bucket": "b",
+            "s3upload.bucket": "bkt",
         }
     )
     ray = cast(RayJobsClient, LogOnlyRay())
@@ -221,7 +221,7 @@ def test_a_retried_attempts_log_that_cannot_be_uploaded_is_told_not_only_logged(
     refused = keep_attempt_log(ray, cast(ObjectStore, RefusingStore()), config, job, "wayout", 1, echo, NO_RETRY)
 
     assert kept is None
-    assert refused == "attempt 1's log could not be uploaded to s3://b/wayout/logs.1: upload failed: AccessDenied: no"
+    assert refused == "attempt 1's log could not be uploaded to s3://bkt/wayout/logs.1: upload failed: AccessDenied: no"
 
 
 def test_an_error_after_the_jobs_end_keeps_rays_status_and_says_what_failed() -> None:
@@ -247,7 +247,7 @@ def test_a_closed_output_stops_the_echo_and_never_the_logs_upload(caplog: pytest
             "resourceURL": "http://ray:8265",
             "jobdata.jobScript": "/x.py",
             "s3.endpoint": "s3:9000",
-            "s3upload.bucket": "b",
+            "s3upload.bucket": "bkt",
         }
     )
     job = JobInfo(submission_id="raypod-wayout-1", status="SUCCEEDED")
@@ -256,8 +256,8 @@ def test_a_closed_output_stops_the_echo_and_never_the_logs_upload(caplog: pytest
         cast(RayJobsClient, LogOnlyRay()), store, config, job, "wayout", LineEcho(ClosedPipe()), NO_RETRY
     )
 
-    assert collected.log_uri == "s3://b/wayout/logs"
-    assert store.objects[("b", "wayout/logs")] == b"attempt 1\n"
+    assert collected.log_uri == "s3://bkt/wayout/logs"
+    assert store.objects[("bkt", "wayout/logs")] == b"attempt 1\n"
     assert "the job's output is no longer printed: Broken pipe (EPIPE)" in caplog.text
 
 

@@ -42,21 +42,21 @@ def ray_with(log: bytes) -> RayJobsClient:
 def test_inputs_in_the_store_are_fetched_and_their_json_parsed(tmp_path: Path) -> None:
     store = MemoryStore(
         {
-            ("in", "job/train.py"): b"print('hi')\n",
-            ("in", "job/meta.json"): json.dumps({"pip": ["rich"], "env": {"MODE": "batch"}}).encode(),
-            ("in", "job/params.json"): b'{"epochs": 3}',
-            ("in", "data/table.csv"): b"a,b\n",
+            ("inputs", "job/train.py"): b"print('hi')\n",
+            ("inputs", "job/meta.json"): json.dumps({"pip": ["rich"], "env": {"MODE": "batch"}}).encode(),
+            ("inputs", "job/params.json"): b'{"epochs": 3}',
+            ("inputs", "data/table.csv"): b"a,b\n",
         }
     )
     config = parse_config(
         {
             "resourceURL": "http://ray:8265",
             "jobdata.scriptLocation": "s3",
-            "jobdata.jobScript": "in:job/train.py",
+            "jobdata.jobScript": "inputs:job/train.py",
             "jobdata.scriptExtraLocation": "s3",
-            "jobdata.scriptMetadata": "in:job/meta.json",
-            "jobdata.jobParameters": "in:job/params.json",
-            "jobdata.additionalData": "in:data/table.csv",
+            "jobdata.scriptMetadata": "inputs:job/meta.json",
+            "jobdata.jobParameters": "inputs:job/params.json",
+            "jobdata.additionalData": "inputs:data/table.csv",
             **S3_KEYS,
         }
     )
@@ -75,14 +75,14 @@ def test_a_missing_input_object_is_bad_input_naming_its_key(tmp_path: Path) -> N
     config = parse_config(
         {
             "resourceURL": "http://ray:8265",
-            "jobdata.additionalData": "in:gone.csv",
+            "jobdata.additionalData": "inputs:gone.csv",
             "jobdata.jobScript": "/x.py",
             **S3_KEYS,
         }
     )
     with pytest.raises(ConfigError) as caught:
         fetch_inputs(config, MemoryStore(), tmp_path)
-    assert caught.value.problems == [("jobdata.additionalData", "S3 object in:gone.csv does not exist")]
+    assert caught.value.problems == [("jobdata.additionalData", "S3 object inputs:gone.csv does not exist")]
 
 
 def test_the_log_is_uploaded_whole_and_the_result_files_are_checked() -> None:

@@ -734,7 +734,7 @@ def test_finish_of_bad_input_writes_failed_with_the_problem_and_exits_2(capsys: 
     assert finish(Outcome.bad_input(error), reporter, clock, said.append) == exits.EXIT_BAD_INPUT
 
     assert sink.data[JOB_STATUS] == BridgeStatus.FAILED
-    assert sink.data[MESSAGE] == "Bad input: resourceURL: missing"
+    assert sink.data[MESSAGE] == "Bad input (2 problems): resourceURL: missing; jobdata.jobScript: missing"
     assert TIME.match(sink.data[END_TIME])
     assert "raypod: bad input: jobdata.jobScript: missing" in capsys.readouterr().err
 

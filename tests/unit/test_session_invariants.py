@@ -221,7 +221,7 @@ def check_world(world: World) -> None:
         assert outcome.status == BridgeStatus.FAILED
         if not final_write_failed:
             assert final_status == BridgeStatus.FAILED
-            assert h.sink.data[MESSAGE].startswith("Bad input: ")
+            assert h.sink.data[MESSAGE].startswith(("Bad input: ", "Bad input ("))
     elif final_write_failed:
         assert code == exits.EXIT_FAILED
     else:
