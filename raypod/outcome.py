@@ -115,7 +115,7 @@ def bad_input_message(problems: Sequence[str], limit: int = MAX_MESSAGE) -> str:
     ``Bad input (11 problems): <first>; <second>; ...``, so the reader knows there are more."""
     if len(problems) == 1:
         return one_line(f"Bad input: {problems[0]}", limit)
-    lines = [printable(" ".join(problem.split())) for problem in problems]
+    lines = [printable(" ".join(problem.split())) or "(no text)" for problem in problems]
     more = "; ..."
     message = one_line(f"Bad input ({len(lines)} problems): {lines[0]}", limit - len(more))
     for shown, line in enumerate(lines[1:], 2):
