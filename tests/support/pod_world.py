@@ -314,11 +314,17 @@ class PodRun:
 
 
 class _Collect(logging.Handler):
+    """One pod's log lines. A thread an earlier pod left behind (its Events writer, cut by SIGTERM)
+    would be dead with its process in a real cluster: what it logs is not this pod's."""
+
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.lines: list[str] = []
+        self._leftovers = frozenset(threading.enumerate()) - {threading.current_thread()}
 
     def emit(self, record: logging.LogRecord) -> None:
+        if threading.current_thread() in self._leftovers:
+            return
         self.lines.append(self.format(record))
 
 
