@@ -23,7 +23,7 @@ from typing import TextIO
 from raypod.clock import SystemClock, format_ray_time
 from raypod.config import checked_submission_id
 from raypod.contract import ID, assert_never
-from raypod.credentials import RayAuthSources
+from raypod.credentials import RAY_TOKEN_SOURCES, RayAuthSources
 from raypod.entrypoint import checked_config
 from raypod.errors import ConfigError, RayApiError, RaypodError, Terminated
 from raypod.events import events_for
@@ -532,6 +532,8 @@ def dispatch(args: argparse.Namespace) -> int:
     except RayApiError as error:
         if error.job_unknown and getattr(args, "submission_id", None):
             print_error(f"raypod: Ray has no job {args.submission_id} ({error.url})")
+        elif error.unauthorized:
+            print_error(f"raypod: {error}; {RAY_TOKEN_SOURCES}")
         else:
             print_error(f"raypod: {error}")
         return EXIT_FAILED

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from raypod.clock import Clock
 from raypod.config import BridgeConfig
 from raypod.contract import RESOURCE_URL
+from raypod.credentials import RAY_TOKEN_SOURCES
 from raypod.entrypoint import new_submission_id, plan_submission
 from raypod.errors import (
     ConfigError,
@@ -270,8 +271,8 @@ def unreachable(error: RayApiError) -> ConfigError:
     if error.unauthorized:
         return ConfigError.single(
             RESOURCE_URL,
-            f"the Ray dashboard refused access (HTTP {error.status}: {one_line(error.reason, 80)}); check the "
-            "token file in the credentials directory (Ray token auth) or, with auth 'basic', username/password",
+            f"the Ray dashboard refused access (HTTP {error.status}: {one_line(error.reason, 80)}); "
+            f"{RAY_TOKEN_SOURCES}; with auth 'basic', check username/password in the credentials directory",
         )
     if "TLS" in error.reason:
         return ConfigError.single(

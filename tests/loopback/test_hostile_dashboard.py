@@ -227,7 +227,7 @@ STARTUP = [
             code=2,
             status="FAILED",
             message=f"Bad input: resourceURL: the Ray dashboard refused access (HTTP {answer}",
-            message_has=("check the token file",),
+            message_has=("RAY_AUTH_TOKEN_PATH",),
             absent=("id",),
             requests={ANY: 1},  # not retried, nothing else asked
         )
