@@ -31,6 +31,7 @@ from raypod.contract import (
     JOB_STATUS,
     MESSAGE,
     REASON,
+    RESOURCE_URL,
     START_TIME,
     SUBMIT_TIME,
     BridgeStatus,
@@ -88,6 +89,9 @@ class SessionSettings:
     #: A recorded UNKNOWN is the job's end (kept, Ray not asked); False: re-attach by its id
     #: (a Kubernetes Job's next pod, ``exits.lost_is_final``).
     lost_is_final: bool = True
+    #: Where the dashboard's address came from (``resourceURL``, ``--address``, a variable): bad
+    #: input about the address names it.
+    address_origin: str = RESOURCE_URL
     #: The patient policy of every call but the polls. Give it the SIGTERM event
     #: (``RetryPolicy.interruptible``): a wait between retries then ends at once.
     retry: RetryPolicy = RetryPolicy()
