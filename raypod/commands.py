@@ -59,7 +59,9 @@ from raypod.terminal import Progress, key_values, people_out, print_bad_input, p
 log = logging.getLogger(__name__)
 
 #: A human waits for a short answer: a few quick retries, not the pod's patient policy.
-CLI_RETRY = RetryPolicy(attempts=3, initial_wait=0.5, max_wait=2.0, deadline=10.0)
+CLI_RETRY = RetryPolicy(attempts=3, initial_wait=0.5, max_wait=2.0, deadline=10.0, quiet_retries=True)
+#: ``submit``'s calls: as patient as the pod's, but one line per retried call, not one per retry.
+SUBMIT_RETRY = RetryPolicy(quiet_retries=True)
 #: ``logs --follow`` gives up after this long without an answer from the dashboard.
 FOLLOW_MAX_SILENCE = 60.0
 
@@ -165,7 +167,10 @@ def command_submit(args: argparse.Namespace) -> int:
         job_name=default_job_name(args),
         namespace=args.namespace or "",
         session=SessionSettings(
-            connect_timeout=args.connect_timeout, submit_only=not args.wait, address_origin=address_origin
+            connect_timeout=args.connect_timeout,
+            submit_only=not args.wait,
+            address_origin=address_origin,
+            retry=SUBMIT_RETRY,
         ),
         local_inputs=local,
         ray_auth=ray_auth(args, for_cli=True),
