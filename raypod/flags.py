@@ -52,8 +52,9 @@ _FLAG_OF_KEY = {
     JOB_SCRIPT: "--script",
     JOB_PARAMETERS: "--param",
     SCRIPT_METADATA: "--env/--pip",
-    JOB_PROPERTIES: "--properties/--runtime-env-json/--runtime-env/--metadata-json",
 }
+#: The flags that set ``jobproperties`` keys a late problem may be about (the first is the default).
+_PROPERTIES_FLAGS = ("--properties", "--runtime-env-json", RUNTIME_ENV_FILE_FLAG, "--metadata-json")
 
 
 # -- the address --------------------------------------------------------------------------
@@ -256,8 +257,15 @@ def job_from_flags(args: argparse.Namespace, submission_id: str | None = None) -
     # What only the whole job shows (a runtime_env field raypod sets itself, say), named by its flag.
     late = submission_problems(config, local)
     if late:
-        raise ConfigError([(_FLAG_OF_KEY.get(key, key), problem) for key, problem in late])
+        flag_of = {**_FLAG_OF_KEY, JOB_PROPERTIES: _properties_flags_given(args)}
+        raise ConfigError([(flag_of.get(key, key), problem) for key, problem in late])
     return config, local
+
+
+def _properties_flags_given(args: argparse.Namespace) -> str:
+    """The flags among ``_PROPERTIES_FLAGS`` the user gave: the name a problem in jobproperties goes by."""
+    given = [flag for flag in _PROPERTIES_FLAGS if getattr(args, flag.lstrip("-").replace("-", "_"), None)]
+    return "/".join(given) or _PROPERTIES_FLAGS[0]
 
 
 # -- Ray's own flags ----------------------------------------------------------------------------

@@ -64,6 +64,8 @@ KUBE_URL = "https://kube.test"
 THREAD_WAIT = 0.1
 #: A thread waiting for fake time that only the main thread moves gives up after this (real seconds).
 THREAD_TIME_CAP = 2.0
+#: Real seconds the model waits for a pod's queued Events to be written (they take milliseconds).
+EVENTS_DRAIN_CAP = 30.0
 
 
 class FakeTimeEvent(threading.Event):
@@ -381,8 +383,10 @@ def run_pod(
             result = runner.run()
             if not clock.event.is_set() and api.hung_until(clock.elapsed) is None:
                 # The pod's CLOSE_WAIT (5 s) lets a write to an API that answers finish; here the
-                # writer thread may just not have had its turn within THREAD_WAIT.
-                events.close(THREAD_TIME_CAP)
+                # writer thread may just not have had its turn within THREAD_WAIT. The API answers at
+                # once, so this returns as soon as the queue is written; the cap only stops a hang,
+                # and is generous because a loaded machine may starve the writer for seconds.
+                events.close(EVENTS_DRAIN_CAP)
             records = argparse.Namespace(termination_log=str(termination), result=result_path)
             exit_code = leave_report(records, result, metrics)
     except BaseException as error:
