@@ -59,8 +59,9 @@ def suggestions(key: str) -> tuple[str, ...]:
     close = difflib.get_close_matches(key.lower(), list(lowered), n=3, cutoff=CLOSENESS)
     if not close:
         return ()
-    fewest = min(edit_distance(key.lower(), known) for known in close)
-    return tuple(sorted(lowered[known] for known in close if edit_distance(key.lower(), known) == fewest))
+    distance = {known: edit_distance(key.lower(), known) for known in close}
+    fewest = min(distance.values())
+    return tuple(sorted(lowered[known] for known, edits in distance.items() if edits == fewest))
 
 
 def in_own_namespace(key: str, suggested: tuple[str, ...]) -> bool:

@@ -177,7 +177,7 @@ def submit_job(args: argparse.Namespace) -> SubmitInputs:
             ("--properties", args.properties),
             ("-- ARGS", args.script_args),
             ("--submission-id", args.new_submission_id),
-            *((flag, getattr(args, flag.lstrip("-").replace("-", "_"))) for flag in RAY_FLAGS),
+            *((flag, given_flag(args, flag)) for flag in RAY_FLAGS),
         )
         if value
     ]
@@ -262,9 +262,14 @@ def job_from_flags(args: argparse.Namespace, submission_id: str | None = None) -
     return config, local
 
 
+def given_flag(args: argparse.Namespace, flag: str) -> Any:
+    """The value argparse holds for ``--some-flag`` (its ``some_flag``); None when it has none."""
+    return getattr(args, flag.lstrip("-").replace("-", "_"), None)
+
+
 def _properties_flags_given(args: argparse.Namespace) -> str:
     """The flags among ``_PROPERTIES_FLAGS`` the user gave: the name a problem in jobproperties goes by."""
-    given = [flag for flag in _PROPERTIES_FLAGS if getattr(args, flag.lstrip("-").replace("-", "_"), None)]
+    given = [flag for flag in _PROPERTIES_FLAGS if given_flag(args, flag)]
     return "/".join(given) or _PROPERTIES_FLAGS[0]
 
 
@@ -287,7 +292,7 @@ def ray_flag_values(args: argparse.Namespace) -> dict[str, tuple[str, Any]]:
     values: dict[str, tuple[str, Any]] = {}
     problems = Problems()
     for flag, key in RAY_FLAGS.items():
-        text = getattr(args, flag.lstrip("-").replace("-", "_"))
+        text = given_flag(args, flag)
         if text is None:
             continue
         if key in values:

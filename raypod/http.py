@@ -184,7 +184,7 @@ class HttpClient:
         a bearer token alone), the password. Made afresh for each use: a token file may be rotated
         while the pod runs."""
         try:
-            headers = dict(self._headers() if self._headers else {})
+            headers = self._current_headers()
         except Exception:  # noqa: BLE001 - a header source that fails now failed before, where it was reported
             headers = {}
         auth = self.session.auth

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from raypod.errors import ApiError
-from raypod.http import HttpClient, Timeouts
-from raypod.retry import RetryPolicy
+from raypod.http import HttpClient, Timeouts, redact_url
+from raypod.retry import NO_RETRY
 from raypod.safetext import valid_text
 
 #: What the text format of version 0.0.4 is sent as.
@@ -144,7 +144,6 @@ class GatewayAddress:
             raise ValueError("expected an http:// or https:// URL with a host")
         if parts.query or parts.fragment:
             raise ValueError("expected no query and no fragment")
-        host = parts.netloc.rsplit("@", 1)[1] if "@" in parts.netloc else parts.netloc
         try:
             parts.port  # noqa: B018 - raises for a port that is no number
         except ValueError:
@@ -152,7 +151,7 @@ class GatewayAddress:
         auth = None
         if parts.username is not None:
             auth = (unquote(parts.username), unquote(parts.password or ""))
-        return cls(urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", "")), auth)
+        return cls(redact_url(urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))), auth)
 
 
 class Pushgateway:
@@ -166,7 +165,7 @@ class Pushgateway:
             error_class=PushgatewayError,
             auth=address.auth,
             timeouts=timeouts,
-            retry=RetryPolicy(attempts=1, deadline=timeouts.deadline or 0.0),
+            retry=NO_RETRY,
         )
 
     def push(self, group: str, metrics: Sequence[Metric]) -> None:

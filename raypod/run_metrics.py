@@ -82,7 +82,8 @@ class QueueClock:
         self.now = now
         self.started_at = now()
         self._pending: set[str] = set()
-        self._running: dict[str, float] = {}
+        #: When a poll first saw each attempt RUNNING; None when it was running before this pod saw it.
+        self._running: dict[str, float | None] = {}
         self._lock = threading.Lock()
 
     def observe(self, job: JobInfo) -> None:
@@ -92,10 +93,8 @@ class QueueClock:
                 self._pending.add(submission_id)
             elif job.status is RayStatus.RUNNING and submission_id not in self._running:
                 watched_from_submission = job.start_time_ms is not None and job.start_time_ms / 1000 >= self.started_at
-                if submission_id in self._pending or watched_from_submission:
-                    self._running[submission_id] = self.now()
-                else:
-                    self._running[submission_id] = float("nan")  # running before this pod saw it
+                seen_start = submission_id in self._pending or watched_from_submission
+                self._running[submission_id] = self.now() if seen_start else None
 
     def queue_seconds(self, job: JobInfo | None) -> float | None:
         """From the submission (Ray's ``start_time``) to the first poll that saw ``job`` RUNNING."""
@@ -103,7 +102,7 @@ class QueueClock:
             return None
         with self._lock:
             running = self._running.get(job.submission_id)
-        if running is None or running != running:
+        if running is None:
             return None
         seconds = running - job.start_time_ms / 1000
         return seconds if seconds >= 0 else None  # the pod's and the head's clocks disagree

@@ -48,7 +48,7 @@ from raypod.safetext import one_line
 from raypod.session import JobSession, SessionSettings
 from raypod.source import JobSource
 from raypod.status_store import StatusReporter, StatusSink, status_line
-from raypod.submission import RaySubmitter, SubmissionSettings, split_recorded
+from raypod.submission import RaySubmitter, SubmissionSettings, parse_attempt, split_recorded
 from raypod.terminal import print_bad_input
 
 log = logging.getLogger(__name__)
@@ -407,10 +407,10 @@ class JobOutput:
 
 def log_attempt_of(status: Mapping[str, str]) -> None:
     """The JSON lines name the attempt ``status`` records (``id``, ``status.attempt``)."""
-    submission_id, number = status.get(ID, ""), status.get(ATTEMPT, "")
-    # An earlier pod's record is data: anything but a short number counts as 1, and so does a number
-    # the id does not carry (an id set apart from its attempt), as the next pod would read them.
-    recorded = int(number) if number.isdecimal() and len(number) <= 4 else 1
+    submission_id = status.get(ID, "")
+    # An earlier pod's record is data: anything but an attempt number counts as 1, and so does a
+    # number the id does not carry (an id set apart from its attempt), as the session reads them.
+    recorded = parse_attempt(status.get(ATTEMPT, "")) or 1
     set_log_submission(submission_id, split_recorded(submission_id, recorded)[1])
 
 

@@ -616,7 +616,7 @@ class JobSession:
         outcome = ended
         if self._attempts > 1:
             not_retried = ""
-            if attempt.number < self._attempts and job.status is RayStatus.FAILED and not job.failure.retried:
+            if attempt.number < self._attempts and job.status is RayStatus.FAILED and not self._retriable(job):
                 not_retried = f"; {ended.reason} is not retried"
                 log.warning("attempt %d failed (%s), which another attempt cannot mend", attempt.number, ended.reason)
             counted = f"{ended.message.rstrip('.')} (attempt {attempt.number} of {self._attempts}{not_retried})."

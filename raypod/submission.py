@@ -83,13 +83,21 @@ def resolve_attempt(configured: str, recorded_id: str, recorded_number: int) -> 
     return base_id, max(number, known)
 
 
+def parse_attempt(text: str) -> int | None:
+    """``status.attempt`` as an earlier pod wrote it, or None when it is no attempt number."""
+    try:
+        attempt = int(text)
+    except ValueError:
+        return None
+    return attempt if attempt >= 1 else None
+
+
 def recorded_attempt(text: str) -> int:
     """``status.attempt`` as an earlier pod wrote it; 1 when absent or unreadable."""
-    try:
-        attempt = int(text) if text else 1
-    except ValueError:
-        attempt = 0
-    if attempt < 1:
+    if not text:
+        return 1
+    attempt = parse_attempt(text)
+    if attempt is None:
         log.warning("status.attempt=%r is not an attempt number; taking it as 1", text)
         return 1
     return attempt

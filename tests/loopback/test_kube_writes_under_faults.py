@@ -73,8 +73,13 @@ def then(action: Callable[[], None], status: str) -> Callable[[Seen], Answer]:
     return step
 
 
+def configmap_patches(fake_kube: FakeKube) -> list[Recorded]:
+    """The PATCHes of ConfigMaps (not of Events, whose series raypod patches too)."""
+    return [call for call in fake_kube.calls("PATCH") if "/configmaps/" in call.path]
+
+
 def patches_since(fake_kube: FakeKube, index: int) -> list[Recorded]:
-    return fake_kube.calls("PATCH")[index:]
+    return configmap_patches(fake_kube)[index:]
 
 
 # -- class 1: a final status outlives an outage longer than 8 attempts --------------------------------
@@ -86,7 +91,7 @@ def test_a_final_status_answered_503_longer_than_eight_attempts_still_lands(
     patches_before_outage: list[int] = []
 
     def outage() -> None:
-        patches_before_outage.append(len(fake_kube.calls("PATCH")))
+        patches_before_outage.append(len(configmap_patches(fake_kube)))
         fake_kube.fail("patch", 503, LONG_OUTAGE)
 
     dashboard.script("poll", "RUNNING", then(outage, "SUCCEEDED"))
@@ -95,11 +100,16 @@ def test_a_final_status_answered_503_longer_than_eight_attempts_still_lands(
 
     assert result.exit_code == 0, result
     assert fake_kube.data(CM)["status.jobStatus"] == "SUCCEEDED"
-    # The outage met the final write itself: 13 answers 503 to it, then it landed.
+    # The outage met the final write itself: the 503s went to it, then it landed. A status write
+    # still in flight as the outage began (the background writer, on a loaded machine) may take
+    # some of them first; without one, all 13 went to the final write.
     (start,) = patches_before_outage
-    final = patches_since(fake_kube, start)
-    assert [p.status for p in final] == [503] * LONG_OUTAGE + [200]
-    assert all(p.body["data"]["status.jobStatus"] == "SUCCEEDED" for p in final)
+    since = patches_since(fake_kube, start)
+    final = [p for p in since if p.body["data"].get("status.jobStatus") == "SUCCEEDED"]
+    assert [p.status for p in since].count(503) == LONG_OUTAGE and since[-1] is final[-1]
+    assert [p.status for p in final] == [503] * (len(final) - 1) + [200]
+    if len(final) == len(since):
+        assert len(final) - 1 == LONG_OUTAGE
 
 
 def test_bad_input_is_written_through_an_outage_and_ends_exit_2(
@@ -114,7 +124,7 @@ def test_bad_input_is_written_through_an_outage_and_ends_exit_2(
     data = fake_kube.data(CM)
     assert data["status.jobStatus"] == "FAILED" and data["status.reason"] == "BadInput"
     assert data["status.message"].startswith("Bad input: updateInterval")
-    assert sum(r.status == 503 for r in fake_kube.calls("PATCH")) == LONG_OUTAGE
+    assert sum(r.status == 503 for r in configmap_patches(fake_kube)) == LONG_OUTAGE
     assert server.count("POST") == 0
 
 
@@ -139,7 +149,7 @@ def test_no_patch_comes_again_before_retry_after(
 
     configmap.write({"status.jobStatus": "RUNNING"})
 
-    first, second = fake_kube.calls("PATCH")
+    first, second = configmap_patches(fake_kube)
     assert (first.status, second.status) == (status, 200)
     # Without Retry-After the policy's next try comes within 50 ms.
     assert second.at - first.at >= 0.9
@@ -174,7 +184,7 @@ def test_a_configmap_the_operator_re_created_gets_the_id_and_every_recorded_key_
     assert {k: data[k] for k in keys} == keys
     assert dashboard.posts == 1
     # Every PATCH carries the uid of the object it means; the ones after the re-creation the new one.
-    uids = [(r.body.get("metadata") or {}).get("uid") for r in fake_kube.calls("PATCH")]
+    uids = [(r.body.get("metadata") or {}).get("uid") for r in configmap_patches(fake_kube)]
     assert uids[0] == old_uid and uids[-1] == new["metadata"]["uid"]
     assert set(uids) == {old_uid, new["metadata"]["uid"]}
 
@@ -200,7 +210,7 @@ def test_a_configmap_re_created_for_another_is_never_written_and_the_result_says
     def replace_by_another() -> None:
         fake_kube.delete_configmap(CM)
         fake_kube.create_configmap(CM, others, owner_uid=theirs)
-        replaced_at.append(len(fake_kube.calls("PATCH")))
+        replaced_at.append(len(configmap_patches(fake_kube)))
 
     dashboard.script("poll", "RUNNING", then(replace_by_another, "RUNNING"), "RUNNING", "SUCCEEDED")
 
@@ -249,7 +259,7 @@ def test_a_patch_meant_for_the_object_read_is_refused_by_one_re_created_under_it
 
     configmap.write({"status.jobStatus": "RUNNING"})  # no read in between: the PATCH finds out
 
-    refused = [r for r in fake_kube.calls("PATCH") if r.status == 422]
+    refused = [r for r in configmap_patches(fake_kube) if r.status == 422]
     assert len(refused) == 1
     assert fake_kube.data(CM) == {
         "resourceURL": "http://ray:8265",
@@ -272,7 +282,7 @@ def test_a_patch_never_lands_in_another_bridgejobs_configmap(fake_kube: FakeKube
         configmap.write({"status.jobStatus": "FAILED"})
 
     assert fake_kube.data(CM) == theirs
-    assert [r.status for r in fake_kube.calls("PATCH")] == [422]  # the first one only, refused
+    assert [r.status for r in configmap_patches(fake_kube)] == [422]  # the first one only, refused
 
 
 def test_a_kill_read_that_finds_another_bridgejobs_configmap_takes_nothing_from_it(fake_kube: FakeKube) -> None:
@@ -287,4 +297,4 @@ def test_a_kill_read_that_finds_another_bridgejobs_configmap_takes_nothing_from_
             configmap.read()
 
     assert len(fake_kube.calls("GET")) == 2  # the start-up read and the one that found out
-    assert fake_kube.calls("PATCH") == []
+    assert configmap_patches(fake_kube) == []
