@@ -14,7 +14,7 @@ from pathlib import Path
 
 from raypod import __version__
 from raypod.contract import MIN_UPDATE_INTERVAL
-from raypod.credentials import DEFAULT_CREDENTIALS_DIR, DEFAULT_S3_CREDENTIALS_DIR
+from raypod.credentials import DEFAULT_CREDENTIALS_DIR, DEFAULT_S3_CREDENTIALS_DIR, RAY_TOKEN_SOURCES
 from raypod.exits import EXIT_BAD_INPUT, EXIT_CODE_CHOICES, EXIT_CODES_VARIABLE, SUMMARY
 
 RUN_EXAMPLE = (
@@ -373,7 +373,7 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_CREDENTIALS_DIR,
         metavar="DIR",
         help="the resource secret: an optional token (Ray token auth), headers.json and ca.crt, and "
-        f"username/password for auth 'basic' (default: {DEFAULT_CREDENTIALS_DIR})",
+        f"username/password for auth 'basic' (default: {DEFAULT_CREDENTIALS_DIR}). {RAY_TOKEN_SOURCES}",
     )
     parser.add_argument(
         "--headers",

@@ -23,7 +23,7 @@ from typing import TextIO
 from raypod.clock import SystemClock, format_ray_time
 from raypod.config import checked_submission_id
 from raypod.contract import ID, assert_never
-from raypod.credentials import RayAuthSources
+from raypod.credentials import RAY_TOKEN_SOURCES, RayAuthSources
 from raypod.entrypoint import checked_config
 from raypod.errors import ConfigError, RayApiError, RaypodError, Terminated
 from raypod.events import events_for
@@ -46,7 +46,7 @@ from raypod.logs import LineEcho, LiveLog, echo_rest
 from raypod.outcome import Ending, Outcome, load_for_run, recorded_final
 from raypod.pod_identity import PodIdentity
 from raypod.process import TerminateEvent, fallback_sink, install_terminate_handler, open_run_target
-from raypod.ray import JobInfo, RayJobsClient, RayStatus
+from raypod.ray import JobInfo, RayJobsClient, RayStatus, stranger_at
 from raypod.retry import RetryPolicy
 from raypod.run_metrics import GatewaySettings, MetricsAtExit
 from raypod.run_record import termination_log_path, write_result, write_termination_message
@@ -59,15 +59,29 @@ from raypod.terminal import Progress, key_values, people_out, print_bad_input, p
 log = logging.getLogger(__name__)
 
 #: A human waits for a short answer: a few quick retries, not the pod's patient policy.
-CLI_RETRY = RetryPolicy(attempts=3, initial_wait=0.5, max_wait=2.0, deadline=10.0)
+CLI_RETRY = RetryPolicy(attempts=3, initial_wait=0.5, max_wait=2.0, deadline=10.0, quiet_retries=True)
+#: ``submit``'s calls: as patient as the pod's, but one line per retried call, not one per retry.
+SUBMIT_RETRY = RetryPolicy(quiet_retries=True)
 #: ``logs --follow`` gives up after this long without an answer from the dashboard.
 FOLLOW_MAX_SILENCE = 60.0
 
 
 # -- the dashboard ---------------------------------------------------------------------------
 def connect(args: argparse.Namespace) -> RayJobsClient:
+    """The dashboard client, once ``/api/version`` shows a Ray dashboard answers at the address
+    (anything else is bad input naming the flag or variable it came from)."""
     credentials = ray_auth(args, for_cli=True).read(basic=False)
-    return RayJobsClient.connect(require_address(args.address), credentials, retry=CLI_RETRY)
+    address = require_address(args.address)
+    ray = RayJobsClient.connect(address.url, credentials, retry=CLI_RETRY)
+    try:
+        ray.version()
+    except RayApiError as error:
+        ray.close()
+        raise (stranger_at(address.url, address.origin, error) or error) from error
+    except BaseException:
+        ray.close()
+        raise
+    return ray
 
 
 def ray_auth(args: argparse.Namespace, *, for_cli: bool) -> RayAuthSources:
@@ -135,7 +149,7 @@ def leave_report(args: argparse.Namespace, result: RunResult, metrics: MetricsAt
 
 
 def command_submit(args: argparse.Namespace) -> int:
-    job, local = submit_job(args)
+    job, local, address_origin = submit_job(args)
     # The runner prints a line on each status change; the progress adds the elapsed time.
     progress = Progress(sys.stderr, plain_on_change=False)
     job_out = progress.clearing(sys.stdout)
@@ -152,7 +166,12 @@ def command_submit(args: argparse.Namespace) -> int:
     options = RunOptions(
         job_name=default_job_name(args),
         namespace=args.namespace or "",
-        session=SessionSettings(connect_timeout=args.connect_timeout, submit_only=not args.wait),
+        session=SessionSettings(
+            connect_timeout=args.connect_timeout,
+            submit_only=not args.wait,
+            address_origin=address_origin,
+            retry=SUBMIT_RETRY,
+        ),
         local_inputs=local,
         ray_auth=ray_auth(args, for_cli=True),
         s3_credentials_dir=args.s3_credentials,
@@ -532,6 +551,8 @@ def dispatch(args: argparse.Namespace) -> int:
     except RayApiError as error:
         if error.job_unknown and getattr(args, "submission_id", None):
             print_error(f"raypod: Ray has no job {args.submission_id} ({error.url})")
+        elif error.unauthorized:
+            print_error(f"raypod: {error}; {RAY_TOKEN_SOURCES}")
         else:
             print_error(f"raypod: {error}")
         return EXIT_FAILED

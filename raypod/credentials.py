@@ -26,6 +26,12 @@ from raypod.errors import ConfigError
 
 DEFAULT_CREDENTIALS_DIR = Path("/credentials")
 DEFAULT_S3_CREDENTIALS_DIR = Path("/s3credentials")
+#: Where Ray's token is looked for, first found wins (``RayAuthSources``): the one hint every
+#: refusal (401, 403) and ``--help`` give, as Ray's own clients name their sources.
+RAY_TOKEN_SOURCES = (
+    "Ray's token is read from the credentials directory's token file (--credentials), else "
+    "$RAY_AUTH_TOKEN, else the file named by $RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token (command line only)"
+)
 
 #: Returns why a (stripped, non-empty) secret cannot be used, or None. Never quote the value.
 SecretCheck = Callable[[str], str | None]

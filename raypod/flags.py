@@ -15,12 +15,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 from raypod.config import BridgeConfig, ConfigOverrides, checked_submission_id, parse_resource_url
 from raypod.contract import JOB_PARAMETERS, JOB_PROPERTIES, JOB_SCRIPT, RESOURCE_URL, SCRIPT_METADATA
 from raypod.entrypoint import submission_problems
 from raypod.errors import ConfigError, Problems
+from raypod.http import redact_url
 from raypod.inputs import WHEEL_FLAG, LocalInputs
 from raypod.jobdata import (
     INLINE_SCRIPT_NAME,
@@ -56,12 +58,29 @@ _PROPERTIES_FLAGS = ("--properties", "--runtime-env-json", RUNTIME_ENV_FILE_FLAG
 
 
 # -- the address --------------------------------------------------------------------------
-def resolve_address(flag: str | None, environ: Mapping[str, str]) -> str | None:
-    """The dashboard URL from ``--address``, else the first of ``ADDRESS_VARIABLES`` set; None if none."""
+#: Ray's GCS port: Ray sets ``RAY_ADDRESS`` to it inside every job, and it speaks no HTTP.
+GCS_PORT = 6379
+
+
+class Address(NamedTuple):
+    """The dashboard URL, and the flag or variable it came from (named in every problem with it)."""
+
+    url: str
+    origin: str
+
+
+def find_address(flag: str | None, environ: Mapping[str, str]) -> Address | None:
+    """``--address``, else the first of ``ADDRESS_VARIABLES`` set; None if none."""
     for origin, value in (("--address", flag), *((name, environ.get(name)) for name in ADDRESS_VARIABLES)):
         if value and value.strip():
-            return dashboard_url(value.strip(), origin)
+            return Address(dashboard_url(value.strip(), origin), origin)
     return None
+
+
+def resolve_address(flag: str | None, environ: Mapping[str, str]) -> str | None:
+    """The dashboard URL from ``--address``, else the first of ``ADDRESS_VARIABLES`` set; None if none."""
+    found = find_address(flag, environ)
+    return found.url if found else None
 
 
 def dashboard_url(text: str, origin: str) -> str:
@@ -78,11 +97,27 @@ def dashboard_url(text: str, origin: str) -> str:
         )
     if "://" not in text:
         text = f"http://{text}"
-    return parse_resource_url(text, origin)
+    url = parse_resource_url(text, origin)
+    if _port(url) == GCS_PORT:
+        shown = f"{origin}={redact_url(url)}" if origin.isupper() else f"{origin} {redact_url(url)}"
+        # ``ray job`` asks the GCS for the dashboard with the Ray SDK; raypod has none.
+        raise ConfigError.single(
+            origin,
+            f"{shown} is Ray's GCS port (Ray sets RAY_ADDRESS to it inside every job); the dashboard is "
+            "usually on :8265 (set RAY_API_SERVER_ADDRESS, which comes first, or pass --address)",
+        )
+    return url
 
 
-def require_address(flag: str | None) -> str:
-    address = resolve_address(flag, os.environ)
+def _port(url: str) -> int | None:
+    try:
+        return urlsplit(url).port
+    except ValueError:
+        return None
+
+
+def require_address(flag: str | None) -> Address:
+    address = find_address(flag, os.environ)
     if address is None:
         raise ConfigError.single(
             "--address",
@@ -110,7 +145,14 @@ class FlagsJob:
         return False
 
 
-def submit_job(args: argparse.Namespace) -> tuple[JobSource, LocalInputs]:
+class SubmitInputs(NamedTuple):
+    job: JobSource
+    local: LocalInputs
+    #: Where the dashboard's address came from: a flag, a variable, or the ConfigMap's resourceURL.
+    address_origin: str
+
+
+def submit_job(args: argparse.Namespace) -> SubmitInputs:
     """What ``submit`` runs: a ConfigMap (``--config``) or a script and its flags (``--script``)."""
     if args.config is not None and args.script is not None:
         raise ConfigError.single("--config", "give either --config or --script, not both")
@@ -119,7 +161,8 @@ def submit_job(args: argparse.Namespace) -> tuple[JobSource, LocalInputs]:
         checked_submission_id(kuberay_id, KUBERAY_SUBMISSION_ID)
     if args.script is not None:
         config, local = job_from_flags(args, kuberay_id)
-        return FlagsJob(config), local
+        found = find_address(args.address, os.environ)
+        return SubmitInputs(FlagsJob(config), local, found.origin if found else "--address")
     if args.config is None:
         raise ConfigError.single("--script", "missing: give --script FILE, or --config PATH for a ConfigMap")
     loose = [
@@ -142,11 +185,13 @@ def submit_job(args: argparse.Namespace) -> tuple[JobSource, LocalInputs]:
         raise ConfigError.single(", ".join(loose), "only with --script; with --config they belong in the ConfigMap")
     source = open_source(args.config)
     # An explicit --address wins; then the ConfigMap's resourceURL; then the environment.
-    address = resolve_address(args.address, {}) if args.address else None
-    if address is None and not source.read().get(RESOURCE_URL, "").strip():
-        address = resolve_address(None, os.environ)
-    overrides = ConfigOverrides(resource_url=address, update_interval=args.interval, submission_id=kuberay_id)
-    return ConfigMapJob(source, overrides), LocalInputs()
+    found = find_address(args.address, {}) if args.address else None
+    if found is None and not source.read().get(RESOURCE_URL, "").strip():
+        found = find_address(None, os.environ)
+    overrides = ConfigOverrides(
+        resource_url=found.url if found else None, update_interval=args.interval, submission_id=kuberay_id
+    )
+    return SubmitInputs(ConfigMapJob(source, overrides), LocalInputs(), found.origin if found else RESOURCE_URL)
 
 
 def job_from_flags(args: argparse.Namespace, submission_id: str | None = None) -> tuple[BridgeConfig, LocalInputs]:
@@ -191,7 +236,7 @@ def job_from_flags(args: argparse.Namespace, submission_id: str | None = None) -
         problems.take(error)
     resource_url = ""
     try:
-        resource_url = require_address(args.address)
+        resource_url = require_address(args.address).url
     except ConfigError as error:
         problems.take(error)
     problems.raise_if_any()

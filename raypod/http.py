@@ -11,6 +11,7 @@ and made valid text (``safetext.valid_json``) before anything looks at it.
 from __future__ import annotations
 
 import email.utils
+import http.client
 import json
 import logging
 import os
@@ -411,8 +412,10 @@ class HttpClient:
             value = json.loads(bytes(buffer))
         except (ValueError, RecursionError):
             content_type = bounded_text(valid_text(response.headers.get("Content-Type") or "none"), 80)
+            # The answer's start is kept as the error's body (scrubbed there): it says what answered.
+            start = bytes(buffer[:MAX_ERROR_BODY]).decode("utf-8", "replace")
             raise self.make_error(
-                method, shown_url, status, f"answer is not JSON (content type {content_type})", retryable=False
+                method, shown_url, status, f"{NOT_JSON} (content type {content_type})", start, retryable=False
             ) from None
         # Only JSON's \u escapes make a lone surrogate: look for them before walking the whole answer.
         if b"\\u" in buffer:
@@ -472,6 +475,11 @@ class HttpClient:
             # not latin-1...): no retry can mend it, and the exception's text may quote a token.
             unbuildable = type(error).__name__
         except requests.RequestException as error:
+            if not_http(error):
+                # Something answered, in bytes that are not HTTP (a gRPC port): asking again gets the same.
+                raise self.make_error(
+                    method, shown_url, None, NOT_HTTP + self._cause(error), retryable=False
+                ) from error
             raise self.make_error(method, shown_url, None, self._cause(error)) from error
         if response is None:
             # Raised outside the handler: the exception is not even kept as this one's context.
@@ -581,6 +589,22 @@ def _read_bounded(response: requests.Response, limit: int) -> str:
     finally:
         response.close()
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+
+
+#: How an answer that is not JSON, or not HTTP at all, is named in an error's reason.
+NOT_JSON = "answer is not JSON"
+NOT_HTTP = "not an HTTP answer: "
+
+
+def not_http(error: BaseException) -> bool:
+    """The server answered with bytes that are no HTTP status line. A connection closed before any
+    answer (``RemoteDisconnected``, a restarting server) is not one: that may heal."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, http.client.BadStatusLine) and not isinstance(cause, http.client.RemoteDisconnected):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _root_cause(error: BaseException) -> str:

@@ -16,7 +16,16 @@ import requests
 from raypod.contract import BridgeStatus, TextEnum, assert_never
 from raypod.credentials import RayCredentials
 from raypod.errors import ConfigError, RayApiError
-from raypod.http import MAX_PROBLEM, HttpClient, JsonAnswer, Timeouts, redact_url, summarize_error_body
+from raypod.http import (
+    MAX_PROBLEM,
+    NOT_HTTP,
+    NOT_JSON,
+    HttpClient,
+    JsonAnswer,
+    Timeouts,
+    redact_url,
+    summarize_error_body,
+)
 from raypod.ray_auth import RayTokenAuth
 from raypod.ray_failures import RayFailure, error_type_of, ray_failure
 from raypod.retry import NO_RETRY, RetryPolicy
@@ -259,6 +268,48 @@ def ray_tls_verify(credentials: RayCredentials) -> bool | str:
 VERSION_TIMEOUTS = Timeouts(connect=5.0, read=10.0, total=10.0)
 
 
+#: How much of a stranger's answer a "not a Ray dashboard" message quotes.
+MAX_ANSWER_SHOWN = 120
+#: Answers to ``/api/version`` that a Ray dashboard may give on its way (auth, a proxy's auth, throttling).
+_RAY_MAY_SAY = frozenset({401, 403, 407, 429})
+
+
+#: How ``version`` names a JSON answer that is not an object.
+NOT_A_VERSION = "not a version object"
+
+
+def stranger_at(address: str, origin: str, error: RayApiError) -> ConfigError | None:
+    """``GET /api/version``'s failure as bad input, when no Ray dashboard answers so (``not_a_dashboard``)."""
+    what = not_a_dashboard(error)
+    if what is None:
+        return None
+    return ConfigError.single(origin, f"{redact_url(address)} is not a Ray dashboard ({what})")
+
+
+def not_a_dashboard(error: RayApiError) -> str | None:
+    """What answered ``GET /api/version``, when no Ray dashboard answers so: bytes that are not HTTP,
+    a 2xx that is not a JSON object, a 4xx (Ray has this route in every 2.x). None for what may heal or
+    has its own message (no answer, a redirect, 5xx, 401/403/407/429, an answer too large). Scrubbed
+    already (``make_error``), cut here."""
+    if error.status is None:
+        if NOT_HTTP not in error.reason:
+            return None
+        return shown_answer(error.reason[error.reason.index(NOT_HTTP) :])
+    if 200 <= error.status < 300 and NOT_A_VERSION in error.reason:
+        return f"HTTP {error.status}: {shown_answer(error.reason)}"
+    if 200 <= error.status < 300 and NOT_JSON in error.reason:
+        return f"HTTP {error.status}: {shown_answer(error.body)}"
+    if 400 <= error.status < 500 and error.status not in _RAY_MAY_SAY:
+        return f"HTTP {error.status}: {shown_answer(error.reason)}"
+    return None
+
+
+def shown_answer(text: str) -> str:
+    """A stranger's answer (scrubbed already) as a short part of one line: its whitespace folded,
+    so an XML or HTML page shows more than its first line."""
+    return bounded_text(" ".join(text.split()), MAX_ANSWER_SHOWN) or "an empty answer"
+
+
 class RayJobsClient:
     """One method per dashboard call raypod makes."""
 
@@ -308,7 +359,7 @@ class RayJobsClient:
     def version(self, retry: RetryPolicy | None = None) -> dict[str, Any]:
         answer = self.http.json_answer("GET", "/api/version", retry=retry, timeouts=VERSION_TIMEOUTS)
         if not isinstance(answer.value, dict):
-            raise answer.error(f"not a version object but {json_type(answer.value)}")
+            raise answer.error(f"{NOT_A_VERSION} but {json_type(answer.value)}")
         return answer.value
 
     # -- working-dir packages ------------------------------------------------------

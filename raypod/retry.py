@@ -36,6 +36,11 @@ class RetryPolicy:
     deadline: float = 60.0
     #: Set by SIGTERM: a wait between attempts ends at once and raises Terminated.
     interrupt: threading.Event | None = field(default=None, compare=False, repr=False)
+    #: A person at a terminal: the first retry of a call is one warning saying how long it is
+    #: retried, the others are INFO (shown with -v). The pod's log keeps a warning per retry.
+    quiet_retries: bool = False
+    #: Every retry at INFO: the caller says itself, once, that a call keeps failing (the watch's polls).
+    silent_retries: bool = False
 
     def with_deadline(self, seconds: float) -> RetryPolicy:
         """Bounded by time only: with full jitter, a count of attempts could end an outage wait early."""
@@ -53,7 +58,7 @@ class RetryPolicy:
                 _AskedPastDeadline(self.deadline),
             ),
             wait=self._wait,
-            before_sleep=lambda state: _log_retry(what, state),
+            before_sleep=lambda state: _log_retry(what, state, policy=self),
             sleep=self._sleep,
             reraise=True,
         )
@@ -103,10 +108,14 @@ def _retry_after(state: tenacity.RetryCallState) -> float | None:
     return None
 
 
-def _log_retry(what: str, state: tenacity.RetryCallState) -> None:
+def _log_retry(what: str, state: tenacity.RetryCallState, *, policy: RetryPolicy) -> None:
     error = state.outcome.exception() if state.outcome else None
     wait = state.next_action.sleep if state.next_action else 0.0
-    log.warning("%s failed (attempt %d): %s; retrying in %.1fs", what, state.attempt_number, error, wait)
+    if policy.quiet_retries and not policy.silent_retries and state.attempt_number == 1:
+        log.warning("%s failed: %s; retrying for up to %g s (-v shows each try)", what, error, policy.deadline)
+        return
+    level = logging.INFO if policy.quiet_retries or policy.silent_retries else logging.WARNING
+    log.log(level, "%s failed (attempt %d): %s; retrying in %.1fs", what, state.attempt_number, error, wait)
 
 
 #: One try only, for calls whose caller has its own loop (the watch loop's polls).

@@ -223,7 +223,12 @@ class Runner:
                 store,
                 self.clock,
                 SubmissionSettings(
-                    options.job_name, options.namespace, options.session.connect_timeout, self.retry, options.pod
+                    options.job_name,
+                    options.namespace,
+                    options.session.connect_timeout,
+                    self.retry,
+                    options.pod,
+                    options.session.address_origin,
                 ),
                 local=options.local_inputs,
                 identity=self.job.identity,

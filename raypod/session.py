@@ -31,6 +31,7 @@ from raypod.contract import (
     JOB_STATUS,
     MESSAGE,
     REASON,
+    RESOURCE_URL,
     START_TIME,
     SUBMIT_TIME,
     BridgeStatus,
@@ -88,6 +89,9 @@ class SessionSettings:
     #: A recorded UNKNOWN is the job's end (kept, Ray not asked); False: re-attach by its id
     #: (a Kubernetes Job's next pod, ``exits.lost_is_final``).
     lost_is_final: bool = True
+    #: Where the dashboard's address came from (``resourceURL``, ``--address``, a variable): bad
+    #: input about the address names it.
+    address_origin: str = RESOURCE_URL
     #: The patient policy of every call but the polls. Give it the SIGTERM event
     #: (``RetryPolicy.interruptible``): a wait between retries then ends at once.
     retry: RetryPolicy = RetryPolicy()
@@ -204,6 +208,8 @@ class JobSession:
         self.settings = settings
         self.on_attach = on_attach
         self.on_poll = on_poll
+        #: Status checks failed since the dashboard last answered (an outage is told once, at a terminal).
+        self._failed_polls = 0
         #: Hears each attempt that failed and is retried, with its number (the runner keeps its log).
         self.on_attempt_failed = on_attempt_failed
         #: Kubernetes Events on the ConfigMap (best effort; none outside a cluster).
@@ -433,8 +439,9 @@ class JobSession:
             if self.settings.status_timeout is not None and silent > self.settings.status_timeout:
                 message = f"No answer from the Ray dashboard for {int(silent)} s: {one_line(error.reason, 150)}"
                 return Outcome.lost(submission_id, message, job)
-            log.warning("status check failed (%s); keeping the last status", error)
+            self._poll_failed(error)
         else:
+            self._poll_answered()
             last_answer = self.clock.monotonic()
             self._record_submit_time(job)
             if self.on_poll is not None:
@@ -554,8 +561,27 @@ class JobSession:
         policy = RetryPolicy(
             attempts=3, initial_wait=0.5, max_wait=2.0, deadline=min(10.0, self.config.update_interval)
         )
+        # At a terminal the watch says once that the dashboard went away (``_poll_failed``).
+        policy = replace(policy, silent_retries=self.settings.retry.quiet_retries)
         interrupt = self.settings.retry.interrupt
         return policy.interruptible(interrupt) if interrupt is not None else policy
+
+    def _poll_failed(self, error: RayApiError) -> None:
+        """A failed status check: a warning each (the pod's log), or at a terminal one warning when the
+        dashboard goes away and the rest at INFO (shown with -v)."""
+        quiet = self.settings.retry.quiet_retries
+        if quiet and self._failed_polls == 0:
+            log.warning("the Ray dashboard stopped answering (%s); keeping the last status and asking again", error)
+        else:
+            log.log(
+                logging.INFO if quiet else logging.WARNING, "status check failed (%s); keeping the last status", error
+            )
+        self._failed_polls += 1
+
+    def _poll_answered(self) -> None:
+        if self._failed_polls:
+            log.warning("the Ray dashboard answers again, after %d failed status checks", self._failed_polls)
+        self._failed_polls = 0
 
     def _poll_timeouts(self) -> Timeouts:
         # A poll that hangs must not keep SIGTERM waiting past the pod's 30 s grace period.

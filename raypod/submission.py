@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from raypod.clock import Clock
 from raypod.config import BridgeConfig
 from raypod.contract import RESOURCE_URL
+from raypod.credentials import RAY_TOKEN_SOURCES
 from raypod.entrypoint import new_submission_id, plan_submission
 from raypod.errors import (
     ConfigError,
@@ -31,7 +32,7 @@ from raypod.inputs import LocalInputs, build_packages, fetch_inputs
 from raypod.jobs import RayJobs
 from raypod.objectstore import ObjectStore
 from raypod.pod_identity import PodIdentity
-from raypod.ray import is_duplicate_submission, is_wrapped_rejection
+from raypod.ray import is_duplicate_submission, is_wrapped_rejection, stranger_at
 from raypod.retry import NO_RETRY, RetryPolicy
 from raypod.safetext import one_line
 
@@ -168,6 +169,8 @@ class SubmissionSettings:
     retry: RetryPolicy = RetryPolicy()
     #: The submitting pod and the caller's trace context, for the Ray job's metadata.
     pod: PodIdentity = PodIdentity()
+    #: Where the dashboard's address came from: a problem with it names this.
+    address_origin: str = RESOURCE_URL
 
     @property
     def connect_policy(self) -> RetryPolicy:
@@ -219,7 +222,8 @@ class RaySubmitter:
             try:
                 version = self.ray.version(retry=settings.connect_policy)
             except RayApiError as error:
-                raise unreachable(error) from error
+                stranger = stranger_at(config.resource_url, settings.address_origin, error)
+                raise (stranger or unreachable(error, settings.address_origin)) from error
             log.info("Ray dashboard %s answers (Ray %s)", config.resource_url, version.get("ray_version", "?"))
             try:
                 for package in packages.all:  # the working dir's, then each wheel's: once per content
@@ -230,7 +234,7 @@ class RaySubmitter:
                 if not error.unauthorized:
                     raise
                 # /api/version may answer without auth; the package calls are where a token is checked.
-                raise unreachable(error) from error
+                raise unreachable(error, settings.address_origin) from error
         return Prepared(chosen, payload)
 
     def post(self, prepared: Prepared) -> None:
@@ -273,18 +277,19 @@ class RaySubmitter:
             raise SubmissionRejected(error) from error
 
 
-def unreachable(error: RayApiError) -> ConfigError:
-    """resourceURL is wrong, refuses raypod, or does not answer: say which, and what to check."""
+def unreachable(error: RayApiError, origin: str = RESOURCE_URL) -> ConfigError:
+    """The address (named by ``origin``: resourceURL, a flag or a variable) is wrong, refuses raypod,
+    or does not answer: say which, and what to check."""
     if error.unauthorized:
         return ConfigError.single(
-            RESOURCE_URL,
-            f"the Ray dashboard refused access (HTTP {error.status}: {one_line(error.reason, 80)}); check the "
-            "token file in the credentials directory (Ray token auth) or, with auth 'basic', username/password",
+            origin,
+            f"the Ray dashboard refused access (HTTP {error.status}: {one_line(error.reason, 80)}); "
+            f"{RAY_TOKEN_SOURCES}; with auth 'basic', check username/password in the credentials directory",
         )
     if "TLS" in error.reason:
         return ConfigError.single(
-            RESOURCE_URL,
+            origin,
             "the dashboard's https certificate did not verify; give its CA in RAYPOD_RAY_CA_BUNDLE or as "
             f"ca.crt in the credentials directory ({error})",
         )
-    return ConfigError.single(RESOURCE_URL, f"cannot reach the Ray dashboard: {error}")
+    return ConfigError.single(origin, f"cannot reach the Ray dashboard: {error}")

@@ -227,7 +227,7 @@ STARTUP = [
             code=2,
             status="FAILED",
             message=f"Bad input: resourceURL: the Ray dashboard refused access (HTTP {answer}",
-            message_has=("check the token file",),
+            message_has=("RAY_AUTH_TOKEN_PATH",),
             absent=("id",),
             requests={ANY: 1},  # not retried, nothing else asked
         )
@@ -243,7 +243,19 @@ STARTUP = [
             absent=("id",),
             requests={ANY: 1},
         )
-        for answer in ("400", "404", "html", "list", "null", "string", "huge", "huge-chunked")
+        for answer in ("huge", "huge-chunked")
+    ),
+    *(
+        Case(
+            name=f"startup-not-a-dashboard-bad-input-{answer}",
+            scripts={"version": (answer,)},
+            code=2,
+            status="FAILED",
+            message=re.compile(r"Bad input: resourceURL: http://127\.0\.0\.1:\d+ is not a Ray dashboard \(HTTP "),
+            absent=("id",),
+            requests={ANY: 1},
+        )
+        for answer in ("400", "404", "html", "list", "null", "string")
     ),
     *(
         Case(

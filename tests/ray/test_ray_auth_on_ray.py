@@ -152,6 +152,6 @@ def test_a_stale_token_file_that_is_not_rotated_fails_as_before_without_a_second
 
     assert result.returncode == 2, result.stdout + result.stderr
     message = result.status["status.message"]
-    assert "HTTP 403" in message and "check the token" in message, message
+    assert "HTTP 403" in message and "RAY_AUTH_TOKEN" in message, message
     assert len(seen) == 1  # read again, unchanged: the refused call is not sent again
     assert STALE_TOKEN not in result.stdout + result.stderr + json.dumps(result.status)

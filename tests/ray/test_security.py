@@ -167,7 +167,7 @@ def test_token_auth_without_the_right_token_exits_2_saying_to_check_it(
     assert result.returncode == 2, result.stderr
     message = result.status["status.message"]
     assert result.status["status.jobStatus"] == "FAILED"
-    assert "resourceURL" in message and f"HTTP {status}" in message and "check the token" in message, message
+    assert "resourceURL" in message and f"HTTP {status}" in message and "RAY_AUTH_TOKEN_PATH" in message, message
     assert "retrying" not in result.stderr  # a refusal is not retried
     assert_no_secret_in(outputs(bridge_job, result))
     assert not token or all(token not in text for text in outputs(bridge_job, result).values())

@@ -20,7 +20,7 @@ def packaged_files(project: Path, workdir: Path) -> set[str]:
     args = build_parser().parse_args(
         ["submit", "--address", "http://127.0.0.1:9", "--working-dir", str(project), "--script", "main.py"]
     )
-    job, local = submit_job(args)
+    job, local, _ = submit_job(args)
     return set(fetch_inputs(job.load(submitted=False), None, workdir, local).files)
 
 
