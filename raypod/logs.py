@@ -233,12 +233,15 @@ class LogFollower:
         *,
         node_id: str | None = None,
         on_end: Callable[[], None] | None = None,
+        on_output: Callable[[], None] | None = None,
     ) -> None:
         self.ray = ray
         self.submission_id = submission_id
         self.node_id = node_id
         self.echo = echo
         self.on_end = on_end
+        #: Hears each chunk of the log as it comes (the watch's early polls count the quiet from it).
+        self.on_output = on_output
         self.connections = 0
         #: Which stream is followed: Ray's tail until it turns out unusable.
         self.use_tail = True
@@ -309,6 +312,7 @@ class LogFollower:
         self.connections += 1
         reading = EchoPass(self.echo, self, translate=False)
         for chunk in self.ray.tail_chunks(tail):
+            self._heard_output()
             if not reading.push(chunk):
                 return True
         # Ray closed the tail normally. Its last line without a newline is left to the upload
@@ -339,8 +343,13 @@ class LogFollower:
         reading = EchoPass(self.echo, self, translate=True)
         # A chunked response: each read returns what has arrived, up to LOG_CHUNK bytes.
         for chunk in self.ray.stream_chunks(response):
+            self._heard_output()
             if not reading.push(chunk):
                 return
+
+    def _heard_output(self) -> None:
+        if self.on_output is not None:
+            self.on_output()
 
     def _hold(self, abort: Callable[[], None]) -> None:
         """Keep how to end the current connection, for stop(); end it now if stop() came first."""
@@ -353,20 +362,32 @@ class LiveLog:
     """The job's output, followed while it runs: one follower, started by the first status answer
     that says the job has not ended (Ray's tail waits for the driver by itself).
 
-    ``observe`` is fed every status answer; ``on_end`` hears the tail's clean end (the runner
-    passes its clock's ``wake``).
+    ``observe`` is fed every status answer; ``on_end`` hears the tail's clean end, and ``on_output``
+    each chunk of the log (the runner tells the watch, ``raypod.watch_schedule``).
     """
 
-    def __init__(self, ray: RayJobsClient, echo: LineEcho, on_end: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        ray: RayJobsClient,
+        echo: LineEcho,
+        on_end: Callable[[], None] | None = None,
+        on_output: Callable[[], None] | None = None,
+    ) -> None:
         self.ray = ray
         self.echo = echo
         self.on_end = on_end
+        self.on_output = on_output
         self.follower: LogFollower | None = None
 
     def observe(self, job: JobInfo) -> None:
         if self.follower is None and self.echo.enabled and not job.terminal:
             self.follower = LogFollower(
-                self.ray, job.submission_id, self.echo, node_id=job.driver_node_id, on_end=self.on_end
+                self.ray,
+                job.submission_id,
+                self.echo,
+                node_id=job.driver_node_id,
+                on_end=self.on_end,
+                on_output=self.on_output,
             )
             self.follower.start()
         if self.follower is not None:

@@ -50,6 +50,7 @@ from raypod.source import JobSource
 from raypod.status_store import StatusReporter, StatusSink, status_line
 from raypod.submission import RaySubmitter, SubmissionSettings, parse_attempt, split_recorded
 from raypod.terminal import print_bad_input
+from raypod.watch_schedule import OutputActivity
 
 log = logging.getLogger(__name__)
 
@@ -214,8 +215,10 @@ class Runner:
                 log.warning("%s", note)
             follow = config.properties.follow_logs
             enabled = self.options.follow_logs if follow is None else follow
-            # The live tail's end (the job's) wakes the watch: the final poll comes now, not an interval later.
-            output = JobOutput(ray, self.job_out, enabled=enabled, on_log_end=self.clock.wake)
+            # The live log tells the watch when the output goes quiet (early polls then) and when the
+            # tail ends (the job's end): the final poll comes soon after, not an interval later.
+            activity = OutputActivity(self.clock.monotonic) if enabled else None
+            output = JobOutput(ray, self.job_out, enabled=enabled, activity=activity, wake=self.clock.wake)
             options = self.options
             submitter = RaySubmitter(
                 config,
@@ -247,6 +250,7 @@ class Runner:
                 on_poll=lambda job: self._polled(job, output.live),
                 on_attempt_failed=lambda job, attempt: self._attempt_failed(ray, store, config, output, job, attempt),
                 events=self.events,
+                activity=activity,
             )
             self.reporter.start()
             try:
@@ -391,18 +395,41 @@ class Runner:
 
 
 class JobOutput:
-    """The job's output printed live: each attempt has its own log, so its own echo and follower."""
+    """The job's output printed live: each attempt has its own log, so its own echo and follower.
+
+    The followers tell ``activity`` of the output and of the tail's end, and ``wake`` the watch then."""
 
     def __init__(
-        self, ray: RayJobsClient, out: TextIO, *, enabled: bool, on_log_end: Callable[[], None] | None = None
+        self,
+        ray: RayJobsClient,
+        out: TextIO,
+        *,
+        enabled: bool,
+        activity: OutputActivity | None = None,
+        wake: Callable[[], None] | None = None,
     ) -> None:
-        self.ray, self.out, self.enabled, self.on_log_end = ray, out, enabled, on_log_end
+        self.ray, self.out, self.enabled, self.activity, self.wake = ray, out, enabled, activity, wake
         self.echo = LineEcho(out, enabled=enabled)
-        self.live = LiveLog(ray, self.echo, on_log_end)
+        self.live = self._live()
 
     def next_attempt(self) -> None:
         self.echo = LineEcho(self.out, enabled=self.enabled)
-        self.live = LiveLog(self.ray, self.echo, self.on_log_end)
+        self.live = self._live()
+
+    def _live(self) -> LiveLog:
+        activity = self.activity
+        return LiveLog(
+            self.ray,
+            self.echo,
+            on_end=self._log_ended,
+            on_output=activity.output if activity is not None else None,
+        )
+
+    def _log_ended(self) -> None:
+        if self.activity is not None:
+            self.activity.ended()
+        if self.wake is not None:
+            self.wake()
 
 
 def log_attempt_of(status: Mapping[str, str]) -> None:

@@ -48,6 +48,7 @@ from raypod.retry import RetryPolicy
 from raypod.safetext import one_line
 from raypod.status_store import StatusReporter
 from raypod.submission import NotOnRay, Submitter, attempt_id, attempt_number, recorded_attempt, resolve_attempt
+from raypod.watch_schedule import OutputActivity
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +199,7 @@ class JobSession:
         on_poll: Callable[[JobInfo], None] | None = None,
         on_attempt_failed: Callable[[JobInfo, int], None] | None = None,
         events: EventRecorder = NULL_EVENTS,
+        activity: OutputActivity | None = None,
     ) -> None:
         self.config = config
         self.ray = ray
@@ -214,6 +216,9 @@ class JobSession:
         self.on_attempt_failed = on_attempt_failed
         #: Kubernetes Events on the ConfigMap (best effort; none outside a cluster).
         self.events = events
+        #: The job's output as the live log sees it, for early polls once it goes quiet
+        #: (``raypod.watch_schedule``); None: every wait is ``updateInterval`` (no live output).
+        self.activity = activity
 
     # -- the machine -------------------------------------------------------------------------
     def run(self) -> Outcome:
@@ -286,7 +291,7 @@ class JobSession:
                 # Ray had this job: whatever the dashboard answers now (an outage, a rotated token, an
                 # ingress page), the watch rides it out, up to --status-timeout.
                 log.warning("cannot re-attach to %s yet (%s); watching it", submission_id, error)
-                return Watch(attempt, None, self.clock.monotonic())
+                return self._watch(attempt, None)
             return self._attach_again(state, error)
         newest = self._newest_attempt(attempt, job)
         if newest is not None:
@@ -299,7 +304,7 @@ class JobSession:
             self.on_attach(job)
         if self.settings.submit_only:
             return Outcome.detached(submission_id, job)  # Ray has it: submitted, as asked
-        return Watch(attempt, job, self.clock.monotonic())
+        return self._watch(attempt, job)
 
     def _attach_again(self, state: Attach, error: RayApiError) -> State | Outcome:
         """Only Ray's own answer tells whether it has a job whose POST may have reached it: until
@@ -402,7 +407,7 @@ class JobSession:
         attempt = replace(attempt, posted_at=self.clock.monotonic())
         if self.settings.submit_only:
             return Outcome.detached(submission_id)
-        return Watch(attempt, None, self.clock.monotonic())
+        return self._watch(attempt, None)
 
     def _killed_before(self, state: Submit) -> Outcome:
         """``kill`` before ``state``'s POST: nothing more is submitted; a retry's failed attempt stands."""
@@ -422,12 +427,18 @@ class JobSession:
         return self.config.properties.retries + 1
 
     # -- watch ---------------------------------------------------------------------------------
+    def _watch(self, attempt: Attempt, job: JobInfo | None) -> Watch:
+        if self.activity is not None:
+            self.activity.began()
+        return Watch(attempt, job, self.clock.monotonic())
+
     def _watch_once(self, state: Watch) -> State | Outcome:
         """One poll: kill, Ray's status, the deadline, then the wait until the next poll."""
         submission_id, job, last_answer, stopping = state.submission_id, state.job, state.last_answer, state.stopping
         running_recorded = state.running_recorded
         if stopping is None and self._kill_requested():
             stopping = self._start_stopping(submission_id, BridgeStatus.KILL, KILL_MESSAGE, Reason.KILLED)
+        polled_at = self.clock.monotonic()
         try:
             if stopping is not None:
                 stopping.request.ask()
@@ -476,7 +487,7 @@ class JobSession:
             )
             return Outcome.final(submission_id, BridgeStatus.FAILED, message, job, reason=stopping.reason)
         self.reporter.flush()
-        if self.clock.wait(self._next_wait(state, stopping)):
+        if self._wait_for_next_poll(polled_at, self._next_wait(state, stopping)):
             return Outcome.terminated(submission_id)
         return replace(
             state, job=job, last_answer=last_answer, stopping=stopping, waited=True, running_recorded=running_recorded
@@ -537,6 +548,26 @@ class JobSession:
             return interval
         # A random phase: the number of polls per job stays the same, only their moment moves.
         return interval * min(max(jitter(), 0.0), 1.0)
+
+    def _wait_for_next_poll(self, polled_at: float, wait: float) -> bool:
+        """Wait until the next poll is due: ``wait`` from now, or earlier by the output's quiet
+        schedule. Output that comes meanwhile moves the early poll later, so the wait is taken again
+        (no call to Ray) until one is due. True: SIGTERM."""
+        regular = self.clock.monotonic() + wait
+        left = self._until_next_poll(polled_at, wait)
+        while True:
+            # At least one wait, even of 0 s: it takes a wake-up that came during the poll.
+            if self.clock.wait(max(0.0, left)):
+                return True
+            left = self._until_next_poll(polled_at, regular - self.clock.monotonic())
+            if left <= 0:
+                return False
+
+    def _until_next_poll(self, polled_at: float, regular_left: float) -> float:
+        if self.activity is None:
+            return regular_left
+        early = self.activity.poll_due(polled_at, self.config.update_interval) - self.clock.monotonic()
+        return min(regular_left, early)
 
     def _stop_overdue(self, stopping: Stopping | None) -> bool:
         return stopping is not None and self.clock.monotonic() - stopping.since >= self.settings.stop_timeout

@@ -1,0 +1,148 @@
+"""The watch's early polls once the job's output goes quiet (raypod/watch_schedule.py), on fake clocks."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+from hypothesis import given
+from hypothesis import strategies as s
+
+from raypod.contract import BridgeStatus
+from raypod.outcome import Outcome
+from raypod.ray import JobInfo
+from raypod.session import JobSession
+from raypod.watch_schedule import MIN_GAP, QUIET_AFTER, OutputActivity, next_quiet_poll
+from tests.support.fakes import FakeClock, Harness
+
+INTERVAL = 20.0
+
+
+def quiet_polls(length: float, interval: float = INTERVAL) -> list[float]:
+    """The quiet times at which a job silent for ``length`` s is polled, by the schedule alone."""
+    polls, quiet = [], 0.0
+    while True:
+        quiet += next_quiet_poll(quiet, interval)
+        if quiet > length:
+            return polls
+        polls.append(quiet)
+
+
+# -- the schedule ---------------------------------------------------------------------------------
+def test_the_first_early_poll_waits_until_the_output_was_quiet_longer_than_the_tails_beat() -> None:
+    assert next_quiet_poll(0.0, INTERVAL) == QUIET_AFTER
+    assert next_quiet_poll(1.0, INTERVAL) == QUIET_AFTER - 1.0
+    assert quiet_polls(QUIET_AFTER)[0] == QUIET_AFTER
+
+
+def test_early_polls_back_off_so_an_hour_of_quiet_costs_few_more_polls_than_the_interval() -> None:
+    polls = quiet_polls(3600.0)
+    gaps = [b - a for a, b in itertools.pairwise(polls)]
+    assert gaps == sorted(gaps)  # never closer together as the quiet goes on
+    assert gaps[-1] == INTERVAL
+    early = [gap for gap in gaps if gap < INTERVAL]
+    assert len(early) <= 20
+    assert len(polls) <= 3600 / INTERVAL + 20
+    # A job quiet for its last 30 s is asked about a dozen times meanwhile, the last a few seconds apart.
+    last_30 = quiet_polls(30.0)
+    assert len(last_30) <= 13
+    assert 30.0 - last_30[-1] <= 8.0
+
+
+@given(quiet=s.floats(0, 10**6), interval=s.floats(0.5, 3600))
+def test_no_early_poll_waits_longer_than_the_interval_or_comes_sooner_than_the_min_gap(
+    quiet: float, interval: float
+) -> None:
+    wait = next_quiet_poll(quiet, interval)
+    assert 0 < wait <= interval
+    if quiet >= QUIET_AFTER:
+        assert wait >= min(MIN_GAP, interval)
+
+
+def test_output_after_a_poll_moves_the_early_poll_to_its_quiet() -> None:
+    clock = FakeClock()
+    activity = OutputActivity(clock.monotonic)
+    polled_at = clock.monotonic()
+    assert activity.poll_due(polled_at, INTERVAL) == polled_at + QUIET_AFTER
+    clock.advance(2.0)
+    activity.output()
+    assert activity.poll_due(polled_at, INTERVAL) == clock.monotonic() + QUIET_AFTER
+
+
+def test_the_tails_end_makes_the_next_poll_due_at_once_and_only_once() -> None:
+    clock = FakeClock()
+    activity = OutputActivity(clock.monotonic)
+    polled_at = clock.monotonic()
+    clock.advance(1.0)
+    activity.ended()
+    assert activity.poll_due(polled_at, INTERVAL) == clock.monotonic()
+    clock.advance(0.1)
+    later_poll = clock.monotonic()
+    assert activity.poll_due(later_poll, INTERVAL) > later_poll
+
+
+# -- the watch -------------------------------------------------------------------------------------
+def watched(
+    life: Callable[[float], str], output_until: float, *, beat: float = 2.0, kill_at: float | None = None
+) -> tuple[Harness, Outcome, list[tuple[float, str]]]:
+    """A session at updateInterval 20 whose job prints every ``beat`` s up to ``output_until`` (as Ray's
+    tail delivers it); ``life``: Ray's status at a fake elapsed time. Returns the harness and the polls
+    (elapsed time, status), and the outcome."""
+    holder: list[Harness] = []
+    h = Harness({"updateInterval": f"{INTERVAL:g}"}, life=lambda _: life(holder[0].clock.elapsed))
+    holder.append(h)
+    activity = OutputActivity(h.clock.monotonic)
+    tick = beat
+    while tick <= output_until:
+        h.clock.at(tick, activity.output)
+        tick += beat
+    if kill_at is not None:
+        h.set_kill_at(kill_at)
+    polls: list[tuple[float, str]] = []
+
+    def polled(job: JobInfo) -> None:
+        polls.append((h.clock.elapsed, str(job.status)))
+
+    session: JobSession = h.session()
+    session.on_poll = polled
+    session.activity = activity
+    return h, session.run(), polls
+
+
+def test_a_job_that_ends_right_after_its_last_line_is_seen_within_the_quiet_schedule() -> None:
+    _h, outcome, polls = watched(lambda t: "SUCCEEDED" if t >= 40.2 else "RUNNING", output_until=40.0)
+
+    assert outcome.status == BridgeStatus.SUCCEEDED
+    final_at, status = polls[-1]
+    assert status == "SUCCEEDED"
+    assert final_at <= 40.0 + QUIET_AFTER
+    # While the output flowed, no early poll: the first, then one per interval.
+    assert len([at for at, _ in polls if at < 40.0]) <= 1 + 40.0 / INTERVAL
+
+
+def test_a_job_silent_for_its_last_30_s_is_seen_within_a_few_seconds_of_its_end() -> None:
+    _h, _outcome, polls = watched(lambda t: "SUCCEEDED" if t >= 60.0 else "RUNNING", output_until=30.0)
+
+    final_at, status = polls[-1]
+    assert status == "SUCCEEDED"
+    assert final_at - 60.0 <= 8.0
+    assert len(polls) <= 1 + 30.0 / INTERVAL + len(quiet_polls(30.0)) + 1
+
+
+def test_a_job_quiet_for_an_hour_is_soon_polled_only_every_interval_again() -> None:
+    _h, _outcome, polls = watched(lambda t: "SUCCEEDED" if t >= 3600.0 else "RUNNING", output_until=0.0)
+
+    assert polls[-1][1] == "SUCCEEDED"
+    assert len(polls) <= 3600 / INTERVAL + 20
+    late = [at for at, _ in polls if at > 600.0]
+    gaps = [b - a for a, b in itertools.pairwise(late)]
+    assert min(gaps) >= INTERVAL - 1e-6
+
+
+def test_kill_is_read_at_every_poll_so_early_polls_take_it_no_later_than_the_interval() -> None:
+    h, outcome, polls = watched(lambda t: "RUNNING", output_until=3600.0, kill_at=41.0)
+
+    assert outcome.status == BridgeStatus.KILL
+    assert h.ray.calls_of("stop_job")
+    asked = next(at for at, _ in polls if at >= 41.0)
+    assert asked <= 41.0 + INTERVAL
