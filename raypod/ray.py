@@ -315,6 +315,8 @@ class RayJobsClient:
 
     def __init__(self, http: HttpClient) -> None:
         self.http = http
+        #: Ray's first version answer: one run asks once (``submit``'s check and each attempt's reuse it).
+        self._version: dict[str, Any] | None = None
 
     @classmethod
     def connect(
@@ -357,10 +359,14 @@ class RayJobsClient:
 
     # -- cluster ---------------------------------------------------------------
     def version(self, retry: RetryPolicy | None = None) -> dict[str, Any]:
-        answer = self.http.json_answer("GET", "/api/version", retry=retry, timeouts=VERSION_TIMEOUTS)
-        if not isinstance(answer.value, dict):
-            raise answer.error(f"{NOT_A_VERSION} but {json_type(answer.value)}")
-        return answer.value
+        """``/api/version``, asked once per client: the dashboard at this address was shown to be Ray's,
+        and asking again for every attempt costs the dashboard a request and says nothing new."""
+        if self._version is None:
+            answer = self.http.json_answer("GET", "/api/version", retry=retry, timeouts=VERSION_TIMEOUTS)
+            if not isinstance(answer.value, dict):
+                raise answer.error(f"{NOT_A_VERSION} but {json_type(answer.value)}")
+            self._version = answer.value
+        return dict(self._version)
 
     # -- working-dir packages ------------------------------------------------------
     def package_exists(self, name: str) -> bool:

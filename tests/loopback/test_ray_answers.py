@@ -220,6 +220,17 @@ def test_the_watch_rides_out_malformed_answers_as_failed_polls(server: ScriptedS
 
 
 # -- the other calls -------------------------------------------------------------------------------
+def test_the_version_is_asked_once_per_client_and_a_refused_answer_is_asked_again(
+    server: ScriptedServer, ray: RayJobsClient
+) -> None:
+    server.json("GET", "/api/version", "not an object")
+    permanent_error(ray.version)
+    server.json("GET", "/api/version", {"ray_version": "2.60.0"})
+    assert ray.version()["ray_version"] == "2.60.0"
+    assert ray.version()["ray_version"] == "2.60.0"
+    assert server.count("GET", "/api/version") == 2
+
+
 @pytest.mark.parametrize("value", [[], None, "2.60.0", 2])
 def test_a_version_answer_that_is_not_an_object_is_a_permanent_error(
     server: ScriptedServer, ray: RayJobsClient, value: Any
