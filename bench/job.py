@@ -2,7 +2,8 @@
 
 - ``mb=N``: prints N megabytes as numbered 100-byte lines (1 MB per write), as fast as it can;
 - ``seconds=S interval=I``: prints one numbered ``tick`` line every I seconds for S seconds
-  (``round(S / I)`` lines), as a job that reports its progress steadily does.
+  (``round(S / I)`` lines), as a job that reports its progress steadily does; with ``quiet=Q`` it
+  prints for the first S - Q seconds only and is silent for its last Q (``round((S - Q) / I)`` lines).
 """
 
 import sys
@@ -18,10 +19,11 @@ if "mb" in parameters:
     sys.stdout.flush()
 else:
     interval = float(parameters["interval"])
-    ticks = round(float(parameters["seconds"]) / interval)
+    seconds = float(parameters["seconds"])
+    ticks = round((seconds - float(parameters.get("quiet", 0))) / interval)
     began = time.monotonic()
     for tick in range(ticks):
         # Against the start, not the last line: the job lasts its seconds whatever each print costs.
         time.sleep(max(0.0, began + tick * interval - time.monotonic()))
         print(f"tick {tick:06d} of {ticks:06d}", flush=True)
-    time.sleep(max(0.0, began + ticks * interval - time.monotonic()))
+    time.sleep(max(0.0, began + seconds - time.monotonic()))

@@ -37,7 +37,7 @@ from typing import Any
 import requests
 
 from bench.report import Goal, Section, is_status_path, ratio, request_kinds, table
-from bench.tools import HEADERS, JOBS_ONLY, RAYPOD, SDK_TAIL, Stage, job_entrypoint
+from bench.tools import HEADERS, JOBS_ONLY, NO_UPLOAD, RAYPOD, SDK_TAIL, Stage, job_entrypoint
 from bench.watched import (
     ENTRYPOINT_NUM_CPUS,
     EXPECTED_STATUS,
@@ -258,6 +258,7 @@ def render_pods(phases: list[Phase], counts: list[int], tools: list[str], second
 
     add("dashboard CPU per job-minute", lambda p: p.per_job_minute(p.dashboard_cpu), lambda v: f"{v:.3f} s")
     add("agent CPU per job-minute", lambda p: p.per_job_minute(p.agent_cpu), lambda v: f"{v:.3f} s")
+    add("dashboard + agent CPU per job", per_job_cpu, lambda v: f"{v:.3f} s")
     add("requests per job-minute", lambda p: p.per_job_minute(len(p.requests)), lambda v: f"{v:.1f}")
     add("most status polls in 1 s, first polls aside", lambda p: p.polls_in_busiest_second, str, compare=False)
     add("submitters' peak RSS, sum", lambda p: p.rss_sum_kib / KIB_PER_MIB, lambda v: f"{v:.0f} MiB")
@@ -278,7 +279,9 @@ def render_pods(phases: list[Phase], counts: list[int], tools: list[str], second
         *module_notes(by_key, counts[-1], tools),
     ]
     raw: dict[str, object] = {"pods": [phase.raw() for phase in phases]}
-    return Section(lines, pods_goals(by_key, counts, tools), raw, pods_headline(by_key, counts[-1], tools))
+    return Section(
+        lines, pods_goals(by_key, counts, tools, seconds), raw, pods_headline(by_key, counts[-1], tools, seconds)
+    )
 
 
 def watching_notes(by_key: dict[tuple[str, int], Phase], counts: list[int], tools: list[str]) -> list[str]:
@@ -308,7 +311,9 @@ def module_notes(by_key: dict[tuple[str, int], Phase], pods: int, tools: list[st
     return notes
 
 
-def pods_headline(by_key: dict[tuple[str, int], Phase], pods: int, tools: list[str]) -> list[tuple[str, str, str]]:
+def pods_headline(
+    by_key: dict[tuple[str, int], Phase], pods: int, tools: list[str], seconds: float
+) -> list[tuple[str, str, str]]:
     """raypod against the SDK's loop with its tail, at the largest N."""
     if not {RAYPOD, SDK_TAIL} <= set(tools):
         return []
@@ -319,8 +324,14 @@ def pods_headline(by_key: dict[tuple[str, int], Phase], pods: int, tools: list[s
         ("peak RSS, sum", lambda p: f"{p.rss_sum_kib / KIB_PER_MIB:.0f} MiB"),
         ("errors", lambda p: str(len(p.errors))),
     ]
-    at_once = f"{pods} pod{'s' if pods != 1 else ''} at once"
+    figures.insert(1, ("dashboard + agent CPU per job", lambda p: f"{per_job_cpu(p):.3f} s"))
+    at_once = f"{pods} pod{'s' if pods != 1 else ''} at once, {seconds:g} s jobs"
     return [(f"{at_once}: {name}", shown(mine), shown(theirs)) for name, shown in figures]
+
+
+def per_job_cpu(phase: Phase) -> float:
+    """The dashboard's and its agent's CPU per watched job (issue 24's goal 3 compares jobs of each length)."""
+    return (phase.dashboard_cpu + phase.agent_cpu) / len(phase.runs) if phase.runs else float("nan")
 
 
 def serving_cpu(phase: Phase) -> float:
@@ -328,18 +339,24 @@ def serving_cpu(phase: Phase) -> float:
     return phase.per_job_minute(phase.dashboard_cpu + phase.agent_cpu)
 
 
-def pods_goals(by_key: dict[tuple[str, int], Phase], counts: list[int], tools: list[str]) -> list[Goal]:
+def pods_goals(by_key: dict[tuple[str, int], Phase], counts: list[int], tools: list[str], seconds: float) -> list[Goal]:
     goals = []
-    if {RAYPOD, SDK_TAIL} <= set(tools):
-        pairs = [(serving_cpu(by_key[(RAYPOD, n)]), serving_cpu(by_key[(SDK_TAIL, n)])) for n in counts]
+    for tool in (RAYPOD, NO_UPLOAD):
+        if not {tool, SDK_TAIL} <= set(tools):
+            continue
+        pairs = [(per_job_cpu(by_key[(tool, n)]), per_job_cpu(by_key[(SDK_TAIL, n)])) for n in counts]
+        upload = "with its S3 upload" if tool == RAYPOD else "without the S3 upload"
         goals.append(
             Goal(
-                "dashboard + agent CPU per job-minute ≤ the SDK's (polls + tail), live output on, at every N",
+                f"{seconds:g} s jobs: dashboard + agent CPU per job ≤ the SDK's (polls + tail), raypod {upload}, "
+                "live output on, at every N",
                 ", ".join(f"N = {n}: {m:.3f} s against {t:.3f} s" for n, (m, t) in zip(counts, pairs, strict=True)),
                 all(m <= t for m, t in pairs),
             )
         )
     if RAYPOD in tools:
         largest = by_key[(RAYPOD, counts[-1])]
-        goals.append(Goal(f"zero errors at N = {counts[-1]}", str(len(largest.errors)), not largest.errors))
+        goals.append(
+            Goal(f"{seconds:g} s jobs: zero errors at N = {counts[-1]}", str(len(largest.errors)), not largest.errors)
+        )
     return goals

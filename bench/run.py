@@ -5,6 +5,7 @@
     .venv/bin/python -m bench.run --logs --sizes 1,100 --repeats 5      # from the repository root
     .venv/bin/python -m bench.run --lag
     .venv/bin/python -m bench.run --pods 1,5,20
+    .venv/bin/python -m bench.run --mix --mix-repeats 3 --before main
 
 The modes (no mode flag: all three):
 
@@ -14,7 +15,12 @@ The modes (no mode flag: all three):
 - ``--lag`` (bench/lag.py): the completion lag of short jobs, raypod at its default
   ``updateInterval`` of 20 s against an SDK loop polling every second;
 - ``--pods`` (bench/pods.py): N watchers started together against one dashboard: its CPU and
-  requests per job-minute, the watchers' memory, errors and completion lags.
+  requests per job-minute, the watchers' memory, errors and completion lags;
+- ``--mix`` (bench/mix.py): the completion lag over a mix of jobs (to their end, silent at the end,
+  very short, PENDING first) and the requests per job-minute, raypod now and as ``--before`` has
+  it against the SDK's loop;
+- ``--pending N`` (bench/pending.py): what N PENDING jobs cost the dashboard with raypod's log tail
+  open and without it.
 
 Every tool runs as a child process from its own virtualenv under bench/.venvs/ (bench/tools.py)
 and reaches the dashboard through a counting proxy on loopback (devtools/proxy.py, keeping
@@ -43,15 +49,28 @@ from pathlib import Path
 from bench.lag import render_lag, run_lag
 from bench.log_sizes import TOOLS as LOG_TOOLS
 from bench.log_sizes import measure_footprints, render_log_sizes, run_log_sizes
+from bench.mix import render_mix, run_mix
+from bench.pending import render_pending, run_pending
 from bench.pods import render_pods, run_pods
 from bench.report import Section, goals_table, table
-from bench.tools import JOBS_ONLY, NO_FOLLOW, RAYPOD, REPO, SDK_POLL, SDK_TAIL, Stage, prepare_tool_venvs
+from bench.tools import (
+    JOBS_ONLY,
+    NO_FOLLOW,
+    NO_UPLOAD,
+    RAYPOD,
+    REPO,
+    SDK_POLL,
+    SDK_TAIL,
+    Stage,
+    prepare_before_venv,
+    prepare_tool_venvs,
+)
 from devtools.proxy import Proxy
 from devtools.services import LocalRay, LocalS3
 
 RESULTS = REPO / "bench" / "results"
-DEFAULT_POD_TOOLS = f"{RAYPOD},{NO_FOLLOW},{SDK_TAIL}"
-POD_TOOLS = (RAYPOD, NO_FOLLOW, SDK_POLL, SDK_TAIL, JOBS_ONLY)
+DEFAULT_POD_TOOLS = f"{RAYPOD},{NO_UPLOAD},{NO_FOLLOW},{SDK_TAIL}"
+POD_TOOLS = (RAYPOD, NO_UPLOAD, NO_FOLLOW, SDK_POLL, SDK_TAIL, JOBS_ONLY)
 #: Which use of the SDK the summary's column holds, row by row.
 SUMMARY_NOTE = (
     "Ray SDK: the log streamed to S3 with `tail_job_logs` for the log rows (the better baseline for the cold "
@@ -78,10 +97,14 @@ def numbers(text: str) -> list[float]:
 
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    modes = parser.add_argument_group("modes (none given: all three)")
+    modes = parser.add_argument_group("modes (none given: all five)")
     modes.add_argument("--logs", action="store_true", help="the lifecycle at several log sizes")
     modes.add_argument("--lag", action="store_true", help="the completion lag of short jobs")
     modes.add_argument("--pods", metavar="N,...", help="N watchers started together, for each N (all modes: 1,5,20)")
+    modes.add_argument("--mix", action="store_true", help="the completion lag over a mix of jobs, before and after")
+    modes.add_argument(
+        "--pending", metavar="N", type=int, help="N PENDING jobs, raypod's tail open and not (all modes: 10)"
+    )
     parser.add_argument("--quick", action="store_true", help="smaller defaults for every mode (about 8 minutes)")
     parser.add_argument("--sizes", help="--logs: log sizes in MB (default 1,100,1000; quick: 1,100)")
     parser.add_argument(
@@ -90,22 +113,30 @@ def arguments() -> argparse.Namespace:
     )
     parser.add_argument("--lag-seconds", help="--lag: job lengths in seconds (default 2,5,8; quick: 2,8)")
     parser.add_argument("--lag-repeats", type=int, help="--lag: runs per job length (default 5; quick: 2)")
-    parser.add_argument("--pod-seconds", type=float, help="--pods: each job's length (default 60; quick: 30)")
+    parser.add_argument("--mix-repeats", type=int, help="--mix: runs of each kind of job (default 5; quick: 1)")
+    parser.add_argument("--before", default="main", help="--mix: the revision raypod is compared with (default main)")
+    parser.add_argument("--pending-seconds", type=float, help="--pending: how long they wait (default 30; quick: 20)")
+    parser.add_argument(
+        "--pod-seconds", help="--pods: the jobs' lengths, a phase each (default 10,20,60; quick: 10,30)"
+    )
     parser.add_argument(
         "--pod-tools",
         default=DEFAULT_POD_TOOLS,
         help=f"--pods: the watchers, of {', '.join(POD_TOOLS)} (default {DEFAULT_POD_TOOLS})",
     )
     args = parser.parse_args()
-    every = not (args.logs or args.lag or args.pods)
-    args.logs, args.lag = args.logs or every, args.lag or every
+    every = not (args.logs or args.lag or args.pods or args.mix or args.pending)
+    args.logs, args.lag, args.mix = args.logs or every, args.lag or every, args.mix or every
     quick = args.quick
     args.sizes = [int(s) for s in (args.sizes or ("1,100" if quick else "1,100,1000")).split(",") if s.strip()]
     args.repeats = parse_repeats(args.repeats or ("1" if quick else "3,1000=1"), args.sizes)
     args.lag_seconds = numbers(args.lag_seconds or ("2,8" if quick else "2,5,8"))
     args.lag_repeats = args.lag_repeats or (2 if quick else 5)
+    args.mix_repeats = args.mix_repeats or (1 if quick else 5)
+    args.pending = args.pending or ((5 if quick else 10) if every else 0)
+    args.pending_seconds = args.pending_seconds or (20.0 if quick else 30.0)
     args.pods = [int(n) for n in numbers(args.pods or ("1,5" if quick else "1,5,20"))] if (args.pods or every) else []
-    args.pod_seconds = args.pod_seconds or (30.0 if quick else 60.0)
+    args.pod_seconds = numbers(args.pod_seconds or ("10,30" if quick else "10,20,60"))
     args.pod_tools = [tool.strip() for tool in args.pod_tools.split(",") if tool.strip()]
     unknown = set(args.pod_tools) - set(POD_TOOLS)
     if unknown:
@@ -134,15 +165,28 @@ def warn_about_disk(sizes: list[int], repeats: dict[int, int]) -> None:
         print(f"warning: these sizes need about {needed:.0f} GB of {free_gb:.0f} GB free; drop 1000 from --sizes")
 
 
+#: Each mode's 1-minute load average at its start and end: how quiet the machine was.
+LOADS: dict[str, tuple[float, float]] = {}
+
+
 def timed(name: str, durations: dict[str, float], mode: Callable[[], Section]) -> Section:
-    began = time.monotonic()
+    began, load = time.monotonic(), os.getloadavg()[0]
     section = mode()
     durations[name] = time.monotonic() - began
-    print(f"-- {name} took {durations[name] / 60:.1f} min", flush=True)
+    LOADS[name] = (load, os.getloadavg()[0])
+    took = f"{durations[name] / 60:.1f} min"
+    print(f"-- {name} took {took}; load average {load:.2f} then {LOADS[name][1]:.2f}", flush=True)
     return section
 
 
-def run_modes(args: argparse.Namespace, ray_version: str, durations: dict[str, float]) -> list[tuple[str, Section]]:
+def load_line() -> str:
+    each = ", ".join(f"{name} {start:.2f} to {end:.2f}" for name, (start, end) in LOADS.items())
+    return f"Load average (1 min) at each mode's start and end: {each} ({os.cpu_count()} cores)."
+
+
+def run_modes(
+    args: argparse.Namespace, ray_version: str, durations: dict[str, float], before: str
+) -> list[tuple[str, Section]]:
     footprints = measure_footprints(ray_version) if args.logs else None
     ray, s3 = LocalRay(), LocalS3()
     work = Path(tempfile.mkdtemp(prefix="raypod-bench-"))
@@ -172,12 +216,27 @@ def run_modes(args: argparse.Namespace, ray_version: str, durations: dict[str, f
 
                 sections.append(("Completion lag", timed("lag", durations, lag)))
             if args.pods:
+                for length in args.pod_seconds:
 
-                def pods() -> Section:
-                    phases = run_pods(stage, args.pods, args.pod_tools, args.pod_seconds)
-                    return render_pods(phases, args.pods, args.pod_tools, args.pod_seconds)
+                    def pods(length: float = length) -> Section:
+                        phases = run_pods(stage, args.pods, args.pod_tools, length)
+                        return render_pods(phases, args.pods, args.pod_tools, length)
 
-                sections.append(("N pods on one dashboard", timed("pods", durations, pods)))
+                    title = f"N pods on one dashboard, {length:g} s jobs"
+                    sections.append((title, timed(f"pods {length:g} s", durations, pods)))
+            if args.mix:
+
+                def mix() -> Section:
+                    return render_mix(run_mix(stage, args.mix_repeats), args.mix_repeats, before)
+
+                sections.append(("Completion lag over a job mix", timed("mix", durations, mix)))
+            if args.pending:
+
+                def pending() -> Section:
+                    phases = run_pending(stage, args.pending, args.pending_seconds)
+                    return render_pending(phases, args.pending, args.pending_seconds)
+
+                sections.append(("PENDING jobs, the tail open or not", timed("pending", durations, pending)))
     finally:
         ray.stop()
         s3.stop()
@@ -193,8 +252,9 @@ def main() -> int:
         [sys.executable, "-c", "import ray; print(ray.__version__)"], check=True, capture_output=True, text=True
     ).stdout.strip()
     prepare_tool_venvs(ray_version)
+    before = prepare_before_venv(args.before) if args.mix else ""
     durations: dict[str, float] = {}
-    sections = run_modes(args, ray_version, durations)
+    sections = run_modes(args, ray_version, durations, before)
 
     stamp = time.strftime("%Y-%m-%dT%H%MZ", time.gmtime())
     RESULTS.mkdir(exist_ok=True)
@@ -202,14 +262,19 @@ def main() -> int:
     machine = machine_line(ray_version)
     goals = [goal for _, section in sections for goal in section.goals]
     took = ", ".join(f"{name} {seconds / 60:.1f} min" for name, seconds in durations.items())
-    lines = [machine, f"Raw figures: {raw_path.relative_to(REPO)}. Time taken: {took}.", ""]
+    lines = [machine, load_line(), f"Raw figures: {raw_path.relative_to(REPO)}. Time taken: {took}.", ""]
     for title, section in sections:
         lines += [f"## {title}", "", *section.lines, ""]
     headline = [row for _, section in sections for row in section.headline]
-    lines += ["## Summary", "", machine, "", *table(("measure", "raypod", "Ray SDK"), headline), "", SUMMARY_NOTE, ""]
+    summary = table(("measure", "raypod", "Ray SDK"), headline)
+    lines += ["## Summary", "", machine, load_line(), "", *summary, "", SUMMARY_NOTE, ""]
     lines += ["## Goals", "", *goals_table(goals)]
     report = "\n".join(lines) + "\n"
-    raw: dict[str, object] = {"machine": machine, "mode_seconds": {k: round(v, 1) for k, v in durations.items()}}
+    raw: dict[str, object] = {
+        "machine": machine,
+        "mode_seconds": {k: round(v, 1) for k, v in durations.items()},
+        "load_average": {k: [round(a, 2), round(b, 2)] for k, (a, b) in LOADS.items()},
+    }
     for _, section in sections:
         raw.update(section.raw)
     raw["goals"] = [{"goal": g.goal, "result": g.result, "met": g.met} for g in goals]

@@ -29,8 +29,12 @@ VENVS = BENCH / ".venvs"
 JOB = BENCH / "job.py"
 
 RAYPOD = "raypod"
+#: raypod as another revision built it (``--before``, main by default): before and after in one run.
+RAYPOD_BEFORE = "raypod-before"
 #: raypod without the live copy of the job's output.
 NO_FOLLOW = "raypod-no-follow"
+#: raypod without the log upload to S3 (the SDK's loops upload nothing).
+NO_UPLOAD = "raypod-no-upload"
 SDK = "sdk"
 SDK_STREAM = "sdk-stream"
 SDK_POLL = "sdk-poll"
@@ -47,7 +51,9 @@ SDK_WATCH_SCRIPT = BENCH / "sdk_watch.py"
 #: The tables' column headers.
 HEADERS = {
     RAYPOD: "raypod",
+    RAYPOD_BEFORE: "raypod before",
     NO_FOLLOW: "raypod --no-follow-logs",
+    NO_UPLOAD: "raypod, no S3 upload",
     SDK: "SDK: `get_job_logs` + `put_object`",
     SDK_STREAM: "SDK: `tail_job_logs` streamed to S3",
     SDK_POLL: "SDK: polls every 1 s",
@@ -100,6 +106,25 @@ def prepare_tool_venvs(ray_version: str) -> None:
     ensure_venv(SDK_VENV, [f"ray[default]=={ray_version}", "minio"])
 
 
+def prepare_before_venv(revision: str) -> str:
+    """raypod as ``revision`` of this repository has it (``git archive``), in a venv of its own;
+    rebuilt when the revision's commit changes. Returns the commit's short id."""
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", revision], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    stamp = VENVS / RAYPOD_BEFORE / ".bench-commit"
+    if stamp.exists() and stamp.read_text().strip() == commit:
+        return commit
+    source = VENVS / f"{RAYPOD_BEFORE}-src"
+    shutil.rmtree(source, ignore_errors=True)
+    source.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    ensure_venv(RAYPOD_BEFORE, [str(source)], reinstall=[str(source)])
+    stamp.write_text(commit + "\n")
+    return commit
+
+
 # -- command lines ---------------------------------------------------------------------------
 
 
@@ -127,6 +152,8 @@ def raypod_command(
     update_interval: float,
     follow: bool = True,
     properties: Mapping[str, object] | None = None,
+    venv: str = RAYPOD,
+    upload: bool = True,
 ) -> Command:
     """``raypod run`` for a ConfigMap written under ``root`` as the operator mounts it (one file per
     key), with the mounted secrets beside it: the job is bench/job.py with ``parameters``."""
@@ -140,8 +167,9 @@ def raypod_command(
         "jobdata.jobParameters": json.dumps(dict(parameters)),
         "s3.endpoint": s3.endpoint,
         "s3.secure": "false",
-        "s3upload.bucket": bucket,
     }
+    if upload:
+        values["s3upload.bucket"] = bucket
     if properties:
         values["jobproperties"] = json.dumps(dict(properties))
     for key, value in values.items():
@@ -149,7 +177,7 @@ def raypod_command(
     credentials, s3_credentials = write_pod_secrets(root, s3)
     status_file = root / "status.json"
     argv = [
-        str(venv_python(RAYPOD)),
+        str(venv_python(venv)),
         "-m",
         "raypod",
         "run",
@@ -180,7 +208,14 @@ def sdk_env() -> dict[str, str]:
 
 
 def sdk_watch_command(
-    root: Path, name: str, address: str, parameters: Mapping[str, object], *, follow: bool, interval: float = 1.0
+    root: Path,
+    name: str,
+    address: str,
+    parameters: Mapping[str, object],
+    *,
+    follow: bool,
+    interval: float = 1.0,
+    num_cpus: float = 0.0,
 ) -> Command:
     """bench/sdk_watch.py: submit bench/job.py with ``parameters``, poll (and tail), write the final status."""
     root.mkdir(parents=True)
@@ -198,6 +233,8 @@ def sdk_watch_command(
         f"{interval:g}",
         "--status-file",
         str(status_file),
+        "--entrypoint-num-cpus",
+        f"{num_cpus:g}",
     ]
     if follow:
         argv.append("--follow")

@@ -20,7 +20,18 @@ from pathlib import Path
 
 import requests
 
-from bench.tools import NO_FOLLOW, RAYPOD, SDK_POLL, SDK_TAIL, Command, Stage, raypod_command, sdk_watch_command
+from bench.tools import (
+    NO_FOLLOW,
+    NO_UPLOAD,
+    RAYPOD,
+    RAYPOD_BEFORE,
+    SDK_POLL,
+    SDK_TAIL,
+    Command,
+    Stage,
+    raypod_command,
+    sdk_watch_command,
+)
 from devtools.measure import run_measured
 
 #: A line of a tool's stderr that says something went wrong (raypod logs "<time> ERROR ...").
@@ -35,7 +46,7 @@ EXPECTED_STATUS = "SUCCEEDED"
 #: The tools that watch a job to its end, live output on and off: raypod and the SDK's loop.
 WATCHERS = (RAYPOD, NO_FOLLOW, SDK_POLL, SDK_TAIL)
 #: Those that print the job's output as it comes.
-LIVE = (RAYPOD, SDK_TAIL)
+LIVE = (RAYPOD, RAYPOD_BEFORE, NO_UPLOAD, SDK_TAIL)
 #: raypod as the operator starts it: the operator's default updateInterval.
 UPDATE_INTERVAL = 20.0
 #: The jobs print a line this often (seconds), as a job reporting its progress does.
@@ -110,27 +121,45 @@ class WatchedRun:
         }
 
 
-def watch_job(stage: Stage, tool: str, label: str, seconds: float, interval: float) -> WatchedRun:
-    """One of WATCHERS runs bench/job.py printing a line every ``interval`` s for ``seconds`` s."""
+def watch_job(
+    stage: Stage,
+    tool: str,
+    label: str,
+    seconds: float,
+    interval: float,
+    *,
+    quiet: float = 0.0,
+    num_cpus: float = ENTRYPOINT_NUM_CPUS,
+    address: str | None = None,
+    upload: bool = True,
+) -> WatchedRun:
+    """One of WATCHERS (or raypod-before) runs bench/job.py printing a line every ``interval`` s for
+    ``seconds`` s, silent for its last ``quiet`` s, holding ``num_cpus`` of the head's CPUs; through
+    ``address`` (default: the stage's proxy)."""
     name = f"{label}-{tool}-{uuid.uuid4().hex[:6]}"
     root = stage.work / name
     parameters = {"seconds": f"{seconds:g}", "interval": f"{interval:g}"}
-    if tool in (RAYPOD, NO_FOLLOW):
-        properties = {"entrypoint_num_cpus": ENTRYPOINT_NUM_CPUS}
+    if quiet:
+        parameters["quiet"] = f"{quiet:g}"
+    url = address or stage.proxy.url
+    if tool in (RAYPOD, NO_FOLLOW, NO_UPLOAD, RAYPOD_BEFORE):
+        properties = {"entrypoint_num_cpus": num_cpus}
         command = raypod_command(
             root,
             name,
-            stage.proxy.url,
+            url,
             stage.s3,
             stage.bucket,
             parameters,
             update_interval=UPDATE_INTERVAL,
-            follow=tool == RAYPOD,
+            follow=tool != NO_FOLLOW,
             properties=properties,
+            venv=RAYPOD_BEFORE if tool == RAYPOD_BEFORE else RAYPOD,
+            upload=upload and tool != NO_UPLOAD,
         )
     else:
-        command = sdk_watch_command(root, name, stage.proxy.url, parameters, follow=tool == SDK_TAIL)
-    ticks = round(seconds / interval) if tool in LIVE else None
+        command = sdk_watch_command(root, name, url, parameters, follow=tool == SDK_TAIL, num_cpus=num_cpus)
+    ticks = round((seconds - quiet) / interval) if tool in LIVE else None
     return run_watched(tool, command, stage.ray.address, ticks)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 
 from hypothesis import given
@@ -12,7 +13,7 @@ from raypod.contract import BridgeStatus
 from raypod.outcome import Outcome
 from raypod.ray import JobInfo
 from raypod.session import JobSession
-from raypod.watch_schedule import MIN_GAP, QUIET_AFTER, OutputActivity, next_quiet_poll
+from raypod.watch_schedule import BEATS, MIN_GAP, QUIET_AFTER, OutputActivity, next_quiet_poll
 from tests.support.fakes import FakeClock, Harness
 
 INTERVAL = 20.0
@@ -38,7 +39,7 @@ def test_the_first_early_poll_waits_until_the_output_was_quiet_longer_than_the_t
 def test_early_polls_back_off_so_an_hour_of_quiet_costs_few_more_polls_than_the_interval() -> None:
     polls = quiet_polls(3600.0)
     gaps = [b - a for a, b in itertools.pairwise(polls)]
-    assert gaps == sorted(gaps)  # never closer together as the quiet goes on
+    assert all(b >= a - 1e-9 for a, b in itertools.pairwise(gaps))  # never closer together as the quiet goes on
     assert gaps[-1] == INTERVAL
     early = [gap for gap in gaps if gap < INTERVAL]
     assert len(early) <= 20
@@ -59,14 +60,31 @@ def test_no_early_poll_waits_longer_than_the_interval_or_comes_sooner_than_the_m
         assert wait >= min(MIN_GAP, interval)
 
 
+def test_a_job_that_printed_nothing_yet_is_polled_by_the_interval_alone() -> None:
+    clock = FakeClock()
+    activity = OutputActivity(clock.monotonic)
+    assert activity.poll_due(clock.monotonic(), INTERVAL) == math.inf
+
+
 def test_output_after_a_poll_moves_the_early_poll_to_its_quiet() -> None:
     clock = FakeClock()
     activity = OutputActivity(clock.monotonic)
+    activity.output()
     polled_at = clock.monotonic()
     assert activity.poll_due(polled_at, INTERVAL) == polled_at + QUIET_AFTER
-    clock.advance(2.0)
+    clock.advance(0.5)
     activity.output()
     assert activity.poll_due(polled_at, INTERVAL) == clock.monotonic() + QUIET_AFTER
+
+
+def test_quiet_counts_only_past_two_of_the_jobs_own_gaps_between_lines() -> None:
+    assert next_quiet_poll(0.0, INTERVAL, beat=5.0) == 10.0
+    clock = FakeClock()
+    activity = OutputActivity(clock.monotonic)
+    for _ in range(5):
+        activity.output()
+        clock.advance(5.0)
+    assert activity.poll_due(clock.monotonic(), INTERVAL) == clock.monotonic() + 5.0
 
 
 def test_the_tails_end_makes_the_next_poll_due_at_once_and_only_once() -> None:
@@ -83,7 +101,7 @@ def test_the_tails_end_makes_the_next_poll_due_at_once_and_only_once() -> None:
 
 # -- the watch -------------------------------------------------------------------------------------
 def watched(
-    life: Callable[[float], str], output_until: float, *, beat: float = 2.0, kill_at: float | None = None
+    life: Callable[[float], str], output_until: float, *, beat: float = 1.0, kill_at: float | None = None
 ) -> tuple[Harness, Outcome, list[tuple[float, str]]]:
     """A session at updateInterval 20 whose job prints every ``beat`` s up to ``output_until`` (as Ray's
     tail delivers it); ``life``: Ray's status at a fake elapsed time. Returns the harness and the polls
@@ -115,7 +133,7 @@ def test_a_job_that_ends_right_after_its_last_line_is_seen_within_the_quiet_sche
     assert outcome.status == BridgeStatus.SUCCEEDED
     final_at, status = polls[-1]
     assert status == "SUCCEEDED"
-    assert final_at <= 40.0 + QUIET_AFTER
+    assert final_at <= 40.0 + BEATS * 1.0  # two of its 1 s gaps
     # While the output flowed, no early poll: the first, then one per interval.
     assert len([at for at, _ in polls if at < 40.0]) <= 1 + 40.0 / INTERVAL
 
@@ -125,12 +143,26 @@ def test_a_job_silent_for_its_last_30_s_is_seen_within_a_few_seconds_of_its_end(
 
     final_at, status = polls[-1]
     assert status == "SUCCEEDED"
-    assert final_at - 60.0 <= 8.0
+    assert final_at - 60.0 <= 10.0
     assert len(polls) <= 1 + 30.0 / INTERVAL + len(quiet_polls(30.0)) + 1
 
 
+def test_a_job_that_prints_every_5_s_is_not_polled_after_each_line() -> None:
+    _h, _outcome, polls = watched(lambda t: "SUCCEEDED" if t >= 300.2 else "RUNNING", output_until=300.0, beat=5.0)
+
+    assert polls[-1][1] == "SUCCEEDED"
+    assert len([at for at, _ in polls if at < 300.0]) <= 1 + 300.0 / INTERVAL + 3
+
+
+def test_a_job_that_prints_nothing_is_polled_every_interval_as_before() -> None:
+    _h, _outcome, polls = watched(lambda t: "SUCCEEDED" if t >= 100.0 else "PENDING", output_until=0.0)
+
+    times = [at for at, _ in polls]
+    assert times == [INTERVAL * n for n in range(len(times))]
+
+
 def test_a_job_quiet_for_an_hour_is_soon_polled_only_every_interval_again() -> None:
-    _h, _outcome, polls = watched(lambda t: "SUCCEEDED" if t >= 3600.0 else "RUNNING", output_until=0.0)
+    _h, _outcome, polls = watched(lambda t: "SUCCEEDED" if t >= 3600.0 else "RUNNING", output_until=1.0)
 
     assert polls[-1][1] == "SUCCEEDED"
     assert len(polls) <= 3600 / INTERVAL + 20
