@@ -48,7 +48,7 @@ from raypod.retry import RetryPolicy
 from raypod.safetext import one_line
 from raypod.status_store import StatusReporter
 from raypod.submission import NotOnRay, Submitter, attempt_id, attempt_number, recorded_attempt, resolve_attempt
-from raypod.watch_schedule import OutputActivity
+from raypod.watch_schedule import REPLAN_WAIT, OutputActivity
 
 log = logging.getLogger(__name__)
 
@@ -567,7 +567,9 @@ class JobSession:
         if self.activity is None:
             return regular_left
         early = self.activity.poll_due(polled_at, self.config.update_interval) - self.clock.monotonic()
-        return min(regular_left, early)
+        # Output that comes during a wait can make an early poll due: the plan is looked at again
+        # this often (no call to Ray), well before any early poll the output can bring.
+        return min(regular_left, early, REPLAN_WAIT)
 
     def _stop_overdue(self, stopping: Stopping | None) -> bool:
         return stopping is not None and self.clock.monotonic() - stopping.since >= self.settings.stop_timeout

@@ -31,6 +31,9 @@ BEATS = 2.0
 BACKOFF = 0.3
 #: No two early polls closer than this.
 MIN_GAP = 0.5
+#: How often a waiting watch looks at the output again; below QUIET_AFTER, so the first early poll
+#: after the output stops is never late.
+REPLAN_WAIT = 1.0
 #: Output within this long of the last is one burst (Ray sends 10 lines a message), not a new beat.
 BURST = 0.2
 #: How much a new gap moves the usual one (an exponential mean).
@@ -89,7 +92,7 @@ class OutputActivity:
         """When (the clock's monotonic time) the poll after one made at ``polled_at`` is due."""
         with self._lock:
             last, beat, ended_at = self._last, self._beat, self._ended_at
-        if ended_at is not None and ended_at >= polled_at:
+        if ended_at is not None and ended_at > polled_at:
             return ended_at
         if last is None:
             return math.inf

@@ -385,6 +385,7 @@ class FakeClock:
         self.event = threading.Event()
         self._terminate_at: float | None = None
         self._events: list[tuple[float, int, Callable[[], None]]] = []
+        self._woken = False
 
     def monotonic(self) -> float:
         return 1000.0 + self.elapsed
@@ -420,13 +421,21 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self._move_to(self.elapsed + seconds)
 
+    def wake(self) -> None:
+        """As ``SystemClock.wake``: an event that calls it ends the wait under way at its time."""
+        self._woken = True
+
     def _move_to(self, target: float) -> None:
         if target > self.limit:
             raise AssertionError(f"fake time ran past {self.limit} s: a loop that never ends?")
+        self._woken = False
         while self._events and self._events[0][0] <= target:
             when, _, action = self._events.pop(0)
             self.elapsed = max(self.elapsed, when)
             action()
+            if self._woken:
+                self._woken = False
+                return
         self.elapsed = max(self.elapsed, target)
 
 

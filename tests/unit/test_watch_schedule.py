@@ -6,6 +6,7 @@ import itertools
 import math
 from collections.abc import Callable
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as s
 
@@ -13,7 +14,7 @@ from raypod.contract import BridgeStatus
 from raypod.outcome import Outcome
 from raypod.ray import JobInfo
 from raypod.session import JobSession
-from raypod.watch_schedule import BEATS, MIN_GAP, QUIET_AFTER, OutputActivity, next_quiet_poll
+from raypod.watch_schedule import BACKOFF, BEATS, MIN_GAP, QUIET_AFTER, OutputActivity, next_quiet_poll
 from tests.support.fakes import FakeClock, Harness
 
 INTERVAL = 20.0
@@ -101,19 +102,33 @@ def test_the_tails_end_makes_the_next_poll_due_at_once_and_only_once() -> None:
 
 # -- the watch -------------------------------------------------------------------------------------
 def watched(
-    life: Callable[[float], str], output_until: float, *, beat: float = 1.0, kill_at: float | None = None
+    life: Callable[[float], str],
+    output_until: float,
+    *,
+    beat: float = 1.0,
+    kill_at: float | None = None,
+    output: list[float] | None = None,
+    tail_ends: float | None = None,
 ) -> tuple[Harness, Outcome, list[tuple[float, str]]]:
     """A session at updateInterval 20 whose job prints every ``beat`` s up to ``output_until`` (as Ray's
-    tail delivers it); ``life``: Ray's status at a fake elapsed time. Returns the harness and the polls
-    (elapsed time, status), and the outcome."""
+    tail delivers it), or at the times ``output``; ``life``: Ray's status at a fake elapsed time;
+    ``tail_ends``: when Ray closes the tail. Returns the harness, the outcome and the polls (elapsed
+    time, status)."""
     holder: list[Harness] = []
     h = Harness({"updateInterval": f"{INTERVAL:g}"}, life=lambda _: life(holder[0].clock.elapsed))
     holder.append(h)
     activity = OutputActivity(h.clock.monotonic)
-    tick = beat
-    while tick <= output_until:
-        h.clock.at(tick, activity.output)
-        tick += beat
+    times = output if output is not None else [beat * n for n in range(1, int(output_until / beat) + 1)]
+    for at in times:
+        h.clock.at(at, activity.output)
+    if tail_ends is not None:
+
+        def tail_closed() -> None:
+            # As the runner wires it (JobOutput): the tail's end is told, and the watch woken.
+            activity.ended()
+            h.clock.wake()
+
+        h.clock.at(tail_ends, tail_closed)
     if kill_at is not None:
         h.set_kill_at(kill_at)
     polls: list[tuple[float, str]] = []
@@ -151,7 +166,8 @@ def test_a_job_that_prints_every_5_s_is_not_polled_after_each_line() -> None:
     _h, _outcome, polls = watched(lambda t: "SUCCEEDED" if t >= 300.2 else "RUNNING", output_until=300.0, beat=5.0)
 
     assert polls[-1][1] == "SUCCEEDED"
-    assert len([at for at, _ in polls if at < 300.0]) <= 1 + 300.0 / INTERVAL + 3
+    # Until its second line it has no rhythm yet (a few early polls, once); then none between lines.
+    assert len([at for at, _ in polls if 15.0 <= at < 300.0]) <= 285.0 / INTERVAL + 2
 
 
 def test_a_job_that_prints_nothing_is_polled_every_interval_as_before() -> None:
@@ -178,3 +194,35 @@ def test_kill_is_read_at_every_poll_so_early_polls_take_it_no_later_than_the_int
     assert h.ray.calls_of("stop_job")
     asked = next(at for at, _ in polls if at >= 41.0)
     assert asked <= 41.0 + INTERVAL
+
+
+@pytest.mark.parametrize(
+    ("gaps", "silent", "close_after"),
+    [
+        ([], 0.0, None),  # prints nothing: the interval's polls
+        ([], 0.0, 2.0),  # the tail's end asks at once
+        ([1.0] * 10, 5.0, None),  # output came during the first (full-interval) wait: still an early poll
+        ([0.05] * 40, 120.0, None),  # quiet for two minutes
+        ([2.0, 7.0, 0.3, 15.0], 40.0, 4.0),
+    ],
+)
+def test_whatever_the_output_the_end_is_seen_no_later_than_the_interval_and_early_polls_stay_few(
+    gaps: list[float], silent: float, close_after: float | None
+) -> None:
+    output = list(itertools.accumulate(gaps))
+    end = (output[-1] if output else 0.0) + silent + 0.1
+    tail_ends = None if close_after is None else end + close_after
+    _h, outcome, polls = watched(
+        lambda t: "SUCCEEDED" if t >= end else "RUNNING", 0.0, output=output, tail_ends=tail_ends
+    )
+
+    assert outcome.status == BridgeStatus.SUCCEEDED
+    final_at = polls[-1][0]
+    assert final_at - end <= INTERVAL + 1e-6  # never later than polling every interval, as before
+    if tail_ends is not None:
+        assert final_at <= tail_ends + 1e-6  # the tail's end asks Ray at once
+    if output and silent <= 10.0:
+        assert final_at - end <= silent * BACKOFF + QUIET_AFTER + 1.0  # seen soon after the output stops
+    regular = 1 + end / INTERVAL
+    spells = 1 + sum(1 for gap in gaps if gap >= QUIET_AFTER)
+    assert len(polls) <= regular + spells * len(quiet_polls(INTERVAL / BACKOFF)) + 1
