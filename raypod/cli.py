@@ -459,11 +459,8 @@ def _after_double_dash(argv: list[str], words: list[str]) -> bool:
 
 
 def parse_command_line(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
-    """What ``main`` runs: argparse's reading of ``argv`` and the checks argparse cannot express,
-    each an argparse error (usage, message, exit 2). Parses only: nothing is run or imported."""
-    # `run` is the default command: `python -m raypod --config X` means `run --config X`.
-    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
-        argv = ["run", *argv]
+    """argparse's reading of ``argv`` (which names its command) and the checks argparse cannot
+    express, each an argparse error (usage, message, exit 2). Parses only: nothing runs."""
     args = parser.parse_args(argv)
     if getattr(args, "script_args", None) and not _after_double_dash(argv, args.script_args):
         # argparse takes stray words as positionals: only what follows `--` goes to the script.
@@ -478,6 +475,9 @@ def parse_command_line(parser: argparse.ArgumentParser, argv: list[str]) -> argp
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    # `run` is the default command: `python -m raypod --config X` means `run --config X`.
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["run", *argv]
     args = parse_command_line(parser, argv)
     if args.command is None:
         parser.print_help()

@@ -215,3 +215,16 @@ def test_submit_and_run_give_status_timeout_the_same_meaning_and_default() -> No
     assert meaning in submit and meaning in run
     assert f"statusTimeoutSeconds, else {DEFAULT_STATUS_TIMEOUT:g})" in submit
     assert f"and {DEFAULT_STATUS_TIMEOUT:g} elsewhere)" in run
+
+
+def test_every_flag_docs_cli_md_names_is_one_the_parser_has() -> None:
+    parser = build_parser()
+    flags = {flag for sub in [parser, *subcommands(parser).values()] for a in sub._actions for flag in a.option_strings}
+    docs = (REPO / "docs" / "cli.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", docs))
+    # A script's own words (the Bridge convention's, an example's), and the abbreviation refused.
+    not_raypods = {"--kwargs", "--epochs", "--scr"}
+    assert named - not_raypods <= flags, sorted(named - not_raypods - flags)
+    assert {"--status-timeout", "--s3-credentials", "--interval"} <= named
+    for name in subcommands(parser):
+        assert f"`{name}" in docs, name
