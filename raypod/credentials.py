@@ -12,7 +12,8 @@ Errors name the file and what is wrong with it, never any part of its content.
   carry (so ``é`` is accepted, ``中`` is not). ``username`` also may not hold ``:`` (Basic auth
   separates user and password with it).
 - S3 ``accesskey`` and ``secretkey``: no whitespace or control character at all, and the access
-  key, which is sent in a header, only Latin-1 characters.
+  key, which is sent in a header, only Latin-1 characters. The same rules for ``AWS_ACCESS_KEY_ID``,
+  ``AWS_SECRET_ACCESS_KEY`` and ``AWS_SESSION_TOKEN`` (a header too), whose problems name the variable.
 """
 
 from __future__ import annotations
@@ -254,12 +255,10 @@ class RayAuthSources:
 
 #: The S3 keys as AWS's own tools read them from the environment (the command line only, never
 #: the pod): the access key, the secret key, and the session token of temporary credentials.
-AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-)
-#: Where the S3 keys are looked for, first found wins: the one hint of every problem and of ``--help``.
+AWS_ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID"
+AWS_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"
+AWS_SESSION_TOKEN = "AWS_SESSION_TOKEN"
+#: Where the S3 keys are looked for, first found wins (``S3CredentialSources``), as ``submit --help`` says it.
 S3_KEY_SOURCES = (
     "S3 keys are read from --s3-credentials DIR when given, else from $AWS_ACCESS_KEY_ID and "
     "$AWS_SECRET_ACCESS_KEY (and $AWS_SESSION_TOKEN; command line only), else from "
@@ -302,13 +301,12 @@ class S3Credentials:
         if access is None and secret is None:
             return None
         problems: list[tuple[str, str]] = []
+        for name, other in ((AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), (AWS_SECRET_ACCESS_KEY, AWS_ACCESS_KEY_ID)):
+            if values[name] is None:
+                problems.append((name, f"missing or empty, while {other} is set: S3 needs both keys"))
         for name, check in checks.items():
             value = values[name]
-            if value is None:
-                if name != AWS_SESSION_TOKEN:
-                    given = AWS_SECRET_ACCESS_KEY if name == AWS_ACCESS_KEY_ID else AWS_ACCESS_KEY_ID
-                    problems.append((name, f"missing or empty, while {given} is set: S3 needs both keys"))
-            elif (problem := check(value)) is not None:
+            if value is not None and (problem := check(value)) is not None:
                 problems.append((name, problem))
         if problems or access is None or secret is None:
             raise ConfigError(problems)

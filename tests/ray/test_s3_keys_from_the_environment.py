@@ -56,6 +56,7 @@ def test_no_key_of_the_environment_in_the_messages_when_s3_refuses_the_log(
     bridge_job.set(s3__endpoint=s3_proxy.endpoint, jobdata__scriptLocation="inline", jobdata__jobScript="print(1)\n")
     completed = submit_wait(bridge_job)
     assert "SignatureDoesNotMatch" in completed.stderr, completed.stderr
+    assert "secret *** token ***" in completed.stderr, completed.stderr  # the echo shown, each key masked
     assert s3_proxy.recorded("PUT", r"/logs$")
     assert_keys_not_shown(completed)
 
