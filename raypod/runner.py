@@ -49,7 +49,7 @@ from raypod.session import JobSession, SessionSettings
 from raypod.source import JobSource
 from raypod.status_store import StatusReporter, StatusSink, status_line
 from raypod.submission import RaySubmitter, SubmissionSettings, parse_attempt, split_recorded
-from raypod.terminal import print_bad_input
+from raypod.terminal import ByteProgress, no_progress, print_bad_input
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,8 @@ class RunOptions:
     #: This pod and the caller's trace context (read from the environment by the command), for the
     #: Ray job's metadata.
     pod: PodIdentity = PodIdentity()
+    #: How the package's zipping and upload are shown (``submit``'s progress line; nothing in the pod).
+    progress: ByteProgress = no_progress
 
     def status_timeout_for(self, config: BridgeConfig) -> float | None:
         """How long the dashboard may stay silent before the job is UNKNOWN; None: never.
@@ -229,6 +231,7 @@ class Runner:
                     self.retry,
                     options.pod,
                     options.session.address_origin,
+                    options.progress,
                 ),
                 local=options.local_inputs,
                 identity=self.job.identity,
