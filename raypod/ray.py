@@ -586,8 +586,9 @@ class RayJobsClient:
 
 
 class CountedReader:
-    """A file as a request body, each read counted. Only ``read`` and ``__len__``: requests then sends
-    a Content-Length and reads the file in blocks, never whole."""
+    """A file as a request body, each read counted: requests sends its ``__len__`` as the
+    Content-Length and reads it in blocks, never whole. ``tell`` and ``seek`` let a call refused for
+    rotated credentials send it again from the start (``raypod.http``), counted back."""
 
     def __init__(self, file: BinaryIO, size: int, counted: ByteCounter) -> None:
         self.file = file
@@ -601,6 +602,15 @@ class CountedReader:
         piece = self.file.read(size)
         self.counted(len(piece))
         return piece
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+    def seek(self, offset: int) -> int:
+        before = self.file.tell()
+        after = self.file.seek(offset)
+        self.counted(after - before)
+        return after
 
 
 def _pieces(data: bytes) -> Iterator[bytes]:

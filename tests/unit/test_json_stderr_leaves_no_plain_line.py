@@ -96,9 +96,7 @@ def test_hooks_are_given_back_after_the_command(stderr: Stderr) -> None:
         (["submit", "--log-format", "json", "--script", "a.py", "stray"], "unrecognized arguments: stray"),
     ],
 )
-def test_argparses_refusal_is_one_json_line_at_error_with_the_usage(
-    stderr: Stderr, argv: list[str], said: str
-) -> None:
+def test_argparses_refusal_is_one_json_line_at_error_with_the_usage(stderr: Stderr, argv: list[str], said: str) -> None:
     with pytest.raises(SystemExit) as leaving:
         main(argv)
 
