@@ -247,6 +247,7 @@ class Progress:
                 self.stream.write("\r\x1b[K" + text)
                 self.stream.flush()
                 self._shown, self._last_tty = True, now
+                _Screen.line = self
             return
         changed = status != self._last_status and self.plain_on_change
         if changed or now >= self._next_plain:
@@ -265,6 +266,8 @@ class Progress:
         self._plain_printed = True
 
     def clear(self) -> None:
+        if _Screen.line is self:
+            _Screen.line = None
         if self._shown:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
@@ -274,18 +277,36 @@ class Progress:
         """``stream``, wiping the progress line before anything is written to it."""
         if not self.tty:
             return stream
-        return _Clearing(stream, self)  # type: ignore[return-value]
+        return _Clearing(stream, self.clear)  # type: ignore[return-value]
+
+
+class _Screen:
+    """The progress line on the terminal now, if any (a command shows one at a time)."""
+
+    line: Progress | None = None
+
+
+def wiping_progress(stream: TextIO) -> TextIO:
+    """``stream``, wiping whatever progress line is on the terminal before anything is written to it:
+    the log's lines (a retry's warning while a package uploads) start on a clean line."""
+
+    def wipe() -> None:
+        line = _Screen.line
+        if line is not None:
+            line.clear()
+
+    return _Clearing(stream, wipe)  # type: ignore[return-value]
 
 
 class _Clearing:
-    """The few TextIO methods raypod's printers use (write, flush, isatty)."""
+    """The few TextIO methods raypod's printers and the log handler use (write, flush, isatty)."""
 
-    def __init__(self, stream: TextIO, progress: Progress) -> None:
+    def __init__(self, stream: TextIO, wipe: Callable[[], None]) -> None:
         self._stream = stream
-        self._progress = progress
+        self._wipe = wipe
 
     def write(self, text: str) -> int:
-        self._progress.clear()
+        self._wipe()
         return self._stream.write(text)
 
     def flush(self) -> None:

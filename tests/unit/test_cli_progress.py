@@ -4,12 +4,13 @@ zipped and uploaded (``TransferProgress``), in memory on an injected clock."""
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from raypod.package import build_package
-from raypod.terminal import PLAIN_EVERY, PLAIN_FIRST, TTY_EVERY, Progress, TransferProgress
+from raypod.terminal import PLAIN_EVERY, PLAIN_FIRST, TTY_EVERY, Progress, TransferProgress, wiping_progress
 
 
 def test_progress_rewrites_one_line_on_a_terminal() -> None:
@@ -129,3 +130,19 @@ def test_zipping_counts_every_byte_of_the_files_out_of_their_total(tmp_path: Pat
     ((what, total, counts),) = heard
     assert what == "zipping --working-dir"
     assert total == sum(counts) == 4 * MIB + 15
+
+
+def test_a_log_line_wipes_the_progress_line_on_the_terminal_first() -> None:
+    stream = io.StringIO()
+    progress = Progress(stream, tty=True, clock=iter([0.0, 65.0]).__next__)
+    progress.show("job-1", "RUNNING")
+    # As raypod.process.configure_logging sets up stderr's handler.
+    handler = logging.StreamHandler(wiping_progress(stream))
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    for text in ("the dashboard went away", "the dashboard is back"):
+        handler.emit(logging.makeLogRecord({"msg": text, "levelname": "WARNING"}))
+    progress.clear()  # nothing left to wipe
+
+    assert stream.getvalue() == (
+        "\r\x1b[Kjob-1: RUNNING, 1m05s elapsed\r\x1b[KWARNING the dashboard went away\nWARNING the dashboard is back\n"
+    )
