@@ -92,7 +92,8 @@ class RunOptions:
     #: This pod and the caller's trace context (read from the environment by the command), for the
     #: Ray job's metadata.
     pod: PodIdentity = PodIdentity()
-    #: How the package's zipping and upload are shown (``submit``'s progress line; nothing in the pod).
+    #: How the package's zipping and upload, and the log's upload to S3, are shown (``submit``'s progress
+    #: line; nothing in the pod).
     progress: ByteProgress = no_progress
 
     def status_timeout_for(self, config: BridgeConfig) -> float | None:
@@ -267,7 +268,7 @@ class Runner:
                 # UNKNOWN: the job may still be running, so its log is not complete yet.
                 try:
                     collected = collect_results(
-                        ray, store, config, outcome.job, options.job_name, output.echo, self.retry
+                        ray, store, config, outcome.job, options.job_name, output.echo, self.retry, options.progress
                     )
                 except Terminated:
                     # The upload was aborted: the next pod re-attaches, uploads the log and writes the end.
@@ -359,7 +360,9 @@ class Runner:
     ) -> None:
         """Keep the log of an attempt that is retried, and start the next one's output afresh."""
         output.live.stop()
-        problem = keep_attempt_log(ray, s3, config, job, self.options.job_name, attempt, output.echo, self.retry)
+        problem = keep_attempt_log(
+            ray, s3, config, job, self.options.job_name, attempt, output.echo, self.retry, self.options.progress
+        )
         if problem is not None:
             self._kept_logs_failed.append(problem)
         output.next_attempt()

@@ -274,10 +274,9 @@ class Progress:
             self._shown = False
 
     def clearing(self, stream: TextIO) -> TextIO:
-        """``stream``, wiping the progress line before anything is written to it."""
-        if not self.tty:
-            return stream
-        return _Clearing(stream, self.clear)  # type: ignore[return-value]
+        """``stream``, wiping the progress line on the terminal (this one's, or a transfer's meanwhile)
+        before anything is written to it."""
+        return wiping_progress(stream) if self.tty else stream
 
 
 class _Screen:
