@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -186,7 +187,7 @@ def offline_command_lines(draw: st.DrawFn, root: Path) -> tuple[list[str], dict[
     """A command line of any command that ends before anything is contacted: bad input, argparse's
     refusal, or (validate) whatever the ConfigMap says. ``--log-format json`` anywhere before ``--``."""
     command = draw(st.sampled_from(["submit", "status", "logs", "stop", "delete", "list", "validate", "run"]))
-    config = root / f"cm-{draw(st.integers(0, 10**9))}.json"
+    config = root / f"cm-{uuid.uuid4().hex}.json"  # each example its own ConfigMap and status file
     data = draw(
         st.dictionaries(
             st.sampled_from(["resourceURL", "kill", "jobdata.jobScript", "jobproperties", "jobdata.jobparameters",
@@ -202,7 +203,14 @@ def offline_command_lines(draw: st.DrawFn, root: Path) -> tuple[list[str], dict[
     if command == "validate":
         words = ["--config", str(config if draw(st.booleans()) else root / "missing.json")]
     elif command == "run":
-        words = ["--config", str(config), "--status-file", str(root / "status.json"), "--job-name", "json-lines"]
+        words = [
+            "--config",
+            str(config),
+            "--status-file",
+            str(config.with_suffix(".status")),
+            "--job-name",
+            "json-lines",
+        ]
     else:
         address = draw(st.one_of(st.none(), st.sampled_from(BAD_ADDRESSES)))
         words = ["--address", address] if address else []
