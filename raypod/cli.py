@@ -472,24 +472,36 @@ def parse_command_line(parser: argparse.ArgumentParser, argv: list[str]) -> argp
     return args
 
 
+def _asks_for_json(argv: list[str]) -> bool:
+    """Whether the raw arguments say ``--log-format json`` (before any ``--``): argparse's own
+    refusal comes before the flag is parsed."""
+    words = argv[: argv.index("--")] if "--" in argv else argv
+    pairs = zip(words, [*words[1:], ""], strict=True)
+    return any(word == "--log-format=json" or (word, after) == ("--log-format", "json") for word, after in pairs)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     # `run` is the default command: `python -m raypod --config X` means `run --config X`.
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["run", *argv]
-    args = parse_command_line(parser, argv)
+    from raypod.terminal import json_refusal, json_stderr
+
+    with json_refusal(_asks_for_json(argv)):
+        args = parse_command_line(parser, argv)
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
     if args.command == "completion":
         print(completion_script(parser, args.shell), end="")
         return EXIT_OK
-    from raypod.commands import dispatch
     from raypod.process import configure_logging
-    from raypod.terminal import json_stderr
 
     json_lines = args.log_format == "json"
     configure_logging(args.verbose, quiet=args.command != "run", json_lines=json_lines)
     with json_stderr(json_lines):
+        # Inside: a warning while the clients are imported is a JSON line too.
+        from raypod.commands import dispatch
+
         return dispatch(args)

@@ -54,7 +54,15 @@ from raypod.runner import Runner, RunOptions, RunResult, report_bad_input
 from raypod.session import START_STOP_CONFIRM, SessionSettings
 from raypod.source import ConfigMapJob, MappingSource, open_source
 from raypod.status_store import NullSink, recorded_keys
-from raypod.terminal import Progress, key_values, people_out, print_bad_input, print_error, table
+from raypod.terminal import (
+    Progress,
+    TransferProgress,
+    key_values,
+    people_out,
+    print_bad_input,
+    print_error,
+    table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +188,7 @@ def command_submit(args: argparse.Namespace) -> int:
         left_running=stopping if args.stop_on_interrupt else keeps_running,
         # CI sets TRACEPARENT; in a pod (in-cluster CI) its name, uid and node come along too.
         pod=PodIdentity.from_environ(os.environ),
+        progress=TransferProgress(sys.stderr),
     )
     terminate = install_terminate_handler() if args.wait else None
     # stdout carries only the id (and, with --wait, the job's output); the rest goes to stderr.

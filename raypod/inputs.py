@@ -13,6 +13,7 @@ from raypod.errors import ConfigError
 from raypod.jobdata import Metadata, S3Location, parse_metadata, parse_parameters
 from raypod.objectstore import ObjectStore
 from raypod.package import JOB_FOLDER, JobPackages, build_package, wheel_package
+from raypod.terminal import ByteProgress, no_progress
 from raypod.workdir import WORKING_DIR_FLAG, warn_of_shadowing, working_dir_files
 
 WHEEL_FLAG = "--wheel"
@@ -140,13 +141,13 @@ def _working_dir_inputs(
     )
 
 
-def build_packages(inputs: JobInputs, workdir: Path) -> JobPackages:
+def build_packages(inputs: JobInputs, workdir: Path, progress: ByteProgress = no_progress) -> JobPackages:
     """The packages to upload, each checked against Ray's upload limit before anything is sent."""
     working_dir = None
     if inputs.files:
         # A folder of its own: an input file may well be called package.zip.
         output = _new_folder(workdir, "package-")
-        working_dir = build_package(inputs.files, output, folder=inputs.folder, key=inputs.files_key)
+        working_dir = build_package(inputs.files, output, folder=inputs.folder, key=inputs.files_key, progress=progress)
     return JobPackages(working_dir, tuple(wheel_package(path, key) for path, key in inputs.wheels))
 
 

@@ -17,6 +17,7 @@ from raypod.errors import RayApiError
 from raypod.http import Timeouts
 from raypod.ray import JobInfo
 from raypod.retry import NO_RETRY, RetryPolicy
+from raypod.terminal import ByteProgress, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class RayJobs(Protocol):
 
     def package_exists(self, name: str) -> bool: ...
 
-    def upload_package(self, name: str, path: Path) -> None: ...
+    def upload_package(self, name: str, path: Path, progress: ByteProgress = no_progress) -> None: ...
 
     def submit_job(self, payload: Mapping[str, Any], retry: RetryPolicy | None = None) -> str: ...
 

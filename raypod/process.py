@@ -23,6 +23,7 @@ from raypod.interrupt import cut_call_in_flight
 from raypod.log_context import json_line
 from raypod.source import ConfigSource, open_source
 from raypod.status_store import NullSink, StatusFile, StatusSink
+from raypod.terminal import wiping_progress
 
 if TYPE_CHECKING:
     from raypod.kube import KubeConfigMap, ServiceAccount
@@ -46,7 +47,8 @@ class JsonLineFormatter(logging.Formatter):
 def configure_logging(verbose: bool, quiet: bool = False, *, json_lines: bool = False) -> None:
     """``quiet``: the human commands print what matters themselves; only warnings are logged.
     ``json_lines`` (``--log-format json``): stderr's log lines as JSON objects, for log collectors."""
-    handler = logging.StreamHandler(sys.stderr)
+    # A log line wipes a progress line on the terminal first, so the two never share a line.
+    handler = logging.StreamHandler(wiping_progress(sys.stderr))
     if json_lines:
         handler.setFormatter(JsonLineFormatter())
     else:

@@ -48,7 +48,7 @@ from raypod.session import JobSession, SessionSettings
 from raypod.source import JobSource
 from raypod.status_store import StatusReporter, StatusSink, status_line
 from raypod.submission import RaySubmitter, SubmissionSettings, parse_attempt, split_recorded
-from raypod.terminal import print_bad_input
+from raypod.terminal import ByteProgress, no_progress, print_bad_input
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,9 @@ class RunOptions:
     #: This pod and the caller's trace context (read from the environment by the command), for the
     #: Ray job's metadata.
     pod: PodIdentity = PodIdentity()
+    #: How the package's zipping and upload, and the log's upload to S3, are shown (``submit``'s progress
+    #: line; nothing in the pod).
+    progress: ByteProgress = no_progress
 
     def status_timeout_for(self, config: BridgeConfig) -> float | None:
         """How long the dashboard may stay silent before the job is UNKNOWN; None: never.
@@ -230,6 +233,7 @@ class Runner:
                     self.retry,
                     options.pod,
                     options.session.address_origin,
+                    options.progress,
                 ),
                 local=options.local_inputs,
                 identity=self.job.identity,
@@ -265,7 +269,7 @@ class Runner:
                 # UNKNOWN: the job may still be running, so its log is not complete yet.
                 try:
                     collected = collect_results(
-                        ray, store, config, outcome.job, options.job_name, output.echo, self.retry
+                        ray, store, config, outcome.job, options.job_name, output.echo, self.retry, options.progress
                     )
                 except Terminated:
                     # The upload was aborted: the next pod re-attaches, uploads the log and writes the end.
@@ -357,7 +361,9 @@ class Runner:
     ) -> None:
         """Keep the log of an attempt that is retried, and start the next one's output afresh."""
         output.live.stop()
-        problem = keep_attempt_log(ray, s3, config, job, self.options.job_name, attempt, output.echo, self.retry)
+        problem = keep_attempt_log(
+            ray, s3, config, job, self.options.job_name, attempt, output.echo, self.retry, self.options.progress
+        )
         if problem is not None:
             self._kept_logs_failed.append(problem)
         output.next_attempt()
