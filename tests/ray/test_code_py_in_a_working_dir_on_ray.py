@@ -1,0 +1,105 @@
+"""A top-level ``code.py`` in a ``--working-dir``, on the real Ray head: what the warning says happens.
+
+Ray puts the working dir on every worker's ``sys.path``, and every worker imports ``code`` as it starts
+(``import ray`` -> pdb -> code). A ``code.py`` that exits at import (a Bridge script that parses its
+arguments at the top level) kills the job's supervisor, and the job stays PENDING until Ray's start
+timeout fails it; one with nothing to run at import is merely imported in place of the module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from devtools.services import LocalRay
+from raypod.workdir import CODE_PY_CONSEQUENCE
+from tests.support.cli import client_args, raypod
+from tests.support.helpers import Services
+
+#: Ray's own default is 15 min; this head gives up on a supervisor that never starts after 20 s.
+START_TIMEOUT = 20
+#: A Bridge script: it parses its arguments at the top level, so importing it exits (a worker's
+#: argv is Ray's, which argparse refuses).
+BRIDGE_CODE_PY = """\
+import argparse
+parser = argparse.ArgumentParser()
+parser.add_argument("--kwargs", nargs="*", default=[])
+parser.parse_args()
+print("BRIDGE JOB RAN")
+"""
+#: Asks a remote task which file `import code` gives it.
+TRAIN = """\
+import ray
+@ray.remote
+def code_module():
+    import code
+    return code.__file__.rsplit("/", 1)[-1] + " " + code.__file__.rsplit("/", 2)[-2][:9]
+print("REMOTE " + ray.get(code_module.remote()))
+"""
+
+
+@pytest.fixture(scope="module")
+def impatient_ray() -> Iterator[LocalRay]:
+    ray = LocalRay(env={"RAY_JOB_START_TIMEOUT_SECONDS": str(START_TIMEOUT)}, num_cpus=1)
+    ray.start()
+    try:
+        yield ray
+    finally:
+        ray.stop()
+
+
+def _project(tmp_path: Path, code_py: str) -> Path:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "code.py").write_text(code_py)
+    (project / "train.py").write_text(TRAIN)
+    return project
+
+
+def test_a_code_py_that_exits_at_import_keeps_the_job_pending_until_rays_start_timeout(
+    impatient_ray: LocalRay, tmp_path: Path
+) -> None:
+    project = _project(tmp_path, BRIDGE_CODE_PY)
+    completed = raypod(
+        "submit",
+        "--address",
+        impatient_ray.address,
+        "--credentials",
+        str(tmp_path),
+        "--working-dir",
+        str(project),
+        "--script",
+        "train.py",
+        "--wait",
+    )
+    assert completed.returncode == 1, completed.stdout + completed.stderr
+    assert CODE_PY_CONSEQUENCE in completed.stderr
+    submission_id = completed.stdout.splitlines()[0]
+    info = requests.get(f"{impatient_ray.address}/api/jobs/{submission_id}", timeout=30).json()
+    # Never started: Ray's start timeout failed it, and the entrypoint never ran.
+    assert info["status"] == "FAILED"
+    assert info["error_type"] == "JOB_SUPERVISOR_ACTOR_START_TIMEOUT"
+    assert info["driver_exit_code"] is None
+    assert "REMOTE" not in completed.stdout
+    assert "Running entrypoint" not in completed.stdout
+    # What killed the supervisor: code.py's argparse, run inside a worker's start-up on the worker's own
+    # argv (its stderr lands in the raylet's log).
+    raylet_err = (impatient_ray.temp_dir / "session_latest" / "logs" / "raylet.err").read_text(errors="replace")
+    assert "usage: default_worker.py [-h] [--kwargs [KWARGS ...]]" in raylet_err
+
+
+def test_a_code_py_with_nothing_to_run_at_import_is_imported_in_place_of_the_module(
+    services: Services, tmp_path: Path
+) -> None:
+    project = _project(tmp_path, "def main():\n    print('BRIDGE JOB RAN')\n\nif __name__ == '__main__':\n    main()\n")
+    completed = raypod(
+        "submit", *client_args(services, tmp_path), "--working-dir", str(project), "--script", "train.py", "--wait"
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    # The job runs, and a remote task's `import code` gets the user's file from the working dir's package.
+    assert "[job] REMOTE code.py _ray_pkg_" in completed.stdout
+    assert "at the top level has the name of a standard-library module" in completed.stderr
+    assert CODE_PY_CONSEQUENCE in completed.stderr
