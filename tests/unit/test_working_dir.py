@@ -11,7 +11,13 @@ import pytest
 
 from raypod.errors import ConfigError
 from raypod.package import build_package, mib
-from raypod.workdir import CODE_PY_CONSEQUENCE, compile_pattern, script_in_working_dir, warn_of_shadowing, working_dir_files
+from raypod.workdir import (
+    CODE_PY_CONSEQUENCE,
+    compile_pattern,
+    script_in_working_dir,
+    warn_of_shadowing,
+    working_dir_files,
+)
 from tests.support.working_dir import make_tree, packed_names
 
 
