@@ -247,8 +247,9 @@ IMPORTED_AS_WORKERS_START = "code"
 CODE_PY_CONSEQUENCE = (
     "every Ray worker imports it as it starts (import ray -> pdb -> code), so its top-level statements run "
     'there, and if they exit or raise (a script without an `if __name__ == "__main__":` guard) the job\'s '
-    "supervisor dies at start: the job stays PENDING, a stop is held, until Ray's start timeout "
-    "(RAY_JOB_START_TIMEOUT_SECONDS, 15 min by default) fails it"
+    "supervisor dies at start: the job stays PENDING, a stop is held, until Ray gives up on the worker "
+    "(5 tries, each after worker_register_timeout_seconds: about 6 min by default) and fails it as "
+    "JOB_SUPERVISOR_ACTOR_UNSCHEDULABLE"
 )
 
 

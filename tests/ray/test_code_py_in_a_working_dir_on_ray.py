@@ -2,8 +2,8 @@
 
 Ray puts the working dir on every worker's ``sys.path``, and every worker imports ``code`` as it starts
 (``import ray`` -> pdb -> code). A ``code.py`` that exits at import (a Bridge script that parses its
-arguments at the top level) kills the job's supervisor, and the job stays PENDING until Ray's start
-timeout fails it; one with nothing to run at import is merely imported in place of the module.
+arguments at the top level) kills the job's supervisor, and the job stays PENDING until Ray gives up
+on the supervisor's worker; one with nothing to run at import is merely imported in place of the module.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from raypod.workdir import CODE_PY_CONSEQUENCE
 from tests.support.cli import client_args, raypod
 from tests.support.helpers import Services
 
-#: Ray's own default is 15 min; this head gives up on a supervisor that never starts after 20 s.
-START_TIMEOUT = 20
+#: How long the raylet waits for a worker to register before it tries again: 60 s by default, so a
+#: job whose supervisor cannot start fails after about 6 min; here after about 5 x 8 s.
+REGISTER_TIMEOUT = 8
 #: A Bridge script: it parses its arguments at the top level, so importing it exits (a worker's
 #: argv is Ray's, which argparse refuses).
 BRIDGE_CODE_PY = """\
@@ -42,8 +43,8 @@ print("REMOTE " + ray.get(code_module.remote()))
 
 
 @pytest.fixture(scope="module")
-def impatient_ray() -> Iterator[LocalRay]:
-    ray = LocalRay(env={"RAY_JOB_START_TIMEOUT_SECONDS": str(START_TIMEOUT)}, num_cpus=1)
+def quick_giving_up_ray() -> Iterator[LocalRay]:
+    ray = LocalRay(env={"RAY_worker_register_timeout_seconds": str(REGISTER_TIMEOUT)}, num_cpus=1)
     ray.start()
     try:
         yield ray
@@ -59,14 +60,14 @@ def _project(tmp_path: Path, code_py: str) -> Path:
     return project
 
 
-def test_a_code_py_that_exits_at_import_keeps_the_job_pending_until_rays_start_timeout(
-    impatient_ray: LocalRay, tmp_path: Path
+def test_a_code_py_that_exits_at_import_keeps_the_job_pending_until_ray_gives_up_on_its_supervisor(
+    quick_giving_up_ray: LocalRay, tmp_path: Path
 ) -> None:
     project = _project(tmp_path, BRIDGE_CODE_PY)
     completed = raypod(
         "submit",
         "--address",
-        impatient_ray.address,
+        quick_giving_up_ray.address,
         "--credentials",
         str(tmp_path),
         "--working-dir",
@@ -78,16 +79,17 @@ def test_a_code_py_that_exits_at_import_keeps_the_job_pending_until_rays_start_t
     assert completed.returncode == 1, completed.stdout + completed.stderr
     assert CODE_PY_CONSEQUENCE in completed.stderr
     submission_id = completed.stdout.splitlines()[0]
-    info = requests.get(f"{impatient_ray.address}/api/jobs/{submission_id}", timeout=30).json()
-    # Never started: Ray's start timeout failed it, and the entrypoint never ran.
+    info = requests.get(f"{quick_giving_up_ray.address}/api/jobs/{submission_id}", timeout=30).json()
+    # Never started: Ray gave up on the supervisor's worker, and the entrypoint never ran.
     assert info["status"] == "FAILED"
-    assert info["error_type"] == "JOB_SUPERVISOR_ACTOR_START_TIMEOUT"
+    assert info["error_type"] == "JOB_SUPERVISOR_ACTOR_UNSCHEDULABLE"
+    assert "worker startup repeatedly failed" in info["message"]
     assert info["driver_exit_code"] is None
     assert "REMOTE" not in completed.stdout
     assert "Running entrypoint" not in completed.stdout
     # What killed the supervisor: code.py's argparse, run inside a worker's start-up on the worker's own
     # argv (its stderr lands in the raylet's log).
-    raylet_err = (impatient_ray.temp_dir / "session_latest" / "logs" / "raylet.err").read_text(errors="replace")
+    raylet_err = (quick_giving_up_ray.temp_dir / "session_latest" / "logs" / "raylet.err").read_text(errors="replace")
     assert "usage: default_worker.py [-h] [--kwargs [KWARGS ...]]" in raylet_err
 
 
