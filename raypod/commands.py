@@ -23,7 +23,7 @@ from typing import TextIO
 from raypod.clock import SystemClock, format_ray_time
 from raypod.config import checked_submission_id
 from raypod.contract import ID, assert_never
-from raypod.credentials import RAY_TOKEN_SOURCES, RayAuthSources
+from raypod.credentials import DEFAULT_S3_CREDENTIALS_DIR, RAY_TOKEN_SOURCES, RayAuthSources, S3CredentialSources
 from raypod.entrypoint import checked_config
 from raypod.errors import ConfigError, RayApiError, RaypodError, Terminated
 from raypod.events import events_for
@@ -118,7 +118,8 @@ def command_run(args: argparse.Namespace) -> int:
         namespace=target.namespace,
         session=SessionSettings(connect_timeout=args.connect_timeout),
         ray_auth=ray_auth(args, for_cli=False),
-        s3_credentials_dir=args.s3_credentials,
+        # The pod reads the secret its BridgeJob names, never AWS_* keys of its environment.
+        s3_keys=S3CredentialSources(args.s3_credentials or DEFAULT_S3_CREDENTIALS_DIR),
         follow_logs=args.follow_logs,
         exit_codes=codes,
         status_timeout=args.status_timeout,
@@ -161,8 +162,6 @@ def command_submit(args: argparse.Namespace) -> int:
             print(job.submission_id, file=job_out, flush=True)
         progress.show(job.submission_id, job.status)
 
-    if args.stop_on_interrupt and not args.wait:
-        raise ConfigError.single("--stop-on-interrupt", "only with --wait")
     options = RunOptions(
         job_name=default_job_name(args),
         namespace=args.namespace or "",
@@ -174,8 +173,9 @@ def command_submit(args: argparse.Namespace) -> int:
         ),
         local_inputs=local,
         ray_auth=ray_auth(args, for_cli=True),
-        s3_credentials_dir=args.s3_credentials,
+        s3_keys=S3CredentialSources(args.s3_credentials, os.environ),
         follow_logs=args.follow_logs,
+        status_timeout=args.status_timeout,
         on_poll=on_poll,
         left_running=stopping if args.stop_on_interrupt else keeps_running,
         # CI sets TRACEPARENT; in a pod (in-cluster CI) its name, uid and node come along too.

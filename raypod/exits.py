@@ -35,7 +35,8 @@ EXIT_TERMINATED = 143
 
 SUMMARY = (
     "exit codes: 0 job SUCCEEDED; 1 job FAILED, KILL or UNKNOWN; 2 bad configuration or\n"
-    "inputs (nothing submitted); 143 terminated by SIGTERM (the Ray job keeps running).\n"
+    "inputs (nothing submitted); 130 interrupted by Ctrl-C (SIGINT), 143 terminated by\n"
+    "SIGTERM: the Ray job keeps running.\n"
     "As the Bridge Operator's pod (--exit-codes bridge): UNKNOWN and SIGTERM exit 0 once the\n"
     "status is written, so that the operator does not call the pod failed.\n"
     "As a Kubernetes Job's pod (--exit-codes job): UNKNOWN, or a final status not written,\n"

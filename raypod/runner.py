@@ -9,7 +9,6 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Protocol, TextIO
 
 from raypod import exits
@@ -29,7 +28,7 @@ from raypod.contract import (
     BridgeStatus,
     assert_never,
 )
-from raypod.credentials import DEFAULT_S3_CREDENTIALS_DIR, RayAuthSources, S3Credentials
+from raypod.credentials import RayAuthSources, S3CredentialSources
 from raypod.entrypoint import submitted_by
 from raypod.errors import ConfigError, NeverRead, RayApiError, RaypodError, Terminated, os_error_text, reportable
 from raypod.events import CLOSE_WAIT as EVENTS_CLOSE_WAIT
@@ -77,7 +76,9 @@ class RunOptions:
     #: The resource secret and Ray's other token sources: read once the ConfigMap says what it needs
     #: (username and password only for auth 'basic'), so a problem is reported where the status goes.
     ray_auth: RayAuthSources = field(default_factory=RayAuthSources)
-    s3_credentials_dir: Path = DEFAULT_S3_CREDENTIALS_DIR
+    #: Where the S3 keys are read from once the ConfigMap says S3 is used: the pod's mounted secret
+    #: (the default), or the command line's sources.
+    s3_keys: S3CredentialSources = field(default_factory=S3CredentialSources)
     #: Copy the job's output to ``job_out`` while it runs (jobproperties' followLogs wins).
     follow_logs: bool = True
     #: Hears every status Ray answers while the job is watched (the CLI's progress line).
@@ -333,7 +334,7 @@ class Runner:
     def _store(self, config: BridgeConfig) -> ObjectStore | None:
         if config.s3 is None:
             return None
-        return S3Store(config.s3, S3Credentials.from_dir(self.options.s3_credentials_dir), self.retry)
+        return S3Store(config.s3, self.options.s3_keys.read(), self.retry)
 
     def _settings(self, config: BridgeConfig) -> SessionSettings:
         jitter = self.options.session.first_poll_jitter or random.random
