@@ -214,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
         "script_args",
         nargs="*",
         metavar="-- ARG",
-        help="after --: the script's own arguments, passed unchanged (before --kwargs and the --param tokens)",
+        help="after --: with --script, the script's own arguments, passed unchanged (before --kwargs and the "
+        "--param tokens); without it, the command Ray runs, as `ray job submit -- python train.py --epochs 3`",
     )
     flags.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="an env var of the job; repeat")
     flags.add_argument("--pip", action="append", default=[], metavar="SPEC", help="a pip requirement; repeat")

@@ -121,12 +121,12 @@ def _working_dir_inputs(
     wheels: tuple[tuple[Path, str], ...],
 ) -> JobInputs:
     """The working dir at the package's top level; the script is a path inside it (``submit`` sends it
-    as a remote script, relative to the job's working directory)."""
+    as a remote script, relative to the job's working directory), or there is none (``submit -- COMMAND``)."""
     assert local.working_dir is not None
     if config.script_location != "remote" or config.additional_data:
         raise ConfigError.single(WORKING_DIR_FLAG, "only with --script, whose file is in the working dir")
     files = working_dir_files(local.working_dir, local.excludes, use_gitignore=local.use_gitignore)
-    if config.script_name not in files:
+    if not config.command and config.script_name not in files:
         left_out = f"{config.script_name} is left out of {local.working_dir} by --exclude, .gitignore or .rayignore"
         raise ConfigError.single("--script", left_out)
     warn_of_shadowing(files)
