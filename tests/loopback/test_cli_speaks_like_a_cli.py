@@ -141,18 +141,8 @@ def test_an_interrupted_submit_wait_says_how_to_follow_or_stop_the_job_and_exits
     dashboard: Dashboard, tmp_path: Path, signum: signal.Signals, code: int, word: str
 ) -> None:
     dashboard.script("poll", "RUNNING")
-    run = Watched(
-        raypod_process(
-            "submit",
-            *client(dashboard, tmp_path),
-            "--script",
-            script_file(tmp_path),
-            "--interval",
-            "0.5",
-            "--no-follow-logs",
-            "--wait",
-        )  # fmt: skip
-    )
+    args = ["submit", *client(dashboard, tmp_path), "--script", script_file(tmp_path), "--no-follow-logs", "--wait"]
+    run = Watched(raypod_process(*args, "--interval", "0.5"))
     try:
         run.wait_for("RUNNING: ", timeout=WITHIN)
     finally:
