@@ -29,6 +29,8 @@ class Collected:
     files_missing: tuple[str, ...] = ()
     #: The bytes of the log uploaded to ``log_uri`` (the metrics at exit); None when it was not.
     log_bytes: int | None = None
+    #: Whether the job asked for an upload at all (an S3 endpoint or an upload bucket).
+    asked: bool = True
 
 
 def log_object_name(job_name: str, attempt: int | None = None) -> str:
@@ -101,7 +103,8 @@ def collect_results(
     """Upload the log and check the expected result files."""
     if s3 is None or not config.upload_bucket:
         _echo_rest_quietly(ray, job, echo)
-        return Collected("the log was not uploaded (no s3.endpoint and s3upload.bucket).")
+        asked = s3 is not None or bool(config.upload_bucket)
+        return Collected("the log was not uploaded (no s3.endpoint and s3upload.bucket).", asked=asked)
     bucket, prefix = config.upload_bucket, f"{job_name}/"
     log_uri, text, size = _upload_job_log(ray, s3, job, bucket, log_object_name(job_name), echo, retry, progress)
     if log_uri is None:

@@ -17,6 +17,7 @@ from raypod.completion import completion_script, subcommands
 from raypod.contract import MIN_UPDATE_INTERVAL
 from raypod.credentials import DEFAULT_CREDENTIALS_DIR, DEFAULT_S3_CREDENTIALS_DIR, RAY_TOKEN_SOURCES, S3_KEY_SOURCES
 from raypod.exits import EXIT_BAD_INPUT, EXIT_CODE_CHOICES, EXIT_CODES_VARIABLE, EXIT_OK, SUMMARY
+from raypod.pod_identity import started_as_pod
 
 #: The pod's command run by hand: in ``run``'s help and the top level's.
 RUN_COMMAND = """\
@@ -484,6 +485,12 @@ def _asks_for_json(argv: list[str]) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    if not argv and not started_as_pod(os.environ):
+        # A person typed `raypod`: the usage, as argparse answers a missing command (the pod's
+        # image runs with no arguments, and is told apart by its environment).
+        parser.print_usage(sys.stderr)
+        print("raypod: error: a command is required (raypod --help lists them)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     # `run` is the default command: `python -m raypod --config X` means `run --config X`.
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["run", *argv]

@@ -30,7 +30,7 @@ EXIT_BAD_INPUT = 2
 EXIT_UNSETTLED = 3
 #: 128 + SIGINT: a human command was interrupted.
 EXIT_INTERRUPTED = 130
-#: 128 + SIGTERM: the pod was asked to go; the Ray job keeps running.
+#: 128 + SIGTERM: the pod (or a CI job) was asked to go; the Ray job keeps running.
 EXIT_TERMINATED = 143
 
 SUMMARY = (
@@ -101,12 +101,13 @@ def for_unrecorded(codes: ExitCodes) -> int:
             assert_never(codes)
 
 
-def for_termination(codes: ExitCodes) -> int:
-    """SIGTERM, the Ray job left running for the next pod. Under the operator the pod must not end
-    in phase Failed, or the BridgeJob is failed and no pod ever re-attaches."""
+def for_termination(codes: ExitCodes, *, interrupted: bool = False) -> int:
+    """SIGTERM (or Ctrl-C, ``interrupted``), the Ray job left running. Shells and CI read 130 as
+    interrupted and 143 as terminated, so each signal keeps its own code. Under the operator the pod
+    must not end in phase Failed, or the BridgeJob is failed and no pod ever re-attaches."""
     match codes:
         case ExitCodes.POSIX | ExitCodes.JOB:
-            return EXIT_TERMINATED
+            return EXIT_INTERRUPTED if interrupted else EXIT_TERMINATED
         case ExitCodes.BRIDGE:
             return EXIT_OK
         case _:

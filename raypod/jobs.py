@@ -82,6 +82,16 @@ def wait_until_ended(
             return job
 
 
+#: What Ray 2.60 does with the stop of a job that has not started (its job_manager.stop_job and
+#: JobSupervisor): the stop is sent to the job's supervisor actor, which takes it only once it is
+#: placed and starts the driver, then stops it at once; until then the job stays PENDING.
+PENDING_STOP_HELD = (
+    "Ray took the stop, but a job that has not started keeps it until its driver can start (its "
+    "entrypoint resources or label selector met, its runtime_env set up): it then stops at once (STOPPED). "
+    "One that never starts is FAILED by Ray after RAY_JOB_START_TIMEOUT_SECONDS (900 s by default)"
+)
+
+
 class PendingStop:
     """A stop request Ray has to take: asked again on each poll until Ray answers it.
 

@@ -73,7 +73,7 @@ def test_submit_wait_prints_only_json_lines_on_stderr_through_a_retry(dashboard:
     assert completed.returncode == 0, completed.stderr
     said = messages(completed)
     first, second = dashboard.accepted
-    assert any("status.jobStatus=SUCCEEDED" in msg for msg in said), said
+    assert any(msg.startswith("SUCCEEDED: ") for msg in said), said
     assert any("attempt 2 of 2" in msg for msg in said), said
     # Each line names the attempt it is about: the retry's lines its id and number.
     named = {(line["submission_id"], line["attempt"]) for line in json_objects(completed.stderr)}
@@ -107,7 +107,7 @@ def test_run_prints_only_json_lines_on_stderr(dashboard: Dashboard, tmp_path: Pa
     assert said, "a run logs at INFO"
     assert {line["submission_id"] for line in said} <= {None, dashboard.accepted[0]}
     assert {line["configmap"] for line in said} == {"bridge/json-lines-bridge-cm"}
-    assert "status.jobStatus=SUCCEEDED" in completed.stdout  # run's stdout keeps its status lines
+    assert "SUCCEEDED: Job succeeded" in completed.stdout  # run's stdout keeps its status lines
 
 
 def test_status_logs_and_list_print_only_json_lines_on_stderr(dashboard: Dashboard, tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ def test_every_log_line_is_a_json_object_naming_the_job_once_its_id_is_known(bri
     assert {(line["submission_id"], line["attempt"]) for line in lines} <= {(None, None), (submission_id, 1)}
     # stdout keeps its plain lines: the status changes and the job's output.
     assert "[job] to stdout" in result.stdout
-    assert "status.jobStatus=SUCCEEDED" in result.stdout
+    assert "SUCCEEDED: Job succeeded" in result.stdout
 
 
 UID = "0b6c9a52-3d0e-4a53-9a57-2f3c1d6e9b10"
