@@ -98,7 +98,7 @@ def test_on_a_terminal_zipping_and_uploading_is_one_line_rewritten_then_wiped(
     assert progress.startswith("\r\x1b[Kzipping --working-dir: "), text[:200]
     assert "\n" not in progress, progress  # one line rewritten in place, never a new one
     assert "\r\x1b[Kuploading _ray_pkg_" in progress and " of 12.0 MiB (" in progress, progress
-    assert "\r" not in status_lines.replace("\r\n", "\n") and "status.jobStatus=SUBMITTED" in status_lines, status_lines
+    assert "\r" not in status_lines.replace("\r\n", "\n") and "SUBMITTED: Submitted to " in status_lines, status_lines
     assert stdout.strip() == dashboard.accepted[0]  # stdout is the id only
     assert uploaded(dashboard) > 12 * MIB
 
