@@ -86,7 +86,13 @@ def connect(args: argparse.Namespace) -> RayJobsClient:
         ray.version()
     except RayApiError as error:
         ray.close()
-        raise (stranger_at(address.url, address.origin, error) or error) from error
+        stranger = stranger_at(address.url, address.origin, error)
+        if stranger is not None:
+            raise stranger from error
+        if error.status is None:
+            # Nothing answered: say where the address came from, the first thing to check.
+            raise RaypodError(f"{error} (the address from {address.origin}: is a Ray dashboard there?)") from error
+        raise
     except BaseException:
         ray.close()
         raise
