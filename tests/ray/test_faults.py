@@ -219,7 +219,7 @@ def test_sigterm_while_the_dashboard_is_down_at_start_exits_promptly(bridge_job:
     finally:
         code, stdout, _ = run.finish(timeout=25)
     assert code == 143
-    assert "terminating" in stdout
+    assert "terminated: nothing was submitted" in stdout
     assert jobs_of(bridge_job.services, bridge_job.name) == []
 
 

@@ -106,12 +106,12 @@ def test_submit_wait_of_a_succeeding_and_a_failing_job_prints_only_json_lines(
 
     assert ok.returncode == 0, ok.stderr
     said = json_stderr(ok)
-    assert any("status.jobStatus=SUCCEEDED" in line["msg"] for line in said), said
+    assert any(line["msg"].startswith("SUCCEEDED: ") for line in said), said
     assert ok.stdout.splitlines()[0].startswith("raypod-ok-")  # data: the id, then the job's output
     assert "fine" in ok.stdout
     assert failed.returncode == 1, failed.stderr
     said = json_stderr(failed)
-    assert any("status.jobStatus=FAILED" in line["msg"] for line in said), said
+    assert any(line["msg"].startswith("FAILED: ") for line in said), said
     assert "about to fail" in failed.stdout
 
 
