@@ -44,7 +44,7 @@ demo: $(VENV)/.installed-demo+yaml ## run a job end to end on a local Ray and a 
 	$(BIN)/python -m devtools.demo
 
 test: $(VENV)/.installed-test+yaml+dev ## install the test dependencies and run the whole suite (all four lanes of tests/)
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=15
 
 # One lane of tests/ each (tests/conftest.py marks every test with its lane, from its folder).
 ## make test-unit      the unit lane only: in-process tests on fakes (tests/unit, well under a minute)

@@ -12,6 +12,7 @@ from raypod.objectstore import ObjectStore
 from raypod.ray import JobInfo, RayJobsClient
 from raypod.retry import RetryPolicy
 from raypod.safetext import one_line
+from raypod.terminal import ByteProgress, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ class Collected:
     files_missing: tuple[str, ...] = ()
     #: The bytes of the log uploaded to ``log_uri`` (the metrics at exit); None when it was not.
     log_bytes: int | None = None
+    #: Whether the job asked for an upload at all (an S3 endpoint or an upload bucket).
+    asked: bool = True
 
 
 def log_object_name(job_name: str, attempt: int | None = None) -> str:
@@ -44,6 +47,7 @@ def keep_attempt_log(
     attempt: int,
     echo: LineEcho,
     retry: RetryPolicy,
+    progress: ByteProgress = no_progress,
 ) -> str | None:
     """Upload the log of a failed attempt that is retried, before the next attempt starts. Returns
     what went wrong, in words for the final message, or None when the log is kept (or not asked for)."""
@@ -51,7 +55,7 @@ def keep_attempt_log(
         _echo_rest_quietly(ray, job, echo)
         return None
     log_uri, text, _ = _upload_job_log(
-        ray, s3, job, config.upload_bucket, log_object_name(job_name, attempt), echo, retry
+        ray, s3, job, config.upload_bucket, log_object_name(job_name, attempt), echo, retry, progress
     )
     return None if log_uri is not None else f"attempt {attempt}'s {text.removeprefix('the ')}"
 
@@ -66,11 +70,18 @@ def _echo_rest_quietly(ray: RayJobsClient, job: JobInfo, echo: LineEcho) -> None
 
 
 def _upload_job_log(
-    ray: RayJobsClient, s3: ObjectStore, job: JobInfo, bucket: str, object_name: str, echo: LineEcho, retry: RetryPolicy
+    ray: RayJobsClient,
+    s3: ObjectStore,
+    job: JobInfo,
+    bucket: str,
+    object_name: str,
+    echo: LineEcho,
+    retry: RetryPolicy,
+    progress: ByteProgress,
 ) -> tuple[str | None, str, int | None]:
     """The log's URI once it is in S3, what happened in words, and the bytes uploaded."""
     try:
-        size = upload_log(ray, s3, job, bucket, object_name, echo, retry)
+        size = upload_log(ray, s3, job, bucket, object_name, echo, retry, progress)
     except RaypodError as error:
         log.error("log upload failed: %s", error)
         return None, f"the log could not be uploaded to s3://{bucket}/{object_name}: {one_line(str(error), 200)}", None
@@ -87,13 +98,15 @@ def collect_results(
     job_name: str,
     echo: LineEcho,
     retry: RetryPolicy,
+    progress: ByteProgress = no_progress,
 ) -> Collected:
     """Upload the log and check the expected result files."""
     if s3 is None or not config.upload_bucket:
         _echo_rest_quietly(ray, job, echo)
-        return Collected("the log was not uploaded (no s3.endpoint and s3upload.bucket).")
+        asked = s3 is not None or bool(config.upload_bucket)
+        return Collected("the log was not uploaded (no s3.endpoint and s3upload.bucket).", asked=asked)
     bucket, prefix = config.upload_bucket, f"{job_name}/"
-    log_uri, text, size = _upload_job_log(ray, s3, job, bucket, log_object_name(job_name), echo, retry)
+    log_uri, text, size = _upload_job_log(ray, s3, job, bucket, log_object_name(job_name), echo, retry, progress)
     if log_uri is None:
         return Collected(text + ".")
     if not config.upload_files:

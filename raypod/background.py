@@ -169,7 +169,11 @@ class BackgroundReporter(StatusReporter):
         writer = self._writer
         if writer is not None:
             writer.join(timeout)
-            if writer.is_alive():
+            with self._state:
+                # An idle writer told to stop may not have left yet (a zero timeout): only a write
+                # truly in flight is worth a warning.
+                in_flight = writer.is_alive() and self._in_flight is not None
+            if in_flight:
                 log.warning("a status write to %s was still in flight at the end of the run", self.sink.description)
 
     def wait_idle(self, timeout: float) -> bool:

@@ -1,4 +1,4 @@
-"""The command line: ``python -m raypod [run|submit|status|logs|stop|list|validate] ...``.
+"""The command line: ``python -m raypod [run|submit|status|logs|stop|delete|list|validate|completion] ...``.
 
 The parser only: handlers live in ``raypod.commands``, imported once a command runs, so
 ``--help`` stays fast (no requests, no minio).
@@ -13,20 +13,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from raypod import __version__
+from raypod.completion import completion_script, subcommands
 from raypod.contract import MIN_UPDATE_INTERVAL
-from raypod.credentials import DEFAULT_CREDENTIALS_DIR, DEFAULT_S3_CREDENTIALS_DIR, RAY_TOKEN_SOURCES
-from raypod.exits import EXIT_BAD_INPUT, EXIT_CODE_CHOICES, EXIT_CODES_VARIABLE, SUMMARY
+from raypod.credentials import DEFAULT_CREDENTIALS_DIR, DEFAULT_S3_CREDENTIALS_DIR, RAY_TOKEN_SOURCES, S3_KEY_SOURCES
+from raypod.exits import EXIT_BAD_INPUT, EXIT_CODE_CHOICES, EXIT_CODES_VARIABLE, EXIT_OK, SUMMARY
+from raypod.pod_identity import started_as_pod
 
-RUN_EXAMPLE = (
-    """\
-example:
+#: The pod's command run by hand: in ``run``'s help and the top level's.
+RUN_COMMAND = """\
   JOBNAME=myjob NAMESPACE=default python -m raypod run \\
       --config ./myjob-bridge-cm.json --status-file ./status.json
-
 """
-    + SUMMARY
-    + "\n"
-)
+
+RUN_EXAMPLE = "examples:\n" + RUN_COMMAND + "\n" + SUMMARY + "\n"
 
 
 ADDRESS_HELP = (
@@ -36,22 +35,18 @@ ADDRESS_HELP = (
 
 TOP_EXAMPLE = (
     """\
-commands:
-  run       the pod: submit (or re-attach to) a ConfigMap's job, watch it, report, upload the log
-  submit    submit a script (flags) or a ConfigMap's job; --wait follows it to the end
-  status    one job's status (--json for scripts)
-  logs      one job's log (--follow to stream it until the job ends)
-  stop      stop a job and wait until Ray says it stopped
-  list      every job on the cluster (--json for scripts)
-  validate  check a ConfigMap offline and list every problem
-
 examples:
   export RAY_API_SERVER_ADDRESS=http://127.0.0.1:8265
   python -m raypod submit --script train.py --param epochs=3 --wait
   python -m raypod validate --config ./myjob-bridge-cm.yaml
+"""
+    + RUN_COMMAND
+    + """\
+  eval "$(raypod completion bash)"
 
 """
-    + RUN_EXAMPLE
+    + SUMMARY
+    + "\n"
 )
 
 SUBMIT_EXAMPLE = """\
@@ -61,10 +56,10 @@ examples:
       --param epochs=3 --param name="two words" --env MODE=batch --pip 'rich>=13'
   # a project directory, as with `ray job submit --working-dir . -- python train.py`,
   # plus a wheel for a cluster without a package index
-  python -m raypod submit --working-dir . --script train.py --exclude 'data/' \
+  python -m raypod submit --working-dir . --script train.py --exclude 'data/' \\
       --wheel dist/mylib-1.0-py3-none-any.whl --wait
   # a Bridge ConfigMap, followed to the end (exit code 0/1/2 like run)
-  python -m raypod submit --config ./myjob-bridge-cm.json --wait --interval 2
+  python -m raypod submit --config ./myjob-bridge-cm.json --wait --interval 2 --status-timeout 300
 
 With --config the address is --address, else the ConfigMap's resourceURL, else the
 environment. stdout holds the submission id (and with --wait the job's output);
@@ -84,13 +79,14 @@ examples:
 """
 
 STOP_EXAMPLE = """\
-example:
+examples:
   python -m raypod stop raypod-myjob-3f2a9c01b7de
+  python -m raypod stop raypod-myjob-3f2a9c01b7de --timeout 300
 exit codes: 0 the job stopped (or had already ended); 1 still running after --timeout
 """
 
 DELETE_EXAMPLE = """\
-example:
+examples:
   python -m raypod delete raypod-myjob-3f2a9c01b7de
 exit codes: 0 deleted; 1 the job has not ended (stop it first), or Ray does not know it
 """
@@ -102,10 +98,31 @@ examples:
 """
 
 VALIDATE_EXAMPLE = """\
-example:
+examples:
   python -m raypod validate --config ./myjob-bridge-cm.yaml
+  python -m raypod validate --config ./myjob-configmap-dir/
 Contacts nothing. Prints every problem, each naming its key; exit code 2 if there is any.
 """
+
+COMPLETION_EXAMPLE = """\
+examples:
+  # in ~/.bashrc
+  eval "$(raypod completion bash)"
+  # in ~/.zshrc
+  eval "$(raypod completion zsh)"
+Completes the commands, each command's flags and their choices, and file names after a path flag.
+"""
+
+#: What a command's SUBMISSION_ID is, wherever one is taken.
+SUBMISSION_ID_HELP = (
+    "the job's submission id, as `submit` prints it and `list` shows it (e.g. raypod-myjob-3f2a9c01b7de)"
+)
+#: ``submit``'s flags that only mean something while the job is followed.
+WAIT_ONLY_FLAGS = {
+    "--interval": "interval",
+    "--status-timeout": "status_timeout",
+    "--stop-on-interrupt": "stop_on_interrupt",
+}
 
 
 def _positive_float(text: str) -> float:
@@ -131,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run one Bridge job on an external Ray cluster through its dashboard REST API.",
         epilog=TOP_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"raypod {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -149,21 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="the ConfigMap: a directory with one file per key, or a JSON/YAML manifest",
     )
-    _add_job_arguments(run)
+    _add_job_arguments(run, pod=True)
     run.add_argument(
         "--status-file",
         type=Path,
         metavar="FILE",
         help="outside a cluster: a JSON file of every key raypod writes; an id in it is re-attached to",
     )
-    run.add_argument(
-        "--status-timeout",
-        type=_positive_float,
-        default=None,
-        metavar="SECONDS",
-        help="how long the dashboard may stay unreachable before the job is reported UNKNOWN (default: "
-        "jobproperties' statusTimeoutSeconds, else never as the operator's pod and 600 elsewhere)",
-    )
+    _add_status_timeout(run, "else never as the operator's pod and 600 elsewhere")
     run.add_argument(
         "--exit-codes",
         choices=EXIT_CODE_CHOICES,
@@ -204,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
         "script_args",
         nargs="*",
         metavar="-- ARG",
-        help="after --: the script's own arguments, passed unchanged (before --kwargs and the --param tokens)",
+        help="after --: with --script, the script's own arguments, passed unchanged (before --kwargs and the "
+        "--param tokens); without it, the command Ray runs, as `ray job submit -- python train.py --epochs 3`",
     )
     flags.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="an env var of the job; repeat")
     flags.add_argument("--pip", action="append", default=[], metavar="SPEC", help="a pip requirement; repeat")
@@ -257,33 +269,38 @@ def build_parser() -> argparse.ArgumentParser:
     ray_flags.add_argument(
         "--entrypoint-label-selector", metavar="JSON", help="node labels the driver must run on, name to value"
     )
-    submit.add_argument("--wait", action="store_true", help="follow the job to its end; exit 0/1/2 like run")
-    submit.add_argument(
+    following = submit.add_argument_group("following the job")
+    following.add_argument("--wait", action="store_true", help="follow the job to its end; exit 0/1/2 like run")
+    following.add_argument(
+        "--interval",
+        type=_interval,
+        metavar="SECONDS",
+        help="with --wait: poll interval (default: updateInterval, or 2)",
+    )
+    _add_status_timeout(following, "else 600", "with --wait: ")
+    following.add_argument(
         "--stop-on-interrupt",
         action="store_true",
         help="with --wait: Ctrl-C or SIGTERM (a cancelled CI job) stops the Ray job, waits until Ray says it "
         "ended, then exits 130/143; 1 when Ray did not confirm the stop (a second interrupt leaves at once), "
         "and the job may still run (without the flag the job keeps running)",
     )
-    submit.add_argument(
-        "--interval", type=_interval, metavar="SECONDS", help="poll interval (default: updateInterval, or 2)"
-    )
-    _add_job_arguments(submit)
+    _add_job_arguments(submit, pod=False)
     _add_address_argument(submit)
     _add_common_arguments(submit)
 
     status = _command(commands, "status", "show one job's status", STATUS_EXAMPLE)
-    status.add_argument("submission_id", metavar="SUBMISSION_ID")
+    _add_submission_id(status)
     status.add_argument("--json", action="store_true", help="Ray's job info as JSON")
     _add_client_arguments(status)
 
     logs = _command(commands, "logs", "print one job's log", LOGS_EXAMPLE)
-    logs.add_argument("submission_id", metavar="SUBMISSION_ID")
+    _add_submission_id(logs)
     logs.add_argument("-f", "--follow", action="store_true", help="stream new lines until the job ends")
     _add_client_arguments(logs)
 
     stop = _command(commands, "stop", "stop a job", STOP_EXAMPLE)
-    stop.add_argument("submission_id", metavar="SUBMISSION_ID")
+    _add_submission_id(stop)
     stop.add_argument("--no-wait", action="store_true", help="return once the stop is requested")
     stop.add_argument(
         "--timeout", type=_positive_float, default=60.0, metavar="SECONDS", help="how long to wait (default: 60)"
@@ -291,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client_arguments(stop)
 
     delete = _command(commands, "delete", "delete a finished job's info and log from Ray", DELETE_EXAMPLE)
-    delete.add_argument("submission_id", metavar="SUBMISSION_ID")
+    _add_submission_id(delete)
     _add_client_arguments(delete)
 
     listing = _command(commands, "list", "list the cluster's jobs", LIST_EXAMPLE)
@@ -301,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate = _command(commands, "validate", "check a ConfigMap without contacting anything", VALIDATE_EXAMPLE)
     validate.add_argument("--config", type=Path, metavar="PATH", required=True, help="directory or JSON/YAML manifest")
     _add_verbose_argument(validate)
+
+    completion = _command(commands, "completion", "print a shell completion script for raypod", COMPLETION_EXAMPLE)
+    completion.add_argument("shell", choices=("bash", "zsh"), help="the shell the script is for")
     return parser
 
 
@@ -317,21 +337,35 @@ def _command(
         description=description or summary[0].upper() + summary[1:] + ".",
         epilog=example,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        # Each parser decides for itself: a subparser does not inherit the top level's setting.
+        allow_abbrev=False,
     )
 
 
-def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
+def _pod_only(help_text: str, pod: bool) -> str:
+    """Shown in ``run``'s help; hidden from ``submit``'s (still accepted), where its default serves:
+    a person never types it, and a submitter pod gets it from its environment or the kubelet."""
+    return help_text if pod else argparse.SUPPRESS
+
+
+def _add_job_arguments(parser: argparse.ArgumentParser, *, pod: bool) -> None:
     """What ``run`` and ``submit`` share: the job's name, its S3 secret, its output, the patience."""
     parser.add_argument(
         "--job-name", default=os.environ.get("JOBNAME"), help="the BridgeJob's name (default: $JOBNAME)"
     )
-    parser.add_argument("--namespace", default=os.environ.get("NAMESPACE"), help="its namespace (default: $NAMESPACE)")
+    parser.add_argument(
+        "--namespace",
+        default=os.environ.get("NAMESPACE"),
+        help=_pod_only("its namespace (default: $NAMESPACE)", pod),
+    )
     parser.add_argument(
         "--s3-credentials",
         type=Path,
-        default=DEFAULT_S3_CREDENTIALS_DIR,
+        default=None,
         metavar="DIR",
-        help=f"S3 secret: accesskey and secretkey, when the job uses S3 (default: {DEFAULT_S3_CREDENTIALS_DIR})",
+        help=f"S3 secret: accesskey and secretkey, when the job uses S3 (default: {DEFAULT_S3_CREDENTIALS_DIR})"
+        if pod
+        else f"a directory holding accesskey and secretkey, for a ConfigMap that uses S3. {S3_KEY_SOURCES}",
     )
     parser.add_argument(
         "--no-follow-logs",
@@ -357,9 +391,28 @@ def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
         "--termination-log",
         default=None,
         metavar="PATH",
-        help="where the one-line summary goes at the end (default: /dev/termination-log, when the kubelet "
-        "made it); an empty value turns it off",
+        help=_pod_only(
+            "where the one-line summary goes at the end (default: /dev/termination-log, when the kubelet "
+            "made it); an empty value turns it off",
+            pod,
+        ),
     )
+
+
+def _add_status_timeout(parser: argparse._ActionsContainer, default: str, prefix: str = "") -> None:
+    """``run``'s and ``submit --wait``'s patience with a silent dashboard (``RunOptions.status_timeout_for``)."""
+    parser.add_argument(
+        "--status-timeout",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help=f"{prefix}how long the dashboard may stay unreachable before the job is reported UNKNOWN "
+        f"(default: jobproperties' statusTimeoutSeconds, {default})",
+    )
+
+
+def _add_submission_id(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("submission_id", metavar="SUBMISSION_ID", help=SUBMISSION_ID_HELP)
 
 
 def _add_address_argument(parser: argparse.ArgumentParser) -> None:
@@ -407,24 +460,56 @@ def _after_double_dash(argv: list[str], words: list[str]) -> bool:
     return "--" in argv and argv[argv.index("--") + 1 :] == words
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    # `run` is the default command: `python -m raypod --config X` means `run --config X`.
-    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
-        argv = ["run", *argv]
+def parse_command_line(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """argparse's reading of ``argv`` (which names its command) and the checks argparse cannot
+    express, each an argparse error (usage, message, exit 2). Parses only: nothing runs."""
     args = parser.parse_args(argv)
     if getattr(args, "script_args", None) and not _after_double_dash(argv, args.script_args):
         # argparse takes stray words as positionals: only what follows `--` goes to the script.
         parser.error(f"unrecognized arguments: {' '.join(args.script_args)} (the script's own go after --)")
+    if args.command == "submit" and not args.wait:
+        for flag, dest in WAIT_ONLY_FLAGS.items():
+            if getattr(args, dest) not in (None, False):
+                subcommands(parser)["submit"].error(f"argument {flag}: only with --wait")
+    return args
+
+
+def _asks_for_json(argv: list[str]) -> bool:
+    """Whether the raw arguments say ``--log-format json`` (before any ``--``): argparse's own
+    refusal comes before the flag is parsed."""
+    words = argv[: argv.index("--")] if "--" in argv else argv
+    pairs = zip(words, [*words[1:], ""], strict=True)
+    return any(word == "--log-format=json" or (word, after) == ("--log-format", "json") for word, after in pairs)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv and not started_as_pod(os.environ):
+        # A person typed `raypod`: the usage, as argparse answers a missing command (the pod's
+        # image runs with no arguments, and is told apart by its environment).
+        parser.print_usage(sys.stderr)
+        print("raypod: error: a command is required (raypod --help lists them)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    # `run` is the default command: `python -m raypod --config X` means `run --config X`.
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["run", *argv]
+    from raypod.terminal import json_refusal, json_stderr
+
+    with json_refusal(_asks_for_json(argv)):
+        args = parse_command_line(parser, argv)
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
-    from raypod.commands import dispatch
+    if args.command == "completion":
+        print(completion_script(parser, args.shell), end="")
+        return EXIT_OK
     from raypod.process import configure_logging
-    from raypod.terminal import json_stderr
 
     json_lines = args.log_format == "json"
     configure_logging(args.verbose, quiet=args.command != "run", json_lines=json_lines)
     with json_stderr(json_lines):
+        # Inside: a warning while the clients are imported is a JSON line too.
+        from raypod.commands import dispatch
+
         return dispatch(args)

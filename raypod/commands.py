@@ -23,7 +23,7 @@ from typing import TextIO
 from raypod.clock import SystemClock, format_ray_time
 from raypod.config import checked_submission_id
 from raypod.contract import ID, assert_never
-from raypod.credentials import RAY_TOKEN_SOURCES, RayAuthSources
+from raypod.credentials import DEFAULT_S3_CREDENTIALS_DIR, RAY_TOKEN_SOURCES, RayAuthSources, S3CredentialSources
 from raypod.entrypoint import checked_config
 from raypod.errors import ConfigError, RayApiError, RaypodError, Terminated
 from raypod.events import events_for
@@ -38,14 +38,14 @@ from raypod.exits import (
     ExitCodes,
 )
 from raypod.flags import default_job_name, require_address, submit_job
-from raypod.interrupt import leave_on_signal
-from raypod.jobs import PendingStop, stop_and_wait, wait_until_ended
+from raypod.interrupt import TerminateEvent, leave_on_signal
+from raypod.jobs import PENDING_STOP_HELD, PendingStop, stop_and_wait, wait_until_ended
 from raypod.kube import configmap_name
 from raypod.log_context import set_log_configmap, set_log_submission
 from raypod.logs import LineEcho, LiveLog, echo_rest
 from raypod.outcome import Ending, Outcome, load_for_run, recorded_final
 from raypod.pod_identity import PodIdentity
-from raypod.process import TerminateEvent, fallback_sink, install_terminate_handler, open_run_target
+from raypod.process import fallback_sink, fallback_voice, install_terminate_handler, open_run_target
 from raypod.ray import JobInfo, RayJobsClient, RayStatus, stranger_at
 from raypod.retry import RetryPolicy
 from raypod.run_metrics import GatewaySettings, MetricsAtExit
@@ -54,7 +54,16 @@ from raypod.runner import Runner, RunOptions, RunResult, report_bad_input
 from raypod.session import START_STOP_CONFIRM, SessionSettings
 from raypod.source import ConfigMapJob, MappingSource, open_source
 from raypod.status_store import NullSink, recorded_keys
-from raypod.terminal import Progress, key_values, people_out, print_bad_input, print_error, table
+from raypod.terminal import (
+    Progress,
+    TransferProgress,
+    key_values,
+    people_out,
+    print_bad_input,
+    print_error,
+    table,
+)
+from raypod.voice import Voice
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +86,13 @@ def connect(args: argparse.Namespace) -> RayJobsClient:
         ray.version()
     except RayApiError as error:
         ray.close()
-        raise (stranger_at(address.url, address.origin, error) or error) from error
+        stranger = stranger_at(address.url, address.origin, error)
+        if stranger is not None:
+            raise stranger from error
+        if error.status is None:
+            # Nothing answered: say where the address came from, the first thing to check.
+            raise RaypodError(f"{error} (the address from {address.origin}: is a Ray dashboard there?)") from error
+        raise
     except BaseException:
         ray.close()
         raise
@@ -105,7 +120,8 @@ def command_run(args: argparse.Namespace) -> int:
     try:
         target = open_run_target(args.job_name, args.namespace, args.config, args.status_file, interrupt=terminate)
     except ConfigError as error:
-        return leave_report(args, report_bad_input(error, fallback_sink(args.status_file), sys.stdout), metrics)
+        sink, voice = fallback_sink(args.status_file), fallback_voice(args.status_file)
+        return leave_report(args, report_bad_input(error, sink, sys.stdout, voice), metrics)
     metrics.namespace = target.namespace
     metrics.delete_at_start()
     if args.exit_codes not in EXIT_CODE_CHOICES:
@@ -118,12 +134,16 @@ def command_run(args: argparse.Namespace) -> int:
         namespace=target.namespace,
         session=SessionSettings(connect_timeout=args.connect_timeout),
         ray_auth=ray_auth(args, for_cli=False),
-        s3_credentials_dir=args.s3_credentials,
+        # The pod reads the secret its BridgeJob names, never AWS_* keys of its environment.
+        s3_keys=S3CredentialSources(args.s3_credentials or DEFAULT_S3_CREDENTIALS_DIR),
         follow_logs=args.follow_logs,
         exit_codes=codes,
         status_timeout=args.status_timeout,
         on_poll=metrics.queue.observe,
         pod=PodIdentity.from_environ(os.environ),
+        voice=target.voice,
+        left_running=None if target.voice is Voice.POD else rerun_attaches(args.status_file),
+        run_again="" if target.voice is Voice.POD else run_again(args.status_file, args.config),
     )
     runner = Runner(
         ConfigMapJob(target.source),
@@ -134,6 +154,25 @@ def command_run(args: argparse.Namespace) -> int:
         events=events_for(target.api),
     )
     return leave_report(args, runner.run(), metrics)
+
+
+def rerun_attaches(status_file: Path | None) -> Callable[[str], str]:
+    """``run`` outside the pod cut short: what the job does now, and how to find it again."""
+
+    def said(submission_id: str) -> str:
+        again = f"; `raypod run --status-file {status_file}` attaches to it again" if status_file else ""
+        return f"{keeps_running(submission_id)}{again}"
+
+    return said
+
+
+def run_again(status_file: Path | None, config: Path | None) -> str:
+    """How to run a job again whose final status an earlier run recorded (a command line's hint)."""
+    if status_file is not None:
+        return f"to run the job again, delete {status_file} or pass another --status-file"
+    if config is not None:
+        return f"to run the job again, remove raypod's keys (id, status.*) from {config}"
+    return ""
 
 
 def leave_report(args: argparse.Namespace, result: RunResult, metrics: MetricsAtExit | None = None) -> int:
@@ -161,8 +200,6 @@ def command_submit(args: argparse.Namespace) -> int:
             print(job.submission_id, file=job_out, flush=True)
         progress.show(job.submission_id, job.status)
 
-    if args.stop_on_interrupt and not args.wait:
-        raise ConfigError.single("--stop-on-interrupt", "only with --wait")
     options = RunOptions(
         job_name=default_job_name(args),
         namespace=args.namespace or "",
@@ -174,14 +211,17 @@ def command_submit(args: argparse.Namespace) -> int:
         ),
         local_inputs=local,
         ray_auth=ray_auth(args, for_cli=True),
-        s3_credentials_dir=args.s3_credentials,
+        s3_keys=S3CredentialSources(args.s3_credentials, os.environ),
         follow_logs=args.follow_logs,
+        status_timeout=args.status_timeout,
         on_poll=on_poll,
         left_running=stopping if args.stop_on_interrupt else keeps_running,
+        voice=Voice.CLI,
         # CI sets TRACEPARENT; in a pod (in-cluster CI) its name, uid and node come along too.
         pod=PodIdentity.from_environ(os.environ),
+        progress=TransferProgress(sys.stderr),
     )
-    terminate = install_terminate_handler() if args.wait else None
+    terminate = install_terminate_handler(pod=False) if args.wait else None
     # stdout carries only the id (and, with --wait, the job's output); the rest goes to stderr.
     runner = Runner(
         job,
@@ -204,7 +244,7 @@ def command_submit(args: argparse.Namespace) -> int:
                 "shows it",
                 file=sys.stderr,
             )
-    elif result.exit_code == EXIT_TERMINATED and submission_id and args.stop_on_interrupt and terminate is not None:
+    elif outcome.ending is Ending.TERMINATED and submission_id and args.stop_on_interrupt and terminate is not None:
         leave_report(args, result)
         return stop_after_interrupt(args, submission_id, terminate)
     return leave_report(args, result)
@@ -213,8 +253,8 @@ def command_submit(args: argparse.Namespace) -> int:
 def keeps_running(submission_id: str) -> str:
     """``submit --wait`` cut short: what the job does now, in the words of the command line."""
     return (
-        f"Ray job {submission_id} keeps running; `raypod stop {submission_id}` stops it, "
-        f"`raypod logs {submission_id} --follow` follows it"
+        f"Ray job {submission_id} keeps running on Ray; `raypod logs --follow {submission_id}` follows it, "
+        f"`raypod stop {submission_id}` stops it (`submit --wait --stop-on-interrupt` stops it on Ctrl-C)"
     )
 
 
@@ -251,7 +291,7 @@ def stop_after_interrupt(args: argparse.Namespace, submission_id: str, terminate
         print(f"raypod: Ray job {submission_id} is {job.status}", file=sys.stderr)
         return EXIT_INTERRUPTED if terminate.signum == signal.SIGINT else EXIT_TERMINATED
     if job is not None and job.status is RayStatus.PENDING and stop.taken:
-        why = "it has not started, and Ray holds the stop request until it starts: it stays PENDING"
+        why = f"it is PENDING: {PENDING_STOP_HELD}"
     else:
         refused = f" (the stop call failed: {stop.refusal.reason})" if stop.refusal else ""
         still = job.status if job is not None else "in an unknown state"
@@ -291,7 +331,7 @@ def command_status(args: argparse.Namespace) -> int:
 def describe(job: JobInfo) -> list[tuple[str, str]]:
     pairs = [
         ("submission id", job.submission_id),
-        ("status", f"{job.status} (Bridge: {job.status.bridge})"),
+        ("status", str(job.status)),
         ("message", job.message or "-"),
         ("entrypoint", job.entrypoint or "-"),
         ("start", format_ray_time(job.start_time_ms) or "-"),
@@ -299,11 +339,9 @@ def describe(job: JobInfo) -> list[tuple[str, str]]:
     ]
     if job.driver_exit_code is not None:
         pairs.append(("driver exit code", str(job.driver_exit_code)))
-    if job.status is RayStatus.FAILED:
-        # What a pod would write as status.reason, next to Ray's own name for it.
-        failure = job.failure
-        retried = "retried" if failure.retried else "not retried"
-        pairs.append(("reason", f"{failure.reason} (Ray: {job.error_type or 'no error_type'}; {retried})"))
+    if job.error_type:
+        # Ray's own name for why it failed; the Bridge's words for it are the pod's (status.reason).
+        pairs.append(("error type", job.error_type))
     if job.metadata:
         pairs.append(("metadata", ", ".join(f"{k}={v}" for k, v in sorted(job.metadata.items()))))
     runtime_env = job.raw.get("runtime_env") or {}
@@ -374,6 +412,9 @@ def command_stop(args: argparse.Namespace) -> int:
     print(f"{args.submission_id}: {job.status}")
     if job.terminal:
         return EXIT_OK
+    if job.status is RayStatus.PENDING and stop.taken:
+        print_error(f"raypod: {args.submission_id} is still PENDING after {args.timeout:g} s: {PENDING_STOP_HELD}")
+        return EXIT_FAILED
     refused = f"; Ray refused the stop: {stop.refusal.reason}" if stop.refusal else ""
     print_error(f"raypod: {args.submission_id} is still {job.status} after {args.timeout:g} s{refused}")
     return EXIT_FAILED

@@ -85,6 +85,9 @@ class BridgeConfig:
     always_kwargs: bool = True
     #: ``submit --script FILE -- ARGS``: the script's own arguments, passed unchanged before ``--kwargs``.
     script_args: tuple[str, ...] = ()
+    #: ``submit -- COMMAND`` (no ``--script``): Ray's entrypoint itself, as ``ray job submit -- COMMAND``;
+    #: the script fields are then unused (a remote script of no name, nothing packaged but a working dir).
+    command: tuple[str, ...] = ()
     #: What an inline script is called in the job's package: ``submit --script`` keeps the file's name
     #: (``inline_script_name``); a ConfigMap's script has none.
     inline_name: str = INLINE_SCRIPT_NAME

@@ -1,4 +1,5 @@
-"""Secrets from mounted directories. Values are never logged or repr'd.
+"""Secrets from mounted directories (and, for the command line, S3 keys from the environment).
+Values are never logged or repr'd.
 
 A secret is checked when it is read, so a value that would break (or leak through) the HTTP
 request it goes into is bad input naming the file, never a crash deep in ``requests`` or minio.
@@ -11,18 +12,22 @@ Errors name the file and what is wrong with it, never any part of its content.
   carry (so ``é`` is accepted, ``中`` is not). ``username`` also may not hold ``:`` (Basic auth
   separates user and password with it).
 - S3 ``accesskey`` and ``secretkey``: no whitespace or control character at all, and the access
-  key, which is sent in a header, only Latin-1 characters.
+  key, which is sent in a header, only Latin-1 characters. The same rules for ``AWS_ACCESS_KEY_ID``,
+  ``AWS_SECRET_ACCESS_KEY`` and ``AWS_SESSION_TOKEN`` (a header too), whose problems name the variable.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from raypod.capped_read import MAX_SECRET_FILE, read_capped
 from raypod.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CREDENTIALS_DIR = Path("/credentials")
 DEFAULT_S3_CREDENTIALS_DIR = Path("/s3credentials")
@@ -248,20 +253,89 @@ class RayAuthSources:
         return parse_headers(text, origin) if text and text.strip() else {}
 
 
+#: The S3 keys as AWS's own tools read them from the environment (the command line only, never
+#: the pod): the access key, the secret key, and the session token of temporary credentials.
+AWS_ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID"
+AWS_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"
+AWS_SESSION_TOKEN = "AWS_SESSION_TOKEN"
+#: Where the S3 keys are looked for, first found wins (``S3CredentialSources``), as ``submit --help`` says it.
+S3_KEY_SOURCES = (
+    "S3 keys are read from --s3-credentials DIR when given, else from $AWS_ACCESS_KEY_ID and "
+    "$AWS_SECRET_ACCESS_KEY (and $AWS_SESSION_TOKEN; command line only), else from "
+    f"{DEFAULT_S3_CREDENTIALS_DIR}"
+)
+
+
 @dataclass(frozen=True)
 class S3Credentials:
     access_key: str = field(repr=False)
     secret_key: str = field(repr=False)
+    #: Temporary credentials' token (``x-amz-security-token``), from the environment only.
+    session_token: str | None = field(default=None, repr=False)
 
     @classmethod
-    def from_dir(cls, directory: Path) -> S3Credentials:
+    def from_dir(
+        cls, directory: Path, hint: str = "mount the S3 secret there, or pass --s3-credentials"
+    ) -> S3Credentials:
         values = read_secret_files(directory, {"accesskey": s3_access_key_problem, "secretkey": s3_key_problem})
         access, secret = values["accesskey"], values["secretkey"]
         missing = [name for name, value in values.items() if not value]
         if missing or access is None or secret is None:
             raise ConfigError.single(
-                "s3.secret",
-                f"S3 is used but {', '.join(missing)} is missing or empty in {directory} "
-                "(mount the S3 secret there, or pass --s3-credentials)",
+                "s3.secret", f"S3 is used but {', '.join(missing)} is missing or empty in {directory} ({hint})"
             )
         return cls(access, secret)
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> S3Credentials | None:
+        """The keys of ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY`` (with ``AWS_SESSION_TOKEN``
+        when set); None when neither key is set. Problems name the variable, never its value."""
+        checks = {
+            AWS_ACCESS_KEY_ID: s3_access_key_problem,
+            AWS_SECRET_ACCESS_KEY: s3_key_problem,
+            # Sent as the x-amz-security-token header.
+            AWS_SESSION_TOKEN: s3_access_key_problem,
+        }
+        values = {name: environ.get(name, "").strip() or None for name in checks}
+        access, secret, token = values[AWS_ACCESS_KEY_ID], values[AWS_SECRET_ACCESS_KEY], values[AWS_SESSION_TOKEN]
+        if access is None and secret is None:
+            return None
+        problems: list[tuple[str, str]] = []
+        for name, other in ((AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), (AWS_SECRET_ACCESS_KEY, AWS_ACCESS_KEY_ID)):
+            if values[name] is None:
+                problems.append((name, f"missing or empty, while {other} is set: S3 needs both keys"))
+        for name, check in checks.items():
+            value = values[name]
+            if value is not None and (problem := check(value)) is not None:
+                problems.append((name, problem))
+        if problems or access is None or secret is None:
+            raise ConfigError(problems)
+        return cls(access, secret, token)
+
+
+@dataclass(frozen=True)
+class S3CredentialSources:
+    """Where the S3 keys come from, first found wins, as AWS's own tools look for them: a directory
+    given on purpose (``--s3-credentials``); the ``AWS_*`` variables of ``environ`` (given for the
+    command line only: the pod reads the secret its BridgeJob names, never keys that happen to be in
+    its environment); the default directory, where the operator mounts the S3 secret."""
+
+    #: ``--s3-credentials``, when given: then it is the only source.
+    directory: Path | None = None
+    #: The command line's environment; None in the pod.
+    environ: Mapping[str, str] | None = field(default=None, repr=False)
+    default_directory: Path = DEFAULT_S3_CREDENTIALS_DIR
+
+    def read(self) -> S3Credentials:
+        if self.directory is not None:
+            return S3Credentials.from_dir(self.directory)
+        if self.environ is None:
+            return S3Credentials.from_dir(self.default_directory)
+        from_environment = S3Credentials.from_environment(self.environ)
+        if from_environment is not None:
+            log.debug("S3 keys from %s and %s", AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)
+            return from_environment
+        return S3Credentials.from_dir(
+            self.default_directory,
+            f"pass --s3-credentials DIR, or set {AWS_ACCESS_KEY_ID} and {AWS_SECRET_ACCESS_KEY}",
+        )

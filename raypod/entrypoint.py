@@ -100,6 +100,12 @@ def build_entrypoint(
     return f"cd {shlex.quote(folder)} && {command}" if folder else command
 
 
+def command_entrypoint(command: Sequence[str]) -> str:
+    """``submit -- COMMAND``'s entrypoint: the words shell-quoted and joined, as ``ray job submit`` joins
+    them (``shlex.join``), so each reaches the command's ``sys.argv`` as it was typed."""
+    return shlex.join(command)
+
+
 def build_runtime_env(
     package_uri: str | None,
     metadata: Metadata,
@@ -222,7 +228,9 @@ def plan_submission(
     working_dir = packages.working_dir
     return build_submission(
         submission_id=submission_id,
-        entrypoint=build_entrypoint(
+        entrypoint=command_entrypoint(config.command)
+        if config.command
+        else build_entrypoint(
             inputs.script,
             tokens,
             inputs.folder if working_dir else None,

@@ -30,12 +30,13 @@ EXIT_BAD_INPUT = 2
 EXIT_UNSETTLED = 3
 #: 128 + SIGINT: a human command was interrupted.
 EXIT_INTERRUPTED = 130
-#: 128 + SIGTERM: the pod was asked to go; the Ray job keeps running.
+#: 128 + SIGTERM: the pod (or a CI job) was asked to go; the Ray job keeps running.
 EXIT_TERMINATED = 143
 
 SUMMARY = (
     "exit codes: 0 job SUCCEEDED; 1 job FAILED, KILL or UNKNOWN; 2 bad configuration or\n"
-    "inputs (nothing submitted); 143 terminated by SIGTERM (the Ray job keeps running).\n"
+    "inputs (nothing submitted); 130 interrupted by Ctrl-C (SIGINT), 143 terminated by\n"
+    "SIGTERM: the Ray job keeps running.\n"
     "As the Bridge Operator's pod (--exit-codes bridge): UNKNOWN and SIGTERM exit 0 once the\n"
     "status is written, so that the operator does not call the pod failed.\n"
     "As a Kubernetes Job's pod (--exit-codes job): UNKNOWN, or a final status not written,\n"
@@ -100,12 +101,13 @@ def for_unrecorded(codes: ExitCodes) -> int:
             assert_never(codes)
 
 
-def for_termination(codes: ExitCodes) -> int:
-    """SIGTERM, the Ray job left running for the next pod. Under the operator the pod must not end
-    in phase Failed, or the BridgeJob is failed and no pod ever re-attaches."""
+def for_termination(codes: ExitCodes, *, interrupted: bool = False) -> int:
+    """SIGTERM (or Ctrl-C, ``interrupted``), the Ray job left running. Shells and CI read 130 as
+    interrupted and 143 as terminated, so each signal keeps its own code. Under the operator the pod
+    must not end in phase Failed, or the BridgeJob is failed and no pod ever re-attaches."""
     match codes:
         case ExitCodes.POSIX | ExitCodes.JOB:
-            return EXIT_TERMINATED
+            return EXIT_INTERRUPTED if interrupted else EXIT_TERMINATED
         case ExitCodes.BRIDGE:
             return EXIT_OK
         case _:

@@ -36,7 +36,7 @@ from raypod.jobdata import (
 from raypod.properties import ROWS, JobProperties, parse_job_properties
 from raypod.source import ConfigMapJob, JobSource, open_source
 from raypod.wheels import wheel_name_problems
-from raypod.workdir import EXCLUDE_FLAG, WORKING_DIR_FLAG, script_in_working_dir
+from raypod.workdir import EXCLUDE_FLAG, WORKING_DIR_FLAG, require_directory, script_in_working_dir
 
 #: Like the Ray CLI: the flag, then these variables, in this order; last, the one KubeRay's
 #: submitter pod sets (``host:port`` of the dashboard).
@@ -53,6 +53,15 @@ _FLAG_OF_KEY = {
     JOB_PARAMETERS: "--param",
     SCRIPT_METADATA: "--env/--pip",
 }
+#: ``submit`` given neither a script, a command nor a ConfigMap.
+NOTHING_TO_RUN = (
+    "missing: give --script FILE, a command after -- (as with `ray job submit -- python train.py`), "
+    "or --config PATH for a ConfigMap"
+)
+#: ``--param`` is the Bridge convention (``--kwargs key=value``), which only a script parses.
+PARAM_WITHOUT_SCRIPT = (
+    "only with --script (the Bridge convention's --kwargs); a command's own arguments go after --, as typed"
+)
 #: The flags that set ``jobproperties`` keys a late problem may be about (the first is the default).
 _PROPERTIES_FLAGS = ("--properties", "--runtime-env-json", RUNTIME_ENV_FILE_FLAG, "--metadata-json")
 
@@ -159,12 +168,12 @@ def submit_job(args: argparse.Namespace) -> SubmitInputs:
     kuberay_id = os.environ.get(KUBERAY_SUBMISSION_ID, "").strip() or None
     if kuberay_id is not None:
         checked_submission_id(kuberay_id, KUBERAY_SUBMISSION_ID)
-    if args.script is not None:
+    if args.script is not None or (args.config is None and args.script_args):
         config, local = job_from_flags(args, kuberay_id)
         found = find_address(args.address, os.environ)
         return SubmitInputs(FlagsJob(config), local, found.origin if found else "--address")
     if args.config is None:
-        raise ConfigError.single("--script", "missing: give --script FILE, or --config PATH for a ConfigMap")
+        raise ConfigError.single("--script", NOTHING_TO_RUN)
     loose = [
         flag
         for flag, value in (
@@ -195,7 +204,8 @@ def submit_job(args: argparse.Namespace) -> SubmitInputs:
 
 
 def job_from_flags(args: argparse.Namespace, submission_id: str | None = None) -> tuple[BridgeConfig, LocalInputs]:
-    """``submit --script``'s settings, every flag checked once; a ConfigError names each bad flag."""
+    """``submit --script``'s (or ``submit -- COMMAND``'s) settings, every flag checked once; a ConfigError
+    names each bad flag."""
     problems = Problems()
     local = LocalInputs()
     try:
@@ -203,9 +213,16 @@ def job_from_flags(args: argparse.Namespace, submission_id: str | None = None) -
     except ConfigError as error:
         problems.take(error)
     script_location, script, inline_name = "inline", "", INLINE_SCRIPT_NAME
-    path: Path = args.script
+    path: Path | None = args.script
+    # Without --script, the words after -- are the command Ray runs, as with `ray job submit -- COMMAND`.
+    command: tuple[str, ...] = () if path is not None else tuple(args.script_args)
     try:
-        if args.working_dir is not None:
+        if path is None:
+            # Nothing to package but the working dir; a remote script of no name is never run.
+            script_location = "remote"
+            if args.working_dir is not None:
+                require_directory(args.working_dir)
+        elif args.working_dir is not None:
             # One of the working dir's files: sent as a path, which the job runs from its working directory.
             script_location, script = "remote", script_in_working_dir(path, args.working_dir)
         else:
@@ -226,6 +243,8 @@ def job_from_flags(args: argparse.Namespace, submission_id: str | None = None) -
         parameters = checked_parameters(_pairs(args.param, "--param"), "--param")
     except ConfigError as error:
         problems.take(error)
+    if command and args.param:
+        problems.add("--param", PARAM_WITHOUT_SCRIPT)
     try:
         properties = with_ray_flags(parse_job_properties(args.properties or "", "--properties"), args)
     except ConfigError as error:
@@ -251,7 +270,8 @@ def job_from_flags(args: argparse.Namespace, submission_id: str | None = None) -
         submission_id=submission_id,
         # An ordinary argparse script would fail on a bare --kwargs.
         always_kwargs=False,
-        script_args=tuple(args.script_args),
+        script_args=() if command else tuple(args.script_args),
+        command=command,
         inline_name=inline_name,
     )
     # What only the whole job shows (a runtime_env field raypod sets itself, say), named by its flag.
@@ -405,10 +425,15 @@ def _slug(text: str) -> str:
 
 
 def default_job_name(args: argparse.Namespace) -> str:
-    """--job-name, $JOBNAME, else the script's or ConfigMap's name (``x-bridge-cm.json`` -> ``x``)."""
+    """--job-name, $JOBNAME, else the script's or ConfigMap's name (``x-bridge-cm.json`` -> ``x``); for
+    ``-- COMMAND``, its first ``.py`` word's name, else its program's (``python train.py`` -> ``train``)."""
     if args.job_name:
         return str(args.job_name)
     if args.script is not None:
         return _slug(Path(args.script).stem) or "raypod"
+    if args.config is None and args.script_args:
+        words = list(args.script_args)
+        named = next((word for word in words if word.endswith(".py")), words[0])
+        return _slug(Path(named).stem) or "raypod"
     stem = Path(args.config).name.split(".")[0]
     return _slug(stem.removesuffix("-bridge-cm")) or "raypod"

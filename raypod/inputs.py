@@ -13,6 +13,7 @@ from raypod.errors import ConfigError
 from raypod.jobdata import Metadata, S3Location, parse_metadata, parse_parameters
 from raypod.objectstore import ObjectStore
 from raypod.package import JOB_FOLDER, JobPackages, build_package, wheel_package
+from raypod.terminal import ByteProgress, no_progress
 from raypod.workdir import WORKING_DIR_FLAG, warn_of_shadowing, working_dir_files
 
 WHEEL_FLAG = "--wheel"
@@ -120,12 +121,12 @@ def _working_dir_inputs(
     wheels: tuple[tuple[Path, str], ...],
 ) -> JobInputs:
     """The working dir at the package's top level; the script is a path inside it (``submit`` sends it
-    as a remote script, relative to the job's working directory)."""
+    as a remote script, relative to the job's working directory), or there is none (``submit -- COMMAND``)."""
     assert local.working_dir is not None
     if config.script_location != "remote" or config.additional_data:
         raise ConfigError.single(WORKING_DIR_FLAG, "only with --script, whose file is in the working dir")
     files = working_dir_files(local.working_dir, local.excludes, use_gitignore=local.use_gitignore)
-    if config.script_name not in files:
+    if not config.command and config.script_name not in files:
         left_out = f"{config.script_name} is left out of {local.working_dir} by --exclude, .gitignore or .rayignore"
         raise ConfigError.single("--script", left_out)
     warn_of_shadowing(files)
@@ -140,13 +141,13 @@ def _working_dir_inputs(
     )
 
 
-def build_packages(inputs: JobInputs, workdir: Path) -> JobPackages:
+def build_packages(inputs: JobInputs, workdir: Path, progress: ByteProgress = no_progress) -> JobPackages:
     """The packages to upload, each checked against Ray's upload limit before anything is sent."""
     working_dir = None
     if inputs.files:
         # A folder of its own: an input file may well be called package.zip.
         output = _new_folder(workdir, "package-")
-        working_dir = build_package(inputs.files, output, folder=inputs.folder, key=inputs.files_key)
+        working_dir = build_package(inputs.files, output, folder=inputs.folder, key=inputs.files_key, progress=progress)
     return JobPackages(working_dir, tuple(wheel_package(path, key) for path, key in inputs.wheels))
 
 

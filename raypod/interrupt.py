@@ -45,6 +45,17 @@ def in_flight() -> bool:
     return bool(_calls)
 
 
+class TerminateEvent(threading.Event):
+    """Set by SIGTERM or SIGINT; ``signum`` says which came first (the exit code follows it)."""
+
+    signum: int | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        """Ctrl-C (SIGINT) came first, not SIGTERM."""
+        return self.signum == signal.SIGINT
+
+
 @contextmanager
 def leave_on_signal() -> Iterator[None]:
     """SIGINT or SIGTERM raise ``Terminated`` at once, wherever the main thread is: a second

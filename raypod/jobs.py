@@ -17,6 +17,7 @@ from raypod.errors import RayApiError
 from raypod.http import Timeouts
 from raypod.ray import JobInfo
 from raypod.retry import NO_RETRY, RetryPolicy
+from raypod.terminal import ByteProgress, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class RayJobs(Protocol):
 
     def package_exists(self, name: str) -> bool: ...
 
-    def upload_package(self, name: str, path: Path) -> None: ...
+    def upload_package(self, name: str, path: Path, progress: ByteProgress = no_progress) -> None: ...
 
     def submit_job(self, payload: Mapping[str, Any], retry: RetryPolicy | None = None) -> str: ...
 
@@ -79,6 +80,16 @@ def wait_until_ended(
                 return job
         if clock.monotonic() - started >= timeout or clock.wait(WAIT_POLL):
             return job
+
+
+#: What Ray 2.60 does with the stop of a job that has not started (its job_manager.stop_job and
+#: JobSupervisor): the stop is sent to the job's supervisor actor, which takes it only once it is
+#: placed and starts the driver, then stops it at once; until then the job stays PENDING.
+PENDING_STOP_HELD = (
+    "Ray took the stop, but a job that has not started keeps it until its driver can start (its "
+    "entrypoint resources or label selector met, its runtime_env set up): it then stops at once (STOPPED). "
+    "One that never starts is FAILED by Ray after RAY_JOB_START_TIMEOUT_SECONDS (900 s by default)"
+)
 
 
 class PendingStop:

@@ -25,6 +25,7 @@ from raypod.http import abort_stream
 from raypod.objectstore import ObjectStore
 from raypod.ray import JobInfo, RayJobsClient
 from raypod.retry import NO_RETRY, RetryPolicy
+from raypod.terminal import ByteProgress, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -407,8 +408,10 @@ def upload_log(
     object_name: str,
     echo: LineEcho | None,
     retry: RetryPolicy,
+    progress: ByteProgress = no_progress,
 ) -> int:
     """Stream the job's whole log from the dashboard into one S3 object. Returns its size in bytes.
+    ``progress`` hears each chunk written (the log's size is not known before its end).
 
     The object is written without asking first whether the bucket exists (a policy may grant
     only s3:PutObject); a missing bucket is created when the write says so. When the policy's
@@ -427,11 +430,13 @@ def upload_log(
         source = ray.log_chunks(job)
         chunks = _echoed(source, echo)
         try:
-            for chunk in chunks:
+            with progress(f"uploading the log to s3://{bucket}/{object_name}", None) as sent:
+                for chunk in chunks:
+                    check_interrupt()
+                    upload.write(chunk)
+                    sent(len(chunk))
                 check_interrupt()
-                upload.write(chunk)
-            check_interrupt()
-            upload.finish()
+                upload.finish()
         except BaseException:
             upload.abort()
             raise

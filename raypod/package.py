@@ -12,6 +12,7 @@ from pathlib import Path
 
 from raypod.contract import ADDITIONAL_DATA
 from raypod.errors import ConfigError
+from raypod.terminal import ByteProgress, no_progress
 from raypod.wheels import content_addressed_name
 
 #: The job's files sit in this folder of the package, not at its top level: Ray puts the top
@@ -77,21 +78,30 @@ def build_package(
     folder: str | None = JOB_FOLDER,
     key: str = ADDITIONAL_DATA,
     limit: int = UPLOAD_LIMIT,
+    progress: ByteProgress = no_progress,
 ) -> Package:
     """Zip ``{name: file or empty folder}`` under ``folder`` (None: at the top level), in name order,
-    streaming each file. A package over ``limit`` is bad input naming ``key``, found while zipping."""
+    streaming each file. A package over ``limit`` is bad input naming ``key``, found while zipping.
+    ``progress`` hears the files' bytes as they are read, out of their total size."""
     zip_path = output_dir / "package.zip"
-    with zip_path.open("wb") as out, zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    stats = {name: _stat(path, name, key) for name, path in files.items() if not path.is_dir()}
+    total = sum(stat_result.st_size for stat_result in stats.values())
+    with (
+        zip_path.open("wb") as out,
+        zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive,
+        progress(f"zipping {key}", total) as zipped,
+    ):
         for name in sorted(files):
             source = files[name]
             entry = f"{folder}/{name}" if folder else name
-            if source.is_dir():
+            if name not in stats:
                 archive.writestr(_info(entry + "/", 0o40755), b"")
                 continue
-            info = _info(entry, 0o755 if _stat(source, name, key).st_mode & stat.S_IXUSR else 0o644)
+            info = _info(entry, 0o755 if stats[name].st_mode & stat.S_IXUSR else 0o644)
             with archive.open(info, "w", force_zip64=True) as target:
                 for chunk in read_chunks(source, name, key):
                     target.write(chunk)
+                    zipped(len(chunk))
                     if out.tell() > limit:
                         # Stopped here: zipping gigabytes only to refuse them helps nobody.
                         raise too_large(files, out.tell(), key, limit, complete=False)

@@ -21,6 +21,9 @@ TRACEPARENT_VARIABLE = "TRACEPARENT"
 #: Set by the kubelet in every pod (the API's address): only there does HOSTNAME name a pod.
 IN_POD_VARIABLE = "KUBERNETES_SERVICE_HOST"
 
+#: Set by the Bridge Operator in the pod it starts: the BridgeJob whose ConfigMap the pod runs.
+OPERATOR_JOB_VARIABLE = "JOBNAME"
+
 #: The longest value each can have: a DNS-1123 subdomain, a uid, a version-00 traceparent.
 MAX_NAME_LENGTH = 253
 UID_LENGTH = 36
@@ -74,3 +77,10 @@ def _dns_subdomain(text: str) -> bool:
 def _checked(value: str | None, valid: Callable[[str], object]) -> str:
     text = (value or "").strip()
     return text if text and valid(text) else ""
+
+
+def started_as_pod(environ: Mapping[str, str]) -> bool:
+    """Whether a bare ``raypod`` (no command) is the pod: the operator starts its image with no
+    arguments, in a pod (the kubelet's ``KUBERNETES_SERVICE_HOST``) and with ``JOBNAME`` set. Either
+    one says pod; with neither, a person typed ``raypod`` and gets the usage."""
+    return bool(environ.get(IN_POD_VARIABLE) or environ.get(OPERATOR_JOB_VARIABLE))

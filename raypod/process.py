@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING
 from raypod.clock import TIME_LAYOUT
 from raypod.errors import ConfigError
 from raypod.exits import ExitCodes
-from raypod.interrupt import cut_call_in_flight
+from raypod.interrupt import TerminateEvent, cut_call_in_flight
 from raypod.log_context import json_line
 from raypod.source import ConfigSource, open_source
 from raypod.status_store import NullSink, StatusFile, StatusSink
+from raypod.terminal import wiping_progress
+from raypod.voice import Voice
 
 if TYPE_CHECKING:
     from raypod.kube import KubeConfigMap, ServiceAccount
@@ -46,7 +48,8 @@ class JsonLineFormatter(logging.Formatter):
 def configure_logging(verbose: bool, quiet: bool = False, *, json_lines: bool = False) -> None:
     """``quiet``: the human commands print what matters themselves; only warnings are logged.
     ``json_lines`` (``--log-format json``): stderr's log lines as JSON objects, for log collectors."""
-    handler = logging.StreamHandler(sys.stderr)
+    # A log line wipes a progress line on the terminal first, so the two never share a line.
+    handler = logging.StreamHandler(wiping_progress(sys.stderr))
     if json_lines:
         handler.setFormatter(JsonLineFormatter())
     else:
@@ -60,18 +63,17 @@ def configure_logging(verbose: bool, quiet: bool = False, *, json_lines: bool = 
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
-class TerminateEvent(threading.Event):
-    """Set by SIGTERM or SIGINT; ``signum`` says which came first (the exit code follows it)."""
-
-    signum: int | None = None
-
-
-def install_terminate_handler() -> TerminateEvent:
-    """SIGTERM (pod deletion) and SIGINT stop the watch, never the Ray job."""
+def install_terminate_handler(*, pod: bool = True) -> TerminateEvent:
+    """SIGTERM (pod deletion) and SIGINT stop the watch, never the Ray job. ``pod``: say so in the
+    pod's log; a command line says what the interrupt left on Ray once it leaves."""
     event = TerminateEvent()
 
     def handle(signum: int, _frame: object) -> None:
-        log.warning("received %s: writing the last status and leaving", signal.Signals(signum).name)
+        log.log(
+            logging.WARNING if pod else logging.DEBUG,
+            "received %s: writing the last status and leaving",
+            signal.Signals(signum).name,
+        )
         if event.signum is None:
             event.signum = signum
         event.set()
@@ -99,10 +101,22 @@ class RunTarget:
         """The convention unless a flag says otherwise: the operator's in its pod, POSIX elsewhere."""
         return ExitCodes.BRIDGE if self.api is not None else ExitCodes.POSIX
 
+    @property
+    def voice(self) -> Voice:
+        """The operator's pod speaks in the keys it writes to the ConfigMap; elsewhere, a command line."""
+        return Voice.POD if self.api is not None else Voice.CLI
+
 
 def fallback_sink(status_file: Path | None) -> StatusSink:
     """Where a start-up problem is reported when the run target itself could not be opened."""
     return StatusFile(status_file) if status_file is not None else NullSink()
+
+
+def fallback_voice(status_file: Path | None, environ: Mapping[str, str] | None = None) -> Voice:
+    """The voice of a start-up problem when the run target could not be opened: the pod's where the
+    status would have gone to the ConfigMap through the API (a service account, no status file)."""
+    env = os.environ if environ is None else environ
+    return Voice.POD if status_file is None and _service_account(env).present() else Voice.CLI
 
 
 def open_run_target(

@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 import requests
@@ -30,6 +30,7 @@ from raypod.ray_auth import RayTokenAuth
 from raypod.ray_failures import RayFailure, error_type_of, ray_failure
 from raypod.retry import NO_RETRY, RetryPolicy
 from raypod.safetext import bounded_text
+from raypod.terminal import ByteCounter, ByteProgress, no_progress
 from raypod.websocket import (
     NO_STATUS,
     NORMAL_CLOSURE,
@@ -398,13 +399,17 @@ class RayJobsClient:
             )
         return True
 
-    def upload_package(self, name: str, path: Path) -> None:
+    def upload_package(self, name: str, path: Path, progress: ByteProgress = no_progress) -> None:
+        """Streamed from the file (memory stays flat whatever its size); ``progress`` hears each piece
+        the HTTP client reads to send."""
+
         def put_once() -> None:
-            with path.open("rb") as body:
+            size = path.stat().st_size
+            with path.open("rb") as file, progress(f"uploading {name}", size) as sent:
                 self.http.request(
                     "PUT",
                     f"/api/packages/gcs/{segment(name)}",
-                    data=body,
+                    data=CountedReader(file, size, sent),
                     headers={"Content-Type": "application/octet-stream"},
                     retry=NO_RETRY,
                 ).close()
@@ -584,6 +589,34 @@ class RayJobsClient:
         made = self.http.make_error("GET", shown_url, None, str(error), retryable=False if error.lasting else None)
         assert isinstance(made, RayApiError)
         return made
+
+
+class CountedReader:
+    """A file as a request body, each read counted: requests sends its ``__len__`` as the
+    Content-Length and reads it in blocks, never whole. ``tell`` and ``seek`` let a call refused for
+    rotated credentials send it again from the start (``raypod.http``), counted back."""
+
+    def __init__(self, file: BinaryIO, size: int, counted: ByteCounter) -> None:
+        self.file = file
+        self.size = size
+        self.counted = counted
+
+    def __len__(self) -> int:
+        return self.size
+
+    def read(self, size: int = -1) -> bytes:
+        piece = self.file.read(size)
+        self.counted(len(piece))
+        return piece
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+    def seek(self, offset: int) -> int:
+        before = self.file.tell()
+        after = self.file.seek(offset)
+        self.counted(after - before)
+        return after
 
 
 def _pieces(data: bytes) -> Iterator[bytes]:

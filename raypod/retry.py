@@ -22,6 +22,8 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, RaypodError) and error.transient
 
 
+#: A count of attempts that never ends the retries first (``with_deadline``).
+UNBOUNDED_ATTEMPTS = 1_000_000
 #: The longest ``Retry-After`` honoured: a server asking for more is asked again sooner.
 MAX_RETRY_AFTER = 120.0
 
@@ -44,7 +46,13 @@ class RetryPolicy:
 
     def with_deadline(self, seconds: float) -> RetryPolicy:
         """Bounded by time only: with full jitter, a count of attempts could end an outage wait early."""
-        return replace(self, deadline=seconds, attempts=1_000_000)
+        return replace(self, deadline=seconds, attempts=UNBOUNDED_ATTEMPTS)
+
+    def retry_bounds(self) -> str:
+        """What bounds the retries, for people: the time, and the tries when they end it first."""
+        if self.attempts >= UNBOUNDED_ATTEMPTS:
+            return f"for up to {self.deadline:g} s"
+        return f"at most {self.attempts - 1} more time{'s' if self.attempts > 2 else ''} within {self.deadline:g} s"
 
     def interruptible(self, event: threading.Event) -> RetryPolicy:
         return replace(self, interrupt=event)
@@ -112,7 +120,7 @@ def _log_retry(what: str, state: tenacity.RetryCallState, *, policy: RetryPolicy
     error = state.outcome.exception() if state.outcome else None
     wait = state.next_action.sleep if state.next_action else 0.0
     if policy.quiet_retries and not policy.silent_retries and state.attempt_number == 1:
-        log.warning("%s failed: %s; retrying for up to %g s (-v shows each try)", what, error, policy.deadline)
+        log.warning("%s failed: %s; retrying %s (-v shows each try)", what, error, policy.retry_bounds())
         return
     level = logging.INFO if policy.quiet_retries or policy.silent_retries else logging.WARNING
     log.log(level, "%s failed (attempt %d): %s; retrying in %.1fs", what, state.attempt_number, error, wait)

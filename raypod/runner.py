@@ -9,7 +9,6 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Protocol, TextIO
 
 from raypod import exits
@@ -29,13 +28,14 @@ from raypod.contract import (
     BridgeStatus,
     assert_never,
 )
-from raypod.credentials import DEFAULT_S3_CREDENTIALS_DIR, RayAuthSources, S3Credentials
+from raypod.credentials import RayAuthSources, S3CredentialSources
 from raypod.entrypoint import submitted_by
 from raypod.errors import ConfigError, NeverRead, RayApiError, RaypodError, Terminated, os_error_text, reportable
 from raypod.events import CLOSE_WAIT as EVENTS_CLOSE_WAIT
 from raypod.events import NULL_EVENTS, EventRecorder, final_reason
 from raypod.exits import ExitCodes
 from raypod.inputs import LocalInputs
+from raypod.interrupt import TerminateEvent
 from raypod.jobs import stop_and_wait
 from raypod.log_context import set_log_submission
 from raypod.logs import LineEcho, LiveLog
@@ -49,7 +49,8 @@ from raypod.session import JobSession, SessionSettings
 from raypod.source import JobSource
 from raypod.status_store import StatusReporter, StatusSink, status_line
 from raypod.submission import RaySubmitter, SubmissionSettings, parse_attempt, split_recorded
-from raypod.terminal import print_bad_input
+from raypod.terminal import ByteProgress, no_progress, print_bad_input
+from raypod.voice import Voice, cli_status_line
 from raypod.watch_schedule import OutputActivity
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,9 @@ class RunOptions:
     #: The resource secret and Ray's other token sources: read once the ConfigMap says what it needs
     #: (username and password only for auth 'basic'), so a problem is reported where the status goes.
     ray_auth: RayAuthSources = field(default_factory=RayAuthSources)
-    s3_credentials_dir: Path = DEFAULT_S3_CREDENTIALS_DIR
+    #: Where the S3 keys are read from once the ConfigMap says S3 is used: the pod's mounted secret
+    #: (the default), or the command line's sources.
+    s3_keys: S3CredentialSources = field(default_factory=S3CredentialSources)
     #: Copy the job's output to ``job_out`` while it runs (jobproperties' followLogs wins).
     follow_logs: bool = True
     #: Hears every status Ray answers while the job is watched (the CLI's progress line).
@@ -90,9 +93,16 @@ class RunOptions:
     status_timeout: float | None = None
     #: What a signal leaves on Ray, said to whoever reads it (given the job's id); None: the pod's words.
     left_running: Callable[[str], str] | None = None
+    #: The operator's pod's status keys, or a command line's words (``raypod.voice``).
+    voice: Voice = Voice.POD
+    #: How to run the job again when an earlier run's final status is kept (a command line's hint).
+    run_again: str = ""
     #: This pod and the caller's trace context (read from the environment by the command), for the
     #: Ray job's metadata.
     pod: PodIdentity = PodIdentity()
+    #: How the package's zipping and upload, and the log's upload to S3, are shown (``submit``'s progress
+    #: line; nothing in the pod).
+    progress: ByteProgress = no_progress
 
     def status_timeout_for(self, config: BridgeConfig) -> float | None:
         """How long the dashboard may stay silent before the job is UNKNOWN; None: never.
@@ -164,7 +174,9 @@ class Runner:
     def _status_changed(self, changes: Mapping[str, str]) -> None:
         if ID in changes or ATTEMPT in changes:
             log_attempt_of(self.reporter.current)
-        self.say(status_line(changes))
+        line = status_words(self.options.voice, changes, self.reporter.current)
+        if line is not None:
+            self.say(line)
 
     def _attached(self, job: JobInfo) -> None:
         # Which pod submitted it (its metadata, when raypod did): where to look for the earlier log.
@@ -232,6 +244,7 @@ class Runner:
                     self.retry,
                     options.pod,
                     options.session.address_origin,
+                    options.progress,
                 ),
                 local=options.local_inputs,
                 identity=self.job.identity,
@@ -268,13 +281,13 @@ class Runner:
                 # UNKNOWN: the job may still be running, so its log is not complete yet.
                 try:
                     collected = collect_results(
-                        ray, store, config, outcome.job, options.job_name, output.echo, self.retry
+                        ray, store, config, outcome.job, options.job_name, output.echo, self.retry, options.progress
                     )
                 except Terminated:
                     # The upload was aborted: the next pod re-attaches, uploads the log and writes the end.
                     outcome = Outcome.terminated(outcome.submission_id)
                 else:
-                    message = f"{outcome.message.rstrip('.')}; {collected.text}"
+                    message = self._with_collected(outcome.message, collected)
                     outcome = replace(outcome, message=self._final_message(message, config))
                     return self._finish(outcome, collected)
             if outcome.ending is Ending.TERMINATED:
@@ -285,6 +298,14 @@ class Runner:
         finally:
             if ray is not None:
                 ray.close()
+
+    def _with_collected(self, message: str, collected: Collected) -> str:
+        """The job's end, then what became of its log: a command line says nothing of an upload the
+        user never asked for (no S3 at all), but with -v."""
+        if self.options.voice is Voice.CLI and not collected.asked:
+            log.debug("%s", collected.text)
+            return message
+        return f"{message.rstrip('.')}; {collected.text}"
 
     def _final_message(self, message: str, config: BridgeConfig) -> str:
         """The job's end, every retried attempt's log that could not be kept, then the notes."""
@@ -337,7 +358,7 @@ class Runner:
     def _store(self, config: BridgeConfig) -> ObjectStore | None:
         if config.s3 is None:
             return None
-        return S3Store(config.s3, S3Credentials.from_dir(self.options.s3_credentials_dir), self.retry)
+        return S3Store(config.s3, self.options.s3_keys.read(), self.retry)
 
     def _settings(self, config: BridgeConfig) -> SessionSettings:
         jitter = self.options.session.first_poll_jitter or random.random
@@ -360,7 +381,9 @@ class Runner:
     ) -> None:
         """Keep the log of an attempt that is retried, and start the next one's output afresh."""
         output.live.stop()
-        problem = keep_attempt_log(ray, s3, config, job, self.options.job_name, attempt, output.echo, self.retry)
+        problem = keep_attempt_log(
+            ray, s3, config, job, self.options.job_name, attempt, output.echo, self.retry, self.options.progress
+        )
         if problem is not None:
             self._kept_logs_failed.append(problem)
         output.next_attempt()
@@ -372,9 +395,21 @@ class Runner:
 
     # -- the one place an outcome becomes a status and an exit code ---------------------------
     def _finish(self, outcome: Outcome, collected: Collected | None = None) -> RunResult:
-        codes, left_running = self.options.exit_codes, self.options.left_running
+        codes, options = self.options.exit_codes, self.options
+        terminate = self.clock.terminate
+        interrupted = isinstance(terminate, TerminateEvent) and terminate.interrupted
         try:
-            code = finish(outcome, self.reporter, self.clock, self.say, codes, left_running=left_running)
+            code = finish(
+                outcome,
+                self.reporter,
+                self.clock,
+                self.say,
+                codes,
+                left_running=options.left_running,
+                voice=options.voice,
+                interrupted=interrupted,
+                run_again=options.run_again,
+            )
         except Exception as error:  # noqa: BLE001 - the last resort: the caller still writes the result
             log.error("the end of the run could not be recorded: %s", reportable(error))
             code = exits.for_unrecorded(codes)
@@ -461,13 +496,30 @@ def timestamped_printer(clock: Clock, out: TextIO) -> Callable[[str], None]:
     return say
 
 
-def report_bad_input(error: ConfigError, sink: StatusSink, status_out: TextIO) -> RunResult:
+def status_words(voice: Voice, changes: Mapping[str, str], current: Mapping[str, str]) -> str | None:
+    """The line a status change prints, in the run's voice (None: nothing to say)."""
+    match voice:
+        case Voice.POD:
+            return status_line(changes)
+        case Voice.CLI:
+            return cli_status_line(changes, current)
+        case _:
+            assert_never(voice)
+
+
+def report_bad_input(error: ConfigError, sink: StatusSink, status_out: TextIO, voice: Voice = Voice.POD) -> RunResult:
     """A problem found before the run could start: FAILED where the status goes, and exit 2."""
     clock = SystemClock()
     say = timestamped_printer(clock, status_out)
-    reporter = StatusReporter(sink, on_change=lambda changes: say(status_line(changes)))
+
+    def changed(changes: Mapping[str, str]) -> None:
+        line = status_words(voice, changes, reporter.current)
+        if line is not None:
+            say(line)
+
+    reporter = StatusReporter(sink, on_change=changed)
     outcome = Outcome.bad_input(error)
-    code = finish(outcome, reporter, clock, say)
+    code = finish(outcome, reporter, clock, say, voice=voice)
     return RunResult(code, outcome, None, dict(reporter.current), reporter.not_written)
 
 
@@ -503,14 +555,19 @@ def finish(
     codes: ExitCodes = ExitCodes.POSIX,
     *,
     left_running: Callable[[str], str] | None = None,
+    voice: Voice = Voice.POD,
+    interrupted: bool = False,
+    run_again: str = "",
 ) -> int:
-    """Write what the outcome says, and return the exit code that goes with it."""
+    """Write what the outcome says, and return the exit code that goes with it. ``interrupted``:
+    Ctrl-C, not SIGTERM, cut the run short; ``run_again``: how to run a job whose end is kept."""
     match outcome.ending:
         case Ending.DETACHED:
             return exits.EXIT_OK
         case Ending.ALREADY_FINAL:
             assert outcome.status is not None
-            say(f"Ray job {outcome.submission_id} already ended {outcome.status}: the recorded status is kept")
+            hint = f"; {run_again}" if run_again else ""
+            say(f"Ray job {outcome.submission_id} already ended {outcome.status}: the recorded status is kept{hint}")
             return exits.for_status(outcome.status, codes)
         case Ending.TERMINATED:
             if not _flushed_briefly(reporter, LAST_FLUSH_WAIT):
@@ -520,8 +577,9 @@ def finish(
                 where = left_running(outcome.submission_id)
             elif outcome.submission_id:
                 where = f"Ray job {outcome.submission_id} keeps running; the next pod re-attaches to it by id"
-            say(f"terminating: {where}")
-            return exits.for_termination(codes)
+            cut = "terminating" if voice is Voice.POD else ("interrupted" if interrupted else "terminated")
+            say(f"{cut}: {where}")
+            return exits.for_termination(codes, interrupted=interrupted)
         case Ending.DELETED:
             say(outcome.message)
             return exits.for_termination(codes)
@@ -548,7 +606,7 @@ def finish(
                 return exits.for_unrecorded(codes)
             return exits.EXIT_BAD_INPUT
         case Ending.FINAL:
-            return _write_final(outcome, reporter, clock, say, codes, left_running)
+            return _write_final(outcome, reporter, clock, say, codes, left_running, voice, interrupted)
         case _:
             assert_never(outcome.ending)
 
@@ -576,6 +634,8 @@ def _write_final(
     say: Callable[[str], None],
     codes: ExitCodes,
     left_running: Callable[[str], str] | None,
+    voice: Voice,
+    interrupted: bool,
 ) -> int:
     status, job = outcome.status, outcome.job
     assert status is not None
@@ -590,7 +650,16 @@ def _write_final(
         reporter.update(changes, must_persist=True)
     except Terminated:
         # SIGTERM while the write was retried: the status stays as it was, and the next pod writes it.
-        return finish(Outcome.terminated(outcome.submission_id), reporter, clock, say, codes, left_running=left_running)
+        return finish(
+            Outcome.terminated(outcome.submission_id),
+            reporter,
+            clock,
+            say,
+            codes,
+            left_running=left_running,
+            voice=voice,
+            interrupted=interrupted,
+        )
     except Exception as error:  # noqa: BLE001 - any failed final write fails the pod the same way
         _final_not_written(status, reporter, error)
         return exits.for_unrecorded(codes)

@@ -69,7 +69,7 @@ class S3Store:
             [
                 *(
                     form
-                    for key in (credentials.access_key, credentials.secret_key)
+                    for key in (credentials.access_key, credentials.secret_key, credentials.session_token)
                     if key
                     for form in secret_forms(key)
                 ),
@@ -111,6 +111,7 @@ class S3Store:
                 self.settings.endpoint,
                 access_key=self._credentials.access_key,
                 secret_key=self._credentials.secret_key,
+                session_token=self._credentials.session_token,
                 secure=self.settings.secure,
                 http_client=http,
             )

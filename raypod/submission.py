@@ -31,10 +31,12 @@ from raypod.errors import (
 from raypod.inputs import LocalInputs, build_packages, fetch_inputs
 from raypod.jobs import RayJobs
 from raypod.objectstore import ObjectStore
+from raypod.package import mib
 from raypod.pod_identity import PodIdentity
 from raypod.ray import is_duplicate_submission, is_wrapped_rejection, stranger_at
 from raypod.retry import NO_RETRY, RetryPolicy
 from raypod.safetext import one_line
+from raypod.terminal import ByteProgress, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +173,8 @@ class SubmissionSettings:
     pod: PodIdentity = PodIdentity()
     #: Where the dashboard's address came from: a problem with it names this.
     address_origin: str = RESOURCE_URL
+    #: How the package's zipping and upload are shown (the CLI's progress line; nothing in the pod).
+    progress: ByteProgress = no_progress
 
     @property
     def connect_policy(self) -> RetryPolicy:
@@ -212,7 +216,7 @@ class RaySubmitter:
         with tempfile.TemporaryDirectory(prefix="raypod-") as temp:
             workdir = Path(temp)
             inputs = fetch_inputs(config, self.store, workdir, self.local)
-            packages = build_packages(inputs, workdir)
+            packages = build_packages(inputs, workdir, settings.progress)
             chosen = submission_id or new_submission_id(
                 settings.job_name, config.properties.submission_id_prefix, self.identity
             )
@@ -228,8 +232,8 @@ class RaySubmitter:
             try:
                 for package in packages.all:  # the working dir's, then each wheel's: once per content
                     if not self.ray.package_exists(package.name):
-                        log.info("uploading package %s", package.name)
-                        self.ray.upload_package(package.name, package.path)
+                        log.info("uploading package %s (%s)", package.name, mib(package.path.stat().st_size))
+                        self.ray.upload_package(package.name, package.path, settings.progress)
             except RayApiError as error:
                 if not error.unauthorized:
                     raise

@@ -240,15 +240,31 @@ def script_in_working_dir(script: Path, working_dir: Path) -> str:
     raise ConfigError.single("--script", f"{script} is not a file inside {WORKING_DIR_FLAG} {working_dir}")
 
 
+#: The standard-library module every Ray worker imports as it starts (``import ray`` -> pdb -> code),
+#: and the classic Bridge script's name: a top-level ``code.py`` runs inside each worker's start-up.
+IMPORTED_AS_WORKERS_START = "code"
+#: What that does, as Ray 2.60 shows it (tests/ray/test_code_py_in_a_working_dir_on_ray.py).
+CODE_PY_CONSEQUENCE = (
+    "every Ray worker imports it as it starts (import ray -> pdb -> code), so its top-level statements run "
+    'there, and if they exit or raise (a script without an `if __name__ == "__main__":` guard) the job\'s '
+    "supervisor dies at start: the job stays PENDING, a stop is held, until Ray gives up on the worker "
+    "(5 tries, each after worker_register_timeout_seconds: about 6 min by default) and fails it as "
+    "JOB_SUPERVISOR_ACTOR_UNSCHEDULABLE"
+)
+
+
 def warn_of_shadowing(files: Iterable[str]) -> None:
-    """Ray puts the package's top level on every worker's sys.path: a top-level module named like one
-    of the standard library (or ``ray``) can shadow it there; a ``code.py`` keeps the job from starting."""
+    """Ray puts the package's top level first on every worker's sys.path: a top-level module named like
+    one of the standard library (or ``ray``) is imported instead of it there, and ``code`` is imported by
+    every worker as it starts (``CODE_PY_CONSEQUENCE``)."""
     top_level = sorted({name.split("/", 1)[0] for name in files})
     for name in top_level:
         if runnable_name(name) != name:
+            consequence = CODE_PY_CONSEQUENCE if name.removesuffix(".py") == IMPORTED_AS_WORKERS_START else ""
             log.warning(
                 "%s: %s at the top level has the name of a standard-library module; Ray puts the top level on "
-                "every worker's sys.path, where it can shadow that module (a code.py keeps the job from starting)",
+                "every worker's sys.path, where it is imported instead of that module%s",
                 WORKING_DIR_FLAG,
                 name,
+                f"; {consequence}" if consequence else "",
             )

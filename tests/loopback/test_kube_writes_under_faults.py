@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from devtools.fake_kube import FakeKube, Recorded
-from raypod.credentials import RayAuthSources
+from raypod.credentials import RayAuthSources, S3CredentialSources
 from raypod.errors import DeploymentError
 from raypod.kube import KubeConfigMap, ServiceAccount
 from raypod.retry import RetryPolicy
@@ -54,7 +54,7 @@ def run_pod(fake_kube: FakeKube, tmp_path: Path) -> RunResult:
         namespace=fake_kube.namespace,
         session=SessionSettings(first_poll_jitter=lambda: 0.0),
         ray_auth=RayAuthSources(directory=credentials),
-        s3_credentials_dir=tmp_path / "s3credentials",
+        s3_keys=S3CredentialSources(tmp_path / "s3credentials"),
         follow_logs=False,
     )
     try:

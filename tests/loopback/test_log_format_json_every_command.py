@@ -2,18 +2,22 @@
 msg, configmap, submission_id, attempt), whatever wrote it: a log line, a status line, a progress line, an error; and
 ``validate``'s findings, lines for people, are JSON objects too. Data on stdout (an id, a table,
 the job's log, ``--json``) is unchanged. Each command runs as a child process against a scripted
-dashboard (docs/cli.md#output)."""
+dashboard (docs/cli.md#output); a property runs every command in the ways it ends before anything is
+contacted (bad input, argparse's refusal, any ConfigMap for ``validate``)."""
 
 from __future__ import annotations
 
 import json
 import re
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.support.cli import raypod
 from tests.support.hostile import BASE_CONFIG, Dashboard, job_answer
@@ -69,7 +73,7 @@ def test_submit_wait_prints_only_json_lines_on_stderr_through_a_retry(dashboard:
     assert completed.returncode == 0, completed.stderr
     said = messages(completed)
     first, second = dashboard.accepted
-    assert any("status.jobStatus=SUCCEEDED" in msg for msg in said), said
+    assert any(msg.startswith("SUCCEEDED: ") for msg in said), said
     assert any("attempt 2 of 2" in msg for msg in said), said
     # Each line names the attempt it is about: the retry's lines its id and number.
     named = {(line["submission_id"], line["attempt"]) for line in json_objects(completed.stderr)}
@@ -103,7 +107,7 @@ def test_run_prints_only_json_lines_on_stderr(dashboard: Dashboard, tmp_path: Pa
     assert said, "a run logs at INFO"
     assert {line["submission_id"] for line in said} <= {None, dashboard.accepted[0]}
     assert {line["configmap"] for line in said} == {"bridge/json-lines-bridge-cm"}
-    assert "status.jobStatus=SUCCEEDED" in completed.stdout  # run's stdout keeps its status lines
+    assert "SUCCEEDED: Job succeeded" in completed.stdout  # run's stdout keeps its status lines
 
 
 def test_status_logs_and_list_print_only_json_lines_on_stderr(dashboard: Dashboard, tmp_path: Path) -> None:
@@ -166,3 +170,73 @@ def test_validate_prints_its_findings_as_json_lines(tmp_path: Path) -> None:
     assert len(findings) >= 2 and {line["level"] for line in findings} == {"ERROR"}
     assert any("kill" in line["msg"] for line in findings)
     assert any("problem(s)" in msg for msg in messages(refused))
+
+
+# -- every command, every offline way to end: a property -----------------------------------------
+#: Values refused before anything is contacted.
+BAD_ADDRESSES = ["ray://127.0.0.1:1", "ftp://ray:8265", "http://", "not an address at all"]
+BAD_IDS = ["a b", "..", "x/y", "{id}", "é" * 3]
+GOOD_ID = "raypod-train-3f2a9c01b7de"
+ARGPARSE_REFUSALS = [["--bogus"], ["--address"], ["--timeout", "soon"], ["--interval", "-1"], ["--json", "--json=x"]]
+#: Text that may hold anything: control characters, quotes, non-ASCII, a lone surrogate's escape.
+TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30)
+
+
+@st.composite
+def offline_command_lines(draw: st.DrawFn, root: Path) -> tuple[list[str], dict[str, str]]:
+    """A command line of any command that ends before anything is contacted: bad input, argparse's
+    refusal, or (validate) whatever the ConfigMap says. ``--log-format json`` anywhere before ``--``."""
+    command = draw(st.sampled_from(["submit", "status", "logs", "stop", "delete", "list", "validate", "run"]))
+    config = root / f"cm-{uuid.uuid4().hex}.json"  # each example its own ConfigMap and status file
+    data = draw(
+        st.dictionaries(
+            st.sampled_from(["resourceURL", "kill", "jobdata.jobScript", "jobproperties", "jobdata.jobparameters",
+                             "s3upload.bucket", "jobdata.scriptLocation", "updateInterval", "unknownKey"]),
+            TEXT,
+            max_size=6,
+        )
+    )  # fmt: skip
+    if command == "run":
+        data["resourceURL"] = draw(st.sampled_from(BAD_ADDRESSES))  # run stops at bad input
+    config.write_text(json.dumps({"data": data}))
+    words: list[str]
+    if command == "validate":
+        words = ["--config", str(config if draw(st.booleans()) else root / "missing.json")]
+    elif command == "run":
+        words = [
+            "--config",
+            str(config),
+            "--status-file",
+            str(config.with_suffix(".status")),
+            "--job-name",
+            "json-lines",
+        ]
+    else:
+        address = draw(st.one_of(st.none(), st.sampled_from(BAD_ADDRESSES)))
+        words = ["--address", address] if address else []
+        if command in ("status", "logs", "stop", "delete"):
+            words.append(draw(st.sampled_from(BAD_IDS)) if address else draw(st.sampled_from([*BAD_IDS, GOOD_ID])))
+        if command == "submit":
+            words += draw(st.sampled_from([["--script", str(root / "nope.py")], ["--param", "no-equals"], []]))
+            words += ["--wait"] if draw(st.booleans()) else []
+    if draw(st.booleans()):
+        words += draw(st.sampled_from(ARGPARSE_REFUSALS))
+    flag = draw(st.sampled_from([["--log-format", "json"], ["--log-format=json"]]))
+    at = draw(st.integers(0, len(words)))
+    return [command, *words[:at], *flag, *words[at:]], {"HOME": str(root)}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_every_stderr_line_of_every_offline_command_is_a_json_object(tmp_path: Path, data: st.DataObject) -> None:
+    argv, env = data.draw(offline_command_lines(tmp_path))
+
+    completed = raypod(*argv, env=env, timeout=60)
+
+    said = json_objects(completed.stderr)  # fails on the first plain line
+    assert completed.returncode in (0, 1, 2), (argv, completed.stderr)
+    if completed.returncode != 0:
+        assert "ERROR" in {line["level"] for line in said}, (argv, said)  # how it ended, said at ERROR
+    assert "Traceback" not in completed.stderr
+    if argv[0] == "validate":
+        json_objects(completed.stdout)  # its findings, for people: JSON too

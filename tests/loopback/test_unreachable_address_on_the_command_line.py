@@ -1,5 +1,6 @@
-"""``submit`` to an address nothing listens on: one progress line for the retries (each one only
-with -v), then bad input naming the flag or variable the address came from, exit 2. Loopback only."""
+"""An address nothing listens on: one progress line for the retries (each one only with -v), then an
+error naming the flag or variable the address came from: bad input (exit 2) for ``submit``, which
+submitted nothing, exit 1 for the other commands. Loopback only."""
 
 from __future__ import annotations
 
@@ -49,9 +50,7 @@ def test_a_refused_address_is_one_progress_line_then_bad_input_naming_where_it_c
     assert "retrying for up to 3 s" in result.stderr
     assert f"raypod: bad input: {origin}: cannot reach the Ray dashboard" in result.stderr
     assert "resourceURL" not in result.stderr
-    # The pod-style status line (`... status status.jobStatus=FAILED ...`) is another point of issue 21.
-    about = [line for line in result.stderr.splitlines() if line.split(" ")[1:2] != ["status"]]
-    assert len(about) <= 2, result.stderr
+    assert len(result.stderr.splitlines()) == 2, result.stderr  # one retry line, one error: no FAILED status line
     assert result.stdout == ""
 
 
@@ -67,3 +66,19 @@ def test_verbose_shows_each_retry(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert len(retry_lines(result.stderr)) > 1, result.stderr
     assert "(attempt 2)" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["list"], ["status", "raypod-train-0123456789ab"], ["logs", "raypod-x-1"]])
+def test_the_other_commands_say_how_often_they_retry_and_name_where_the_address_came_from(
+    tmp_path: Path, command: list[str]
+) -> None:
+    port = closed_port()
+
+    result = raypod(*command, "--credentials", str(tmp_path), env={"RAY_ADDRESS": f"127.0.0.1:{port}"}, timeout=60)
+
+    assert result.returncode == 1, result.stderr  # as `ray job`: the address may come back, it is not bad input
+    assert retry_lines(result.stderr) == [line for line in result.stderr.splitlines() if "at most 2 more times" in line]
+    assert len(retry_lines(result.stderr)) == 1, result.stderr
+    assert result.stderr.splitlines()[-1].endswith("(the address from RAY_ADDRESS: is a Ray dashboard there?)")
+    assert len(result.stderr.splitlines()) == 2, result.stderr
+    assert result.stdout == ""

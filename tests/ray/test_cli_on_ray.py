@@ -61,7 +61,7 @@ def test_submit_with_flags_prints_the_id_first_and_wait_exits_0_with_the_output(
     assert 'ARGV ["--kwargs", "greeting=hello  world", "count=3"]' in job_lines
     assert "MODE batch=1" in job_lines
     assert "line 2" in job_lines
-    assert "status.jobStatus=SUCCEEDED" in finished_job.submit.stderr
+    assert "SUCCEEDED: Job succeeded." in finished_job.submit.stderr
     info = ray_job(services, finished_job.submission_id)
     assert info["status"] == "SUCCEEDED"
     assert info["metadata"] == {"bridge-job": "flags-job"}
@@ -115,7 +115,7 @@ def test_submit_config_wait_exits_1_when_the_job_fails_and_uploads_its_log(bridg
     submission_id = completed.stdout.splitlines()[0]
     assert ray_job(bridge_job.services, submission_id)["status"] == "FAILED"
     assert "[job] failing on purpose" in completed.stdout
-    assert "status.jobStatus=FAILED" in completed.stderr
+    assert "FAILED: Job failed" in completed.stderr
     assert "failing on purpose" in bridge_job.log_text()
 
 
@@ -133,7 +133,7 @@ def test_status_prints_a_readable_summary(finished_job: FinishedJob, services: S
     assert completed.returncode == 0, completed.stderr
     fields = dict(line.split(":", 1) for line in completed.stdout.splitlines())
     assert fields["submission id"].strip() == finished_job.submission_id
-    assert fields["status"].strip() == "SUCCEEDED (Bridge: SUCCEEDED)"
+    assert fields["status"].strip() == "SUCCEEDED"  # Ray's word, no Bridge vocabulary
     assert fields["driver exit code"].strip() == "0"
     assert fields["start"].strip().endswith("Z")
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from raypod.jobs import PENDING_STOP_HELD
 from tests.support.cli import SCRUBBED, client_args, raypod
 from tests.support.helpers import (
     Services,
@@ -111,7 +112,7 @@ def test_stop_on_interrupt_of_a_pending_job_says_it_was_not_stopped_and_exits_1(
         code, _, stderr = watched.finish(timeout=120)
         assert code == 1, stderr
         assert f"Ray job {submission_id} was not confirmed stopped" in stderr
-        assert "stays PENDING" in stderr and "may still run on Ray" in stderr
+        assert PENDING_STOP_HELD in stderr and "may still run on Ray" in stderr
         assert "next pod" not in stderr and "keeps running" not in stderr
         assert ray_job(services, submission_id)["status"] == "PENDING"
     finally:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from devtools.proxy import Proxy, Request
 from raypod.clock import SystemClock
-from raypod.credentials import RayAuthSources
+from raypod.credentials import RayAuthSources, S3CredentialSources
 from raypod.runner import Runner, RunOptions
 from raypod.session import SessionSettings
 from raypod.source import ConfigMapJob, DirectorySource
@@ -65,7 +65,7 @@ def in_process_run(job: BridgeJob, proxy: Proxy, *, follow: bool) -> tuple[int, 
         namespace="test-ns",
         session=SessionSettings(first_poll_jitter=lambda: 1.0),
         ray_auth=RayAuthSources(directory=job.credentials_dir),
-        s3_credentials_dir=job.s3_credentials_dir,
+        s3_keys=S3CredentialSources(job.s3_credentials_dir),
         follow_logs=follow,
     )
     out = io.StringIO()

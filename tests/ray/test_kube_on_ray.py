@@ -14,6 +14,7 @@ import pytest
 
 from devtools.fake_kube import QUICK, FakeKube, other_ca_bundle
 from raypod.contract import OWNED_KEYS
+from raypod.credentials import S3CredentialSources
 from raypod.kube import KubeConfigMap, ServiceAccount
 from raypod.runner import Runner, RunOptions
 from raypod.source import ConfigMapJob
@@ -244,7 +245,7 @@ def in_process_runner(kube_job: KubeJob) -> tuple[Runner, io.StringIO]:
     options = RunOptions(
         job_name=kube_job.job.name,
         namespace=kube_job.fake.namespace,
-        s3_credentials_dir=kube_job.job.s3_credentials_dir,
+        s3_keys=S3CredentialSources(kube_job.job.s3_credentials_dir),
         follow_logs=False,
     )
     out = io.StringIO()

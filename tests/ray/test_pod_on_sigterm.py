@@ -165,7 +165,7 @@ def test_sigterm_while_the_submission_is_retried_keeps_the_id_and_the_next_run_s
     status = bridge_job.read_status()
     submission_id = status["id"]  # persisted before the first POST
     assert "status.jobStatus" not in status, status
-    assert "the next pod re-attaches to it by id" in stdout
+    assert "--status-file" in stdout and "attaches to it again" in stdout  # how a command line re-attaches
     assert jobs_of(bridge_job.services, bridge_job.name) == []
 
     ray_proxy.clear_rules()

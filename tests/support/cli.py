@@ -27,14 +27,25 @@ SCRUBBED = (
 
 
 def raypod(*args: str, env: Mapping[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
     return subprocess.run(
-        [sys.executable, "-m", "raypod", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**base, "PYTHONUNBUFFERED": "1", **(env or {})},
+        [sys.executable, "-m", "raypod", *args], capture_output=True, text=True, timeout=timeout, env=child_env(env)
     )
+
+
+def raypod_process(*args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+    """The same command line, left running (to be signalled, then waited for)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "raypod", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(env),
+    )
+
+
+def child_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
+    return {**base, "PYTHONUNBUFFERED": "1", **(env or {})}
 
 
 def client_args(services: Services, credentials: Path) -> list[str]:

@@ -34,6 +34,7 @@ from raypod.session import JobSession, SessionSettings
 from raypod.source import ConfigMapJob, MappingSource
 from raypod.status_store import StatusReporter
 from raypod.submission import RaySubmitter, SubmissionSettings
+from raypod.terminal import ByteProgress, no_progress
 from tests.support.ray_job_json import job_json
 
 T = TypeVar("T")
@@ -279,7 +280,7 @@ class FakeRay:
         self._scripted("package_exists")
         return name in self.packages
 
-    def upload_package(self, name: str, path: Path) -> None:
+    def upload_package(self, name: str, path: Path, progress: ByteProgress = no_progress) -> None:
         self._record("upload_package", name)
         self._scripted("upload_package")
         self.packages[name] = path.stat().st_size

@@ -20,6 +20,7 @@ import requests
 
 from devtools.fake_kube import FakeKube
 from devtools.services import LocalRay, LocalS3
+from tests.support.status_lines import printed_statuses
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -305,8 +306,8 @@ def waiting_script(release: Path) -> str:
 
 
 def transitions(stdout: str) -> list[str]:
-    """Every status.jobStatus raypod wrote, in order, from its stdout lines."""
-    return re.findall(r" status .*?status\.jobStatus=(\w+)", stdout)
+    """Every status raypod wrote, in order, from its stdout lines (in either voice)."""
+    return printed_statuses(stdout)
 
 
 class Watched:

@@ -63,7 +63,9 @@ KUBE_URL = "https://kube.test"
 #: fake time finish first (see ``ModelClock``).
 THREAD_WAIT = 0.1
 #: A thread waiting for fake time that only the main thread moves gives up after this (real seconds).
-THREAD_TIME_CAP = 2.0
+#: Only a hang ends that way: the main thread never waits on such a thread without a real timeout, and
+#: the pod's exit lets them go. A short cap let a loaded machine end a Retry-After wait early.
+THREAD_TIME_CAP = 60.0
 #: Real seconds the model waits for a pod's queued Events to be written (they take milliseconds).
 EVENTS_DRAIN_CAP = 30.0
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from raypod.credentials import RayCredentials, S3Credentials, read_secret_file
+from raypod.credentials import RayCredentials, S3Credentials, S3CredentialSources, read_secret_file
 from raypod.errors import ConfigError
 
 #: Put inside every secret; no error text may hold it, nor any piece of it.
@@ -205,3 +205,114 @@ def test_any_ray_secret_is_read_or_rejected_without_showing_it(tmp_path: Path, i
     assert value == f"{MARKER}{inner}{MARKER}"
     value.encode("latin-1")  # what requests does with a header value and Basic auth
     assert not any(c in value for c in "\r\n\x00")
+
+
+# -- S3 keys from the environment (the command line only) ----------------------------------------
+ENV_KEYS = {
+    "AWS_ACCESS_KEY_ID": "AKIAFROMENV",
+    "AWS_SECRET_ACCESS_KEY": f"{MARKER}-env-secret",
+    "AWS_SESSION_TOKEN": f"{MARKER}-env-token",
+}
+
+
+def s3_dir(directory: Path, access: str = "AKIAFROMFILE", secret: str = "file-secret") -> Path:
+    directory.mkdir(exist_ok=True)
+    write(directory, "accesskey", access + "\n")
+    write(directory, "secretkey", secret + "\n")
+    return directory
+
+
+def test_a_directory_given_on_purpose_wins_over_the_environment(tmp_path: Path) -> None:
+    given = s3_dir(tmp_path / "given")
+    keys = S3CredentialSources(given, ENV_KEYS, default_directory=s3_dir(tmp_path / "default")).read()
+    assert (keys.access_key, keys.secret_key, keys.session_token) == ("AKIAFROMFILE", "file-secret", None)
+
+
+def test_the_environment_wins_over_the_default_directory_on_the_command_line(tmp_path: Path) -> None:
+    default = s3_dir(tmp_path / "default")
+    keys = S3CredentialSources(None, ENV_KEYS, default_directory=default).read()
+    assert (keys.access_key, keys.secret_key, keys.session_token) == (
+        "AKIAFROMENV",
+        f"{MARKER}-env-secret",
+        f"{MARKER}-env-token",
+    )
+    assert MARKER not in repr(keys)
+
+
+def test_the_default_directory_serves_when_the_environment_has_no_keys(tmp_path: Path) -> None:
+    default = s3_dir(tmp_path / "default")
+    token_only = {"AWS_SESSION_TOKEN": "a-token-with-no-keys"}
+    keys = S3CredentialSources(None, token_only, default_directory=default).read()
+    assert (keys.access_key, keys.session_token) == ("AKIAFROMFILE", None)
+
+
+def test_with_no_source_at_all_the_command_line_names_every_source(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        S3CredentialSources(None, {}, default_directory=tmp_path / "absent").read()
+    key, problem = caught.value.problems[0]
+    assert key == "s3.secret"
+    assert "--s3-credentials" in problem and "AWS_ACCESS_KEY_ID" in problem and "AWS_SECRET_ACCESS_KEY" in problem
+
+
+def test_the_pod_reads_its_mounted_secret_and_never_keys_of_its_environment(tmp_path: Path) -> None:
+    mounted = s3_dir(tmp_path / "mounted")
+    keys = S3CredentialSources(None, None, default_directory=mounted).read()
+    assert keys.access_key == "AKIAFROMFILE"
+    with pytest.raises(ConfigError) as caught:
+        # The environment is not a source in the pod: no keys mounted stays bad input.
+        S3CredentialSources(None, None, default_directory=tmp_path / "absent").read()
+    assert "AWS_" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("present", "missing"),
+    [("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID")],
+)
+def test_one_key_of_the_pair_in_the_environment_is_bad_input_naming_the_other(
+    tmp_path: Path, present: str, missing: str
+) -> None:
+    error = error_of(
+        lambda: S3CredentialSources(None, {present: ENV_KEYS[present]}, default_directory=s3_dir(tmp_path / "d")).read()
+    )
+    assert [key for key, _ in error.problems] == [missing]
+
+
+#: Unusable in every key; beyond Latin-1 only in those sent in a header (not the secret key, which signs).
+UNUSABLE_IN_ENV = [
+    *((name, inside) for name in sorted(ENV_KEYS) for inside in (" ", "\n", "\x00")),
+    ("AWS_ACCESS_KEY_ID", "\u4e2d"),
+    ("AWS_SESSION_TOKEN", "\u4e2d"),
+]
+
+
+@pytest.mark.parametrize(("name", "inside"), UNUSABLE_IN_ENV)
+def test_an_unusable_key_in_the_environment_names_the_variable_not_the_value(name: str, inside: str) -> None:
+    environ = {**ENV_KEYS, name: f"{MARKER}{inside}{MARKER}"}
+    error = error_of(lambda: S3Credentials.from_environment(environ))
+    assert [key for key, _ in error.problems] == [name]
+
+
+@settings(max_examples=200)
+@given(
+    access=st.text(max_size=8),
+    secret=st.text(max_size=8),
+    token=st.text(max_size=8) | st.none(),
+)
+def test_any_s3_keys_of_the_environment_are_read_or_rejected_without_showing_them(
+    access: str, secret: str, token: str | None
+) -> None:
+    environ = {"AWS_ACCESS_KEY_ID": f"{MARKER}{access}", "AWS_SECRET_ACCESS_KEY": f"{MARKER}{secret}{MARKER}"}
+    if token is not None:
+        environ["AWS_SESSION_TOKEN"] = f"{MARKER}{token}"
+    try:
+        keys = S3Credentials.from_environment(environ)
+    except ConfigError as error:
+        assert_content_not_shown(error)
+        assert {key for key, _ in error.problems} <= set(environ)
+        return
+    assert keys is not None
+    assert keys.secret_key == environ["AWS_SECRET_ACCESS_KEY"].strip()
+    for header_value in (keys.access_key, keys.session_token or ""):
+        header_value.encode("latin-1")  # what the S3 request's headers must be
+        assert not any(c.isspace() for c in header_value)
+    assert MARKER not in repr(keys)

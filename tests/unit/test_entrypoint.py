@@ -18,6 +18,7 @@ from raypod.entrypoint import (
     build_entrypoint,
     build_runtime_env,
     build_submission,
+    command_entrypoint,
     job_metadata,
     kwargs_tokens,
     new_submission_id,
@@ -196,6 +197,15 @@ def test_any_argument_list_reaches_the_script_unchanged_through_the_shell(args: 
     entrypoint = build_entrypoint("ap.py", tokens, always_kwargs=False, args=args)
     kwargs = ["--kwargs", *tokens] if tokens else []
     assert shlex.split(entrypoint) == ["python", "ap.py", *args, *kwargs]
+
+
+@given(command=st.lists(SHELL_TEXT, min_size=1, max_size=8))
+def test_a_command_after_double_dash_reaches_the_shell_word_for_word_as_ray_job_submit_sends_it(
+    command: list[str],
+) -> None:
+    # `ray job submit -- COMMAND` sends shlex.join(COMMAND) (ray/dashboard/modules/job/cli.py, Ray 2.60);
+    # the real head's side is tests/ray/test_entrypoint_command_on_ray.py.
+    assert shlex.split(command_entrypoint(command)) == command
 
 
 @pytest.mark.parametrize("name", ["train.py", "ap_2.py", "My-Job.v2.py", "_x.py"])

@@ -19,6 +19,7 @@ from raypod.jobdata import Metadata
 from raypod.logs import LineEcho
 from raypod.ray import JobInfo, RayJobsClient
 from raypod.retry import NO_RETRY
+from raypod.terminal import TransferProgress, wiping_progress
 from tests.support.memory_store import MemoryStore
 
 S3_KEYS = {"s3.endpoint": "s3.test:9000", "s3upload.bucket": "results"}
@@ -126,3 +127,21 @@ def test_without_a_store_the_log_is_shown_and_not_uploaded() -> None:
 
     assert collected.log_uri is None
     assert out.getvalue() == "[job] only here\n"
+
+
+def test_the_logs_upload_shows_its_progress_on_a_terminal_wiped_before_the_jobs_lines() -> None:
+    store = MemoryStore()
+    config = parse_config({"resourceURL": "http://ray:8265", "jobdata.jobScript": "/x.py", **S3_KEYS})
+    terminal = io.StringIO()  # stdout and stderr on one terminal, as a person sees them
+    progress = TransferProgress(terminal, tty=True, clock=iter(range(1000)).__next__)
+
+    collect_results(
+        ray_with(b"one\ntwo\n"), store, config, JOB, "train", LineEcho(wiping_progress(terminal)), NO_RETRY, progress
+    )
+
+    shown = terminal.getvalue()
+    assert "\r\x1b[Kuploading the log to s3://results/train/logs: 0.0 MiB, 1s elapsed" in shown
+    # Each of the job's lines starts on a clean line, and the progress is wiped at the end.
+    assert "\r\x1b[K[job] one\n" in shown and "\r\x1b[K[job] two\n" in shown
+    assert shown.endswith("\r\x1b[K")
+    assert store.objects[("results", "train/logs")] == b"one\ntwo\n"

@@ -24,6 +24,7 @@ from raypod.retry import RetryPolicy
 from raypod.runner import finish
 from raypod.session import KILL_MESSAGE
 from raypod.status_store import StatusReporter
+from raypod.terminal import ByteProgress, no_progress
 from tests.support.fakes import (
     FAILED_MESSAGE,
     INLINE_SCRIPT,
@@ -665,8 +666,8 @@ def test_sigterm_during_the_package_upload_persists_no_id_and_posts_nothing() ->
     h = Harness({"jobdata.scriptLocation": "inline", "jobdata.jobScript": INLINE_SCRIPT})
     upload = h.ray.upload_package
 
-    def upload_then_sigterm(name: str, path: Path) -> None:
-        upload(name, path)
+    def upload_then_sigterm(name: str, path: Path, progress: ByteProgress = no_progress) -> None:
+        upload(name, path, progress)
         h.clock.event.set()
 
     h.ray.upload_package = upload_then_sigterm  # type: ignore[method-assign]

@@ -11,7 +11,13 @@ import pytest
 
 from raypod.errors import ConfigError
 from raypod.package import build_package, mib
-from raypod.workdir import compile_pattern, script_in_working_dir, warn_of_shadowing, working_dir_files
+from raypod.workdir import (
+    CODE_PY_CONSEQUENCE,
+    compile_pattern,
+    script_in_working_dir,
+    warn_of_shadowing,
+    working_dir_files,
+)
 from tests.support.working_dir import make_tree, packed_names
 
 
@@ -131,3 +137,6 @@ def test_a_top_level_module_named_like_the_standard_library_is_warned_about(capl
     assert len(warned) == 2
     assert warned[0].startswith("--working-dir: code.py at the top level has the name of a standard-library module")
     assert warned[1].startswith("--working-dir: logging at the top level")
+    # Only code is imported by every Ray worker as it starts: only code.py gets what that does.
+    assert CODE_PY_CONSEQUENCE in warned[0]
+    assert CODE_PY_CONSEQUENCE not in warned[1]
