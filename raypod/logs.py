@@ -15,6 +15,7 @@ stand in for them (see ``LogFollower``).
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 from collections.abc import Callable, Generator, Iterator
@@ -23,7 +24,7 @@ from typing import TextIO
 from raypod.errors import RayApiError, Terminated, os_error_text
 from raypod.http import abort_stream
 from raypod.objectstore import ObjectStore
-from raypod.ray import JobInfo, RayJobsClient
+from raypod.ray import JobInfo, RayJobsClient, RayStatus
 from raypod.retry import NO_RETRY, RetryPolicy
 from raypod.terminal import ByteProgress, no_progress
 
@@ -33,6 +34,17 @@ JOB_LINE_PREFIX = "[job] "
 #: A line longer than this is printed in pieces rather than held whole.
 MAX_LINE = 64 * 1024
 _RECONNECT_WAIT = 2.0
+#: A stream that breaks this many times in a row, bringing nothing, is given up for the tail.
+STREAM_TRIES = 3
+
+
+class _TailEnd(enum.Enum):
+    DONE = "the job ended, or stop"
+    DRIVER_RUNS = "the tail's first bytes came: the stream may take over"
+    RUNS_ON = "the tail closed while the job runs on"
+
+
+_SOURCE_PATHS = {"stream": "/api/v0/logs/stream", "tail": "Ray's WebSocket log tail"}
 
 
 class LineEcho:
@@ -207,23 +219,28 @@ class EchoPass:
 
 
 class LogFollower:
-    """A background thread that copies the live log to stdout (for ``kubectl logs``).
+    """A background thread that copies the live log to stdout (for ``kubectl logs``), and tells the
+    watch when the output comes (``on_output``: the early polls count the quiet from it).
 
-    It reads Ray's WebSocket tail (``/api/jobs/<id>/logs/tail``), the one stream the dashboard
-    ends when the job has ended: Ray 2.60 checks the job's status every 2 s while the log is
-    quiet and closes 2 s after it saw the end, so 2 to 4 s after Ray's end_time (about 4 s for a
-    job that prints to its last moment). A clean end calls ``on_end``, with which the runner wakes
-    the watch, so that the final poll comes then and not up to ``updateInterval`` later. The
-    tail needs no driver node, so it starts while the job is still PENDING.
+    It reads Ray's state API stream (``/api/v0/logs/stream``, which Ray's agent reads from the file
+    every 0.5 s): the job's last line comes through about 0.3 s before Ray's end_time, where Ray's
+    WebSocket tail brings it about 1 s after (docs/benchmark.md). The stream never ends by itself:
+    the watch's final poll ends the job, and ``stop``.
 
-    It follows ``/api/v0/logs/stream`` instead (once the driver's node is known; that stream never
-    ends, so the end is seen at the next poll, as before) when the dashboard refuses the
-    upgrade (an ingress without WebSocket support), breaks the protocol, or when the tail ended
-    while a poll says the job runs on: Ray's tail stops, closing normally, at bytes that are not
-    UTF-8, so a clean close does not even prove that the tail saw the whole log.
+    Ray answers the stream only once the driver runs (before, a 500: the job has no driver node).
+    So a job not yet RUNNING is followed through Ray's WebSocket tail (``/api/jobs/<id>/logs/tail``),
+    which waits for the driver by itself, and the stream takes over at the tail's first bytes: a
+    job that starts and ends between two polls is still followed, and its end seen soon.
 
-    One connection serves the run; only after a break does it reconnect, and the echo skips
-    what was printed already.
+    The tail stays the source when the stream is refused (a 404 from an older Ray, a proxy that
+    blocks it) or fails ``STREAM_TRIES`` times in a row. The tail ends when Ray saw the job end: a
+    clean end calls ``on_end``, with which the runner wakes the watch. Ray's tail stops, closing
+    normally, at bytes that are not UTF-8; when a poll then says the job runs on, the stream takes
+    over if it is usable. A source found unusable is never tried again, so the thread ends by
+    itself once neither is usable (the final pass prints what it had not).
+
+    One connection serves the run (two when the tail hands over); only after a break does it
+    reconnect, and the echo skips what was printed already.
     """
 
     def __init__(
@@ -233,28 +250,29 @@ class LogFollower:
         echo: LineEcho,
         *,
         node_id: str | None = None,
+        running: bool = True,
         on_end: Callable[[], None] | None = None,
         on_output: Callable[[], None] | None = None,
     ) -> None:
         self.ray = ray
         self.submission_id = submission_id
+        #: The driver's node, when a status answer gave it (Ray 2.60 finds it from the submission id).
         self.node_id = node_id
         self.echo = echo
         self.on_end = on_end
-        #: Hears each chunk of the log as it comes (the watch's early polls count the quiet from it).
         self.on_output = on_output
         self.connections = 0
-        #: Which stream is followed: Ray's tail until it turns out unusable.
-        self.use_tail = True
+        #: Which source is followed: the tail while the job may not run yet, else the stream.
+        self.use_tail = not running
+        #: Sources found unusable ("stream", "tail"): never tried again.
+        self.refused: set[str] = set()
         #: The tail closed normally (the job ended, or the tail stopped early).
         self.tail_ended = False
         self._stop = threading.Event()
         #: Set by a poll that finds the job running after the tail ended (and by stop).
         self._runs_on = threading.Event()
-        #: Set once the driver's node is known (and by stop): the byte stream needs it.
-        self._node_known = threading.Event()
-        if node_id:
-            self._node_known.set()
+        #: How far into the log any connection got: a reconnect's resent bytes are no new output.
+        self._reached = 0
         self._abort: Callable[[], None] | None = None
         self._thread = threading.Thread(target=self._run, name="raypod-log-follower", daemon=True)
 
@@ -265,7 +283,6 @@ class LogFollower:
         """Hear a status answer: the driver's node, and whether the job runs on after the tail ended."""
         if job.driver_node_id and not self.node_id:
             self.node_id = job.driver_node_id
-            self._node_known.set()
         if self.tail_ended and not job.terminal:
             self._runs_on.set()
 
@@ -273,7 +290,6 @@ class LogFollower:
         """Stop following; lines not printed yet are printed by the final upload instead."""
         self._stop.set()
         self._runs_on.set()
-        self._node_known.set()
         self.echo.cut_off(self)
         abort = self._abort
         if abort is not None:
@@ -281,60 +297,92 @@ class LogFollower:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        failures = 0
         while not self._stop.is_set():
+            source = "tail" if self.use_tail else "stream"
+            problem = "it ended without a byte"
             try:
                 if self.use_tail:
-                    if self._follow_tail():
-                        return
-                    continue  # on to the byte stream, at once
-                self._follow_stream()
+                    match self._follow_tail():
+                        case _TailEnd.DONE:
+                            return
+                        case _TailEnd.DRIVER_RUNS:
+                            self.use_tail = False
+                        case _TailEnd.RUNS_ON:
+                            if not self._switch("tail", "it ended while the job runs on"):
+                                return
+                    continue
+                if self._follow_stream():
+                    failures = 0
+                    continue
             except RayApiError as error:
                 if self._stop.is_set():
                     return
-                if self.use_tail and not error.transient:
-                    log.warning(
-                        "following the job's log through /api/v0/logs/stream: the WebSocket tail is not usable "
-                        "(%s), so the job's end is seen at the next poll",
-                        error,
-                    )
-                    self.use_tail = False
+                if not error.transient:
+                    if not self._switch(source, str(error)):
+                        return
+                    failures = 0
                     continue
-                log.debug("live log stream interrupted (%s); reconnecting", error)
+                problem = str(error)
+                log.debug("live log %s interrupted (%s); reconnecting", source, error)
             except Exception as error:  # noqa: BLE001 - stop() closes the socket under the reader
                 if self._stop.is_set():
                     return
-                log.debug("live log stream interrupted (%s); reconnecting", error)
+                problem = str(error)
+                log.debug("live log %s interrupted (%s); reconnecting", source, error)
+            failures += 1
+            if source == "stream" and failures >= STREAM_TRIES:
+                # Broken again and again without a byte (or a hostile empty answer): the tail instead.
+                if not self._switch(source, f"{failures} tries in a row: {problem}"):
+                    return
+                failures = 0
+                continue
             self._stop.wait(_RECONNECT_WAIT)
 
-    def _follow_tail(self) -> bool:
-        """Read the tail until Ray closes it. True: done (the job ended, or stop); False: the job
-        runs on, so follow the byte stream from here."""
+    def _switch(self, unusable: str, why: str) -> bool:
+        """Follow the other source from now on; False when it is unusable too (the thread ends)."""
+        self.refused.add(unusable)
+        other = "stream" if unusable == "tail" else "tail"
+        if other in self.refused:
+            log.warning(
+                "the job's output is no longer shown live (%s: %s); the rest is printed when it ends",
+                _SOURCE_PATHS[unusable],
+                why,
+            )
+            return False
+        shown = (_SOURCE_PATHS[other], _SOURCE_PATHS[unusable], why)
+        log.warning("following the job's log through %s: %s is not usable (%s)", *shown)
+        self.use_tail = other == "tail"
+        return True
+
+    def _follow_tail(self) -> _TailEnd:
+        """Read the tail until Ray closes it, or until its first bytes show that the driver runs
+        (when the stream may take over)."""
         tail = self.ray.open_log_tail(self.submission_id, on_socket=lambda socket: self._hold(socket.abort))
         self.connections += 1
         reading = EchoPass(self.echo, self, translate=False)
-        for chunk in self.ray.tail_chunks(tail):
-            self._heard_output()
-            if not reading.push(chunk):
-                return True
+        seen = 0
+        hand_over = "stream" not in self.refused
+        try:
+            for chunk in self.ray.tail_chunks(tail):
+                seen = self._heard(seen, chunk)
+                if not reading.push(chunk):
+                    return _TailEnd.DONE
+                if hand_over:
+                    return _TailEnd.DRIVER_RUNS
+        finally:
+            if hand_over:
+                tail.abort()
         # Ray closed the tail normally. Its last line without a newline is left to the upload
         # pass, which reads to the true end: the tail may have stopped short of it.
         self.tail_ended = True
         if self.on_end is not None:
             self.on_end()
         self._runs_on.wait()
-        if self._stop.is_set():
-            return True
-        log.warning(
-            "Ray's log tail ended while the job runs on (it stops at bytes that are not UTF-8); "
-            "following /api/v0/logs/stream instead"
-        )
-        self.use_tail = False
-        return False
+        return _TailEnd.DONE if self._stop.is_set() else _TailEnd.RUNS_ON
 
-    def _follow_stream(self) -> None:
-        self._node_known.wait()
-        if self._stop.is_set():
-            return
+    def _follow_stream(self) -> bool:
+        """Read the stream until it breaks or ends. True when it brought anything."""
         # No read timeout: a quiet job may print nothing for hours; stop() closes the socket.
         response = self.ray.open_log_stream(
             self.submission_id, self.node_id, follow=True, read_timeout=None, retry=NO_RETRY
@@ -342,15 +390,22 @@ class LogFollower:
         self._hold(lambda: abort_stream(response))
         self.connections += 1
         reading = EchoPass(self.echo, self, translate=True)
+        seen = 0
         # A chunked response: each read returns what has arrived, up to LOG_CHUNK bytes.
         for chunk in self.ray.stream_chunks(response):
-            self._heard_output()
+            seen = self._heard(seen, chunk)
             if not reading.push(chunk):
-                return
+                break
+        return seen > 0
 
-    def _heard_output(self) -> None:
-        if self.on_output is not None:
-            self.on_output()
+    def _heard(self, seen: int, chunk: bytes) -> int:
+        """Count a chunk of this connection; past what any connection reached, it is new output."""
+        seen += len(chunk)
+        if seen > self._reached:
+            self._reached = seen
+            if self.on_output is not None:
+                self.on_output()
+        return seen
 
     def _hold(self, abort: Callable[[], None]) -> None:
         """Keep how to end the current connection, for stop(); end it now if stop() came first."""
@@ -361,9 +416,9 @@ class LogFollower:
 
 class LiveLog:
     """The job's output, followed while it runs: one follower, started by the first status answer
-    that says the job has not ended (Ray's tail waits for the driver by itself).
+    that says the job has not ended (it opens a connection once the job runs).
 
-    ``observe`` is fed every status answer; ``on_end`` hears the tail's clean end, and ``on_output``
+    ``observe`` is fed every status answer; ``on_end`` hears the (fallback) tail's clean end, and ``on_output``
     each chunk of the log (the runner tells the watch, ``raypod.watch_schedule``).
     """
 
@@ -387,6 +442,7 @@ class LiveLog:
                 job.submission_id,
                 self.echo,
                 node_id=job.driver_node_id,
+                running=job.status is RayStatus.RUNNING,
                 on_end=self.on_end,
                 on_output=self.on_output,
             )

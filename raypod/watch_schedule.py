@@ -1,12 +1,14 @@
 """When the watch asks Ray next: every ``updateInterval``, and early once the job's output goes quiet.
 
-No Ray endpoint tells when a job ends, and Ray closes its WebSocket log tail only 2-5 s after
-(docs/benchmark.md). But a job usually ends right after its last line, and the tail tells when
-the output stops. So after the output goes quiet the watch polls a few times early, each wait a
-fraction of the quiet so far (``next_quiet_poll``): the first polls come close together, and a
-job quiet for an hour is soon polled every ``updateInterval`` again, as before. Quiet counts only
-once it is longer than the job's own rhythm of output, so a job that prints every few seconds is
-not polled after each line.
+No Ray endpoint tells when a job ends. But a job usually ends right after its last line, and the
+live log tells when the output stops: Ray's state API stream (``/api/v0/logs/stream``, read every
+0.5 s) brings a job's last line about 0.3 s before Ray's end_time (Ray's WebSocket tail, the
+fallback, about 1 s after it; docs/benchmark.md). So after the output goes quiet the watch polls
+a few times early (``next_quiet_poll``): each wait a fraction of the quiet so far, at most
+``STEADY_GAP`` through the first ``STEADY_UNTIL`` of quiet (a job silent for its last half minute
+is still seen within a few seconds), and from there a fraction again, so a job quiet for an hour is
+soon polled every ``updateInterval`` again, as before. Quiet counts only once it is longer than the
+job's own rhythm of output, so a job that prints every few seconds is not polled after each line.
 
 ``next_quiet_poll`` is the schedule (pure, a function of the quiet time); ``OutputActivity`` is
 what the log follower tells it (thread-safe; its clock is given, so tests run it on a fake one).
@@ -19,21 +21,26 @@ import math
 import threading
 from collections.abc import Callable
 
-#: Output quiet this long may mean it stopped: while a job prints, Ray's tail sends what the log
-#: gained about once a second (its agent sleeps 1 s at the end of the file).
-QUIET_AFTER = 1.5
+#: Output quiet this long may mean it stopped: while a job prints, the stream sends what the log
+#: gained every 0.5 s (the tail, about once a second: its beat then sets the threshold, ``BEATS``).
+QUIET_AFTER = 1.0
 #: ... unless the job's own rhythm is slower: quiet counts as stopped only past this many of its
 #: usual gaps between two pieces of output (``beat``), so a job printing every 5 s is not polled
 #: after each line.
 BEATS = 2.0
-#: Each early poll waits this fraction of the quiet so far: polls at 1.5, 2.0, 2.6, 3.3, ... s of
-#: quiet, about nine per tenfold of quiet, until the wait reaches ``updateInterval``.
+#: Each early poll waits this fraction of the quiet so far: polls at 1.0, 1.5, 2.0, 2.6, 3.4, ... s
+#: of quiet, about nine per tenfold of quiet, until the wait reaches ``updateInterval``.
 BACKOFF = 0.3
+#: ... but no wait longer than ``STEADY_GAP`` while the quiet is shorter than ``STEADY_UNTIL``: a
+#: job silent for its last 30 s is seen within 3 s of its end, for about five polls more than the
+#: backoff alone (which waits 9 s at 30 s of quiet). An hour of quiet costs about 30 early polls.
+STEADY_GAP = 3.0
+STEADY_UNTIL = 60.0
 #: No two early polls closer than this.
 MIN_GAP = 0.5
 #: How often a waiting watch looks at the output again; below QUIET_AFTER, so the first early poll
 #: after the output stops is never late.
-REPLAN_WAIT = 1.0
+REPLAN_WAIT = 0.5
 #: Output within this long of the last is one burst (Ray sends 10 lines a message), not a new beat.
 BURST = 0.2
 #: How much a new gap moves the usual one (an exponential mean).
@@ -45,11 +52,15 @@ def next_quiet_poll(quiet: float, interval: float, beat: float = 0.0) -> float:
 
     Before the output has been quiet for ``QUIET_AFTER`` s and ``BEATS`` of its usual gaps
     (``beat``), it may only be between two pieces: the next poll comes then. From there each wait
-    is ``BACKOFF`` of the quiet so far. Never later than ``interval``."""
+    is ``BACKOFF`` of the quiet so far, at most ``STEADY_GAP`` before ``STEADY_UNTIL``. Never later
+    than ``interval``."""
     threshold = max(QUIET_AFTER, BEATS * beat)
     if quiet < threshold:
         return min(interval, threshold - quiet)
-    return min(interval, max(MIN_GAP, quiet * BACKOFF))
+    wait = quiet * BACKOFF
+    if quiet < STEADY_UNTIL:
+        wait = min(wait, STEADY_GAP)
+    return min(interval, max(MIN_GAP, wait))
 
 
 class OutputActivity:
@@ -83,7 +94,8 @@ class OutputActivity:
             self._last = now
 
     def ended(self) -> None:
-        """The tail closed: Ray saw the job end (or the tail stopped early), so the next poll is due now."""
+        """The tail (the fallback source) closed: Ray saw the job end (or the tail stopped early), so the
+        next poll is due now."""
         now = self._monotonic()
         with self._lock:
             self._ended_at = now

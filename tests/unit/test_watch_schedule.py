@@ -14,7 +14,16 @@ from raypod.contract import BridgeStatus
 from raypod.outcome import Outcome
 from raypod.ray import JobInfo
 from raypod.session import JobSession
-from raypod.watch_schedule import BACKOFF, BEATS, MIN_GAP, QUIET_AFTER, OutputActivity, next_quiet_poll
+from raypod.watch_schedule import (
+    BACKOFF,
+    BEATS,
+    MIN_GAP,
+    QUIET_AFTER,
+    STEADY_GAP,
+    STEADY_UNTIL,
+    OutputActivity,
+    next_quiet_poll,
+)
 from tests.support.fakes import FakeClock, Harness
 
 INTERVAL = 20.0
@@ -31,9 +40,9 @@ def quiet_polls(length: float, interval: float = INTERVAL) -> list[float]:
 
 
 # -- the schedule ---------------------------------------------------------------------------------
-def test_the_first_early_poll_waits_until_the_output_was_quiet_longer_than_the_tails_beat() -> None:
+def test_the_first_early_poll_waits_until_the_output_was_quiet_longer_than_the_streams_beat() -> None:
     assert next_quiet_poll(0.0, INTERVAL) == QUIET_AFTER
-    assert next_quiet_poll(1.0, INTERVAL) == QUIET_AFTER - 1.0
+    assert next_quiet_poll(QUIET_AFTER / 4, INTERVAL) == QUIET_AFTER * 3 / 4
     assert quiet_polls(QUIET_AFTER)[0] == QUIET_AFTER
 
 
@@ -43,12 +52,19 @@ def test_early_polls_back_off_so_an_hour_of_quiet_costs_few_more_polls_than_the_
     assert all(b >= a - 1e-9 for a, b in itertools.pairwise(gaps))  # never closer together as the quiet goes on
     assert gaps[-1] == INTERVAL
     early = [gap for gap in gaps if gap < INTERVAL]
-    assert len(early) <= 20
-    assert len(polls) <= 3600 / INTERVAL + 20
-    # A job quiet for its last 30 s is asked about a dozen times meanwhile, the last a few seconds apart.
+    assert len(early) <= 30
+    assert len(polls) <= 3600 / INTERVAL + 30
+    # A job quiet for its last 30 s is asked about fifteen times meanwhile, the last few STEADY_GAP apart.
     last_30 = quiet_polls(30.0)
-    assert len(last_30) <= 13
-    assert 30.0 - last_30[-1] <= 8.0
+    assert len(last_30) <= 16
+    assert 30.0 - last_30[-1] <= STEADY_GAP
+
+
+def test_through_the_first_minute_of_quiet_no_early_poll_waits_longer_than_the_steady_gap() -> None:
+    polls = quiet_polls(STEADY_UNTIL)
+    gaps = [b - a for a, b in itertools.pairwise(polls)]
+    assert max(gaps) <= STEADY_GAP + 1e-9
+    assert next_quiet_poll(STEADY_UNTIL, INTERVAL) == STEADY_UNTIL * BACKOFF
 
 
 @given(quiet=s.floats(0, 10**6), interval=s.floats(0.5, 3600))
@@ -158,7 +174,7 @@ def test_a_job_silent_for_its_last_30_s_is_seen_within_a_few_seconds_of_its_end(
 
     final_at, status = polls[-1]
     assert status == "SUCCEEDED"
-    assert final_at - 60.0 <= 10.0
+    assert final_at - 60.0 <= STEADY_GAP
     assert len(polls) <= 1 + 30.0 / INTERVAL + len(quiet_polls(30.0)) + 1
 
 
@@ -181,7 +197,7 @@ def test_a_job_quiet_for_an_hour_is_soon_polled_only_every_interval_again() -> N
     _h, _outcome, polls = watched(lambda t: "SUCCEEDED" if t >= 3600.0 else "RUNNING", output_until=1.0)
 
     assert polls[-1][1] == "SUCCEEDED"
-    assert len(polls) <= 3600 / INTERVAL + 20
+    assert len(polls) <= 3600 / INTERVAL + 30
     late = [at for at, _ in polls if at > 600.0]
     gaps = [b - a for a, b in itertools.pairwise(late)]
     assert min(gaps) >= INTERVAL - 1e-6
