@@ -227,10 +227,12 @@ class LogFollower:
     WebSocket tail brings it about 1 s after (docs/benchmark.md). The stream never ends by itself:
     the watch's final poll ends the job, and ``stop``.
 
-    Ray answers the stream only once the driver runs (before, a 500: the job has no driver node).
-    So a job not yet RUNNING is followed through Ray's WebSocket tail (``/api/jobs/<id>/logs/tail``),
-    which waits for the driver by itself, and the stream takes over at the tail's first bytes: a
-    job that starts and ends between two polls is still followed, and its end seen soon.
+    The stream needs the driver's node (Ray 2.60 answers a 500 without it), known once the driver
+    runs. So a job not yet RUNNING (or an answer without the node) is followed through Ray's
+    WebSocket tail (``/api/jobs/<id>/logs/tail``), which waits for the driver by itself; at the
+    tail's first bytes the driver runs, the follower asks Ray once for its node if no poll told it
+    yet, and the stream takes over. A job that starts and ends between two polls is still followed,
+    and its end seen soon; without a node the tail stays.
 
     The tail stays the source when the stream is refused (a 404 from an older Ray, a proxy that
     blocks it) or fails ``STREAM_TRIES`` times in a row. The tail ends when Ray saw the job end: a
@@ -256,7 +258,7 @@ class LogFollower:
     ) -> None:
         self.ray = ray
         self.submission_id = submission_id
-        #: The driver's node, when a status answer gave it (Ray 2.60 finds it from the submission id).
+        #: The driver's node, from a status answer (the stream needs it).
         self.node_id = node_id
         self.echo = echo
         self.on_end = on_end
@@ -369,7 +371,9 @@ class LogFollower:
                 if not reading.push(chunk):
                     return _TailEnd.DONE
                 if hand_over:
-                    return _TailEnd.DRIVER_RUNS
+                    if self._learn_node():
+                        return _TailEnd.DRIVER_RUNS
+                    hand_over = False  # no node to ask the stream for: the tail it is
         finally:
             if hand_over:
                 tail.abort()
@@ -380,6 +384,16 @@ class LogFollower:
             self.on_end()
         self._runs_on.wait()
         return _TailEnd.DONE if self._stop.is_set() else _TailEnd.RUNS_ON
+
+    def _learn_node(self) -> bool:
+        """Whether the driver's node is known, asking Ray once if no poll told it yet (the stream
+        needs it: Ray 2.60 answers a 500 without it)."""
+        if not self.node_id:
+            try:
+                self.observe(self.ray.get_job(self.submission_id))
+            except RayApiError as error:
+                log.debug("the driver's node is not known (%s): following Ray's tail on", error)
+        return bool(self.node_id)
 
     def _follow_stream(self) -> bool:
         """Read the stream until it breaks or ends. True when it brought anything."""
@@ -442,7 +456,8 @@ class LiveLog:
                 job.submission_id,
                 self.echo,
                 node_id=job.driver_node_id,
-                running=job.status is RayStatus.RUNNING,
+                # The stream needs the driver's node: without it, the tail first.
+                running=job.status is RayStatus.RUNNING and job.driver_node_id is not None,
                 on_end=self.on_end,
                 on_output=self.on_output,
             )

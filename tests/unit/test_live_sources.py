@@ -41,6 +41,8 @@ class FakeSources:
         self.opened: list[str] = []
         self.stream_nodes: list[str | None] = []
         self.live: list[Connection] = []
+        #: The answers of get_job, in order (a JobInfo, or an error to raise).
+        self.answers: list[JobInfo | Exception] = []
 
     def _next(self, script: list[Connection | Exception]) -> Connection:
         answer = script.pop(0) if script else refused(410)
@@ -55,6 +57,13 @@ class FakeSources:
 
     def tail_chunks(self, tail: Connection) -> Iterator[bytes]:
         yield from self._chunks(tail)
+
+    def get_job(self, submission_id: str) -> JobInfo:
+        self.opened.append("get_job")
+        answer = self.answers.pop(0) if self.answers else refused(500)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
     def open_log_stream(self, submission_id: str, node_id: str | None = None, **_: object) -> Connection:
         self.opened.append("stream")
@@ -142,11 +151,12 @@ def test_a_pending_job_is_followed_through_the_tail_until_its_first_bytes_then_t
     tail = Connection([b"Running entrypoint\n", b"never read\n"], hold=True)
     stream = Connection([b"Running entrypoint\n", b"tick\n"], hold=True)
     sources = FakeSources(tails=[tail], streams=[stream])
+    sources.answers = [job("RUNNING", NODE)]
     live, out, _heard = follow(sources, job("PENDING"))
     until(lambda: "tick" in out.getvalue())
     live.stop()
 
-    assert sources.opened == ["tail", "stream"]
+    assert sources.opened == ["tail", "get_job", "stream"]
     assert tail.aborted.is_set(), "the tail is closed once the stream takes over"
     # The stream resends the log from its start: each line is still shown once.
     assert out.getvalue() == "[job] Running entrypoint\n[job] tick\n"
@@ -203,7 +213,7 @@ def test_when_neither_source_is_usable_the_follower_ends_by_itself() -> None:
 def test_a_tail_that_stops_while_the_job_runs_on_hands_over_to_the_stream() -> None:
     sources = FakeSources(
         tails=[Connection([])],  # closes at once, as Ray's does at a byte that is not UTF-8
-        streams=[refused(503), Connection([b"after\n"], hold=True)],
+        streams=[broken(), Connection([b"after\n"], hold=True)],
     )
     live, out, _heard = follow(sources, job("PENDING"))
     follower = live.follower
@@ -224,12 +234,24 @@ def test_follower_is_not_started_for_a_job_that_ended() -> None:
     assert sources.opened == []
 
 
-def test_logfollower_reads_the_stream_without_a_node_when_the_answer_had_none() -> None:
-    # Ray 2.60 finds the driver's node from the submission id itself.
-    sources = FakeSources(tails=[], streams=[Connection([b"x\n"], hold=True)])
-    echo = LineEcho(io.StringIO())
-    follower = LogFollower(sources, "sub-1", echo, running=True)  # type: ignore[arg-type]
+def test_when_a_poll_told_the_driver_node_the_hand_over_asks_ray_nothing() -> None:
+    sources = FakeSources(tails=[Connection([b"x\n"], hold=True)], streams=[Connection([b"x\n"], hold=True)])
+    follower = LogFollower(sources, "sub-1", LineEcho(io.StringIO()), node_id=NODE, running=False)  # type: ignore[arg-type]
     follower.start()
-    until(lambda: echo.printed > 0)
+    until(lambda: bool(sources.stream_nodes))
     follower.stop()
-    assert sources.stream_nodes == [None]
+
+    assert sources.opened == ["tail", "stream"]
+    assert sources.stream_nodes == [NODE]
+
+
+@pytest.mark.parametrize("answer", [job("RUNNING"), refused(503)], ids=["no-node-in-the-answer", "refused"])
+def test_without_the_driver_node_the_tail_stays_the_source(answer: JobInfo | Exception) -> None:
+    tail = Connection([b"a\n", b"b\n"])
+    sources = FakeSources(tails=[tail], streams=[])
+    sources.answers = [answer]
+    live, out, _heard = follow(sources, job("RUNNING"))  # an answer without the driver's node
+    tail_ended(live)
+
+    assert sources.opened == ["tail", "get_job"]
+    assert out.getvalue() == "[job] a\n[job] b\n"
