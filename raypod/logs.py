@@ -390,7 +390,7 @@ class LogFollower:
         needs it: Ray 2.60 answers a 500 without it)."""
         if not self.node_id:
             try:
-                self.observe(self.ray.get_job(self.submission_id))
+                self.observe(self.ray.get_job(self.submission_id, retry=NO_RETRY))
             except RayApiError as error:
                 log.debug("the driver's node is not known (%s): following Ray's tail on", error)
         return bool(self.node_id)

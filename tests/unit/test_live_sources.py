@@ -58,7 +58,7 @@ class FakeSources:
     def tail_chunks(self, tail: Connection) -> Iterator[bytes]:
         yield from self._chunks(tail)
 
-    def get_job(self, submission_id: str) -> JobInfo:
+    def get_job(self, submission_id: str, **_: object) -> JobInfo:
         self.opened.append("get_job")
         answer = self.answers.pop(0) if self.answers else refused(500)
         if isinstance(answer, Exception):
