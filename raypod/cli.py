@@ -175,11 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="outside a cluster: a JSON file of every key raypod writes; an id in it is re-attached to",
     )
     _add_status_timeout(run, "else never as the operator's pod and 600 elsewhere")
-    run.add_argument(
-        "--exit-codes",
-        choices=EXIT_CODE_CHOICES,
-        default=os.environ.get(EXIT_CODES_VARIABLE) or "auto",
-        help="'bridge': the Bridge Operator's rules (UNKNOWN and SIGTERM exit 0 once the status is written); "
+    _add_exit_codes_argument(
+        run,
+        "'bridge': the Bridge Operator's rules (UNKNOWN and SIGTERM exit 0 once the status is written); "
         "'posix': the code says how the job ended; 'job': a Kubernetes Job's podFailurePolicy (UNKNOWN exits 3, "
         "and the next pod re-attaches); 'auto' (default, also $RAYPOD_EXIT_CODES): 'bridge' when the "
         "status goes to the ConfigMap through the Kubernetes API, else 'posix'",
@@ -317,6 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = _command(commands, "validate", "check a ConfigMap without contacting anything", VALIDATE_EXAMPLE)
     validate.add_argument("--config", type=Path, metavar="PATH", required=True, help="directory or JSON/YAML manifest")
+    _add_exit_codes_argument(
+        validate,
+        "the convention of the pod run would be (also $RAYPOD_EXIT_CODES): with 'job' (a Kubernetes Job's pod) an "
+        "UNKNOWN recorded by an earlier pod is re-attached to, not kept; 'auto' (default) is the operator's pod",
+    )
     _add_verbose_argument(validate)
 
     completion = _command(commands, "completion", "print a shell completion script for raypod", COMPLETION_EXAMPLE)
@@ -413,6 +416,15 @@ def _add_status_timeout(parser: argparse._ActionsContainer, default: str, prefix
 
 def _add_submission_id(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("submission_id", metavar="SUBMISSION_ID", help=SUBMISSION_ID_HELP)
+
+
+def _add_exit_codes_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument(
+        "--exit-codes",
+        choices=EXIT_CODE_CHOICES,
+        default=os.environ.get(EXIT_CODES_VARIABLE) or "auto",
+        help=help_text,
+    )
 
 
 def _add_address_argument(parser: argparse.ArgumentParser) -> None:

@@ -36,6 +36,7 @@ from raypod.exits import (
     EXIT_OK,
     EXIT_TERMINATED,
     ExitCodes,
+    lost_is_final,
 )
 from raypod.flags import default_job_name, require_address, submit_job
 from raypod.interrupt import TerminateEvent, leave_on_signal
@@ -498,9 +499,10 @@ class Verdict:
     submission_id: str = ""
 
 
-def run_verdict(data: Mapping[str, str]) -> Verdict:
-    """What ``run`` would do with this ConfigMap as the operator's pod (its status recorded in it),
-    decided by the same calls ``run`` makes (``load_for_run``, then the session's first state)."""
+def run_verdict(data: Mapping[str, str], codes: ExitCodes = ExitCodes.BRIDGE) -> Verdict:
+    """What ``run`` would do with this ConfigMap as a pod whose status is recorded in it, under the
+    exit-code convention ``codes`` (the operator's by default), decided by the same calls ``run`` makes
+    (``load_for_run``, then the session's first state)."""
     problems = tuple(checked_config(data)[1])
     recorded = recorded_keys(data)
     loaded = load_for_run(ConfigMapJob(MappingSource(data)), recorded)
@@ -516,7 +518,7 @@ def run_verdict(data: Mapping[str, str]) -> Verdict:
                 raise AssertionError(f"no run ends {loaded.ending} before it starts")
             case _:
                 assert_never(loaded.ending)
-    final = recorded_final(recorded)
+    final = recorded_final(recorded, lost_is_final=lost_is_final(codes))
     if final is not None:
         return Verdict(Plan.KEEP_FINAL, problems, final.submission_id)
     submission_id = loaded.submission_id or recorded.get(ID, "")
@@ -552,7 +554,8 @@ def verdict_text(verdict: Verdict) -> str:
 
 
 def command_validate(args: argparse.Namespace) -> int:
-    verdict = run_verdict(open_source(args.config).read())
+    codes = ExitCodes.BRIDGE if args.exit_codes == "auto" else ExitCodes(args.exit_codes)
+    verdict = run_verdict(open_source(args.config).read(), codes)
     # Its findings are for people, not data: JSON lines under --log-format json too.
     out = people_out(sys.stdout)
     for key, problem in verdict.problems:

@@ -17,10 +17,10 @@ from devtools.fake_kube import QUICK, FakeKube, Page, Recorded
 from raypod.events import SERIES_FINISHED_AFTER, EventReasons, KubeEvents
 from raypod.kube import KubeConfigMap, ServiceAccount
 from tests.support.cli import raypod
-from tests.support.hostile import JOB_NAME, NAMESPACE, TOKEN, Dashboard
+from tests.support.hostile import CONFIGMAP, JOB_NAME, NAMESPACE, Dashboard, pod_in_the_fake_api
 from tests.support.scripted_server import ScriptedServer
 
-CM = f"{JOB_NAME}-bridge-cm"
+CM = CONFIGMAP
 EVENTS = f"/apis/events.k8s.io/v1/namespaces/{NAMESPACE}/events"
 MICRO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 POD = "train-raypod-7f9c"
@@ -173,23 +173,9 @@ def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
 
 
 def run_pod(fake: FakeKube, dashboard: Dashboard, tmp_path: Path) -> tuple[int, dict[str, str], str]:
-    fake.create_configmap(
-        CM,
-        {
-            "resourceURL": dashboard.server.url,
-            "updateInterval": "0.2",
-            "jobdata.scriptLocation": "remote",
-            "jobdata.jobScript": "/opt/train.py",
-        },
-        NAMESPACE,
-        owner_uid="bridgejob-uid",
-    )
-    credentials = tmp_path / "credentials"
-    credentials.mkdir()
-    (credentials / "token").write_text(TOKEN)
+    argv = pod_in_the_fake_api(fake, dashboard.server.url, tmp_path, interval="0.2")
     env = {**fake.env(), "JOBNAME": JOB_NAME, "NAMESPACE": NAMESPACE, "POD_NAME": POD}
-    argv = ["run", "--credentials", str(credentials), "--s3-credentials", str(tmp_path / "s3"), "--no-follow-logs"]
-    completed = raypod(*argv, "--status-timeout", "60", "--connect-timeout", "2", env=env, timeout=120)
+    completed = raypod(*argv, env=env, timeout=120)
     return completed.returncode, fake.data(CM, NAMESPACE), completed.stderr
 
 

@@ -13,10 +13,10 @@ import pytest
 
 from devtools.fake_kube import FakeKube
 from raypod.cli import main
-from tests.support.hostile import JOB_NAME, NAMESPACE, TOKEN, Dashboard, job_answer, pod_environment
+from tests.support.hostile import CONFIGMAP, NAMESPACE, Dashboard, job_answer, pod_environment, pod_in_the_fake_api
 from tests.support.scripted_server import Answer, ScriptedServer, Seen
 
-CM = f"{JOB_NAME}-bridge-cm"
+CM = CONFIGMAP
 HOLD = 5.0
 STATUS = "status.jobStatus"
 JOBS = "/api/jobs/"
@@ -29,25 +29,11 @@ def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
 
 
 def run_pod(fake: FakeKube, dashboard: Dashboard, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> int:
-    fake.create_configmap(
-        CM,
-        {
-            "resourceURL": dashboard.server.url,
-            "updateInterval": "0.5",
-            "jobdata.scriptLocation": "remote",
-            "jobdata.jobScript": "/opt/train.py",
-        },
-        NAMESPACE,
-        owner_uid="bridgejob-uid",
-    )
-    credentials = tmp_path / "credentials"
-    credentials.mkdir()
-    (credentials / "token").write_text(TOKEN)
+    argv = pod_in_the_fake_api(fake, dashboard.server.url, tmp_path, interval="0.5")
     for name, value in fake.env().items():
         monkeypatch.setenv(name, value)
     with pod_environment():
-        argv = ["run", "--credentials", str(credentials), "--s3-credentials", str(tmp_path / "s3")]
-        return main([*argv, "--no-follow-logs", "--status-timeout", "60", "--connect-timeout", "2"])
+        return main(argv)
 
 
 def polls_between(dashboard: Dashboard, first: int, last: int) -> int:

@@ -40,6 +40,7 @@ from urllib.parse import unquote
 
 import pytest
 
+from devtools.fake_kube import FakeKube
 from raypod.cli import main
 from raypod.voice import NOTHING_RAN
 from tests.support.scripted_server import Answer, ScriptedServer, Seen
@@ -418,3 +419,31 @@ def check_exit_matches_status(run: PodRun, recorded: Mapping[str, str] | None = 
 
 def steps_text(steps: Sequence[Step]) -> str:
     return ",".join(s if isinstance(s, str) else type(s).__name__ for s in steps)
+
+
+#: The ConfigMap ``pod_in_the_fake_api`` makes, as the operator names it.
+CONFIGMAP = f"{JOB_NAME}-bridge-cm"
+
+
+def pod_in_the_fake_api(fake: FakeKube, dashboard_url: str, tmp_path: Path, *, interval: str) -> list[str]:
+    """A BridgeJob's ConfigMap in the fake API (a remote script on ``dashboard_url``, polled every
+    ``interval`` s), and the arguments of its pod's ``run``: Ray's token in a credentials directory,
+    no log followed, short connect and long status deadlines."""
+    fake.create_configmap(
+        CONFIGMAP,
+        {
+            "resourceURL": dashboard_url,
+            "updateInterval": interval,
+            "jobdata.scriptLocation": "remote",
+            "jobdata.jobScript": "/opt/train.py",
+        },
+        NAMESPACE,
+        owner_uid="bridgejob-uid",
+    )
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "token").write_text(TOKEN)
+    return [
+        "run", "--credentials", str(credentials), "--s3-credentials", str(tmp_path / "s3"), "--no-follow-logs",
+        "--status-timeout", "60", "--connect-timeout", "2",
+    ]  # fmt: skip

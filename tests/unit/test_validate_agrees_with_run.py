@@ -12,6 +12,7 @@ from raypod.cli import main
 from raypod.commands import Plan, run_verdict
 from raypod.contract import ID, JOB_STATUS, BridgeStatus
 from raypod.errors import ConfigError
+from raypod.exits import ExitCodes
 from raypod.outcome import Ending, Outcome, load_for_run
 from tests.support.fakes import BASE_CONFIG, Harness
 
@@ -132,3 +133,32 @@ def test_a_bad_configmap_id_is_never_set_aside() -> None:
     with pytest.raises(ConfigError) as raised:
         h.job.load(submitted=True)
     assert [key for key, _ in raised.value.problems] == [ID, "kill"]
+
+
+@pytest.mark.parametrize(
+    ("convention", "plan"), [("auto", Plan.KEEP_FINAL), ("bridge", Plan.KEEP_FINAL), ("job", Plan.ATTACH)]
+)
+def test_validate_knows_that_a_kubernetes_jobs_pod_reattaches_after_unknown_as_run_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], convention: str, plan: Plan
+) -> None:
+    data = {ID: JOB, JOB_STATUS: "UNKNOWN"}
+    manifest = tmp_path / "cm.json"
+    manifest.write_text(json.dumps({"kind": "ConfigMap", "data": {**BASE_CONFIG, **data}}))
+
+    code = main(["validate", "--config", str(manifest), "--exit-codes", convention])
+    out, _ = capsys.readouterr()
+
+    assert code == 0
+    assert (
+        run_verdict({**BASE_CONFIG, **data}, ExitCodes.BRIDGE if convention == "auto" else ExitCodes(convention)).plan
+        is plan
+    )
+    h = Harness(data, recorded=data, lost_is_final=plan is Plan.KEEP_FINAL)
+    h.ray.add_job(JOB)
+    outcome = h.run()
+    if plan is Plan.ATTACH:
+        assert f"run would re-attach to Ray job {JOB}" in out
+        assert outcome.ending is Ending.FINAL and outcome.status is BridgeStatus.SUCCEEDED and not h.ray.posts
+    else:
+        assert f"run would keep the final status recorded for Ray job {JOB}" in out
+        assert outcome.ending is Ending.ALREADY_FINAL and outcome.status is BridgeStatus.UNKNOWN
