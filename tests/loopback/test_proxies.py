@@ -57,7 +57,10 @@ def s3() -> Iterator[LocalS3]:
 
 def kube_client(fake: FakeKube, retry: RetryPolicy = THREE_TRIES) -> KubeConfigMap:
     fake.create_configmap("j-bridge-cm", {"resourceURL": "http://ray:8265"})
-    return KubeConfigMap(fake.url, ServiceAccount(fake.sa_dir), fake.namespace, "j-bridge-cm", retry=retry)
+    # A short first-read budget: a proxy that is down is waited for (the pod's 60 s), but briefly here.
+    return KubeConfigMap(
+        fake.url, ServiceAccount(fake.sa_dir), fake.namespace, "j-bridge-cm", retry=retry, startup_budget=1.0
+    )
 
 
 def s3_store(endpoint: str, *, secure: bool = False) -> S3Store:

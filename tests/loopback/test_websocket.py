@@ -5,6 +5,7 @@ and SIGTERM. (The frame parser's property tests are in tests/unit/test_websocket
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import signal
 import socket
@@ -139,6 +140,10 @@ def ws_server(
     try:
         yield f"{scheme}://127.0.0.1:{listener.getsockname()[1]}/api/jobs/job-1/logs/tail", seen
     finally:
+        # The client is done: a server still waiting to accept (a client that never connected) is
+        # woken now rather than after BOUND; a conversation under way is not touched.
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)
         thread.join(BOUND)
         listener.close()
     if errors:
