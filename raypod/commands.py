@@ -29,13 +29,12 @@ from raypod.errors import ConfigError, RayApiError, RaypodError, Terminated
 from raypod.events import events_for
 from raypod.exits import (
     EXIT_BAD_INPUT,
-    EXIT_CODE_CHOICES,
-    EXIT_CODES_VARIABLE,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_TERMINATED,
     ExitCodes,
+    chosen_exit_codes,
     lost_is_final,
 )
 from raypod.flags import default_job_name, require_address, submit_job
@@ -125,10 +124,7 @@ def command_run(args: argparse.Namespace) -> int:
         return leave_report(args, report_bad_input(error, sink, sys.stdout, voice), metrics)
     metrics.namespace = target.namespace
     metrics.delete_at_start()
-    if args.exit_codes not in EXIT_CODE_CHOICES:
-        expected = ", ".join(EXIT_CODE_CHOICES)
-        raise ConfigError.single(EXIT_CODES_VARIABLE, f"expected one of {expected}, got {args.exit_codes!r}")
-    codes = target.exit_codes if args.exit_codes == "auto" else ExitCodes(args.exit_codes)
+    codes = chosen_exit_codes(args.exit_codes, auto=target.exit_codes)
     set_log_configmap(target.namespace, configmap_name(args.job_name))
     options = RunOptions(
         job_name=args.job_name,
@@ -554,7 +550,7 @@ def verdict_text(verdict: Verdict) -> str:
 
 
 def command_validate(args: argparse.Namespace) -> int:
-    codes = ExitCodes.BRIDGE if args.exit_codes == "auto" else ExitCodes(args.exit_codes)
+    codes = chosen_exit_codes(args.exit_codes, auto=ExitCodes.BRIDGE)  # auto: the operator's pod
     verdict = run_verdict(open_source(args.config).read(), codes)
     # Its findings are for people, not data: JSON lines under --log-format json too.
     out = people_out(sys.stdout)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 
 from raypod.contract import BridgeStatus, assert_never
+from raypod.errors import ConfigError
 
 #: The job SUCCEEDED (or the command did what it was asked).
 EXIT_OK = 0
@@ -58,6 +59,15 @@ class ExitCodes(enum.Enum):
 
 #: What ``run --exit-codes`` (and ``RAYPOD_EXIT_CODES``) takes: a convention, or ``auto``.
 EXIT_CODE_CHOICES = ("auto", *(codes.value for codes in ExitCodes))
+
+
+def chosen_exit_codes(choice: str, auto: ExitCodes) -> ExitCodes:
+    """``--exit-codes`` (its default is ``$RAYPOD_EXIT_CODES``, which argparse does not check): a
+    convention, or ``auto``, the one the context implies."""
+    if choice not in EXIT_CODE_CHOICES:
+        expected = ", ".join(EXIT_CODE_CHOICES)
+        raise ConfigError.single(EXIT_CODES_VARIABLE, f"expected one of {expected}, got {choice!r}")
+    return auto if choice == "auto" else ExitCodes(choice)
 
 
 def for_status(status: BridgeStatus, codes: ExitCodes = ExitCodes.POSIX) -> int:

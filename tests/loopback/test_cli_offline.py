@@ -78,6 +78,23 @@ def test_validate_reports_a_runtime_env_clash_found_only_at_submission(tmp_path:
     assert "error: jobproperties: runtime_env.working_dir clashes" in completed.stdout
 
 
+def test_a_bad_raypod_exit_codes_is_bad_input_for_validate_and_run_alike(tmp_path: Path) -> None:
+    # argparse checks --exit-codes' choices, but not its default, which comes from the environment.
+    manifest = tmp_path / "cm.json"
+    data = {
+        "resourceURL": "http://ray.example:8265",
+        "jobdata.scriptLocation": "inline",
+        "jobdata.jobScript": "print(1)",
+    }
+    manifest.write_text(json.dumps({"kind": "ConfigMap", "data": data}))
+    env = {"RAYPOD_EXIT_CODES": "bogus", "JOBNAME": "x", "NAMESPACE": "ns"}
+    for command in (["validate"], ["run", "--status-file", str(tmp_path / "status.json")]):
+        completed = raypod(*command, "--config", str(manifest), env=env)
+        assert completed.returncode == 2, completed.stderr
+        assert "RAYPOD_EXIT_CODES: expected one of auto, posix, bridge, job, got 'bogus'" in completed.stderr
+        assert "Traceback" not in completed.stderr
+
+
 def test_validate_accepts_a_good_manifest_and_exits_0(tmp_path: Path) -> None:
     manifest = tmp_path / "cm.json"
     data = {
