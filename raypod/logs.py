@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+import time
 from collections.abc import Callable, Generator, Iterator
 from typing import TextIO
 
@@ -36,6 +37,11 @@ MAX_LINE = 64 * 1024
 _RECONNECT_WAIT = 2.0
 #: A stream that breaks this many times in a row, bringing nothing, is given up for the tail.
 STREAM_TRIES = 3
+#: Ray's tail of a PENDING job costs the head about 1.4 ms of CPU a second (it reads the job table
+#: every second; docs/benchmark.md), a status poll about 3 ms. So a job still PENDING this long after
+#: the follower started (about 0.1 s of the head's CPU; it is queued for resources, and its start is
+#: no longer close) has its tail closed, and the first poll that finds it running opens the stream.
+PENDING_TAIL_FOR = 60.0
 
 
 class _TailEnd(enum.Enum):
@@ -255,6 +261,7 @@ class LogFollower:
         running: bool = True,
         on_end: Callable[[], None] | None = None,
         on_output: Callable[[], None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ray = ray
         self.submission_id = submission_id
@@ -273,6 +280,12 @@ class LogFollower:
         self._stop = threading.Event()
         #: Set by a poll that finds the job running after the tail ended (and by stop).
         self._runs_on = threading.Event()
+        self._monotonic = monotonic
+        self._started = monotonic()
+        #: The tail of a long PENDING job was closed (``PENDING_TAIL_FOR``) ...
+        self._parked = threading.Event()
+        #: ... until a poll finds the job no longer PENDING (or stop).
+        self._resume = threading.Event()
         #: How far into the log any connection got: a reconnect's resent bytes are no new output.
         self._reached = 0
         self._abort: Callable[[], None] | None = None
@@ -287,11 +300,28 @@ class LogFollower:
             self.node_id = job.driver_node_id
         if self.tail_ended and not job.terminal:
             self._runs_on.set()
+        if job.status is RayStatus.PENDING:
+            if self.use_tail and not self._parked.is_set() and self._monotonic() - self._started >= PENDING_TAIL_FOR:
+                self._park()
+        elif self._parked.is_set() and not job.terminal:
+            self._resume.set()
+
+    def _park(self) -> None:
+        log.info(
+            "job %s is still PENDING after %g s: its log tail is closed until a poll finds it running",
+            self.submission_id,
+            PENDING_TAIL_FOR,
+        )
+        self._parked.set()
+        abort = self._abort
+        if abort is not None:
+            abort()
 
     def stop(self) -> None:
         """Stop following; lines not printed yet are printed by the final upload instead."""
         self._stop.set()
         self._runs_on.set()
+        self._resume.set()
         self.echo.cut_off(self)
         abort = self._abort
         if abort is not None:
@@ -301,6 +331,12 @@ class LogFollower:
     def _run(self) -> None:
         failures = 0
         while not self._stop.is_set():
+            if self._parked.is_set():
+                self._resume.wait()
+                self._parked.clear()
+                # The job runs: the stream, if a poll told the driver's node (else the tail, for it).
+                self.use_tail = not self.node_id or "stream" in self.refused
+                continue
             source = "tail" if self.use_tail else "stream"
             problem = "it ended without a byte"
             try:
@@ -320,6 +356,8 @@ class LogFollower:
             except RayApiError as error:
                 if self._stop.is_set():
                     return
+                if self._parked.is_set():
+                    continue  # the tail was closed on purpose
                 if not error.transient:
                     if not self._switch(source, str(error)):
                         return
@@ -330,6 +368,8 @@ class LogFollower:
             except Exception as error:  # noqa: BLE001 - stop() closes the socket under the reader
                 if self._stop.is_set():
                     return
+                if self._parked.is_set():
+                    continue
                 problem = str(error)
                 log.debug("live log %s interrupted (%s); reconnecting", source, error)
             failures += 1
@@ -424,7 +464,7 @@ class LogFollower:
     def _hold(self, abort: Callable[[], None]) -> None:
         """Keep how to end the current connection, for stop(); end it now if stop() came first."""
         self._abort = abort
-        if self._stop.is_set():
+        if self._stop.is_set() or self._parked.is_set():
             abort()
 
 
@@ -442,11 +482,13 @@ class LiveLog:
         echo: LineEcho,
         on_end: Callable[[], None] | None = None,
         on_output: Callable[[], None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ray = ray
         self.echo = echo
         self.on_end = on_end
         self.on_output = on_output
+        self.monotonic = monotonic
         self.follower: LogFollower | None = None
 
     def observe(self, job: JobInfo) -> None:
@@ -460,6 +502,7 @@ class LiveLog:
                 running=job.status is RayStatus.RUNNING and job.driver_node_id is not None,
                 on_end=self.on_end,
                 on_output=self.on_output,
+                monotonic=self.monotonic,
             )
             self.follower.start()
         if self.follower is not None:

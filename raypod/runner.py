@@ -7,6 +7,7 @@ import logging
 import random
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol, TextIO
@@ -230,7 +231,14 @@ class Runner:
             # The live log tells the watch when the output goes quiet (early polls then) and when the
             # tail ends (the job's end): the final poll comes soon after, not an interval later.
             activity = OutputActivity(self.clock.monotonic) if enabled else None
-            output = JobOutput(ray, self.job_out, enabled=enabled, activity=activity, wake=self.clock.wake)
+            output = JobOutput(
+                ray,
+                self.job_out,
+                enabled=enabled,
+                activity=activity,
+                wake=self.clock.wake,
+                monotonic=self.clock.monotonic,
+            )
             options = self.options
             submitter = RaySubmitter(
                 config,
@@ -442,8 +450,10 @@ class JobOutput:
         enabled: bool,
         activity: OutputActivity | None = None,
         wake: Callable[[], None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ray, self.out, self.enabled, self.activity, self.wake = ray, out, enabled, activity, wake
+        self.monotonic = monotonic
         self.echo = LineEcho(out, enabled=enabled)
         self.live = self._live()
 
@@ -458,6 +468,7 @@ class JobOutput:
             self.echo,
             on_end=self._log_ended,
             on_output=activity.output if activity is not None else None,
+            monotonic=self.monotonic,
         )
 
     def _log_ended(self) -> None:

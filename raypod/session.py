@@ -48,7 +48,7 @@ from raypod.retry import RetryPolicy
 from raypod.safetext import one_line
 from raypod.status_store import StatusReporter
 from raypod.submission import NotOnRay, Submitter, attempt_id, attempt_number, recorded_attempt, resolve_attempt
-from raypod.watch_schedule import REPLAN_WAIT, OutputActivity
+from raypod.watch_schedule import FIRST_LOOK, REPLAN_WAIT, OutputActivity
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +173,8 @@ class Watch:
     waited: bool = False
     #: Ray said RUNNING for this attempt, and the Event said so (once per attempt).
     running_recorded: bool = False
+    #: Wait this long before the first poll (right after the POST: ``raypod.watch_schedule.FIRST_LOOK``).
+    first_look: float = 0.0
 
     @property
     def submission_id(self) -> str:
@@ -407,7 +409,7 @@ class JobSession:
         attempt = replace(attempt, posted_at=self.clock.monotonic())
         if self.settings.submit_only:
             return Outcome.detached(submission_id)
-        return self._watch(attempt, None)
+        return self._watch(attempt, None, first_look=min(FIRST_LOOK, self.config.update_interval))
 
     def _killed_before(self, state: Submit) -> Outcome:
         """``kill`` before ``state``'s POST: nothing more is submitted; a retry's failed attempt stands."""
@@ -427,14 +429,20 @@ class JobSession:
         return self.config.properties.retries + 1
 
     # -- watch ---------------------------------------------------------------------------------
-    def _watch(self, attempt: Attempt, job: JobInfo | None) -> Watch:
+    def _watch(self, attempt: Attempt, job: JobInfo | None, first_look: float = 0.0) -> Watch:
         if self.activity is not None:
             self.activity.began()
-        return Watch(attempt, job, self.clock.monotonic())
+        return Watch(attempt, job, self.clock.monotonic(), first_look=first_look)
 
     def _watch_once(self, state: Watch) -> State | Outcome:
         """One poll: kill, Ray's status, the deadline, then the wait until the next poll."""
         submission_id, job, last_answer, stopping = state.submission_id, state.job, state.last_answer, state.stopping
+        if state.first_look > 0:
+            # A job just posted is still starting: asked a moment later, Ray mostly says it runs, and
+            # on which node (the live log's stream at once), or that a very short one has ended.
+            if self.clock.wait(state.first_look):
+                return Outcome.terminated(submission_id)
+            return replace(state, first_look=0.0)
         running_recorded = state.running_recorded
         if stopping is None and self._kill_requested():
             stopping = self._start_stopping(submission_id, BridgeStatus.KILL, KILL_MESSAGE, Reason.KILLED)

@@ -21,6 +21,11 @@ import math
 import threading
 from collections.abc import Callable
 
+#: The first poll after the POST waits this long (never longer than ``updateInterval``): Ray takes
+#: about 1.3 s from the POST to a running driver (docs/benchmark.md), so the first answer mostly
+#: says the job runs and on which node, and the live log starts on the stream, not the tail and a
+#: question for the node; a job of a second or two has often ended by then, and needs neither.
+FIRST_LOOK = 2.0
 #: Output quiet this long may mean it stopped: while a job prints, the stream sends what the log
 #: gained every 0.5 s (the tail, about once a second: its beat then sets the threshold, ``BEATS``).
 QUIET_AFTER = 1.0

@@ -16,9 +16,7 @@ from tests.support.helpers import REPO
 
 
 def python_m_raypod(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "raypod", *args], cwd=cwd, capture_output=True, text=True, timeout=60
-    )
+    return subprocess.run([sys.executable, "-m", "raypod", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
 def a_checkout_named_raypod(parent: Path) -> Path:

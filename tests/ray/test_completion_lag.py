@@ -19,7 +19,7 @@ from raypod.runner import Runner, RunOptions
 from raypod.session import SessionSettings
 from raypod.source import ConfigMapJob, DirectorySource
 from raypod.status_store import StatusFile
-from raypod.watch_schedule import REPLAN_WAIT
+from raypod.watch_schedule import FIRST_LOOK, REPLAN_WAIT
 from tests.support.helpers import BridgeJob
 
 #: Long enough that a wait which ends by itself cannot be mistaken for one the tail's end cut short.
@@ -99,16 +99,23 @@ def test_the_poll_after_the_output_goes_quiet_comes_early_not_an_interval_later(
 
     submission_id = status["id"]
     calls = dashboard_calls(requests, submission_id)
-    assert calls[:3] == ["/api/version", "/api/jobs/", "/api/jobs/<id>"]  # PENDING, right after the POST
+    # The first poll a moment after the POST (FIRST_LOOK): the 2 s job has not ended by then.
+    assert calls[:3] == ["/api/version", "/api/jobs/", "/api/jobs/<id>"]
     assert calls[-1] == "/api/v0/logs/file"  # the upload reads the file itself
-    # Ray's tail while the job was PENDING, the stream from the driver's first bytes (unless the
-    # tail brought the whole 2 s job first): one live connection at a time, never one per poll.
+    # The stream when the first poll found the job running; else Ray's tail while it was PENDING, the
+    # stream from the driver's first bytes (unless the tail brought the whole 2 s job first): one live
+    # connection at a time, never one per poll.
     live = [call for call in calls if call.endswith(("/logs/tail", "/logs/stream"))]
-    assert live in (["/api/jobs/<id>/logs/tail", "/api/v0/logs/stream"], ["/api/jobs/<id>/logs/tail"])
+    assert live in (
+        ["/api/v0/logs/stream"],
+        ["/api/jobs/<id>/logs/tail", "/api/v0/logs/stream"],
+        ["/api/jobs/<id>/logs/tail"],
+    )
 
     # The watch looked at the output every REPLAN_WAIT and polled once it went quiet: it never sat
     # out the interval (its waits together are shorter than one), and asked Ray a few times only.
-    waits = [event.what for event in clock.events if event.what.startswith("wait ")]
+    first_look, *waits = [event.what for event in clock.events if event.what.startswith("wait ")]
+    assert first_look == f"wait {FIRST_LOOK:g}"
     assert all(float(what.split()[1]) <= REPLAN_WAIT for what in waits)
     assert len(waits) * REPLAN_WAIT < LONG_INTERVAL
     assert 2 <= calls.count("/api/jobs/<id>") <= 12

@@ -13,6 +13,8 @@ import requests
 
 from devtools.proxy import Proxy
 from devtools.services import LocalRay
+from raypod.credentials import RayCredentials
+from raypod.ray import RayJobsClient
 from tests.support.helpers import BridgeJob
 from tests.support.ray_auth import (
     COOKIE_SECRET,
@@ -112,13 +114,36 @@ def test_submit_wait_behind_the_proxy_sends_the_token_in_x_ray_authorization_and
     assert {r.headers.get("authorization") for r in seen} == {PROXY_BASIC}
     assert {r.headers.get("x-ray-authorization") for r in seen} == {f"Bearer {TOKEN}"}
     paths = [r.path.split("?")[0] for r in seen]
-    # Ray's WebSocket tail (the job PENDING at the first poll) took the token too: it was not refused,
-    # and the stream took over from its first bytes (or the tail brought the whole short job first).
-    assert len([path for path in paths if path.endswith("/logs/tail")]) == 1
+    # The live log's source took the token too, and was not refused: the stream, or Ray's WebSocket
+    # tail (the job PENDING at the first poll) handing over to the stream at its first bytes.
+    assert 1 <= len([path for path in paths if path.endswith(("/logs/tail", "/api/v0/logs/stream"))]) <= 2
     assert paths.count("/api/v0/logs/stream") <= 1
     assert "is not usable" not in result.stderr
     for secret in (TOKEN, PROXY_PASSWORD, PROXY_BASIC):
         assert secret not in result.stdout + result.stderr
+
+
+def test_rays_websocket_tail_behind_the_proxy_takes_the_token_in_x_ray_authorization(
+    tmp_path: Path, token_ray: LocalRay
+) -> None:
+    # The tail is the live log's source for a job still PENDING at the first poll: its upgrade
+    # request carries the token as every other call does.
+    script = tmp_path / "job.py"
+    script.write_text("print('tailed behind the proxy')\n")
+    with proxy_owning_authorization(token_ray.port) as proxy:
+        ray = RayJobsClient.connect(proxy.url, RayCredentials(token=TOKEN, headers={"Authorization": PROXY_BASIC}))
+        try:
+            submission_id = ray.submit_job({"entrypoint": f"{sys.executable} {script}"})
+            tail = ray.open_log_tail(submission_id)
+            sent = b"".join(ray.tail_chunks(tail))
+        finally:
+            ray.close()
+        seen = proxy.recorded()
+    assert b"tailed behind the proxy" in sent
+    assert tail.close_code == 1000
+    (upgrade,) = [r for r in seen if r.path.split("?")[0].endswith("/logs/tail")]
+    assert upgrade.headers.get("x-ray-authorization") == f"Bearer {TOKEN}"
+    assert upgrade.headers.get("authorization") == PROXY_BASIC
 
 
 # -- a token file rotated while the pod runs ---------------------------------------------------------

@@ -37,7 +37,6 @@ def pod_type(image: str) -> str:
     return next((kind for kind in POD_TYPES if kind in image), "unknown")
 
 
-
 COPIED_ON = (*FINAL, "SUCCEEDED")
 #: What a Failed pod may have recorded without failing its BridgeJob (line 209).
 TOLERATED_IN_A_FAILED_POD = ("KILL", "FAILED")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from raypod.errors import RayApiError
-from raypod.logs import STREAM_TRIES, LineEcho, LiveLog, LogFollower
+from raypod.logs import PENDING_TAIL_FOR, STREAM_TRIES, LineEcho, LiveLog, LogFollower
 from raypod.ray import JobInfo
 
 #: Bounds every wait for the follower's thread (it never takes long: nothing here sleeps).
@@ -51,9 +51,12 @@ class FakeSources:
         self.live.append(answer)
         return answer
 
-    def open_log_tail(self, submission_id: str, on_socket: object = None) -> Connection:
+    def open_log_tail(self, submission_id: str, on_socket: Callable[[Connection], None] | None = None) -> Connection:
         self.opened.append("tail")
-        return self._next(self.tails)
+        connection = self._next(self.tails)
+        if on_socket is not None:
+            on_socket(connection)  # as the real client does: the follower can abort it
+        return connection
 
     def tail_chunks(self, tail: Connection) -> Iterator[bytes]:
         yield from self._chunks(tail)
@@ -255,3 +258,88 @@ def test_without_the_driver_node_the_tail_stays_the_source(answer: JobInfo | Exc
 
     assert sources.opened == ["tail", "get_job"]
     assert out.getvalue() == "[job] a\n[job] b\n"
+
+
+# -- a long PENDING: the tail closed until a poll finds the job running ----------------------------
+class Ticking:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def pending_follower(sources: FakeSources) -> tuple[LiveLog, io.StringIO, Ticking]:
+    out, clock = io.StringIO(), Ticking()
+    live = LiveLog(sources, LineEcho(out), monotonic=clock)  # type: ignore[arg-type]
+    live.observe(job("PENDING"))
+    until(lambda: sources.opened == ["tail"])
+    return live, out, clock
+
+
+def test_a_job_pending_past_the_window_has_its_tail_closed_and_the_poll_that_finds_it_running_opens_the_stream() -> (
+    None
+):
+    tail = Connection([], hold=True)
+    sources = FakeSources(tails=[tail], streams=[Connection([b"started\n"], hold=True)])
+    live, out, clock = pending_follower(sources)
+
+    clock.now = PENDING_TAIL_FOR - 1
+    live.observe(job("PENDING"))
+    assert not tail.aborted.is_set()
+    clock.now = PENDING_TAIL_FOR
+    live.observe(job("PENDING"))  # the poll past the window closes the tail
+    until(tail.aborted.is_set)
+    live.observe(job("PENDING"))  # still waiting: nothing is opened again
+    live.observe(job("RUNNING", NODE))
+    until(lambda: "started" in out.getvalue())
+    live.stop()
+
+    assert sources.opened == ["tail", "stream"]
+    assert sources.stream_nodes == [NODE]
+    assert out.getvalue() == "[job] started\n"
+
+
+def test_a_running_answer_without_the_node_reopens_the_tail_after_a_long_pending() -> None:
+    first, second = Connection([], hold=True), Connection([b"a\n"])
+    sources = FakeSources(tails=[first, second], streams=[])
+    sources.answers = [refused(503)]  # the node question at the tail's first bytes: no answer
+    live, out, clock = pending_follower(sources)
+    clock.now = PENDING_TAIL_FOR
+    live.observe(job("PENDING"))
+    until(first.aborted.is_set)
+    live.observe(job("RUNNING"))
+    tail_ended(live)
+
+    assert sources.opened == ["tail", "tail", "get_job"]
+    assert out.getvalue() == "[job] a\n"
+
+
+def test_a_job_that_ends_while_its_tail_is_closed_opens_nothing_and_stop_ends_the_follower() -> None:
+    tail = Connection([], hold=True)
+    sources = FakeSources(tails=[tail], streams=[])
+    live, _out, clock = pending_follower(sources)
+    clock.now = PENDING_TAIL_FOR + 5
+    live.observe(job("PENDING"))
+    until(tail.aborted.is_set)
+    live.observe(job("STOPPED"))
+    live.stop()
+
+    assert live.follower is not None and not live.follower._thread.is_alive()
+    assert sources.opened == ["tail"]
+
+
+def test_a_running_job_keeps_its_source_however_long_it_runs() -> None:
+    stream = Connection([b"a\n"], hold=True)
+    sources = FakeSources(tails=[], streams=[stream])
+    clock = Ticking()
+    live = LiveLog(sources, LineEcho(io.StringIO()), monotonic=clock)  # type: ignore[arg-type]
+    live.observe(job("RUNNING", NODE))
+    until(lambda: sources.opened == ["stream"])
+    clock.now = 10 * PENDING_TAIL_FOR
+    live.observe(job("RUNNING", NODE))
+    assert not stream.aborted.is_set()
+    live.stop()
+    assert sources.opened == ["stream"]

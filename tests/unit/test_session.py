@@ -25,6 +25,7 @@ from raypod.runner import finish
 from raypod.session import KILL_MESSAGE
 from raypod.status_store import StatusReporter
 from raypod.terminal import ByteProgress, no_progress
+from raypod.watch_schedule import FIRST_LOOK
 from tests.support.fakes import (
     FAILED_MESSAGE,
     INLINE_SCRIPT,
@@ -240,7 +241,7 @@ def test_sigterm_while_waiting_for_a_stop_leaves_without_a_final_status() -> Non
 def test_kill_value_that_cannot_be_read_is_ignored_until_it_says_true() -> None:
     h = Harness(life=RUNNING_FOREVER)
     h.clock.at(1, lambda: h.source.data.__setitem__("kill", "maybe"))  # logged, not acted on
-    h.set_kill_at(12)
+    h.set_kill_at(13)  # polls at 2 (FIRST_LOOK), 7, 12: seen at 17
     outcome = h.run()
 
     assert (outcome.status, outcome.message) == (BridgeStatus.KILL, KILL_MESSAGE)
@@ -543,11 +544,12 @@ def test_status_write_outage_after_the_id_is_persisted_does_not_fail_the_job() -
 # -- watch ----------------------------------------------------------------------------------------
 def test_failed_polls_keep_the_status_until_status_timeout_then_unknown() -> None:
     h = Harness(life=RUNNING_FOREVER, status_timeout=30.0)
-    h.clock.at(7, lambda: h.ray.fail("get_job", no_answer(), times=None))
+    h.clock.at(9, lambda: h.ray.fail("get_job", no_answer(), times=None))
     outcome = h.run()
 
     assert (outcome.ending, outcome.status) == (Ending.FINAL, BridgeStatus.UNKNOWN)
-    # Last answer at 5 s; failing polls at 10 ... 35 are tolerated; at 40 the silence is 35 s.
+    # Polls at 2 (FIRST_LOOK), 7, 12 ...: the last answer at 7 s; failing polls at 12 ... 37 are
+    # tolerated; at 42 the silence is 35 s.
     assert outcome.message.startswith("No answer from the Ray dashboard for 35 s: ConnectionError")
     assert h.sink.data[JOB_STATUS] == BridgeStatus.RUNNING
     assert outcome.job is not None and outcome.job.status == "RUNNING"
@@ -574,7 +576,7 @@ def test_watch_writes_pending_then_running_with_the_start_time_and_on_poll_hears
     assert TIME.match(start)
     assert start == ray_time(outcome.job, "start_time_ms")
     assert [job.status for job in h.polled] == ["PENDING", "PENDING", "RUNNING", "RUNNING", "SUCCEEDED"]
-    assert h.clock.waits == [5.0] * 5
+    assert h.clock.waits == [FIRST_LOOK] + [5.0] * 5
 
 
 @pytest.mark.parametrize("fraction", [0.0, 0.25, 0.999])
@@ -586,7 +588,7 @@ def test_the_first_wait_has_a_random_phase_and_every_later_one_is_the_interval(f
     outcome = h.run()
 
     assert outcome.status == BridgeStatus.SUCCEEDED
-    assert h.clock.waits == [5.0 * fraction] + [5.0] * 3
+    assert h.clock.waits == [FIRST_LOOK, 5.0 * fraction] + [5.0] * 3
     assert len(h.ray.calls_of("get_job")) == len(life)
 
 

@@ -142,7 +142,7 @@ def test_polls_go_on_while_a_status_write_is_held_and_the_final_status_is_writte
         seen["polls before"] = polls(h)
 
     h.clock.at(1, api_holds_the_next_write)
-    h.clock.at(6, the_running_write_is_held)  # the poll at 5 s saw RUNNING
+    h.clock.at(8, the_running_write_is_held)  # the poll at 7 s saw RUNNING (the first at 2 s, FIRST_LOOK)
     session = h.session()
     reporter.start()
     outcome = session.run()

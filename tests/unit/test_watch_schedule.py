@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as s
 
 from raypod.contract import BridgeStatus
-from raypod.outcome import Outcome
+from raypod.outcome import Ending, Outcome
 from raypod.ray import JobInfo
+from raypod.retry import RetryPolicy
 from raypod.session import JobSession
 from raypod.watch_schedule import (
     BACKOFF,
     BEATS,
+    FIRST_LOOK,
     MIN_GAP,
     QUIET_AFTER,
     STEADY_GAP,
@@ -190,7 +194,7 @@ def test_a_job_that_prints_nothing_is_polled_every_interval_as_before() -> None:
     _h, _outcome, polls = watched(lambda t: "SUCCEEDED" if t >= 100.0 else "PENDING", output_until=0.0)
 
     times = [at for at, _ in polls]
-    assert times == [INTERVAL * n for n in range(len(times))]
+    assert times == [FIRST_LOOK + INTERVAL * n for n in range(len(times))]
 
 
 def test_a_job_quiet_for_an_hour_is_soon_polled_only_every_interval_again() -> None:
@@ -242,3 +246,72 @@ def test_whatever_the_output_the_end_is_seen_no_later_than_the_interval_and_earl
     regular = 1 + end / INTERVAL
     spells = 1 + sum(1 for gap in gaps if gap >= QUIET_AFTER)
     assert len(polls) <= regular + spells * len(quiet_polls(INTERVAL / BACKOFF)) + 1
+
+
+# -- the first look after the POST ------------------------------------------------------------------
+def polled_at(h: Harness) -> tuple[Outcome, list[tuple[float, str]]]:
+    """Run ``h``'s session, recording each poll (elapsed time, status) as it is made."""
+    polls: list[tuple[float, str]] = []
+    session = h.session()
+    session.on_poll = lambda job: polls.append((h.clock.elapsed, str(job.status)))
+    return session.run(), polls
+
+
+def test_a_fresh_submission_is_first_polled_a_moment_after_its_post_when_ray_mostly_runs_it() -> None:
+    _h, _outcome, polls = watched(lambda t: "SUCCEEDED" if t >= 50.0 else "RUNNING", output_until=0.0)
+    assert polls[0] == (FIRST_LOOK, "RUNNING")
+    assert [at for at, _ in polls] == [FIRST_LOOK + INTERVAL * n for n in range(len(polls))]
+
+
+def test_a_job_that_ends_before_the_first_look_costs_one_poll() -> None:
+    h, outcome, polls = watched(lambda t: "SUCCEEDED" if t >= FIRST_LOOK / 2 else "RUNNING", output_until=0.0)
+    assert outcome.status is BridgeStatus.SUCCEEDED
+    assert polls == [(FIRST_LOOK, "SUCCEEDED")]
+    assert len(h.ray.calls_of("get_job")) == 1
+
+
+@pytest.mark.parametrize("written_by", ["the operator", "an earlier pod"])
+def test_a_reattached_job_is_polled_at_once_without_the_first_look(written_by: str) -> None:
+    if written_by == "the operator":
+        h = Harness({"id": "raypod-train-abc"}, life=("RUNNING", "SUCCEEDED"))
+    else:
+        h = Harness(recorded={"id": "raypod-train-abc", "status.jobStatus": "RUNNING"}, life=("RUNNING", "SUCCEEDED"))
+    h.ray.add_job("raypod-train-abc")
+    outcome, polls = polled_at(h)
+    assert outcome.status is BridgeStatus.SUCCEEDED
+    assert h.ray.posts == []
+    assert polls[0][0] == 0.0
+
+
+def test_the_first_look_is_never_longer_than_the_interval() -> None:
+    h = Harness({"updateInterval": "1"}, life=("RUNNING", "RUNNING", "SUCCEEDED"))
+    _outcome, polls = polled_at(h)
+    assert [at for at, _ in polls] == [1.0, 2.0, 3.0]
+
+
+def test_sigterm_during_the_first_look_terminates_with_the_id_written_and_no_poll() -> None:
+    h = Harness(life=("RUNNING",))
+    h.clock.terminate_at(FIRST_LOOK / 2)
+    outcome = h.run()
+    assert outcome.ending is Ending.TERMINATED
+    assert outcome.submission_id == h.ray.posts[0] == h.sink.data["id"]
+    assert h.sink.data["status.jobStatus"] == BridgeStatus.SUBMITTED
+    assert h.ray.calls_of("get_job") == []
+
+
+def test_each_retry_attempt_is_first_polled_a_moment_after_its_own_post(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Harness({"jobproperties": json.dumps({"retries": 1, "retryDelaySeconds": 10})}, life=("RUNNING", "SUCCEEDED"))
+    h.ray.next_lives.extend([("RUNNING", ("FAILED", "exit 1")), ("RUNNING", "SUCCEEDED")])
+    posted: list[float] = []
+    submit_job = h.ray.submit_job
+
+    def timed_submit(payload: Mapping[str, Any], retry: RetryPolicy | None = None) -> str:
+        posted.append(h.clock.elapsed)
+        return submit_job(payload, retry)
+
+    monkeypatch.setattr(h.ray, "submit_job", timed_submit)
+    outcome, polls = polled_at(h)
+    assert outcome.status is BridgeStatus.SUCCEEDED
+    assert len(posted) == 2
+    for post in posted:
+        assert next(at for at, _ in polls if at >= post) == post + FIRST_LOOK
