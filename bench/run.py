@@ -101,7 +101,7 @@ def numbers(text: str) -> list[float]:
 
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    modes = parser.add_argument_group("modes (none given: all five)")
+    modes = parser.add_argument_group("modes (none given: all but --scale)")
     modes.add_argument("--logs", action="store_true", help="the lifecycle at several log sizes")
     modes.add_argument("--lag", action="store_true", help="the completion lag of short jobs")
     modes.add_argument("--pods", metavar="N,...", help="N watchers started together, for each N (all modes: 1,5,20)")
