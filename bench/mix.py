@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import requests
 
-from bench.report import Goal, Section, request_kinds, table
+from bench.report import Goal, Section, percentile, request_kinds, table
 from bench.tools import HEADERS, RAYPOD, RAYPOD_BEFORE, SDK_POLL, Stage
 from bench.watched import LINE_INTERVAL, UPDATE_INTERVAL, WatchedRun, ray_record, watch_job
 from devtools.proxy import Proxy, Request
@@ -112,12 +112,6 @@ def block_cpus(address: str, seconds: float) -> None:
         time.sleep(0.2)
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    """The nearest-rank percentile (``fraction`` 0.9: the 90th)."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
-
-
 @dataclass(frozen=True)
 class MixFigures:
     lags: list[float]
@@ -133,7 +127,7 @@ class MixFigures:
 
     @property
     def p90(self) -> float:
-        return percentile(self.lags, 0.9) if self.lags and not self.missing else math.inf
+        return percentile(self.lags, 90) if self.lags and not self.missing else math.inf
 
     @property
     def per_job_minute(self) -> float:

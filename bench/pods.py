@@ -20,7 +20,10 @@ phase ends when the last one exits. Per phase:
 - the sum of the N submitters' peak RSS (each from ``wait4``);
 - errors: a non-zero exit, a final status other than SUCCEEDED (the tool's or Ray's), an error
   line on stderr, or live output with a progress line missing, repeated or out of order;
-- each job's completion lag (bench/watched.py).
+- each job's completion lag (bench/watched.py);
+- the head's own answer time: bench/probe.py asks ``GET /api/jobs/<id>`` every 0.25 s through the
+  phase, directly (no tool's request), of the warm-up job (see ``run_pods``). Its requests' own CPU,
+  measured once alone before the first phase, is taken off each phase's figure as the idle rate is.
 
 CPU and requests are divided by the job-minutes watched: the sum over the N jobs of Ray's
 ``end_time - start_time``.
@@ -36,6 +39,7 @@ from typing import Any
 
 import requests
 
+from bench.probe import Calibration, Probe, ProbeFigures, calibrate, milliseconds, p99_cell
 from bench.report import Goal, Section, is_status_path, ratio, request_kinds, table
 from bench.tools import HEADERS, JOBS_ONLY, NO_UPLOAD, RAYPOD, SDK_TAIL, Stage, job_entrypoint
 from bench.watched import (
@@ -75,10 +79,14 @@ class Phase:
     cpu: dict[str, float]
     runs: list[WatchedRun]
     requests: list[Request]
+    #: The head's answer times to the benchmark's own ``GET /api/jobs/<id>`` through the phase.
+    probe: ProbeFigures
+    #: The probe alone before the first phase: its CPU cost per request, its answer times idle.
+    calibration: Calibration
 
     def net_cpu(self, name: str) -> float:
-        """A process's CPU seconds in the phase, less what it would have used idle."""
-        return self.cpu[name] - self.idle_rates[name] * self.wall
+        """A process's CPU seconds in the phase, less what it would have used idle and what the probe cost it."""
+        return self.cpu[name] - self.idle_rates[name] * self.wall - self.calibration.cost[name] * self.probe.requests
 
     @property
     def job_minutes(self) -> float:
@@ -121,6 +129,8 @@ class Phase:
             "requests": len(self.requests),
             "request_kinds": request_kinds(self.requests),
             "polls_in_busiest_second": self.polls_in_busiest_second,
+            "probe": self.probe.raw(),
+            "probe_calibration": self.calibration.raw(),
             "runs": [run.raw() for run in self.runs],
         }
 
@@ -148,8 +158,8 @@ def later_polls(recorded: list[Request]) -> list[float]:
     return later
 
 
-def warm_up(stage: Stage) -> None:
-    """One short job, submitted and waited for directly (not through the proxy), unmeasured."""
+def warm_up(stage: Stage) -> str:
+    """One short job, submitted and waited for directly (not through the proxy), unmeasured; its id."""
     address = stage.ray.address
     answer = requests.post(f"{address}/api/jobs/", json={"entrypoint": WARM_UP_ENTRYPOINT}, timeout=60)
     answer.raise_for_status()
@@ -157,6 +167,7 @@ def warm_up(stage: Stage) -> None:
     limit = time.monotonic() + QUIET_TIMEOUT
     while ray_record(address, submission_id).end_time == 0 and time.monotonic() < limit:
         time.sleep(1)
+    return str(submission_id)
 
 
 def quiet_rates(processes: dict[str, int]) -> dict[str, float]:
@@ -175,43 +186,59 @@ def quiet_rates(processes: dict[str, int]) -> dict[str, float]:
 
 def run_pods(stage: Stage, counts: list[int], tools: list[str], seconds: float) -> list[Phase]:
     processes = stage.ray.dashboard_processes()
-    warm_up(stage)
+    # The probe asks for the warm-up job: finished before the first phase, it is there from each
+    # phase's first instant to its last (a phase's own jobs exist only once their tool has POSTed,
+    # and end before the phase does), and its answer is the same bytes in every phase. Ray answers
+    # it on the same path as a watched job's poll (JobHead: the GCS job table, then the job's record
+    # in the KV store), so a slower answer in one phase is that phase's load, the same job for each tool.
+    probe_job = warm_up(stage)
     before = quiet_rates(processes)
+    calibration = calibrate(stage.ray.address, probe_job, processes, before)
+    alone = calibration.alone
+    print(f"probe alone: p50 {milliseconds(alone.p50)}, p99 {p99_cell(alone)}", flush=True)
     phases = []
     for pods in counts:
         for tool in tools:
-            cpu, wall, runs = run_phase(stage, processes, tool, pods, seconds)
+            cpu, wall, runs, probe = run_phase(stage, processes, tool, pods, seconds, probe_job)
             recorded = stage.proxy.recorded()
             after = quiet_rates(processes)
             idle = {name: (before[name] + after[name]) / 2 for name in processes}
-            phase = Phase(tool, pods, wall, idle, cpu, runs, recorded)
+            phase = Phase(tool, pods, wall, idle, cpu, runs, recorded, probe, calibration)
             before = after
             phases.append(phase)
             print(
                 f"pods {tool:16} N={pods:<3} wall {phase.wall:6.1f} s  job-minutes {phase.job_minutes:6.2f}"
                 f"  dashboard CPU {phase.dashboard_cpu:6.2f} s  agent CPU {phase.agent_cpu:6.2f} s"
-                f"  requests {len(phase.requests):5}  errors {len(phase.errors)}",
+                f"  requests {len(phase.requests):5}  errors {len(phase.errors)}"
+                f"  GET /api/jobs/<id> p99 {p99_cell(phase.probe)}",
                 flush=True,
             )
             for error in phase.errors[:5]:
                 print(f"    {error}", flush=True)
+            for message in phase.probe.error_messages[:5]:
+                print(f"    probe: {message}", flush=True)
     return phases
 
 
 def run_phase(
-    stage: Stage, processes: dict[str, int], tool: str, pods: int, seconds: float
-) -> tuple[dict[str, float], float, list[WatchedRun]]:
-    """N copies of ``tool`` started at once: the dashboard's CPU seconds by process, the wall time, the runs."""
+    stage: Stage, processes: dict[str, int], tool: str, pods: int, seconds: float, probe_job: str
+) -> tuple[dict[str, float], float, list[WatchedRun], ProbeFigures]:
+    """N copies of ``tool`` started at once, the probe asking for ``probe_job`` until the last one
+    ends: the dashboard's CPU seconds by process, the wall time, the runs, the probe's figures."""
     stage.proxy.clear_requests()
     meter = CpuMeter(processes).start()
-    if tool == JOBS_ONLY:
-        runs = run_unwatched(stage, pods, seconds)
-    else:
-        with ThreadPoolExecutor(pods) as pool:
-            label = f"pods{pods}"
-            started = [pool.submit(watch_job, stage, tool, label, seconds, LINE_INTERVAL) for _ in range(pods)]
-            runs = [future.result() for future in started]
-    return meter.read(), meter.elapsed, runs
+    probe = Probe(stage.ray.address, probe_job).start()
+    try:
+        if tool == JOBS_ONLY:
+            runs = run_unwatched(stage, pods, seconds)
+        else:
+            with ThreadPoolExecutor(pods) as pool:
+                label = f"pods{pods}"
+                started = [pool.submit(watch_job, stage, tool, label, seconds, LINE_INTERVAL) for _ in range(pods)]
+                runs = [future.result() for future in started]
+    finally:
+        figures = probe.stop()
+    return meter.read(), meter.elapsed, runs, figures
 
 
 def run_unwatched(stage: Stage, pods: int, seconds: float) -> list[WatchedRun]:
@@ -264,10 +291,12 @@ def render_pods(phases: list[Phase], counts: list[int], tools: list[str], second
     add("submitters' peak RSS, sum", lambda p: p.rss_sum_kib / KIB_PER_MIB, lambda v: f"{v:.0f} MiB")
     add("errors", lambda p: len(p.errors), str, compare=False)
     add("completion lag, median (max)", lambda p: p.runs, lag_cell, compare=False)
+    add("`GET /api/jobs/<id>` answer time, p99 (the probe)", lambda p: p.probe, p99_cell, compare=False)
     header = ("measure", *(HEADERS[tool] for tool in tools), "ratio (SDK + tail / raypod)")
     lines = [
         f"N watchers started together, each with a {seconds:g} s job printing a line every {LINE_INTERVAL:g} s. "
-        "CPU is net of each dashboard process's idle rate; a job-minute is one minute of one job on Ray.",
+        "CPU is net of each dashboard process's idle rate and of the probe's own requests; a job-minute is "
+        "one minute of one job on Ray.",
         "",
         *table(header, rows),
         "",

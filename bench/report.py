@@ -31,6 +31,18 @@ def median(values: Iterable[float]) -> float:
     return statistics.median(list(values))
 
 
+def percentile(values: Sequence[float], percent: int) -> float:
+    """The nearest-rank percentile: the smallest of ``values`` that at least ``percent`` % of them
+    are at or under (99: the 99th; 100: the max). Whole percents, so the rank is exact integer
+    arithmetic (a float fraction such as 0.07 × 100 comes out as 7.000000000000001 and ranks one too high)."""
+    if not values:
+        raise ValueError("the percentile of no values")
+    if not 0 < percent <= 100:
+        raise ValueError(f"percent must be in (0, 100], not {percent}")
+    rank = -(-percent * len(values) // 100)
+    return sorted(values)[rank - 1]
+
+
 def ratio(baseline: float, raypod: float) -> str:
     """How many times raypod's figure the baseline's is: above 1×, raypod uses less."""
     return f"{baseline / raypod:.1f}×" if raypod else "-"

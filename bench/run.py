@@ -20,7 +20,10 @@ The modes (no mode flag: all three):
   very short, PENDING first) and the requests per job-minute, raypod now and as ``--before`` has
   it against the SDK's loop;
 - ``--pending N`` (bench/pending.py): what N PENDING jobs cost the dashboard with raypod's log tail
-  open and without it.
+  open and without it;
+- ``--scale N`` (bench/scale.py): N watched jobs on one head, raypod and the SDK's loop with its
+  tail: errors and the head's own ``GET /api/jobs/<id>`` answer time; not in the all-modes run
+  (N = 100 is 200 watchers and their jobs).
 
 Every tool runs as a child process from its own virtualenv under bench/.venvs/ (bench/tools.py)
 and reaches the dashboard through a counting proxy on loopback (devtools/proxy.py, keeping
@@ -53,6 +56,7 @@ from bench.mix import render_mix, run_mix
 from bench.pending import render_pending, run_pending
 from bench.pods import render_pods, run_pods
 from bench.report import Section, goals_table, table
+from bench.scale import render_scale, run_scale
 from bench.tools import (
     JOBS_ONLY,
     NO_FOLLOW,
@@ -97,7 +101,7 @@ def numbers(text: str) -> list[float]:
 
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    modes = parser.add_argument_group("modes (none given: all five)")
+    modes = parser.add_argument_group("modes (none given: all but --scale)")
     modes.add_argument("--logs", action="store_true", help="the lifecycle at several log sizes")
     modes.add_argument("--lag", action="store_true", help="the completion lag of short jobs")
     modes.add_argument("--pods", metavar="N,...", help="N watchers started together, for each N (all modes: 1,5,20)")
@@ -105,6 +109,7 @@ def arguments() -> argparse.Namespace:
     modes.add_argument(
         "--pending", metavar="N", type=int, help="N PENDING jobs, raypod's tail open and not (all modes: 10)"
     )
+    modes.add_argument("--scale", metavar="N", type=int, help="N watched jobs on one head (not in the all-modes run)")
     parser.add_argument("--quick", action="store_true", help="smaller defaults for every mode (about 8 minutes)")
     parser.add_argument("--sizes", help="--logs: log sizes in MB (default 1,100,1000; quick: 1,100)")
     parser.add_argument(
@@ -119,13 +124,14 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "--pod-seconds", help="--pods: the jobs' lengths, a phase each (default 10,20,60; quick: 10,30)"
     )
+    parser.add_argument("--scale-seconds", type=float, default=60.0, help="--scale: the jobs' length (default 60)")
     parser.add_argument(
         "--pod-tools",
         default=DEFAULT_POD_TOOLS,
         help=f"--pods: the watchers, of {', '.join(POD_TOOLS)} (default {DEFAULT_POD_TOOLS})",
     )
     args = parser.parse_args()
-    every = not (args.logs or args.lag or args.pods or args.mix or args.pending)
+    every = not (args.logs or args.lag or args.pods or args.mix or args.pending or args.scale)
     args.logs, args.lag, args.mix = args.logs or every, args.lag or every, args.mix or every
     quick = args.quick
     args.sizes = [int(s) for s in (args.sizes or ("1,100" if quick else "1,100,1000")).split(",") if s.strip()]
@@ -237,6 +243,13 @@ def run_modes(
                     return render_pending(phases, args.pending, args.pending_seconds)
 
                 sections.append(("PENDING jobs, the tail open or not", timed("pending", durations, pending)))
+            if args.scale:
+
+                def scale() -> Section:
+                    phases = run_scale(stage, args.scale, args.scale_seconds)
+                    return render_scale(phases, args.scale, args.scale_seconds)
+
+                sections.append((f"{args.scale} watched jobs on one head", timed("scale", durations, scale)))
     finally:
         ray.stop()
         s3.stop()
