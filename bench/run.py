@@ -20,7 +20,9 @@ The modes (no mode flag: all three):
   very short, PENDING first) and the requests per job-minute, raypod now and as ``--before`` has
   it against the SDK's loop;
 - ``--pending N`` (bench/pending.py): what N PENDING jobs cost the dashboard with raypod's log tail
-  open and without it.
+  open and without it;
+- ``--endpoints`` (bench/endpoints.py, not in the all-modes run): the dashboard's CPU for one call of
+  each endpoint raypod uses, by process role, and where one job's goes.
 
 Every tool runs as a child process from its own virtualenv under bench/.venvs/ (bench/tools.py)
 and reaches the dashboard through a counting proxy on loopback (devtools/proxy.py, keeping
@@ -46,6 +48,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench.endpoints import render_endpoints, run_endpoints
 from bench.lag import render_lag, run_lag
 from bench.log_sizes import TOOLS as LOG_TOOLS
 from bench.log_sizes import measure_footprints, render_log_sizes, run_log_sizes
@@ -105,6 +108,7 @@ def arguments() -> argparse.Namespace:
     modes.add_argument(
         "--pending", metavar="N", type=int, help="N PENDING jobs, raypod's tail open and not (all modes: 10)"
     )
+    modes.add_argument("--endpoints", action="store_true", help="one call of each endpoint raypod uses (not in all)")
     parser.add_argument("--quick", action="store_true", help="smaller defaults for every mode (about 8 minutes)")
     parser.add_argument("--sizes", help="--logs: log sizes in MB (default 1,100,1000; quick: 1,100)")
     parser.add_argument(
@@ -125,7 +129,7 @@ def arguments() -> argparse.Namespace:
         help=f"--pods: the watchers, of {', '.join(POD_TOOLS)} (default {DEFAULT_POD_TOOLS})",
     )
     args = parser.parse_args()
-    every = not (args.logs or args.lag or args.pods or args.mix or args.pending)
+    every = not (args.logs or args.lag or args.pods or args.mix or args.pending or args.endpoints)
     args.logs, args.lag, args.mix = args.logs or every, args.lag or every, args.mix or every
     quick = args.quick
     args.sizes = [int(s) for s in (args.sizes or ("1,100" if quick else "1,100,1000")).split(",") if s.strip()]
@@ -237,6 +241,9 @@ def run_modes(
                     return render_pending(phases, args.pending, args.pending_seconds)
 
                 sections.append(("PENDING jobs, the tail open or not", timed("pending", durations, pending)))
+            if args.endpoints:
+                title = "The dashboard's CPU per endpoint"
+                sections.append((title, timed("endpoints", durations, lambda: render_endpoints(*run_endpoints(stage)))))
     finally:
         ray.stop()
         s3.stop()
