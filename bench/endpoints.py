@@ -60,8 +60,12 @@ LOG_FILE = "GET /api/v0/logs/file, finished job, small log"
 SUBMIT = "POST /api/jobs/, trivial job, run to its end"
 STREAM = "GET /api/v0/logs/stream (interval=0.5), held"
 TAIL = "GET /api/jobs/<id>/logs/tail (WebSocket), held"
-#: The endpoints charged per second held, not per call.
-HELD = (STREAM, TAIL)
+#: No request: what a job costs the dashboard while it runs, watched by nobody.
+RUNNING = "a job running unwatched (a line every 0.1 s)"
+#: The endpoints charged per second held (or run), not per call.
+HELD = (STREAM, TAIL, RUNNING)
+#: The pod's job itself, in the attribution: charged per second it ran.
+JOB_ITSELF = "(the job itself, running)"
 
 #: Which measured endpoint a request kind (bench.report.request_kind) is charged at. Status polls
 #: are charged at the running job's figure: all of a pod's polls but its last see the job running.
@@ -175,9 +179,12 @@ def held_seconds(request: Request, ended: float) -> float:
     return (request.closed_at if request.closed_at is not None else ended) - request.at
 
 
-def charges(recorded: list[Request], ended: float, costs: Mapping[str, Mapping[str, float]]) -> list[Charge]:
+def charges(
+    recorded: list[Request], ended: float, job_seconds: float, costs: Mapping[str, Mapping[str, float]]
+) -> list[Charge]:
     """A pod's requests by kind (in the order first seen), each charged at its endpoint's cost: per
-    call, or per second held. A kind no window measured is charged nothing (endpoint None)."""
+    call, or per second held; then its job, per second it ran. A kind no window measured is charged
+    nothing (endpoint None)."""
     counts: dict[str, tuple[int, float]] = {}
     for request in recorded:
         kind = request_kind(request)
@@ -189,6 +196,8 @@ def charges(recorded: list[Request], ended: float, costs: Mapping[str, Mapping[s
         units = held if endpoint in HELD else float(count)
         each = costs.get(endpoint, {}) if endpoint else {}
         rows.append(Charge(kind, count, units, endpoint if each else None, {r: v * units for r, v in each.items()}))
+    running = costs.get(RUNNING, {})
+    rows.append(Charge(JOB_ITSELF, 1, job_seconds, RUNNING, {r: v * job_seconds for r, v in running.items()}))
     return rows
 
 
@@ -204,6 +213,14 @@ class Bench:
         self.client = RayJobsClient.connect(stage.ray.address)
         self.idle = quiet_rates(self.processes)
         self.windows: list[Window] = []
+
+    def running_job(self, without: dict[str, float]) -> Window:
+        """A quiet window with a job running, against the one before it started (``without``): the
+        difference of the idle rates is what the running job costs each second."""
+        self.idle = quiet_rates(self.processes)
+        window = Window(RUNNING, 1.0, 1.0, dict(self.idle), without)
+        self.windows.append(window)
+        return window
 
     def measure(self, endpoint: str, work: Callable[[], tuple[float, list[str]]]) -> Window:
         """``work`` makes the calls and returns (units, errors)."""
@@ -283,8 +300,9 @@ def hold(count: int, open_and_read: Callable[[list[Callable[[], None]]], None]) 
     return held, errors[:5]
 
 
-def run_endpoints(stage: Stage) -> tuple[list[Window], list[Request], float, dict[str, float]]:
-    """The windows; then the pods phase's requests, its end, and its CPU net of idle by role."""
+def run_endpoints(stage: Stage) -> tuple[list[Window], list[Request], float, float, dict[str, float]]:
+    """The windows; then the pods phase's requests, its end, its job's seconds, and its CPU net of
+    idle by role."""
     warm_up(stage)
     address = stage.ray.address
     setup = RayJobsClient.connect(address)
@@ -304,8 +322,9 @@ def run_endpoints(stage: Stage) -> tuple[list[Window], list[Request], float, dic
     bench.repeat(LOG_FILE, lambda: b"".join(client.log_chunks(finished)))
     bench.measure(SUBMIT, lambda: submit_window(client))
 
+    without = bench.idle
     running = wait_for(setup, submit(setup, printing_job(RUNNING_JOB_SECONDS)), lambda job: bool(job.driver_node_id))
-    bench.idle = quiet_rates(bench.processes)
+    bench.running_job(without)
     bench.repeat(STATUS_RUNNING, lambda: client.get_job(running.submission_id))
     bench.measure(STREAM, lambda: hold(HELD_CONNECTIONS, lambda aborts: read_stream(address, running, aborts)))
     bench.measure(TAIL, lambda: hold(HELD_CONNECTIONS, lambda aborts: read_tail(address, running, aborts)))
@@ -322,7 +341,8 @@ def run_endpoints(stage: Stage) -> tuple[list[Window], list[Request], float, dic
         print(f"    pods phase: {error}", flush=True)
     setup.close()
     client.close()
-    return bench.windows, recorded, ended, phase_ms
+    job_seconds = sum(run.job_minutes for run in runs) * 60
+    return bench.windows, recorded, ended, job_seconds, phase_ms
 
 
 def submit_window(client: RayJobsClient) -> tuple[float, list[str]]:
@@ -356,11 +376,20 @@ def read_tail(address: str, job: JobInfo, aborts: list[Callable[[], None]]) -> N
 # -- the report ----------------------------------------------------------------------------------
 
 
+def per_second_units(endpoint: str | None, seconds: float) -> str:
+    return f"{seconds:.0f} s running" if endpoint == RUNNING else f"{seconds:.0f} s held"
+
+
 def cost_rows(windows: list[Window]) -> list[tuple[str, ...]]:
     rows = []
     for window in windows:
         costs = window.cost_ms()
-        units = f"{window.units:.0f} s held" if window.endpoint in HELD else f"{window.units:.0f}"
+        if window.endpoint == RUNNING:
+            units = "per s running"
+        elif window.endpoint in HELD:
+            units = per_second_units(window.endpoint, window.units)
+        else:
+            units = f"{window.units:.0f}"
         cells = (f"{costs[role]:.2f}" for role in ROLES)
         rows.append((window.endpoint, units, *cells, f"{sum(costs.values()):.2f}"))
     return rows
@@ -369,27 +398,29 @@ def cost_rows(windows: list[Window]) -> list[tuple[str, ...]]:
 def charge_rows(rows: list[Charge]) -> list[tuple[str, ...]]:
     shown = []
     for row in rows:
-        units = f"{row.count} ({row.units:.0f} s held)" if row.held else str(row.count)
+        units = per_second_units(row.endpoint, row.units) if row.held else str(row.count)
+        if row.held and row.endpoint != RUNNING:
+            units = f"{row.count} ({units})"
         cells = (f"{row.cost_ms.get(role, 0.0):.1f}" for role in ROLES)
         shown.append((row.kind, units, *cells, f"{row.total_ms:.1f}" if row.endpoint else "not measured"))
     return shown
 
 
-def job_split(rows: list[Charge]) -> tuple[float, float, float]:
-    """(one-shot calls' ms: the fixed cost of a job, held connections' ms, their seconds held)."""
+def job_split(rows: list[Charge]) -> tuple[float, float]:
+    """(the one-shot calls' ms: a job's fixed cost; the held connections' and the job's running: its
+    cost by the second)."""
     fixed = sum(row.total_ms for row in rows if not row.held)
-    held = sum(row.total_ms for row in rows if row.held)
-    return fixed, held, sum(row.units for row in rows if row.held)
+    return fixed, sum(row.total_ms for row in rows if row.held)
 
 
 def render_endpoints(
-    windows: list[Window], recorded: list[Request], ended: float, phase_ms: dict[str, float]
+    windows: list[Window], recorded: list[Request], ended: float, job_seconds: float, phase_ms: dict[str, float]
 ) -> Section:
-    header = ("endpoint", "calls", *(f"{role} ms" for role in ROLES), "total ms")
+    header = ("endpoint", "calls (or s held)", *(f"{role} ms" for role in ROLES), "total ms")
     costs = {window.endpoint: window.cost_ms() for window in windows}
-    charged = charges(recorded, ended, costs)
-    fixed, held, held_s = job_split(charged)
-    per_minute = held / held_s * 60 if held_s else 0.0
+    charged = charges(recorded, ended, job_seconds, costs)
+    fixed, ongoing = job_split(charged)
+    per_minute = ongoing / job_seconds * 60 if job_seconds else float("nan")
     lines = [
         "The dashboard's CPU for one call of each endpoint raypod uses (per second held for the two live "
         "sources), by process, net of each process's idle rate; the calls are raypod's own client's. "
@@ -401,6 +432,8 @@ def render_endpoints(
         "do to run a job is a cost of submitting it.",
         f"- Held rows: {HELD_CONNECTIONS} connections for {HOLD_SECONDS:g} s on a job printing a line every "
         f"{LINE_INTERVAL:g} s, the opening (the log from its first line) included.",
+        "- The running row: the idle rates of a quiet window with that job running less those of the window "
+        "before it started (a figure per second, no request made).",
         *[f"- {w.endpoint}: {len(w.errors)} error(s), e.g. {w.errors[0]}" for w in windows if w.errors],
         "",
         f"Where one raypod job's dashboard CPU goes: one pod watching one {POD_JOB_SECONDS:g} s job (a pods "
@@ -409,8 +442,9 @@ def render_endpoints(
         "",
         *table(("request kind", "count", *(f"{role} ms" for role in ROLES), "total ms"), charge_rows(charged)),
         "",
-        f"- Fixed per job (one-shot calls): {fixed:.0f} ms; held connections: {held:.0f} ms over {held_s:.0f} s, "
-        f"{per_minute:.0f} ms per job-minute held; sum {fixed + held:.0f} ms.",
+        f"- Fixed per job (one-shot calls): {fixed:.0f} ms; by the second (the stream held, the job running): "
+        f"{ongoing:.0f} ms over the job's {job_seconds:.0f} s, {per_minute:.0f} ms per job-minute; "
+        f"sum {fixed + ongoing:.0f} ms.",
         f"- Measured over the same phase, net of idle: {sum(phase_ms.values()):.0f} ms ("
         + ", ".join(f"{role} {value:.0f}" for role, value in phase_ms.items())
         + ").",

@@ -9,9 +9,11 @@ import pytest
 from bench.endpoints import (
     AGENT_ROLE,
     HEAD_ROLE,
+    JOB_ITSELF,
     JOB_ROLE,
     OTHERS_ROLE,
     PACKAGE_FOUND,
+    RUNNING,
     STATE_ROLE,
     STATUS_RUNNING,
     STREAM,
@@ -61,7 +63,7 @@ def test_a_windows_cost_is_its_net_cpu_by_role_divided_by_its_calls_in_milliseco
     )
 
 
-def test_a_pods_one_shot_requests_are_charged_per_call_and_its_held_ones_per_second_held() -> None:
+def test_a_pod_is_charged_per_call_per_second_held_and_per_second_its_job_ran() -> None:
     recorded = [
         Request(at=0.0, method="GET", path="/api/version"),
         Request(at=1.0, method="GET", path="/api/jobs/raysubmit_a"),
@@ -75,14 +77,16 @@ def test_a_pods_one_shot_requests_are_charged_per_call_and_its_held_ones_per_sec
         STATUS_RUNNING: {HEAD_ROLE: 1.0, JOB_ROLE: 3.0},
         STREAM: {AGENT_ROLE: 0.5, STATE_ROLE: 0.25},
         TAIL: {AGENT_ROLE: 1.0},
+        RUNNING: {AGENT_ROLE: 0.125},
     }
-    rows = {row.kind: row for row in charges(recorded, ended=22.0, costs=costs)}
+    rows = {row.kind: row for row in charges(recorded, ended=22.0, job_seconds=16.0, costs=costs)}
     assert list(rows) == [
         "GET /api/version",
         "GET /api/jobs/<id>",
         "GET /api/v0/logs/stream",
         "GET /api/jobs/<id>/logs/tail",
         "DELETE /api/jobs/<id>",
+        JOB_ITSELF,
     ]
     assert rows["GET /api/jobs/<id>"].count == 2
     assert rows["GET /api/jobs/<id>"].cost_ms == {HEAD_ROLE: 2.0, JOB_ROLE: 6.0}
@@ -91,11 +95,12 @@ def test_a_pods_one_shot_requests_are_charged_per_call_and_its_held_ones_per_sec
     assert rows["GET /api/jobs/<id>/logs/tail"].cost_ms == {AGENT_ROLE: 4.0}
     assert rows["DELETE /api/jobs/<id>"].endpoint is None
     assert rows["DELETE /api/jobs/<id>"].total_ms == 0.0
-    fixed, held, held_seconds = job_split(list(rows.values()))
-    assert (fixed, held, held_seconds) == (10.0, 19.0, 24.0)
+    assert rows[JOB_ITSELF].cost_ms == {AGENT_ROLE: 2.0}
+    # Fixed: the version and the two polls; by the second: the stream, the tail and the job running.
+    assert job_split(list(rows.values())) == (10.0, 21.0)
 
 
 def test_a_package_check_is_charged_at_the_package_windows_cost() -> None:
     recorded = [Request(at=0.0, method="GET", path="/api/packages/gcs/_ray_pkg_abc.zip")]
-    (row,) = charges(recorded, ended=0.0, costs={PACKAGE_FOUND: {HEAD_ROLE: 1.5}})
+    row, _job = charges(recorded, ended=0.0, job_seconds=0.0, costs={PACKAGE_FOUND: {HEAD_ROLE: 1.5}})
     assert (row.endpoint, row.total_ms) == (PACKAGE_FOUND, 1.5)
