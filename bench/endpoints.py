@@ -17,7 +17,8 @@ agent (it runs submitted jobs, and serves both log streams), the other processes
   (the agent starts the job's supervisor and driver): the fixed cost of a job, not only the call;
 - the held ones: K ``GET /api/v0/logs/stream?...&interval=0.5`` (raypod's live source) and K of
   Ray's WebSocket tails (``/api/jobs/<id>/logs/tail``) held open for HOLD_SECONDS on a job printing
-  a line every 0.1 s: the cost per second held, the opening (the log from its first line) included.
+  a line every 0.1 s: the cost per second held, the opening (the log from its first line) included;
+- that job running, watched by nobody: the idle rates with it running less those before it started.
 
 Then one raypod pod watches one job (a pods phase, N = 1, through the counting proxy): its
 requests by kind, times these costs, give where one job's dashboard CPU goes, beside the phase's
