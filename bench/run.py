@@ -1,13 +1,13 @@
-"""raypod against the Ray SDK: one machine, one run, one Ray head, one S3 server, three modes.
+"""raypod against the Ray SDK: one machine, one run, one Ray head, one S3 server, several modes.
 
-    make bench                                        # every mode, about 24 minutes on 2 cores
-    make bench BENCH_ARGS=--quick                     # every mode, smaller, about 8 minutes
+    make bench                                        # logs, lag, pods, mix and pending (long: see docs/benchmark.md)
+    make bench BENCH_ARGS=--quick                     # the same, smaller
     .venv/bin/python -m bench.run --logs --sizes 1,100 --repeats 5      # from the repository root
     .venv/bin/python -m bench.run --lag
     .venv/bin/python -m bench.run --pods 1,5,20
     .venv/bin/python -m bench.run --mix --mix-repeats 3 --before main
 
-The modes (no mode flag: all three):
+The modes (no mode flag: logs, lag, pods, mix and pending):
 
 - ``--logs`` (bench/log_sizes.py): one job's lifecycle at several log sizes (memory, CPU, cold
   start, requests, the CPU of the log read with live output on and off), raypod against the SDK
@@ -24,6 +24,8 @@ The modes (no mode flag: all three):
 - ``--scale N`` (bench/scale.py): N watched jobs on one head, raypod and the SDK's loop with its
   tail: errors and the head's own ``GET /api/jobs/<id>`` answer time; not in the all-modes run
   (N = 100 is 200 watchers and their jobs).
+- ``--endpoints`` (bench/endpoints.py, not in the all-modes run): the dashboard's CPU for one call of
+  each endpoint raypod uses, by process role, and where one job's goes.
 
 Every tool runs as a child process from its own virtualenv under bench/.venvs/ (bench/tools.py)
 and reaches the dashboard through a counting proxy on loopback (devtools/proxy.py, keeping
@@ -49,6 +51,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench.endpoints import render_endpoints, run_endpoints
 from bench.lag import render_lag, run_lag
 from bench.log_sizes import TOOLS as LOG_TOOLS
 from bench.log_sizes import measure_footprints, render_log_sizes, run_log_sizes
@@ -110,6 +113,7 @@ def arguments() -> argparse.Namespace:
         "--pending", metavar="N", type=int, help="N PENDING jobs, raypod's tail open and not (all modes: 10)"
     )
     modes.add_argument("--scale", metavar="N", type=int, help="N watched jobs on one head (not in the all-modes run)")
+    modes.add_argument("--endpoints", action="store_true", help="one call of each endpoint raypod uses (not in all)")
     parser.add_argument("--quick", action="store_true", help="smaller defaults for every mode (about 8 minutes)")
     parser.add_argument("--sizes", help="--logs: log sizes in MB (default 1,100,1000; quick: 1,100)")
     parser.add_argument(
@@ -131,7 +135,7 @@ def arguments() -> argparse.Namespace:
         help=f"--pods: the watchers, of {', '.join(POD_TOOLS)} (default {DEFAULT_POD_TOOLS})",
     )
     args = parser.parse_args()
-    every = not (args.logs or args.lag or args.pods or args.mix or args.pending or args.scale)
+    every = not (args.logs or args.lag or args.pods or args.mix or args.pending or args.scale or args.endpoints)
     args.logs, args.lag, args.mix = args.logs or every, args.lag or every, args.mix or every
     quick = args.quick
     args.sizes = [int(s) for s in (args.sizes or ("1,100" if quick else "1,100,1000")).split(",") if s.strip()]
@@ -250,6 +254,9 @@ def run_modes(
                     return render_scale(phases, args.scale, args.scale_seconds)
 
                 sections.append((f"{args.scale} watched jobs on one head", timed("scale", durations, scale)))
+            if args.endpoints:
+                title = "The dashboard's CPU per endpoint"
+                sections.append((title, timed("endpoints", durations, lambda: render_endpoints(*run_endpoints(stage)))))
     finally:
         ray.stop()
         s3.stop()
