@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import math
 import statistics
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import requests
-
 from bench.report import Goal, Section, percentile, request_kinds, table
 from bench.tools import HEADERS, RAYPOD, RAYPOD_BEFORE, SDK_POLL, Stage
-from bench.watched import LINE_INTERVAL, UPDATE_INTERVAL, WatchedRun, ray_record, watch_job
+from bench.watched import LINE_INTERVAL, UPDATE_INTERVAL, WatchedRun, watch_job
+from devtools.blocker import hold_cpus
 from devtools.proxy import Proxy, Request
 
 MIX_TOOLS = (RAYPOD, RAYPOD_BEFORE, SDK_POLL)
@@ -40,7 +38,6 @@ GOAL_REQUESTS_PER_JOB_MINUTE = 16.0
 #: What a watched job of the PENDING kind asks for; the blocker asks for all the head's CPUs.
 PENDING_JOB_CPUS = 0.5
 BLOCKER_CPUS = 2
-BLOCKER_START_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -103,13 +100,7 @@ def _watch(stage: Stage, tool: str, kind: Kind, address: str) -> WatchedRun:
 
 def block_cpus(address: str, seconds: float) -> None:
     """POST a job that holds all the head's CPUs for ``seconds``, and wait until it runs."""
-    body = {"entrypoint": f"sleep {seconds:g}", "entrypoint_num_cpus": BLOCKER_CPUS}
-    answer = requests.post(f"{address}/api/jobs/", json=body, timeout=60)
-    answer.raise_for_status()
-    submission_id = str(answer.json()["submission_id"])
-    limit = time.monotonic() + BLOCKER_START_TIMEOUT
-    while ray_record(address, submission_id).status == "PENDING" and time.monotonic() < limit:
-        time.sleep(0.2)
+    hold_cpus(address, BLOCKER_CPUS, seconds)
 
 
 @dataclass(frozen=True)

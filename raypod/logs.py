@@ -38,10 +38,13 @@ _RECONNECT_WAIT = 2.0
 #: A stream that breaks this many times in a row, bringing nothing, is given up for the tail.
 STREAM_TRIES = 3
 #: Ray's tail of a PENDING job costs the head about 1.4 ms of CPU a second (it reads the job table
-#: every second; docs/benchmark.md), a status poll about 3 ms. So a job still PENDING this long after
-#: the follower started (about 0.1 s of the head's CPU; it is queued for resources, and its start is
-#: no longer close) has its tail closed, and the first poll that finds it running opens the stream.
+#: every second; docs/benchmark.md), about what a status poll costs. So a job still PENDING this long
+#: after the follower started (about 0.1 s of the head's CPU; it is queued for resources, and its start
+#: is no longer close) has its tail closed, and the first poll that finds it running opens the stream.
 PENDING_TAIL_FOR = 60.0
+#: At the tail's first bytes the watch polls at once (``on_driver_start``); the follower waits this
+#: long for that poll to tell the driver's node before it asks Ray itself.
+NODE_FROM_POLL_WAIT = 5.0
 
 
 class _TailEnd(enum.Enum):
@@ -236,9 +239,11 @@ class LogFollower:
     The stream needs the driver's node (Ray 2.60 answers a 500 without it), known once the driver
     runs. So a job not yet RUNNING (or an answer without the node) is followed through Ray's
     WebSocket tail (``/api/jobs/<id>/logs/tail``), which waits for the driver by itself; at the
-    tail's first bytes the driver runs, the follower asks Ray once for its node if no poll told it
-    yet, and the stream takes over. A job that starts and ends between two polls is still followed,
-    and its end seen soon; without a node the tail stays.
+    tail's first bytes the driver runs: if no poll told its node yet, the watch polls at once
+    (``on_driver_start``; its answer also says RUNNING), else the follower asks Ray itself, and the
+    stream takes over. A job that starts and ends between two polls is still followed, and its end
+    seen soon; without a node the tail stays. A job still PENDING ``PENDING_TAIL_FOR`` after the
+    follower started has its tail closed until a poll finds it running.
 
     The tail stays the source when the stream is refused (a 404 from an older Ray, a proxy that
     blocks it) or fails ``STREAM_TRIES`` times in a row. The tail ends when Ray saw the job end: a
@@ -261,15 +266,21 @@ class LogFollower:
         running: bool = True,
         on_end: Callable[[], None] | None = None,
         on_output: Callable[[], None] | None = None,
+        on_driver_start: Callable[[], None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ray = ray
         self.submission_id = submission_id
         #: The driver's node, from a status answer (the stream needs it).
         self.node_id = node_id
+        self._node_known = threading.Event()
+        if node_id:
+            self._node_known.set()
         self.echo = echo
         self.on_end = on_end
         self.on_output = on_output
+        #: Asks the watch for a poll now (its answer comes to ``observe``); None: the follower asks Ray.
+        self.on_driver_start = on_driver_start
         self.connections = 0
         #: Which source is followed: the tail while the job may not run yet, else the stream.
         self.use_tail = not running
@@ -298,6 +309,7 @@ class LogFollower:
         """Hear a status answer: the driver's node, and whether the job runs on after the tail ended."""
         if job.driver_node_id and not self.node_id:
             self.node_id = job.driver_node_id
+            self._node_known.set()
         if self.tail_ended and not job.terminal:
             self._runs_on.set()
         if job.status is RayStatus.PENDING:
@@ -322,6 +334,7 @@ class LogFollower:
         self._stop.set()
         self._runs_on.set()
         self._resume.set()
+        self._node_known.set()
         self.echo.cut_off(self)
         abort = self._abort
         if abort is not None:
@@ -426,8 +439,14 @@ class LogFollower:
         return _TailEnd.DONE if self._stop.is_set() else _TailEnd.RUNS_ON
 
     def _learn_node(self) -> bool:
-        """Whether the driver's node is known, asking Ray once if no poll told it yet (the stream
-        needs it: Ray 2.60 answers a 500 without it)."""
+        """Whether the driver's node is known (the stream needs it: Ray 2.60 answers a 500 without
+        it). The driver runs: a poll the watch makes now tells it, and RUNNING with it; without one
+        within ``NODE_FROM_POLL_WAIT``, Ray is asked once here."""
+        if not self.node_id and self.on_driver_start is not None:
+            self.on_driver_start()
+            self._node_known.wait(NODE_FROM_POLL_WAIT)
+            if self._stop.is_set():
+                return False
         if not self.node_id:
             try:
                 self.observe(self.ray.get_job(self.submission_id, retry=NO_RETRY))
@@ -472,7 +491,8 @@ class LiveLog:
     """The job's output, followed while it runs: one follower, started by the first status answer
     that says the job has not ended (it opens a connection once the job runs).
 
-    ``observe`` is fed every status answer; ``on_end`` hears the (fallback) tail's clean end, and ``on_output``
+    ``observe`` is fed every status answer; ``on_end`` hears the (fallback) tail's clean end,
+    ``on_driver_start`` the tail's first bytes when the driver's node is not known yet, and ``on_output``
     each chunk of the log (the runner tells the watch, ``raypod.watch_schedule``).
     """
 
@@ -482,12 +502,14 @@ class LiveLog:
         echo: LineEcho,
         on_end: Callable[[], None] | None = None,
         on_output: Callable[[], None] | None = None,
+        on_driver_start: Callable[[], None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ray = ray
         self.echo = echo
         self.on_end = on_end
         self.on_output = on_output
+        self.on_driver_start = on_driver_start
         self.monotonic = monotonic
         self.follower: LogFollower | None = None
 
@@ -502,6 +524,7 @@ class LiveLog:
                 running=job.status is RayStatus.RUNNING and job.driver_node_id is not None,
                 on_end=self.on_end,
                 on_output=self.on_output,
+                on_driver_start=self.on_driver_start,
                 monotonic=self.monotonic,
             )
             self.follower.start()

@@ -466,14 +466,16 @@ class JobOutput:
         return LiveLog(
             self.ray,
             self.echo,
-            on_end=self._log_ended,
+            on_end=self._poll_now,
+            # The watch polls at once when the driver starts: the answer tells its node and RUNNING.
+            on_driver_start=self._poll_now if activity is not None and self.wake is not None else None,
             on_output=activity.output if activity is not None else None,
             monotonic=self.monotonic,
         )
 
-    def _log_ended(self) -> None:
+    def _poll_now(self) -> None:
         if self.activity is not None:
-            self.activity.ended()
+            self.activity.poll_now()
         if self.wake is not None:
             self.wake()
 

@@ -70,10 +70,11 @@ def next_quiet_poll(quiet: float, interval: float, beat: float = 0.0) -> float:
 
 class OutputActivity:
     """What the live log tells the watch: when the job last printed and its usual gap between two
-    pieces of output (the log follower's thread calls ``output``), and the tail's end (``ended``).
+    pieces of output (the log follower's thread calls ``output``), and what only a poll can tell
+    more of (``poll_now``): the tail's end, or the driver's start.
 
     ``poll_due`` answers when the next poll is due after one made at ``polled_at``: the schedule
-    from the last output, at once when the tail ended after that poll, or only the interval's poll
+    from the last output, at once when a poll was asked for after that poll, or only the interval's poll
     (``math.inf``) while the job has printed nothing: a job ends right after its last line, and
     one that prints nothing (a PENDING one) gives no sign to act on."""
 
@@ -82,12 +83,12 @@ class OutputActivity:
         self._lock = threading.Lock()
         self._last: float | None = None
         self._beat = 0.0
-        self._ended_at: float | None = None
+        self._asked_at: float | None = None
 
     def began(self) -> None:
         """A new watch (an attempt submitted or attached to): nothing printed yet."""
         with self._lock:
-            self._last, self._beat, self._ended_at = None, 0.0, None
+            self._last, self._beat, self._asked_at = None, 0.0, None
 
     def output(self) -> None:
         """The job's log grew."""
@@ -98,19 +99,20 @@ class OutputActivity:
                 self._beat = gap if not self._beat else self._beat + BEAT_WEIGHT * (gap - self._beat)
             self._last = now
 
-    def ended(self) -> None:
-        """The tail (the fallback source) closed: Ray saw the job end (or the tail stopped early), so the
-        next poll is due now."""
+    def poll_now(self) -> None:
+        """The next poll is due now: the tail (the fallback source) closed, so Ray saw the job end (or the
+        tail stopped early); or the tail's first bytes came, so the driver runs, and a poll tells its
+        node (for the stream) and RUNNING (for the status)."""
         now = self._monotonic()
         with self._lock:
-            self._ended_at = now
+            self._asked_at = now
 
     def poll_due(self, polled_at: float, interval: float) -> float:
         """When (the clock's monotonic time) the poll after one made at ``polled_at`` is due."""
         with self._lock:
-            last, beat, ended_at = self._last, self._beat, self._ended_at
-        if ended_at is not None and ended_at > polled_at:
-            return ended_at
+            last, beat, asked_at = self._last, self._beat, self._asked_at
+        if asked_at is not None and asked_at > polled_at:
+            return asked_at
         if last is None:
             return math.inf
         if last > polled_at:

@@ -8,10 +8,12 @@ the order of events and the requests made, never how long anything took.
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 from dataclasses import dataclass
 
+from devtools.blocker import hold_cpus, release
 from devtools.proxy import Proxy, Request
 from raypod.clock import SystemClock
 from raypod.credentials import RayAuthSources, S3CredentialSources
@@ -119,6 +121,33 @@ def test_the_poll_after_the_output_goes_quiet_comes_early_not_an_interval_later(
     assert all(float(what.split()[1]) <= REPLAN_WAIT for what in waits)
     assert len(waits) * REPLAN_WAIT < LONG_INTERVAL
     assert 2 <= calls.count("/api/jobs/<id>") <= 12
+
+
+def test_a_job_pending_at_the_first_poll_is_polled_at_its_drivers_first_bytes_and_the_stream_takes_over(
+    bridge_job: BridgeJob,
+) -> None:
+    # The job asks for both CPUs, which another job holds for a few seconds: PENDING at the first
+    # poll, so Ray's tail follows it until the driver's first bytes.
+    # Ray's tail sends nothing while the job is PENDING; a driver of 6 s is still running when its
+    # first bytes come through.
+    remote_script(bridge_job, SHORT_JOB.replace("range(4)", "range(12)"))
+    bridge_job.set(jobproperties=json.dumps({"entrypoint_num_cpus": 2}))
+    blocker = hold_cpus(bridge_job.services.ray_address, 2, seconds=6)
+    try:
+        with Proxy("127.0.0.1", bridge_job.services.ray.port, keep_alive=True) as proxy:
+            code, clock, out = in_process_run(bridge_job, proxy, follow=True)
+            requests = proxy.recorded()
+    finally:
+        release(bridge_job.services.ray_address, blocker)
+    assert code == 0, out
+    assert "[job] tick 11" in out
+    calls = dashboard_calls(requests, bridge_job.read_status()["id"])
+    tail, stream = calls.index("/api/jobs/<id>/logs/tail"), calls.index("/api/v0/logs/stream")
+    # Between the two, one status call: the watch's own poll, woken at the driver's first bytes (the
+    # interval is 120 s), whose answer told the driver's node and RUNNING.
+    assert calls[tail + 1 : stream] == ["/api/jobs/<id>"]
+    assert "wake" in [event.what for event in clock.events]
+    assert "status.jobStatus=RUNNING" in out
 
 
 def test_with_live_output_off_nothing_wakes_the_watch(bridge_job: BridgeJob) -> None:

@@ -260,6 +260,57 @@ def test_without_the_driver_node_the_tail_stays_the_source(answer: JobInfo | Exc
     assert out.getvalue() == "[job] a\n[job] b\n"
 
 
+def test_at_the_tails_first_bytes_the_watchs_poll_tells_the_node_and_the_stream_takes_over() -> None:
+    tail = Connection([b"Running entrypoint\n", b"never read\n"], hold=True)
+    stream = Connection([b"Running entrypoint\n", b"tick\n"], hold=True)
+    sources = FakeSources(tails=[tail], streams=[stream])
+    out, asked = io.StringIO(), []
+
+    def the_watch_polls() -> None:
+        # As the runner wires it: the watch wakes and polls; its answer reaches observe from its thread.
+        asked.append("poll")
+        threading.Thread(target=live.observe, args=(job("RUNNING", NODE),)).start()
+
+    live = LiveLog(sources, LineEcho(out), on_driver_start=the_watch_polls)  # type: ignore[arg-type]
+    live.observe(job("PENDING"))
+    until(lambda: "tick" in out.getvalue())
+    live.stop()
+
+    assert asked == ["poll"]
+    assert sources.opened == ["tail", "stream"], "the follower asked Ray nothing itself"
+    assert sources.stream_nodes == [NODE]
+    assert out.getvalue() == "[job] Running entrypoint\n[job] tick\n"
+
+
+def test_when_the_watchs_poll_does_not_tell_the_node_in_time_the_follower_asks_ray_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("raypod.logs.NODE_FROM_POLL_WAIT", 0.01)
+    sources = FakeSources(tails=[Connection([b"a\n"], hold=True)], streams=[Connection([b"a\n", b"b\n"], hold=True)])
+    sources.answers = [job("RUNNING", NODE)]
+    out, asked = io.StringIO(), []
+    live = LiveLog(sources, LineEcho(out), on_driver_start=lambda: asked.append("poll"))  # type: ignore[arg-type]
+    live.observe(job("PENDING"))
+    until(lambda: "[job] b" in out.getvalue())
+    live.stop()
+
+    assert asked == ["poll"]
+    assert sources.opened == ["tail", "get_job", "stream"]
+
+
+def test_stop_while_waiting_for_the_watchs_poll_ends_the_follower_at_once() -> None:
+    tail = Connection([b"a\n"], hold=True)
+    sources = FakeSources(tails=[tail], streams=[])
+    waiting = threading.Event()
+    live = LiveLog(sources, LineEcho(io.StringIO()), on_driver_start=waiting.set)  # type: ignore[arg-type]
+    live.observe(job("PENDING"))
+    assert waiting.wait(JOIN)
+    live.stop()  # joins the thread (bounded): it must not sit out NODE_FROM_POLL_WAIT
+
+    assert live.follower is not None and not live.follower._thread.is_alive()
+    assert sources.opened == ["tail"]
+
+
 # -- a long PENDING: the tail closed until a poll finds the job running ----------------------------
 class Ticking:
     """A monotonic clock the test moves."""

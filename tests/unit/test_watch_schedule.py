@@ -113,7 +113,7 @@ def test_the_tails_end_makes_the_next_poll_due_at_once_and_only_once() -> None:
     activity = OutputActivity(clock.monotonic)
     polled_at = clock.monotonic()
     clock.advance(1.0)
-    activity.ended()
+    activity.poll_now()
     assert activity.poll_due(polled_at, INTERVAL) == clock.monotonic()
     clock.advance(0.1)
     later_poll = clock.monotonic()
@@ -145,7 +145,7 @@ def watched(
 
         def tail_closed() -> None:
             # As the runner wires it (JobOutput): the tail's end is told, and the watch woken.
-            activity.ended()
+            activity.poll_now()
             h.clock.wake()
 
         h.clock.at(tail_ends, tail_closed)
