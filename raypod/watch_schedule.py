@@ -33,15 +33,15 @@ QUIET_AFTER = 1.0
 #: usual gaps between two pieces of output (``beat``), so a job printing every 5 s is not polled
 #: after each line.
 BEATS = 2.0
-#: Each early poll waits this fraction of the quiet so far: polls at 1.0, 1.5, 2.0, 2.6, 3.4, ... s
-#: of quiet, about nine per tenfold of quiet, until the wait reaches ``updateInterval``.
-BACKOFF = 0.3
+#: Each early poll waits this fraction of the quiet so far: polls at 1.0, 1.5, 2.25, 3.4, 5.1, ... s
+#: of quiet, about six per tenfold of quiet, until the wait reaches ``updateInterval``.
+BACKOFF = 0.5
 #: ... but no wait longer than ``STEADY_GAP`` while the quiet is shorter than ``STEADY_UNTIL``: a
 #: job silent for its last 30 s is seen within 3 s of its end, for about five polls more than the
-#: backoff alone (which waits 9 s at 30 s of quiet). An hour of quiet costs about 30 early polls.
+#: backoff alone (which waits 15 s at 30 s of quiet). An hour of quiet costs about 23 early polls.
 STEADY_GAP = 3.0
 STEADY_UNTIL = 60.0
-#: No two early polls closer than this.
+#: No two polls closer than this by the schedule (only the tail's news asks sooner).
 MIN_GAP = 0.5
 #: How often a waiting watch looks at the output again; below QUIET_AFTER, so the first early poll
 #: after the output stops is never late.
@@ -61,10 +61,13 @@ def next_quiet_poll(quiet: float, interval: float, beat: float = 0.0) -> float:
     than ``interval``."""
     threshold = max(QUIET_AFTER, BEATS * beat)
     if quiet < threshold:
-        return min(interval, threshold - quiet)
-    wait = quiet * BACKOFF
-    if quiet < STEADY_UNTIL:
-        wait = min(wait, STEADY_GAP)
+        wait = threshold - quiet
+    else:
+        wait = quiet * BACKOFF
+        if quiet < STEADY_UNTIL:
+            wait = min(wait, STEADY_GAP)
+    # MIN_GAP also when a poll came a hair before the threshold: a wait of 1e-13 s is no wait at all
+    # on a clock that reads 1040.286 (the sum rounds back to the poll's own time).
     return min(interval, max(MIN_GAP, wait))
 
 

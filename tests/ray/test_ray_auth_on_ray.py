@@ -90,7 +90,8 @@ def test_submit_wait_behind_the_proxy_sends_the_token_in_x_ray_authorization_and
     tmp_path: Path, token_ray: LocalRay
 ) -> None:
     script = tmp_path / "job.py"
-    script.write_text("print('behind the proxy')\n")
+    # It outlives the first look after the POST, so its output comes live and not from the final read.
+    script.write_text("import time\nprint('behind the proxy', flush=True)\ntime.sleep(6)\n")
     with proxy_owning_authorization(token_ray.port) as proxy:
         result = cli(
             "submit",
