@@ -39,8 +39,8 @@ from bench.tools import RAYPOD, Stage, job_entrypoint
 from bench.watched import LINE_INTERVAL, RayRecord, ray_record
 from devtools.measure import CpuMeter
 from devtools.proxy import Request
+from devtools.ray_stream import abort_stream, open_follow_stream
 from devtools.services import DASHBOARD_AGENT, DASHBOARD_HEAD
-from raypod.http import abort_stream
 from raypod.package import package_name
 from raypod.ray import JobInfo, RayJobsClient
 from raypod.websocket import WebSocket
@@ -358,7 +358,8 @@ def submit_window(client: RayJobsClient) -> tuple[float, list[str]]:
 def read_stream(address: str, job: JobInfo, aborts: list[Callable[[], None]]) -> None:
     """raypod's live source: its own client, as each pod has."""
     client = RayJobsClient.connect(address)
-    response = client.open_log_stream(job.submission_id, job.driver_node_id, follow=True, read_timeout=None)
+    assert job.driver_node_id is not None
+    response = open_follow_stream(client, job.submission_id, job.driver_node_id)
     aborts.append(lambda: abort_stream(response))
     for _ in client.stream_chunks(response):
         pass

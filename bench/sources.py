@@ -24,10 +24,9 @@ from bench.mix import PENDING_JOB_CPUS, block_cpus
 from bench.pods import quiet_rates
 from bench.tools import job_entrypoint
 from devtools.measure import CpuMeter
+from devtools.ray_stream import abort_stream, open_follow_stream
 from devtools.services import LocalRay
-from raypod.http import abort_stream
 from raypod.ray import RayJobsClient
-from raypod.retry import NO_RETRY
 
 #: Bounds every wait here.
 JOB_TIMEOUT = 180.0
@@ -74,7 +73,7 @@ def follow(address: str, submission_id: str, tail: bool, stream: bool) -> Arriva
             pass
 
     def read_stream(node_id: str) -> None:
-        response = client.open_log_stream(submission_id, node_id, follow=True, read_timeout=None, retry=NO_RETRY)
+        response = open_follow_stream(client, submission_id, node_id)
         aborts.append(lambda: abort_stream(response))
         try:
             for _ in client.stream_chunks(response):

@@ -15,7 +15,6 @@ import http.client
 import json
 import logging
 import os
-import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -558,27 +557,6 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     if when.tzinfo is None:
         return None  # an HTTP-date is always GMT; a date without a zone is not one
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-def abort_stream(response: requests.Response) -> None:
-    """Wake a thread blocked reading this streamed response.
-
-    ``response.close()`` from another thread blocks on the reader's buffer lock; shutting
-    the socket down does not, and the reader then sees the end of the stream.
-    """
-    connection = getattr(response.raw, "connection", None)
-    sock = getattr(connection, "sock", None)
-    if sock is None:
-        # After "Connection: close" (a proxy, an ingress) http.client hands the socket over to
-        # the response itself: reach it through the response's file object.
-        file = getattr(getattr(response.raw, "_fp", None), "fp", None)
-        sock = getattr(getattr(file, "raw", None), "_sock", None)
-    if not isinstance(sock, socket.socket):
-        return
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed: nothing left to wake
 
 
 def _read_bounded(response: requests.Response, limit: int) -> str:

@@ -7,15 +7,14 @@ gigabyte of output costs little CPU.
 
 What is shown is the log's text with universal newlines (``\r\n`` and a lone ``\r`` end a
 line, as ``\n`` does), because that is all Ray's WebSocket tail can give: it reads the file in
-Python's text mode. The byte streams are translated the same way for the echo, so a line is
-shown the same whichever stream brought it, and one offset says how far the echo got. What
+Python's text mode. The file's bytes (read at the end) are translated the same way for the echo, so
+a line is shown the same whichever read brought it, and one offset says how far the echo got. What
 goes to S3 is always the file's own bytes, read once the job has ended: the tail's text cannot
 stand in for them (see ``LogFollower``).
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 import time
@@ -23,10 +22,9 @@ from collections.abc import Callable, Generator, Iterator
 from typing import TextIO
 
 from raypod.errors import RayApiError, Terminated, os_error_text
-from raypod.http import abort_stream
 from raypod.objectstore import ObjectStore
 from raypod.ray import JobInfo, RayJobsClient, RayStatus
-from raypod.retry import NO_RETRY, RetryPolicy
+from raypod.retry import RetryPolicy
 from raypod.terminal import ByteProgress, no_progress
 
 log = logging.getLogger(__name__)
@@ -35,25 +33,12 @@ JOB_LINE_PREFIX = "[job] "
 #: A line longer than this is printed in pieces rather than held whole.
 MAX_LINE = 64 * 1024
 _RECONNECT_WAIT = 2.0
-#: A stream that breaks this many times in a row, bringing nothing, is given up for the tail.
-STREAM_TRIES = 3
 #: Ray's tail of a PENDING job costs the head about 1.4 ms of CPU a second (it reads the job table
 #: every second; docs/benchmark.md), about what a status poll costs. So a job still PENDING this long
 #: after the follower started (about 0.1 s of the head's CPU; it is queued for resources, and its start
-#: is no longer close) has its tail closed, and the first poll that finds it running opens the stream.
+#: is no longer close) has its tail closed, and the first poll that finds it running opens it again.
 PENDING_TAIL_FOR = 60.0
-#: At the tail's first bytes the watch polls at once (``on_driver_start``); the follower waits this
-#: long for that poll to tell the driver's node before it asks Ray itself.
-NODE_FROM_POLL_WAIT = 5.0
-
-
-class _TailEnd(enum.Enum):
-    DONE = "the job ended, or stop"
-    DRIVER_RUNS = "the tail's first bytes came: the stream may take over"
-    RUNS_ON = "the tail closed while the job runs on"
-
-
-_SOURCE_PATHS = {"stream": "/api/v0/logs/stream", "tail": "Ray's WebSocket log tail"}
+_TAIL = "Ray's WebSocket log tail"
 
 
 class LineEcho:
@@ -231,29 +216,23 @@ class LogFollower:
     """A background thread that copies the live log to stdout (for ``kubectl logs``), and tells the
     watch when the output comes (``on_output``: the early polls count the quiet from it).
 
-    It reads Ray's state API stream (``/api/v0/logs/stream``, which Ray's agent reads from the file
-    every 0.5 s): the job's last line comes through about 0.3 s before Ray's end_time, where Ray's
-    WebSocket tail brings it about 1 s after (docs/benchmark.md). The stream never ends by itself:
-    the watch's final poll ends the job, and ``stop``.
-
-    The stream needs the driver's node (Ray 2.60 answers a 500 without it), known once the driver
-    runs. So a job not yet RUNNING (or an answer without the node) is followed through Ray's
-    WebSocket tail (``/api/jobs/<id>/logs/tail``), which waits for the driver by itself; at the
-    tail's first bytes the driver runs: if no poll told its node yet, the watch polls at once
-    (``on_driver_start``; its answer also says RUNNING), else the follower asks Ray itself, and the
-    stream takes over. A job that starts and ends between two polls is still followed, and its end
-    seen soon; without a node the tail stays. A job still PENDING ``PENDING_TAIL_FOR`` after the
+    It reads Ray's WebSocket tail (``/api/jobs/<id>/logs/tail``, the one ``ray job logs --follow``
+    uses): it waits for the driver by itself, so it opens while the job is PENDING, and Ray closes it
+    2 to 5 s after the job's end, a clean end that calls ``on_end`` (the runner wakes the watch). At
+    its first bytes the driver runs: unless a poll said RUNNING already, ``on_driver_start`` asks the
+    watch for a poll now, which writes RUNNING. A job still PENDING ``PENDING_TAIL_FOR`` after the
     follower started has its tail closed until a poll finds it running.
 
-    The tail stays the source when the stream is refused (a 404 from an older Ray, a proxy that
-    blocks it) or fails ``STREAM_TRIES`` times in a row. The tail ends when Ray saw the job end: a
-    clean end calls ``on_end``, with which the runner wakes the watch. Ray's tail stops, closing
-    normally, at bytes that are not UTF-8; when a poll then says the job runs on, the stream takes
-    over if it is usable. A source found unusable is never tried again, so the thread ends by
-    itself once neither is usable (the final pass prints what it had not).
+    Ray's state API stream (``/api/v0/logs/stream``) is never followed, though it brings the last line
+    sooner: Ray 2.60 keeps a follow stream's request open after its client has gone until the log
+    grows again, which a finished job's never does, so each one would hold one of the state API's
+    100 in-progress requests (and a file read every 0.5 s) until the dashboard restarts, and after
+    about 100 jobs every log read (raypod's upload too) is refused with a 429 (docs/benchmark.md).
 
-    One connection serves the run (two when the tail hands over); only after a break does it
-    reconnect, and the echo skips what was printed already.
+    Ray's tail stops, closing normally, at bytes that are not UTF-8, and one the dashboard refuses
+    (an ingress without WebSocket support) cannot be followed at all: live output then stops with a
+    warning and the rest is printed at the end. A broken tail is opened again (its resent bytes are
+    skipped by the echo).
     """
 
     def __init__(
@@ -262,8 +241,6 @@ class LogFollower:
         submission_id: str,
         echo: LineEcho,
         *,
-        node_id: str | None = None,
-        running: bool = True,
         on_end: Callable[[], None] | None = None,
         on_output: Callable[[], None] | None = None,
         on_driver_start: Callable[[], None] | None = None,
@@ -271,23 +248,16 @@ class LogFollower:
     ) -> None:
         self.ray = ray
         self.submission_id = submission_id
-        #: The driver's node, from a status answer (the stream needs it).
-        self.node_id = node_id
-        self._node_known = threading.Event()
-        if node_id:
-            self._node_known.set()
         self.echo = echo
         self.on_end = on_end
         self.on_output = on_output
-        #: Asks the watch for a poll now (its answer comes to ``observe``); None: the follower asks Ray.
+        #: Asks the watch for a poll now (the driver runs); only while no poll said RUNNING.
         self.on_driver_start = on_driver_start
         self.connections = 0
-        #: Which source is followed: the tail while the job may not run yet, else the stream.
-        self.use_tail = not running
-        #: Sources found unusable ("stream", "tail"): never tried again.
-        self.refused: set[str] = set()
         #: The tail closed normally (the job ended, or the tail stopped early).
         self.tail_ended = False
+        #: A poll said RUNNING (or the driver's start was told already).
+        self._running_known = False
         self._stop = threading.Event()
         #: Set by a poll that finds the job running after the tail ended (and by stop).
         self._runs_on = threading.Event()
@@ -306,14 +276,13 @@ class LogFollower:
         self._thread.start()
 
     def observe(self, job: JobInfo) -> None:
-        """Hear a status answer: the driver's node, and whether the job runs on after the tail ended."""
-        if job.driver_node_id and not self.node_id:
-            self.node_id = job.driver_node_id
-            self._node_known.set()
+        """Hear a status answer: whether the job runs, and whether it runs on after the tail ended."""
+        if job.status is RayStatus.RUNNING:
+            self._running_known = True
         if self.tail_ended and not job.terminal:
             self._runs_on.set()
         if job.status is RayStatus.PENDING:
-            if self.use_tail and not self._parked.is_set() and self._monotonic() - self._started >= PENDING_TAIL_FOR:
+            if not self._parked.is_set() and self._monotonic() - self._started >= PENDING_TAIL_FOR:
                 self._park()
         elif self._parked.is_set() and not job.terminal:
             self._resume.set()
@@ -334,7 +303,6 @@ class LogFollower:
         self._stop.set()
         self._runs_on.set()
         self._resume.set()
-        self._node_known.set()
         self.echo.cut_off(self)
         abort = self._abort
         if abort is not None:
@@ -342,134 +310,63 @@ class LogFollower:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        failures = 0
         while not self._stop.is_set():
             if self._parked.is_set():
                 self._resume.wait()
                 self._parked.clear()
-                # The job runs: the stream, if a poll told the driver's node (else the tail, for it).
-                self.use_tail = not self.node_id or "stream" in self.refused
                 continue
-            source = "tail" if self.use_tail else "stream"
-            problem = "it ended without a byte"
             try:
-                if self.use_tail:
-                    match self._follow_tail():
-                        case _TailEnd.DONE:
-                            return
-                        case _TailEnd.DRIVER_RUNS:
-                            self.use_tail = False
-                        case _TailEnd.RUNS_ON:
-                            if not self._switch("tail", "it ended while the job runs on"):
-                                return
-                    continue
-                if self._follow_stream():
-                    failures = 0
-                    continue
+                if self._follow_tail():
+                    return
+                log.warning(
+                    "the job's output is no longer shown live (%s ended while the job runs on: it stops at "
+                    "bytes that are not UTF-8); the rest is printed when it ends",
+                    _TAIL,
+                )
+                return
             except RayApiError as error:
                 if self._stop.is_set():
                     return
                 if self._parked.is_set():
                     continue  # the tail was closed on purpose
                 if not error.transient:
-                    if not self._switch(source, str(error)):
-                        return
-                    failures = 0
-                    continue
-                problem = str(error)
-                log.debug("live log %s interrupted (%s); reconnecting", source, error)
+                    log.warning(
+                        "the job's output is not shown live (%s is not usable: %s); it is printed when it ends",
+                        _TAIL,
+                        error,
+                    )
+                    return
+                log.debug("live log tail interrupted (%s); reconnecting", error)
             except Exception as error:  # noqa: BLE001 - stop() closes the socket under the reader
                 if self._stop.is_set():
                     return
                 if self._parked.is_set():
                     continue
-                problem = str(error)
-                log.debug("live log %s interrupted (%s); reconnecting", source, error)
-            failures += 1
-            if source == "stream" and failures >= STREAM_TRIES:
-                # Broken again and again without a byte (or a hostile empty answer): the tail instead.
-                if not self._switch(source, f"{failures} tries in a row: {problem}"):
-                    return
-                failures = 0
-                continue
+                log.debug("live log tail interrupted (%s); reconnecting", error)
             self._stop.wait(_RECONNECT_WAIT)
 
-    def _switch(self, unusable: str, why: str) -> bool:
-        """Follow the other source from now on; False when it is unusable too (the thread ends)."""
-        self.refused.add(unusable)
-        other = "stream" if unusable == "tail" else "tail"
-        if other in self.refused:
-            log.warning(
-                "the job's output is no longer shown live (%s: %s); the rest is printed when it ends",
-                _SOURCE_PATHS[unusable],
-                why,
-            )
-            return False
-        shown = (_SOURCE_PATHS[other], _SOURCE_PATHS[unusable], why)
-        log.warning("following the job's log through %s: %s is not usable (%s)", *shown)
-        self.use_tail = other == "tail"
-        return True
-
-    def _follow_tail(self) -> _TailEnd:
-        """Read the tail until Ray closes it, or until its first bytes show that the driver runs
-        (when the stream may take over)."""
+    def _follow_tail(self) -> bool:
+        """Read the tail until Ray closes it. True: done (the job ended, or stop); False: a poll
+        says the job runs on after the tail's clean close."""
         tail = self.ray.open_log_tail(self.submission_id, on_socket=lambda socket: self._hold(socket.abort))
         self.connections += 1
         reading = EchoPass(self.echo, self, translate=False)
         seen = 0
-        hand_over = "stream" not in self.refused
-        try:
-            for chunk in self.ray.tail_chunks(tail):
-                seen = self._heard(seen, chunk)
-                if not reading.push(chunk):
-                    return _TailEnd.DONE
-                if hand_over:
-                    if self._learn_node():
-                        return _TailEnd.DRIVER_RUNS
-                    hand_over = False  # no node to ask the stream for: the tail it is
-        finally:
-            if hand_over:
-                tail.abort()
+        for chunk in self.ray.tail_chunks(tail):
+            seen = self._heard(seen, chunk)
+            if not reading.push(chunk):
+                return True
+            if not self._running_known:
+                self._running_known = True
+                if self.on_driver_start is not None:
+                    self.on_driver_start()
         # Ray closed the tail normally. Its last line without a newline is left to the upload
         # pass, which reads to the true end: the tail may have stopped short of it.
         self.tail_ended = True
         if self.on_end is not None:
             self.on_end()
         self._runs_on.wait()
-        return _TailEnd.DONE if self._stop.is_set() else _TailEnd.RUNS_ON
-
-    def _learn_node(self) -> bool:
-        """Whether the driver's node is known (the stream needs it: Ray 2.60 answers a 500 without
-        it). The driver runs: a poll the watch makes now tells it, and RUNNING with it; without one
-        within ``NODE_FROM_POLL_WAIT``, Ray is asked once here."""
-        if not self.node_id and self.on_driver_start is not None:
-            self.on_driver_start()
-            self._node_known.wait(NODE_FROM_POLL_WAIT)
-            if self._stop.is_set():
-                return False
-        if not self.node_id:
-            try:
-                self.observe(self.ray.get_job(self.submission_id, retry=NO_RETRY))
-            except RayApiError as error:
-                log.debug("the driver's node is not known (%s): following Ray's tail on", error)
-        return bool(self.node_id)
-
-    def _follow_stream(self) -> bool:
-        """Read the stream until it breaks or ends. True when it brought anything."""
-        # No read timeout: a quiet job may print nothing for hours; stop() closes the socket.
-        response = self.ray.open_log_stream(
-            self.submission_id, self.node_id, follow=True, read_timeout=None, retry=NO_RETRY
-        )
-        self._hold(lambda: abort_stream(response))
-        self.connections += 1
-        reading = EchoPass(self.echo, self, translate=True)
-        seen = 0
-        # A chunked response: each read returns what has arrived, up to LOG_CHUNK bytes.
-        for chunk in self.ray.stream_chunks(response):
-            seen = self._heard(seen, chunk)
-            if not reading.push(chunk):
-                break
-        return seen > 0
+        return self._stop.is_set()
 
     def _heard(self, seen: int, chunk: bytes) -> int:
         """Count a chunk of this connection; past what any connection reached, it is new output."""
@@ -489,11 +386,11 @@ class LogFollower:
 
 class LiveLog:
     """The job's output, followed while it runs: one follower, started by the first status answer
-    that says the job has not ended (it opens a connection once the job runs).
+    that says the job has not ended (Ray's tail waits for the driver by itself).
 
-    ``observe`` is fed every status answer; ``on_end`` hears the (fallback) tail's clean end,
-    ``on_driver_start`` the tail's first bytes when the driver's node is not known yet, and ``on_output``
-    each chunk of the log (the runner tells the watch, ``raypod.watch_schedule``).
+    ``observe`` is fed every status answer; ``on_end`` hears the tail's clean end, ``on_driver_start``
+    its first bytes when no poll said RUNNING yet, and ``on_output`` each chunk of the log (the runner
+    tells the watch, ``raypod.watch_schedule``).
     """
 
     def __init__(
@@ -519,15 +416,15 @@ class LiveLog:
                 self.ray,
                 job.submission_id,
                 self.echo,
-                node_id=job.driver_node_id,
-                # The stream needs the driver's node: without it, the tail first.
-                running=job.status is RayStatus.RUNNING and job.driver_node_id is not None,
                 on_end=self.on_end,
                 on_output=self.on_output,
                 on_driver_start=self.on_driver_start,
                 monotonic=self.monotonic,
             )
+            # Told this answer before its thread reads anything: a RUNNING one needs no poll at the first bytes.
+            self.follower.observe(job)
             self.follower.start()
+            return
         if self.follower is not None:
             self.follower.observe(job)
 
@@ -587,7 +484,7 @@ def upload_log(
 
 
 def echo_rest(ray: RayJobsClient, job: JobInfo, echo: LineEcho) -> None:
-    """Print the lines the live stream had not reached, without uploading (no S3, or the CLI)."""
+    """Print the lines the live tail had not reached, without uploading (no S3, or the CLI)."""
     for _ in _echoed(ray.log_chunks(job), echo):
         pass
 

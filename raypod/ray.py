@@ -483,20 +483,17 @@ class RayJobsClient:
         submission_id: str,
         node_id: str | None = None,
         *,
-        follow: bool = False,
         read_timeout: float | None = 60.0,
         retry: RetryPolicy | None = None,
     ) -> requests.Response:
-        """The driver log as a plain-text stream (``/api/v0/logs/file``, or ``stream`` to follow)."""
+        """The driver's whole log as a plain-text stream (``/api/v0/logs/file``): it ends at the file's
+        end. (Never ``/api/v0/logs/stream``, which follows: ``raypod.logs.LogFollower`` says why.)"""
         params: dict[str, str] = {"submission_id": submission_id, "lines": "-1"}
         if node_id:
             params["node_id"] = node_id
-        if follow:
-            params["interval"] = "0.5"
-        media = "stream" if follow else "file"
         return self.http.request(
             "GET",
-            f"/api/v0/logs/{media}",
+            "/api/v0/logs/file",
             params=params,
             stream=True,
             retry=retry,

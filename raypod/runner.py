@@ -467,7 +467,7 @@ class JobOutput:
             self.ray,
             self.echo,
             on_end=self._poll_now,
-            # The watch polls at once when the driver starts: the answer tells its node and RUNNING.
+            # The watch polls at once when the driver starts (no poll said RUNNING yet): its answer writes it.
             on_driver_start=self._poll_now if activity is not None and self.wake is not None else None,
             on_output=activity.output if activity is not None else None,
             monotonic=self.monotonic,

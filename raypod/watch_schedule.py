@@ -1,9 +1,8 @@
 """When the watch asks Ray next: every ``updateInterval``, and early once the job's output goes quiet.
 
 No Ray endpoint tells when a job ends. But a job usually ends right after its last line, and the
-live log tells when the output stops: Ray's state API stream (``/api/v0/logs/stream``, read every
-0.5 s) brings a job's last line about 0.3 s before Ray's end_time (Ray's WebSocket tail, the
-fallback, about 1 s after it; docs/benchmark.md). So after the output goes quiet the watch polls
+live log tells when the output stops: Ray's WebSocket tail brings a job's last line about 0.5 to
+1.4 s after Ray's end_time (docs/benchmark.md). So after the output goes quiet the watch polls
 a few times early (``next_quiet_poll``): each wait a fraction of the quiet so far, at most
 ``STEADY_GAP`` through the first ``STEADY_UNTIL`` of quiet (a job silent for its last half minute
 is still seen within a few seconds), and from there a fraction again, so a job quiet for an hour is
@@ -23,11 +22,11 @@ from collections.abc import Callable
 
 #: The first poll after the POST waits this long (never longer than ``updateInterval``): Ray takes
 #: about 1.3 s from the POST to a running driver (docs/benchmark.md), so the first answer mostly
-#: says the job runs and on which node, and the live log starts on the stream, not the tail and a
-#: question for the node; a job of a second or two has often ended by then, and needs neither.
+#: says the job runs (so the tail's first bytes need no poll of their own to write RUNNING), and a
+#: job of a second or two has often ended by then, and needs no live log at all.
 FIRST_LOOK = 2.0
-#: Output quiet this long may mean it stopped: while a job prints, the stream sends what the log
-#: gained every 0.5 s (the tail, about once a second: its beat then sets the threshold, ``BEATS``).
+#: Output quiet this long may mean it stopped: while a job prints, Ray's tail sends what the log
+#: gained about once a second (that beat then sets the threshold, ``BEATS``).
 QUIET_AFTER = 1.0
 #: ... unless the job's own rhythm is slower: quiet counts as stopped only past this many of its
 #: usual gaps between two pieces of output (``beat``), so a job printing every 5 s is not polled
@@ -103,9 +102,8 @@ class OutputActivity:
             self._last = now
 
     def poll_now(self) -> None:
-        """The next poll is due now: the tail (the fallback source) closed, so Ray saw the job end (or the
-        tail stopped early); or the tail's first bytes came, so the driver runs, and a poll tells its
-        node (for the stream) and RUNNING (for the status)."""
+        """The next poll is due now: the tail closed, so Ray saw the job end (or the tail stopped
+        early); or the tail's first bytes came, so the driver runs, and a poll writes RUNNING."""
         now = self._monotonic()
         with self._lock:
             self._asked_at = now

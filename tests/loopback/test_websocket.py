@@ -512,4 +512,4 @@ def test_a_proxy_that_refuses_the_tails_connect_is_a_lasting_error_naming_it_wit
         in message
     )
     assert "403" in message and "tail-proxy-pa55word" not in message
-    assert not caught.value.transient  # lasting: the log follower takes /api/v0/logs/stream instead
+    assert not caught.value.transient  # lasting: live output stops; the job's log is printed at its end

@@ -104,15 +104,9 @@ def test_the_poll_after_the_output_goes_quiet_comes_early_not_an_interval_later(
     # The first poll a moment after the POST (FIRST_LOOK): the 2 s job has not ended by then.
     assert calls[:3] == ["/api/version", "/api/jobs/", "/api/jobs/<id>"]
     assert calls[-1] == "/api/v0/logs/file"  # the upload reads the file itself
-    # The stream when the first poll found the job running; else Ray's tail while it was PENDING, the
-    # stream from the driver's first bytes (unless the tail brought the whole 2 s job first): one live
-    # connection at a time, never one per poll.
+    # Ray's tail, one connection for the run, never one per poll (and never the state API's stream).
     live = [call for call in calls if call.endswith(("/logs/tail", "/logs/stream"))]
-    assert live in (
-        ["/api/v0/logs/stream"],
-        ["/api/jobs/<id>/logs/tail", "/api/v0/logs/stream"],
-        ["/api/jobs/<id>/logs/tail"],
-    )
+    assert live == ["/api/jobs/<id>/logs/tail"]
 
     # The watch looked at the output every REPLAN_WAIT and polled once it went quiet: it never sat
     # out the interval (its waits together are shorter than one), and asked Ray a few times only.
@@ -123,7 +117,7 @@ def test_the_poll_after_the_output_goes_quiet_comes_early_not_an_interval_later(
     assert 2 <= calls.count("/api/jobs/<id>") <= 12
 
 
-def test_a_job_pending_at_the_first_poll_is_polled_at_its_drivers_first_bytes_and_the_stream_takes_over(
+def test_a_job_pending_at_the_first_poll_is_polled_at_its_drivers_first_bytes_which_writes_running(
     bridge_job: BridgeJob,
 ) -> None:
     # The job asks for both CPUs, which another job holds for a few seconds: PENDING at the first
@@ -142,10 +136,11 @@ def test_a_job_pending_at_the_first_poll_is_polled_at_its_drivers_first_bytes_an
     assert code == 0, out
     assert "[job] tick 11" in out
     calls = dashboard_calls(requests, bridge_job.read_status()["id"])
-    tail, stream = calls.index("/api/jobs/<id>/logs/tail"), calls.index("/api/v0/logs/stream")
-    # Between the two, one status call: the watch's own poll, woken at the driver's first bytes (the
-    # interval is 120 s), whose answer told the driver's node and RUNNING.
-    assert calls[tail + 1 : stream] == ["/api/jobs/<id>"]
+    tail = calls.index("/api/jobs/<id>/logs/tail")
+    # After the tail, the next call is a status poll: the watch's own, woken at the driver's first bytes
+    # (the interval is 120 s), whose answer says RUNNING.
+    assert calls[tail + 1] == "/api/jobs/<id>"
+    assert "/api/v0/logs/stream" not in calls
     assert "wake" in [event.what for event in clock.events]
     assert "status.jobStatus=RUNNING" in out
 

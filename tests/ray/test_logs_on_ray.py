@@ -164,13 +164,12 @@ def test_live_output_shows_each_line_once_in_order_from_one_stream(bridge_job: B
     assert numbered == expected
     assert len(job_lines) == len(set(job_lines)), "a line was printed twice"
 
-    # One live stream for the whole run (Ray's tail at most until the driver's first bytes, when the
-    # first poll, a moment after the POST, found the job PENDING) and one final read: the log is never
-    # fetched per poll.
+    # One live connection for the whole run (Ray's tail) and one final read: the log is never fetched
+    # per poll.
     submission_id = bridge_job.read_status()["id"]
     paths = [request.path.split("?")[0] for request in requests]
-    assert paths.count(f"/api/jobs/{submission_id}/logs/tail") <= 1
-    assert paths.count("/api/v0/logs/stream") == 1
+    assert paths.count(f"/api/jobs/{submission_id}/logs/tail") == 1
+    assert paths.count("/api/v0/logs/stream") == 0
     assert paths.count("/api/v0/logs/file") == 1
     assert paths.count(f"/api/jobs/{submission_id}") >= 3, "the job should span several polls"
     assert f"/api/jobs/{submission_id}/logs" not in paths
@@ -254,13 +253,8 @@ def job_lines(stdout: str) -> list[str]:
     return [line for line in lines if "job_manager.py" not in line and not line.startswith("Running entrypoint")]
 
 
-@pytest.mark.parametrize("with_stream", [True, False], ids=["stream", "older-ray-without-the-stream"])
-def test_lines_are_shown_alike_whether_the_stream_or_the_tail_brought_them(
-    bridge_job: BridgeJob, with_stream: bool
-) -> None:
+def test_lines_are_shown_alike_whether_the_tail_or_the_final_read_brought_them(bridge_job: BridgeJob) -> None:
     with Proxy("127.0.0.1", bridge_job.services.ray.port) as proxy:
-        if not with_stream:
-            proxy.fail("GET", r"^/api/v0/logs/stream\?", status=404, body=b"404: Not Found")
         bridge_job.set(resourceURL=proxy.url, jobdata__scriptLocation="inline", jobdata__jobScript=NEWLINES_JOB)
         result = bridge_job.run()
         paths = [request.path.split("?")[0] for request in proxy.recorded()]
@@ -268,22 +262,16 @@ def test_lines_are_shown_alike_whether_the_stream_or_the_tail_brought_them(
     assert job_lines(result.stdout) == ["crlf line", "progress 1", "progress 2", "progress 3", "no newline at the end"]
     # S3 gets the file's own bytes, whatever was shown.
     assert bridge_job.log_text().endswith("crlf line\r\nprogress 1\rprogress 2\rprogress 3\nno newline at the end")
-    # The stream when the first poll found the job running; Ray's tail when it found it PENDING, handing
-    # over to the stream at its first bytes (unless it brought the whole 2 s job before that).
-    tails, streams = len([path for path in paths if path.endswith("/logs/tail")]), paths.count("/api/v0/logs/stream")
-    if with_stream:
-        assert (tails, streams) in ((0, 1), (1, 1), (1, 0))
-    else:
-        # Refused: Ray's tail took over (again, if it was the first source).
-        assert (tails, streams) in ((2, 1), (1, 1), (1, 0))
-        assert streams == 0 or "/api/v0/logs/stream is not usable" in result.stderr
+    # Ray's tail while it runs (none when the first look found the short job ended), then the file's read.
+    assert len([path for path in paths if path.endswith("/logs/tail")]) <= 1
+    assert paths.count("/api/v0/logs/stream") == 0
     assert paths.count("/api/v0/logs/file") == 1
 
 
 TICKS_JOB = "import time\nfor i in range(12):\n    print('tick', i, flush=True)\n    time.sleep(0.5)\n"
 
 
-def test_behind_a_proxy_that_drops_the_upgrade_a_pending_job_is_followed_by_the_stream_once_it_runs(
+def test_behind_a_proxy_that_drops_the_upgrade_the_output_is_shown_whole_at_the_end_and_no_stream_is_opened(
     bridge_job: BridgeJob, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Ray 2.60 answers such a request only once the job has ended: raypod waits this long, not that.
@@ -303,11 +291,12 @@ def test_behind_a_proxy_that_drops_the_upgrade_a_pending_job_is_followed_by_the_
         live.stop()
         echo_rest(ray, job, echo)
         paths = [request.path.split("?")[0] for request in proxy.recorded()]
-    assert "tick 0" in shown_while_running
+    # The tail refused, nothing is shown live (the state API's stream would hold a request of Ray's
+    # for good); the final pass prints every line once.
+    assert job_lines(shown_while_running) == []
     assert job_lines(out.getvalue()) == [f"tick {i}" for i in range(12)]
-    # The tail only if the first poll found the job PENDING; its refusal hands over to the stream.
-    assert len([path for path in paths if path.endswith("/logs/tail")]) <= 1
-    assert paths.count("/api/v0/logs/stream") == 1
+    assert len([path for path in paths if path.endswith("/logs/tail")]) == 1
+    assert paths.count("/api/v0/logs/stream") == 0
 
 
 def test_a_job_that_prints_bytes_that_are_not_utf8_shows_each_line_once(bridge_job: BridgeJob) -> None:
@@ -325,6 +314,6 @@ def test_a_job_that_prints_bytes_that_are_not_utf8_shows_each_line_once(bridge_j
     finally:
         response.close()
         response.release_conn()
-    # The stream sends the file's bytes (Ray's tail, the fallback, stops at such a byte).
+    # Ray's tail stops at such a byte; the final read of the file's bytes prints the rest.
     assert len([path for path in paths if path.endswith("/logs/tail")]) <= 1
-    assert paths.count("/api/v0/logs/stream") == 1
+    assert paths.count("/api/v0/logs/stream") == 0
