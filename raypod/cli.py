@@ -522,6 +522,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose, quiet=args.command != "run", json_lines=json_lines)
     with json_stderr(json_lines):
         # Inside: a warning while the clients are imported is a JSON line too.
+        from raypod.lean_imports import import_requests
+
+        import_requests()  # first, before any module of raypod's imports requests
         from raypod.commands import dispatch
 
         return dispatch(args)

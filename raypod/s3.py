@@ -24,6 +24,7 @@ from raypod.errors import (
 )
 from raypod.interrupt import cuttable
 from raypod.jobdata import S3Location
+from raypod.lean_imports import import_minio
 from raypod.proxies import Proxy, proxy_for, refused_for_good, target_of, tunnel_refusal
 from raypod.retry import RetryPolicy
 from raypod.safetext import Scrubber, bounded_text, secret_forms
@@ -86,7 +87,7 @@ class S3Store:
             import certifi
             import urllib3
 
-            minio_class = _import_minio()
+            minio_class = import_minio()
             # Retries disabled in urllib3: the retry policy is raypod's own, applied once.
             settings: dict[str, Any] = {
                 "timeout": urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT),
@@ -284,50 +285,17 @@ class S3Store:
         return PartUpload(self, bucket, object_name, content_type, create_bucket=create_bucket)
 
 
-class _AdminNotLoaded:
-    """Stands in for ``minio.MinioAdmin``, which raypod never uses."""
-
-    def __init__(self, *_args: object, **_kwargs: object) -> None:
-        raise ImportError("minio.MinioAdmin was not loaded by raypod; import minio.minioadmin directly")
-
-
-def _import_minio() -> type[Minio]:
-    """``minio.Minio`` without ``minio.MinioAdmin``.
-
-    minio's ``__init__`` imports its admin client, which loads pycryptodome, argon2 and cffi:
-    about 3 MiB of resident memory and 60 ms at start-up in a pod limited to 100Mi, for an API
-    raypod never calls. A placeholder module stands in while minio is first imported; the
-    real ``minio.minioadmin`` can still be imported afterwards.
-    """
-    import sys
-    import types
-
-    if "minio" not in sys.modules and "minio.minioadmin" not in sys.modules:
-        placeholder = types.ModuleType("minio.minioadmin")
-        placeholder.MinioAdmin = _AdminNotLoaded  # type: ignore[attr-defined]
-        sys.modules["minio.minioadmin"] = placeholder
-        try:
-            import minio
-        finally:
-            if sys.modules.get("minio.minioadmin") is placeholder:
-                del sys.modules["minio.minioadmin"]
-        return minio.Minio
-    from minio import Minio
-
-    return Minio
-
-
 def _minio_s3_error() -> type[MinioS3Error]:
     """minio's S3Error. Any ``from minio... import`` loads minio's package first, so it goes
-    through ``_import_minio``, or minio's ``__init__`` would load its admin client after all."""
-    _import_minio()
+    through ``import_minio``, or minio's ``__init__`` would load its admin client after all."""
+    import_minio()
     from minio.error import S3Error
 
     return S3Error
 
 
 def _translate(error: Exception, what: str, key: str | None, scrubber: Scrubber) -> Exception:
-    _import_minio()
+    import_minio()
     from minio.error import InvalidResponseError, ServerError
     from minio.error import S3Error as MinioS3Error
     from urllib3.exceptions import HTTPError

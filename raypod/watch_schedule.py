@@ -3,7 +3,8 @@
 No Ray endpoint tells when a job ends. But a job usually ends right after its last line, and the
 live log tells when the output stops: Ray's WebSocket tail brings a job's last line about 0.5 to
 1.4 s after Ray's end_time (docs/benchmark.md). So after the output goes quiet the watch polls
-a few times early (``next_quiet_poll``): each wait a fraction of the quiet so far, at most
+a few times early (``next_quiet_poll``): the first as soon as the tail has missed one of its reads
+(``quiet_threshold``), then each wait a fraction of the quiet so far, at most
 ``STEADY_GAP`` through the first ``STEADY_UNTIL`` of quiet (a job silent for its last half minute
 is still seen within a few seconds), and from there a fraction again, so a job quiet for an hour is
 soon polled every ``updateInterval`` again, as before. Quiet counts only once it is longer than the
@@ -25,14 +26,20 @@ from collections.abc import Callable
 #: says the job runs (so the tail's first bytes need no poll of their own to write RUNNING), and a
 #: job of a second or two has often ended by then, and needs no live log at all.
 FIRST_LOOK = 2.0
-#: Output quiet this long may mean it stopped: while a job prints, Ray's tail sends what the log
-#: gained about once a second (that beat then sets the threshold, ``BEATS``).
-QUIET_AFTER = 1.0
-#: ... unless the job's own rhythm is slower: quiet counts as stopped only past this many of its
-#: usual gaps between two pieces of output (``beat``), so a job printing every 5 s is not polled
-#: after each line.
+#: While a job prints, Ray's tail reads the log once a cycle and sends what it read at the end of
+#: the cycle (``file_tail_iterator`` sleeps 1 s at the end of the file, then yields), so steady
+#: output arrives in bursts this far apart, each line 1 to 2 s after it was written.
+TAIL_CYCLE = 1.0
+#: How late a burst of steady output may come before the output counts as stopped (a burst's
+#: time varies by a few tens of milliseconds on an idle head, a few tenths on a loaded one).
+TAIL_SLACK = 0.4
+#: Output quiet this long may mean it stopped: the tail has missed a cycle (``quiet_threshold``).
+QUIET_AFTER = TAIL_CYCLE + TAIL_SLACK
+#: A job whose own gaps between lines (``beat``) are longer than the tail's cycle is irregular by
+#: about as much as they exceed it; its quiet counts as stopped only past this many of that
+#: excess, so a job printing every 5 s is not polled after each line.
 BEATS = 2.0
-#: Each early poll waits this fraction of the quiet so far: polls at 1.0, 1.5, 2.25, 3.4, 5.1, ... s
+#: Each early poll waits this fraction of the quiet so far: polls at 1.4, 2.1, 3.15, 4.7, 7.1, ... s
 #: of quiet, about six per tenfold of quiet, until the wait reaches ``updateInterval``.
 BACKOFF = 0.5
 #: ... but no wait longer than ``STEADY_GAP`` while the quiet is shorter than ``STEADY_UNTIL``: a
@@ -51,14 +58,21 @@ BURST = 0.2
 BEAT_WEIGHT = 0.3
 
 
+def quiet_threshold(beat: float) -> float:
+    """How long output whose usual gap between two pieces is ``beat`` s (0: not known yet) must be
+    quiet before it may have stopped: one tail cycle and its slack for steady output (the next
+    burst was due and did not come), longer for a job with a slower rhythm of its own."""
+    late_by = max(TAIL_SLACK, (BEATS - 1.0) * (beat - TAIL_CYCLE))
+    return max(QUIET_AFTER, beat + late_by)
+
+
 def next_quiet_poll(quiet: float, interval: float, beat: float = 0.0) -> float:
     """How long after a poll made ``quiet`` s into the output's quiet the next poll is due.
 
-    Before the output has been quiet for ``QUIET_AFTER`` s and ``BEATS`` of its usual gaps
-    (``beat``), it may only be between two pieces: the next poll comes then. From there each wait
-    is ``BACKOFF`` of the quiet so far, at most ``STEADY_GAP`` before ``STEADY_UNTIL``. Never later
-    than ``interval``."""
-    threshold = max(QUIET_AFTER, BEATS * beat)
+    Before the output has been quiet for ``quiet_threshold(beat)``, it may only be between two
+    pieces: the next poll comes then. From there each wait is ``BACKOFF`` of the quiet so far, at
+    most ``STEADY_GAP`` before ``STEADY_UNTIL``. Never later than ``interval``."""
+    threshold = quiet_threshold(beat)
     if quiet < threshold:
         wait = threshold - quiet
     else:

@@ -41,6 +41,8 @@ def report():
     print("LOADED " + json.dumps(sorted(loaded - {"raypod"})), flush=True)
     admin = getattr(sys.modules.get("minio.minioadmin"), "__file__", None) is not None
     print("MINIO_ADMIN " + json.dumps(admin), flush=True)
+    detection = getattr(sys.modules.get("charset_normalizer"), "__file__", None) is not None
+    print("CHARSET_DETECTION " + json.dumps(detection), flush=True)
 
 atexit.register(report)
 from raypod.cli import main
@@ -101,3 +103,9 @@ def test_a_whole_run_imports_no_ray_sdk_and_only_the_runtime_requirements(whole_
 def test_a_whole_run_never_loads_minios_admin_client(whole_run: WholeRun) -> None:
     assert whole_run.completed.returncode == 0, whole_run.completed.stderr
     assert whole_run.printed("MINIO_ADMIN") is False
+
+
+def test_a_whole_run_never_loads_requests_charset_detection(whole_run: WholeRun) -> None:
+    # raypod decodes every answer itself: charset_normalizer's 2.8 MiB would be for nothing.
+    assert whole_run.completed.returncode == 0, whole_run.completed.stderr
+    assert whole_run.printed("CHARSET_DETECTION") is False

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from raypod.s3 import _import_minio
+from raypod.lean_imports import import_minio
 
 
 def leading_parameters(function: Callable[..., Any], count: int) -> list[str]:
@@ -37,17 +37,17 @@ CALLED_BY_POSITION = {
 def test_the_minio_methods_raypod_calls_take_their_arguments_in_raypods_order(
     method: str, parameters: list[str]
 ) -> None:
-    minio_class = _import_minio()
+    minio_class = import_minio()
     assert leading_parameters(getattr(minio_class, method), len(parameters)) == parameters
 
 
 def test_a_client_keeps_its_region_cache_where_raypod_fills_it_for_a_write_only_policy() -> None:
-    client = _import_minio()("127.0.0.1:9", access_key="access", secret_key="secret", secure=False)
+    client = import_minio()("127.0.0.1:9", access_key="access", secret_key="secret", secure=False)
     assert isinstance(client._region_map, dict)
 
 
 def test_minios_part_and_error_types_have_the_fields_raypod_reads() -> None:
-    _import_minio()
+    import_minio()
     from minio.datatypes import Part
     from minio.error import InvalidResponseError, S3Error, ServerError
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as s
 
 from raypod.contract import BridgeStatus
@@ -25,8 +25,11 @@ from raypod.watch_schedule import (
     QUIET_AFTER,
     STEADY_GAP,
     STEADY_UNTIL,
+    TAIL_CYCLE,
+    TAIL_SLACK,
     OutputActivity,
     next_quiet_poll,
+    quiet_threshold,
 )
 from tests.support.fakes import FakeClock, Harness
 
@@ -105,14 +108,26 @@ def test_output_after_a_poll_moves_the_early_poll_to_its_quiet() -> None:
     assert activity.poll_due(polled_at, INTERVAL) == clock.monotonic() + QUIET_AFTER
 
 
-def test_quiet_counts_only_past_two_of_the_jobs_own_gaps_between_lines() -> None:
-    assert next_quiet_poll(0.0, INTERVAL, beat=5.0) == 10.0
+def test_steady_output_counts_as_stopped_once_the_tail_has_missed_one_cycle() -> None:
+    # Ray's tail sends steady output once a cycle: the burst due after the last did not come.
+    assert quiet_threshold(0.0) == quiet_threshold(TAIL_CYCLE) == TAIL_CYCLE + TAIL_SLACK == QUIET_AFTER
+    assert QUIET_AFTER < 1.5  # a job's last burst comes 0.5 to 1.4 s after its end: seen within about 3 s
+
+
+def test_quiet_counts_only_past_the_jobs_own_gap_and_as_much_again_beyond_the_tails_cycle() -> None:
+    assert next_quiet_poll(0.0, INTERVAL, beat=5.0) == 5.0 + (BEATS - 1) * (5.0 - TAIL_CYCLE)
     clock = FakeClock()
     activity = OutputActivity(clock.monotonic)
     for _ in range(5):
         activity.output()
         clock.advance(5.0)
-    assert activity.poll_due(clock.monotonic(), INTERVAL) == clock.monotonic() + 5.0
+    assert activity.poll_due(clock.monotonic(), INTERVAL) == clock.monotonic() + 4.0
+
+
+@given(beat=s.floats(0, 1000), slower=s.floats(0, 1000))
+def test_a_slower_rhythm_never_counts_as_stopped_sooner(beat: float, slower: float) -> None:
+    assert quiet_threshold(beat) >= max(beat, QUIET_AFTER)
+    assert quiet_threshold(beat + slower) >= quiet_threshold(beat)
 
 
 def test_the_tails_end_makes_the_next_poll_due_at_once_and_only_once() -> None:
@@ -175,9 +190,23 @@ def test_a_job_that_ends_right_after_its_last_line_is_seen_within_the_quiet_sche
     assert outcome.status == BridgeStatus.SUCCEEDED
     final_at, status = polls[-1]
     assert status == "SUCCEEDED"
-    assert final_at <= 40.0 + BEATS * 1.0  # two of its 1 s gaps
+    assert final_at <= 40.0 + TAIL_CYCLE + TAIL_SLACK + 1e-9  # the tail's next burst was due and did not come
     # While the output flowed, no early poll: the first, then one per interval.
     assert len([at for at, _ in polls if at < 40.0]) <= 1 + 40.0 / INTERVAL
+
+
+@settings(max_examples=40, deadline=None)
+@given(lateness=s.lists(s.floats(-TAIL_SLACK / 2.5, TAIL_SLACK / 2.5), min_size=45, max_size=45))
+def test_steady_output_whose_bursts_come_a_little_early_or_late_draws_no_early_poll(lateness: list[float]) -> None:
+    # Each burst a little off its cycle (a loaded head): the gaps stay within the slack.
+    output = [TAIL_CYCLE * (n + 1) + late for n, late in enumerate(lateness)]
+    end = output[-1] + 0.1
+    _h, _outcome, polls = watched(lambda t: "SUCCEEDED" if t >= end else "RUNNING", 0.0, output=output)
+
+    assert [at for at, _ in polls if at < output[-1]] == pytest.approx([FIRST_LOOK + INTERVAL * n for n in range(3)])
+    final_at, status = polls[-1]
+    longest_gap = max(b - a for a, b in itertools.pairwise(output))
+    assert status == "SUCCEEDED" and final_at <= output[-1] + longest_gap + TAIL_SLACK + 1e-9
 
 
 def test_a_job_silent_for_its_last_30_s_is_seen_within_a_few_seconds_of_its_end() -> None:
