@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import deque
 from collections.abc import Callable
 
 #: The first poll after the POST waits this long (never longer than ``updateInterval``): Ray takes
@@ -39,6 +40,12 @@ QUIET_AFTER = TAIL_CYCLE + TAIL_SLACK
 #: about as much as they exceed it; its quiet counts as stopped only past this many of that
 #: excess, so a job printing every 5 s is not polled after each line.
 BEATS = 2.0
+#: Nor does quiet count as stopped before the longest of this many recent gaps (and the slack) has
+#: passed: a read that ends on a full chunk of 10 lines leaves nothing for the end of the cycle, and
+#: Ray's agent then sleeps a second cycle, so a job printing 10 lines a second arrives 1 or 2 s apart.
+#: A gap counts only if it was at most one cycle past the quiet threshold of its time: a pause of
+#: the job's own (a checkpoint) is quiet, not rhythm, and would keep its next end from being seen.
+RECENT_GAPS = 8
 #: Each early poll waits this fraction of the quiet so far: polls at 1.4, 2.1, 3.15, 4.7, 7.1, ... s
 #: of quiet, about six per tenfold of quiet, until the wait reaches ``updateInterval``.
 BACKOFF = 0.5
@@ -58,21 +65,22 @@ BURST = 0.2
 BEAT_WEIGHT = 0.3
 
 
-def quiet_threshold(beat: float) -> float:
-    """How long output whose usual gap between two pieces is ``beat`` s (0: not known yet) must be
-    quiet before it may have stopped: one tail cycle and its slack for steady output (the next
-    burst was due and did not come), longer for a job with a slower rhythm of its own."""
+def quiet_threshold(beat: float, longest: float = 0.0) -> float:
+    """How long output must be quiet before it may have stopped, given its usual gap between two
+    pieces ``beat`` and the longest recent one ``longest`` (0: not known yet): one tail cycle and
+    its slack for steady output (the next burst was due and did not come), longer for a job with a
+    slower rhythm of its own, and never before the longest recent gap and the slack."""
     late_by = max(TAIL_SLACK, (BEATS - 1.0) * (beat - TAIL_CYCLE))
-    return max(QUIET_AFTER, beat + late_by)
+    return max(QUIET_AFTER, beat + late_by, longest + TAIL_SLACK)
 
 
-def next_quiet_poll(quiet: float, interval: float, beat: float = 0.0) -> float:
+def next_quiet_poll(quiet: float, interval: float, beat: float = 0.0, longest: float = 0.0) -> float:
     """How long after a poll made ``quiet`` s into the output's quiet the next poll is due.
 
-    Before the output has been quiet for ``quiet_threshold(beat)``, it may only be between two
-    pieces: the next poll comes then. From there each wait is ``BACKOFF`` of the quiet so far, at
+    Before the output has been quiet for ``quiet_threshold(beat, longest)``, it may only be between
+    two pieces: the next poll comes then. From there each wait is ``BACKOFF`` of the quiet so far, at
     most ``STEADY_GAP`` before ``STEADY_UNTIL``. Never later than ``interval``."""
-    threshold = quiet_threshold(beat)
+    threshold = quiet_threshold(beat, longest)
     if quiet < threshold:
         wait = threshold - quiet
     else:
@@ -99,12 +107,14 @@ class OutputActivity:
         self._lock = threading.Lock()
         self._last: float | None = None
         self._beat = 0.0
+        self._recent_gaps: deque[float] = deque(maxlen=RECENT_GAPS)
         self._asked_at: float | None = None
 
     def began(self) -> None:
         """A new watch (an attempt submitted or attached to): nothing printed yet."""
         with self._lock:
             self._last, self._beat, self._asked_at = None, 0.0, None
+            self._recent_gaps.clear()
 
     def output(self) -> None:
         """The job's log grew."""
@@ -112,8 +122,13 @@ class OutputActivity:
         with self._lock:
             if self._last is not None and now - self._last > BURST:
                 gap = now - self._last
+                if gap <= quiet_threshold(self._beat, self._longest()) + TAIL_CYCLE:
+                    self._recent_gaps.append(gap)
                 self._beat = gap if not self._beat else self._beat + BEAT_WEIGHT * (gap - self._beat)
             self._last = now
+
+    def _longest(self) -> float:
+        return max(self._recent_gaps, default=0.0)
 
     def poll_now(self) -> None:
         """The next poll is due now: the tail closed, so Ray saw the job end (or the tail stopped
@@ -125,12 +140,12 @@ class OutputActivity:
     def poll_due(self, polled_at: float, interval: float) -> float:
         """When (the clock's monotonic time) the poll after one made at ``polled_at`` is due."""
         with self._lock:
-            last, beat, asked_at = self._last, self._beat, self._asked_at
+            last, beat, longest, asked_at = self._last, self._beat, self._longest(), self._asked_at
         if asked_at is not None and asked_at > polled_at:
             return asked_at
         if last is None:
             return math.inf
         if last > polled_at:
             # Output since that poll: the quiet starts at its last piece.
-            return last + next_quiet_poll(0.0, interval, beat)
-        return polled_at + next_quiet_poll(polled_at - last, interval, beat)
+            return last + next_quiet_poll(0.0, interval, beat, longest)
+        return polled_at + next_quiet_poll(polled_at - last, interval, beat, longest)

@@ -209,6 +209,32 @@ def test_steady_output_whose_bursts_come_a_little_early_or_late_draws_no_early_p
     assert status == "SUCCEEDED" and final_at <= output[-1] + longest_gap + TAIL_SLACK + 1e-9
 
 
+def test_output_that_arrives_one_or_two_cycles_apart_draws_no_early_poll_and_its_end_is_seen_past_the_longer() -> None:
+    # 10 lines a second: a read that ends on a full chunk leaves Ray's agent nothing to send at the
+    # end of its cycle, and it sleeps a second one.
+    gaps = [1.0, 2.0, 1.0, 1.0, 2.0, 2.0, 1.0, 2.0] * 5
+    output = list(itertools.accumulate([0.5, *gaps]))
+    end = output[-1] + 0.1
+    _h, _outcome, polls = watched(lambda t: "SUCCEEDED" if t >= end else "RUNNING", 0.0, output=output)
+
+    # The rhythm is learnt from the first 2 s gap on: no early poll after it while the output flows.
+    times = [at for at, _ in polls]
+    flowing = [(before, at) for before, at in itertools.pairwise(times) if output[2] < at < output[-1]]
+    assert flowing and all(at - before == pytest.approx(INTERVAL) for before, at in flowing)
+    assert polls[-1] == (pytest.approx(output[-1] + 2.0 + TAIL_SLACK), "SUCCEEDED")
+
+
+def test_a_pause_of_the_jobs_own_does_not_slow_the_early_poll_after_its_next_end() -> None:
+    # Steady output, a 30 s pause (a checkpoint), steady output again for 5 s, then the end.
+    output = [float(n) for n in range(1, 21)] + [50.0 + n for n in range(6)]
+    end = output[-1] + 0.1
+    _h, _outcome, polls = watched(lambda t: "SUCCEEDED" if t >= end else "RUNNING", 0.0, output=output)
+
+    final_at, status = polls[-1]
+    assert status == "SUCCEEDED"
+    assert final_at - output[-1] <= 2 * STEADY_GAP  # not the pause's 30 s
+
+
 def test_a_job_silent_for_its_last_30_s_is_seen_within_a_few_seconds_of_its_end() -> None:
     _h, _outcome, polls = watched(lambda t: "SUCCEEDED" if t >= 60.0 else "RUNNING", output_until=30.0)
 
