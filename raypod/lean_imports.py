@@ -45,8 +45,8 @@ def import_requests() -> None:
     """Import ``requests`` with charset_normalizer loaded only if an encoding is ever guessed.
 
     The placeholder carries the installed version, which requests checks, and ``detect``, the one
-    function it calls. Where requests is already imported, or chardet or no charset_normalizer is
-    installed, this is a plain import.
+    function it calls. Where chardet or no charset_normalizer is installed, this is a plain import;
+    where requests or charset_normalizer is already imported, there is nothing to leave out.
     """
     if "requests" in sys.modules or "charset_normalizer" in sys.modules:
         return
@@ -54,12 +54,12 @@ def import_requests() -> None:
     import importlib.util
 
     try:
-        if importlib.util.find_spec("chardet") is not None:
-            raise LookupError("requests prefers chardet")
         version = importlib.metadata.version("charset-normalizer")
-    except (LookupError, ValueError, importlib.metadata.PackageNotFoundError):
+    except (ValueError, importlib.metadata.PackageNotFoundError):
+        version = None
+    if version is None or importlib.util.find_spec("chardet") is not None:
+        # Nothing to leave out: no charset_normalizer, or chardet, which requests prefers.
         importlib.import_module("requests")
-
         return
     placeholder = types.ModuleType("charset_normalizer")
     placeholder.__version__ = version  # type: ignore[attr-defined]

@@ -51,7 +51,7 @@ RECENT_GAPS = 8
 BACKOFF = 0.5
 #: ... but no wait longer than ``STEADY_GAP`` while the quiet is shorter than ``STEADY_UNTIL``: a
 #: job silent for its last 30 s is seen within 3 s of its end, for about five polls more than the
-#: backoff alone (which waits 15 s at 30 s of quiet). An hour of quiet costs about 23 early polls.
+#: backoff alone (which waits 15 s at 30 s of quiet). An hour of quiet costs about 24 early polls.
 STEADY_GAP = 3.0
 STEADY_UNTIL = 60.0
 #: No two polls closer than this by the schedule (only the tail's news asks sooner).
