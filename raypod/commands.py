@@ -39,7 +39,7 @@ from raypod.exits import (
 )
 from raypod.flags import default_job_name, require_address, submit_job
 from raypod.interrupt import TerminateEvent, leave_on_signal
-from raypod.jobs import PENDING_STOP_HELD, PendingStop, stop_and_wait, wait_until_ended
+from raypod.jobs import PENDING_STOP_HELD, PendingStop, delete_ended_job, stop_and_wait, wait_until_ended
 from raypod.kube import configmap_name
 from raypod.log_context import set_log_configmap, set_log_submission
 from raypod.logs import LineEcho, LiveLog, echo_rest
@@ -428,7 +428,7 @@ def command_delete(args: argparse.Namespace) -> int:
                 f"(`raypod stop {args.submission_id}`), then delete it"
             )
             return EXIT_FAILED
-        deleted = ray.delete_job(args.submission_id)
+        deleted = delete_ended_job(ray, args.submission_id, clock=SystemClock())
     finally:
         ray.close()
     if not deleted:

@@ -1,4 +1,4 @@
-"""What raypod does with a job on Ray, over a small protocol: wait for its end, stop it.
+"""What raypod does with a job on Ray, over a small protocol: wait for its end, stop it, delete it.
 
 ``RayJobs`` is the part of the dashboard client that the lifecycle uses, so the lifecycle can
 run against an in-memory Ray in tests. The waits here serve ``run`` and the CLI alike.
@@ -46,6 +46,8 @@ class RayJobs(Protocol):
     def stop_job(
         self, submission_id: str, timeouts: Timeouts | None = None, retry: RetryPolicy | None = None
     ) -> bool: ...
+
+    def delete_job(self, submission_id: str) -> bool: ...
 
 
 def wait_until_ended(
@@ -155,3 +157,41 @@ def stop_and_wait(
             on_poll(job)
 
     return stop, wait_until_ended(ray, submission_id, clock=clock, timeout=timeout, on_poll=polled)
+
+
+#: How long a deleted job is watched for Ray writing it back, and how often it is asked. Ray 2.60's
+#: job manager pings a job's supervisor actor every second; when the ping fails (the actor exits just
+#: after it writes the job's end) and the job's info is gone, it writes the job anew as FAILED ("Job
+#: supervisor actor died", entrypoint "Entrypoint not found."). A job deleted within about a second of
+#: its end therefore comes back.
+DELETE_SETTLE = 3.0
+DELETE_POLL = 0.5
+#: Bounds the deletes of one job: Ray's monitor of a job ends once it has written it back.
+MAX_DELETES = 3
+
+
+def delete_ended_job(ray: RayJobs, submission_id: str, *, clock: Clock) -> bool:
+    """Delete an ended job and see that it stays deleted: deleted again if Ray writes it back.
+
+    Returns whether the job is gone: False if Ray did not delete it, or kept writing it back. Ray's
+    own 404 while watching means the job is gone; any other failure of the watch is raised.
+    """
+    if not ray.delete_job(submission_id):
+        return False
+    deletes = 1
+    quiet_since = clock.monotonic()
+    while clock.monotonic() - quiet_since < DELETE_SETTLE and not clock.wait(DELETE_POLL):
+        try:
+            back = ray.get_job(submission_id)
+        except RayApiError as error:
+            if error.job_unknown:
+                continue
+            raise
+        if deletes >= MAX_DELETES:
+            log.warning("Ray wrote %s back (%s) after %d deletes; it is left so", submission_id, back.status, deletes)
+            return False
+        log.info("Ray wrote %s back after its delete (%s); deleting it again", submission_id, back.status)
+        if ray.delete_job(submission_id):
+            deletes += 1
+            quiet_since = clock.monotonic()
+    return True

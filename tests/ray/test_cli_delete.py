@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import requests
@@ -50,3 +51,20 @@ def test_delete_of_an_unknown_id_exits_1(services: Services, tmp_path: Path) -> 
 
     assert completed.returncode == 1
     assert "raypod-no-such-job" in completed.stderr
+
+
+def test_a_job_deleted_right_after_its_stop_stays_deleted(services: Services, tmp_path: Path) -> None:
+    """Ray 2.60 writes a job deleted within a second or two of its end back as FAILED ("Job supervisor
+    actor died"): here it did for every such delete without the watch (8 of 8)."""
+    submission_id = submitted(services, tmp_path, "import time\nprint('up', flush=True)\ntime.sleep(600)\n")
+    assert wait_for_ray_status(services, submission_id, {"RUNNING"}) == "RUNNING"
+    assert raypod("stop", submission_id, *client_args(services, tmp_path)).returncode == 0
+
+    completed = raypod("delete", submission_id, *client_args(services, tmp_path))
+
+    assert completed.returncode == 0, completed.stderr
+    answers = []
+    for _ in range(4):  # past the moment Ray's job monitor would write it back
+        answers.append(requests.get(f"{services.ray_address}/api/jobs/{submission_id}", timeout=30).status_code)
+        time.sleep(0.5)
+    assert answers == [404] * 4, answers

@@ -210,6 +210,12 @@ class FakeRay:
         self.submitted: list[str] = []
         #: How far the head's clock is from the pod's (its start_time and end_time show it).
         self.clock_skew_ms = 0
+        #: Fake seconds after which Ray writes a deleted job back as FAILED, as Ray 2.60's job monitor
+        #: does when it finds the supervisor gone and the job deleted (once: the monitor then ends);
+        #: None: a delete holds. ``write_backs`` is how many times a job is written back.
+        self.writes_back_deleted_after: float | None = None
+        self.write_backs = 1
+        self._written_back: dict[str, int] = {}
         self._script: dict[str, deque[Action]] = {}
         self._persistent: dict[str, _Persistent] = {}
 
@@ -339,6 +345,27 @@ class FakeRay:
             return True
 
         return self._call(once, retry)
+
+    def delete_job(self, submission_id: str) -> bool:
+        self._record("delete_job", submission_id)
+        self._scripted("delete_job")
+        job = self.jobs.get(submission_id)
+        if job is None:
+            body = f"Job {submission_id} does not exist"
+            raise ray_error(404, "DELETE", f"/api/jobs/{submission_id}", "Not Found", body)
+        if not job.terminal:
+            raise ray_error(500, "DELETE", f"/api/jobs/{submission_id}", "Internal Server Error", "non-terminal")
+        del self.jobs[submission_id]
+        if self.writes_back_deleted_after is not None and self._written_back.get(submission_id, 0) < self.write_backs:
+            self._written_back[submission_id] = self._written_back.get(submission_id, 0) + 1
+            self.clock.at(self.clock.elapsed + self.writes_back_deleted_after, lambda: self._write_back(submission_id))
+        return True
+
+    def _write_back(self, submission_id: str) -> None:
+        written = self.add_job(
+            submission_id, (("FAILED", "Job supervisor actor died"),), payload={"entrypoint": "Entrypoint not found."}
+        )
+        written.end_time_ms = self._now_ms()
 
     # -- internals ------------------------------------------------------------------------------
     def _record(self, method: str, argument: Any) -> None:
