@@ -61,6 +61,11 @@ IDLE_SECONDS = 10.0
 #: The dashboard (all its processes) counts as quiet below this many CPU seconds per second: about
 #: twice what Ray 2.60's dashboard and agent use idle (0.02), so a phase's aftermath is waited out.
 QUIET_RATE = 0.04
+#: Or the rate has settled: two windows in a row within this much of each other, both below
+#: ``SETTLED_MAX``. A head whose idle is a little over ``QUIET_RATE`` (0.05-0.06 on 2026-12-04)
+#: would otherwise make each phase wait ``QUIET_TIMEOUT`` for nothing.
+SETTLED_WITHIN = 0.01
+SETTLED_MAX = 0.08
 #: How long to wait for a quiet window before measuring anyway (and saying so).
 QUIET_TIMEOUT = 90.0
 #: The unmeasured job before the first phase.
@@ -170,15 +175,24 @@ def warm_up(stage: Stage) -> str:
     return str(submission_id)
 
 
+def is_quiet(rate: float, previous: float | None) -> bool:
+    """A window's CPU rate (s/s) is idle: under ``QUIET_RATE``, or settled where the head idles higher."""
+    if rate < QUIET_RATE:
+        return True
+    return previous is not None and max(rate, previous) < SETTLED_MAX and abs(rate - previous) <= SETTLED_WITHIN
+
+
 def quiet_rates(processes: dict[str, int]) -> dict[str, float]:
     """Each process's CPU rate over the first quiet window (the last one if none is quiet in time)."""
     limit = time.monotonic() + QUIET_TIMEOUT
+    previous: float | None = None
     while True:
         meter = CpuMeter(processes).start()
         time.sleep(IDLE_SECONDS)
         rates = {name: used / meter.elapsed for name, used in meter.read().items()}
-        if sum(rates.values()) < QUIET_RATE:
+        if is_quiet(sum(rates.values()), previous):
             return rates
+        previous = sum(rates.values())
         if time.monotonic() > limit:
             print(f"warning: the dashboard never got quiet ({sum(rates.values()):.2f} CPU s/s); measuring anyway")
             return rates
