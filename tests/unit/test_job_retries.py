@@ -14,7 +14,7 @@ from raypod import exits
 from raypod.contract import ATTEMPT, ID, JOB_STATUS, MESSAGE, SUBMIT_TIME, BridgeStatus, Reason
 from raypod.outcome import Ending
 from raypod.submission import attempt_id, recorded_attempt, split_recorded
-from tests.support.fakes import FAILED_MESSAGE, Harness, Life, no_answer, wrapped_rejection
+from tests.support.fakes import FAILED_MESSAGE, RUNS_OUT_CONNECT, Harness, Life, no_answer, wrapped_rejection
 
 FAILS = ("PENDING", "RUNNING", ("FAILED", FAILED_MESSAGE))
 SUCCEEDS = ("PENDING", "RUNNING", "SUCCEEDED")
@@ -191,7 +191,7 @@ def test_a_head_that_lost_every_attempt_makes_the_job_unknown_and_submits_nothin
 
 
 def test_a_retry_that_cannot_be_submitted_ends_with_the_failed_attempt_not_unknown() -> None:
-    h = Harness(retrying(retries=2, delay=0), life=FAILS)
+    h = Harness(retrying(retries=2, delay=0), life=FAILS, **RUNS_OUT_CONNECT)
     session = h.session()
     # The first attempt's checks pass; from the retry on, the dashboard's version call fails.
     session.on_attempt_failed = lambda job, attempt: h.ray.fail("version", no_answer("GET", "/api/version"), None)
@@ -298,7 +298,7 @@ def test_the_last_attempt_ends_with_rays_reason_for_it() -> None:
 
 
 def test_a_retry_that_cannot_be_submitted_keeps_rays_reason_for_the_failed_attempt() -> None:
-    h = Harness(retrying(retries=2, delay=0), life=SUPERVISOR_DIED)
+    h = Harness(retrying(retries=2, delay=0), life=SUPERVISOR_DIED, **RUNS_OUT_CONNECT)
     session = h.session()
     session.on_attempt_failed = lambda job, attempt: h.ray.fail("version", no_answer("GET", "/api/version"), None)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from raypod.contract import REASON, BridgeStatus, Reason
-from tests.support.fakes import FAILED_MESSAGE, Harness, ray_error
+from tests.support.fakes import FAILED_MESSAGE, RUNS_OUT_CONNECT, Harness, ray_error
 
 FAILS = ("PENDING", "RUNNING", ("FAILED", FAILED_MESSAGE))
 PAGE = "<html><head><title>404 Not Found</title></head><body>nginx</body></html>"
@@ -45,7 +45,7 @@ def test_an_ingress_404_to_the_post_is_not_rays_rejection() -> None:
 
 
 def test_a_post_that_never_reaches_ray_is_not_submitted_rather_than_unknown() -> None:
-    h = Harness()
+    h = Harness(**RUNS_OUT_CONNECT)
     h.ray.fail("submit_job", ingress_page(), None)
 
     outcome = h.run()
@@ -55,7 +55,7 @@ def test_a_post_that_never_reaches_ray_is_not_submitted_rather_than_unknown() ->
 
 
 def test_a_retry_whose_post_never_reaches_ray_ends_with_the_failed_attempt() -> None:
-    h = Harness({"jobproperties": json.dumps({"retries": 1, "retryDelaySeconds": 0})}, life=FAILS)
+    h = Harness({"jobproperties": json.dumps({"retries": 1, "retryDelaySeconds": 0})}, life=FAILS, **RUNS_OUT_CONNECT)
     session = h.session()
     session.on_attempt_failed = lambda job, attempt: h.ray.fail("submit_job", garbled(), None)
 

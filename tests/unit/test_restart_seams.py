@@ -19,7 +19,7 @@ from raypod.errors import KubeApiError
 from raypod.outcome import Ending
 from raypod.source import ConfigMapJob
 from raypod.submission import attempt_number, resolve_attempt
-from tests.support.fakes import FAILED_MESSAGE, FakeClock, Harness, no_answer, ray_error
+from tests.support.fakes import FAILED_MESSAGE, RUNS_OUT_CONNECT, FakeClock, Harness, no_answer, ray_error
 
 FAILS = ("PENDING", "RUNNING", ("FAILED", FAILED_MESSAGE))
 JOB = "raypod-train-abc"
@@ -64,7 +64,7 @@ BEGINNINGS = [
 
 
 def pod_that_begins(beginning: Beginning, jobproperties: Mapping[str, str]) -> Harness:
-    h = Harness({**jobproperties, **beginning.data}, recorded=beginning.recorded)
+    h = Harness({**jobproperties, **beginning.data}, recorded=beginning.recorded, **RUNS_OUT_CONNECT)
     if beginning.overrides != ConfigOverrides():
         h.job = ConfigMapJob(h.source, beginning.overrides)
     # Ray has run the job (and the attempt before a retry) since long before this pod.

@@ -30,6 +30,7 @@ from tests.support.fakes import (
     FAILED_MESSAGE,
     INLINE_SCRIPT,
     RAY_URL,
+    RUNS_OUT_CONNECT,
     FakeClock,
     Harness,
     MemorySink,
@@ -440,7 +441,7 @@ def test_garbled_answer_to_an_accepted_post_is_looked_up_and_the_job_watched() -
 
 
 def test_garbled_answer_to_every_post_ray_never_got_is_not_submitted_and_never_a_rejection() -> None:
-    h = Harness()
+    h = Harness(**RUNS_OUT_CONNECT)
     garbled = ray_error(200, "POST", "/api/jobs/", "unexpected answer: not JSON (text/html)")
     h.ray.fail("submit_job", garbled, times=None)
     outcome = h.run()
