@@ -317,12 +317,7 @@ class FakeRay:
         self, submission_id: str, retry: RetryPolicy | None = None, timeouts: Timeouts | None = None
     ) -> JobInfo:
         def once() -> JobInfo:
-            self._record("get_job", submission_id)
-            self._scripted("get_job")
-            job = self.jobs.get(submission_id)
-            if job is None:
-                body = f"Job {submission_id} does not exist"
-                raise ray_error(404, "GET", f"/api/jobs/{submission_id}", "Not Found", body)
+            job = self._known_job("get_job", submission_id, "GET", f"/api/jobs/{submission_id}")
             job.advance(self._now_ms())
             return JobInfo.from_api(job.as_api())
 
@@ -330,12 +325,7 @@ class FakeRay:
 
     def stop_job(self, submission_id: str, timeouts: Timeouts | None = None, retry: RetryPolicy | None = None) -> bool:
         def once() -> bool:
-            self._record("stop_job", submission_id)
-            self._scripted("stop_job")
-            job = self.jobs.get(submission_id)
-            if job is None:
-                body = f"Job {submission_id} does not exist"
-                raise ray_error(404, "POST", f"/api/jobs/{submission_id}/stop", "Not Found", body)
+            job = self._known_job("stop_job", submission_id, "POST", f"/api/jobs/{submission_id}/stop")
             if job.terminal:
                 return False
             if job.status not in job.ignore_stop_in:
@@ -347,12 +337,7 @@ class FakeRay:
         return self._call(once, retry)
 
     def delete_job(self, submission_id: str) -> bool:
-        self._record("delete_job", submission_id)
-        self._scripted("delete_job")
-        job = self.jobs.get(submission_id)
-        if job is None:
-            body = f"Job {submission_id} does not exist"
-            raise ray_error(404, "DELETE", f"/api/jobs/{submission_id}", "Not Found", body)
+        job = self._known_job("delete_job", submission_id, "DELETE", f"/api/jobs/{submission_id}")
         if not job.terminal:
             raise ray_error(500, "DELETE", f"/api/jobs/{submission_id}", "Internal Server Error", "non-terminal")
         del self.jobs[submission_id]
@@ -368,6 +353,15 @@ class FakeRay:
         written.end_time_ms = self._now_ms()
 
     # -- internals ------------------------------------------------------------------------------
+    def _known_job(self, method: str, submission_id: str, verb: str, path: str) -> FakeJob:
+        """One attempt of ``method`` on a job: recorded, scripted, and Ray's own 404 if it has no such job."""
+        self._record(method, submission_id)
+        self._scripted(method)
+        job = self.jobs.get(submission_id)
+        if job is None:
+            raise ray_error(404, verb, path, "Not Found", f"Job {submission_id} does not exist")
+        return job
+
     def _record(self, method: str, argument: Any) -> None:
         self.calls.append((method, argument))
         self.journal.append(("ray", (method, argument)))
