@@ -191,7 +191,8 @@ def delete_ended_job(ray: RayJobs, submission_id: str, *, clock: Clock) -> bool:
             log.warning("Ray wrote %s back (%s) after %d deletes; it is left so", submission_id, back.status, deletes)
             return False
         log.info("Ray wrote %s back after its delete (%s); deleting it again", submission_id, back.status)
-        if ray.delete_job(submission_id):
-            deletes += 1
-            quiet_since = clock.monotonic()
+        if not ray.delete_job(submission_id):
+            return False
+        deletes += 1
+        quiet_since = clock.monotonic()
     return True

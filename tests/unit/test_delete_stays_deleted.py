@@ -54,6 +54,26 @@ def test_a_job_written_back_after_every_delete_is_reported_not_deleted() -> None
     assert len(ray.calls_of("delete_job")) == MAX_DELETES
 
 
+class RayTakingOneDelete(FakeRay):
+    """Answers ``{"deleted": false}`` to every delete after the first."""
+
+    def delete_job(self, submission_id: str) -> bool:
+        if self.calls_of("delete_job"):
+            self._record("delete_job", submission_id)
+            return False
+        return super().delete_job(submission_id)
+
+
+def test_a_job_written_back_whose_second_delete_ray_does_not_take_is_reported_not_deleted() -> None:
+    clock = FakeClock()
+    ray = RayTakingOneDelete(clock, life=("STOPPED",))
+    ray.add_job(JOB)
+    ray.writes_back_deleted_after = 0.2
+
+    assert not delete_ended_job(ray, JOB, clock=clock)
+    assert ray.calls_of("delete_job") == [JOB, JOB] and JOB in ray.jobs
+
+
 def test_a_failed_watch_is_raised_and_sigterm_ends_the_watch() -> None:
     clock = FakeClock()
     ray = ended_ray(clock)
