@@ -190,12 +190,13 @@ def quiet_rates(processes: dict[str, int]) -> dict[str, float]:
         meter = CpuMeter(processes).start()
         time.sleep(IDLE_SECONDS)
         rates = {name: used / meter.elapsed for name, used in meter.read().items()}
-        if is_quiet(sum(rates.values()), previous):
+        total = sum(rates.values())
+        if is_quiet(total, previous):
             return rates
-        previous = sum(rates.values())
         if time.monotonic() > limit:
-            print(f"warning: the dashboard never got quiet ({sum(rates.values()):.2f} CPU s/s); measuring anyway")
+            print(f"warning: the dashboard never got quiet ({total:.2f} CPU s/s); measuring anyway")
             return rates
+        previous = total
 
 
 def run_pods(stage: Stage, counts: list[int], tools: list[str], seconds: float) -> list[Phase]:

@@ -341,8 +341,9 @@ class FakeRay:
         if not job.terminal:
             raise ray_error(500, "DELETE", f"/api/jobs/{submission_id}", "Internal Server Error", "non-terminal")
         del self.jobs[submission_id]
-        if self.writes_back_deleted_after is not None and self._written_back.get(submission_id, 0) < self.write_backs:
-            self._written_back[submission_id] = self._written_back.get(submission_id, 0) + 1
+        written_back = self._written_back.get(submission_id, 0)
+        if self.writes_back_deleted_after is not None and written_back < self.write_backs:
+            self._written_back[submission_id] = written_back + 1
             self.clock.at(self.clock.elapsed + self.writes_back_deleted_after, lambda: self._write_back(submission_id))
         return True
 
