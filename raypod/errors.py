@@ -88,6 +88,10 @@ class ApiError(RaypodError):
         return self.status in (401, 403)
 
 
+#: How Ray's log agent begins its answer for a log file that is not there (``log_agent.py``).
+RAYS_MISSING_FILE = "A file is not found at"
+
+
 class RayApiError(ApiError):
     service = "Ray dashboard"
 
@@ -102,6 +106,19 @@ class RayApiError(ApiError):
     def package_unknown(self) -> bool:
         """Ray's own answer that it has no such package (``Package <uri> does not exist``)."""
         return self.status == 404 and is_rays_missing_text(self.body, "Package")
+
+    @property
+    def log_file_missing(self) -> bool:
+        """Ray's state API says the log file asked for is not on the node (its agent's
+        ``A file is not found at: <path>``, which the API answers with a 500)."""
+        return self.status == 500 and self.body.lstrip().startswith(RAYS_MISSING_FILE)
+
+    @property
+    def transient(self) -> bool:  # type: ignore[override]
+        # A file Ray says is not there is not there on the next try either: the one 500 not retried.
+        if self.retryable is None and self.log_file_missing:
+            return False
+        return super().transient
 
 
 def looks_like_a_page(body: str) -> bool:

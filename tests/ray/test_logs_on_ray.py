@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -171,6 +172,10 @@ def test_live_output_shows_each_line_once_in_order_from_one_stream(bridge_job: B
     assert paths.count(f"/api/jobs/{submission_id}/logs/tail") == 1
     assert paths.count("/api/v0/logs/stream") == 0
     assert paths.count("/api/v0/logs/file") == 1
+    # Read by the file's name on the driver's node: Ray need not look the job up among all it has.
+    [file_read] = [request.path for request in requests if request.path.startswith("/api/v0/logs/file?")]
+    assert parse_qs(urlsplit(file_read).query)["filename"] == [f"job-driver-{submission_id}.log"]
+    assert "submission_id" not in parse_qs(urlsplit(file_read).query)
     assert paths.count(f"/api/jobs/{submission_id}") >= 3, "the job should span several polls"
     assert f"/api/jobs/{submission_id}/logs" not in paths
 
