@@ -67,8 +67,8 @@ lint: $(VENV)/.installed-test+yaml+dev ## ruff: lint rules and formatting
 	$(BIN)/ruff check raypod tests samples $(wildcard bench) devtools
 	$(BIN)/ruff format --check raypod devtools
 
-typecheck: $(VENV)/.installed-test+yaml+dev ## mypy --strict (setup.cfg) on raypod and devtools
-	$(BIN)/mypy raypod devtools
+typecheck: $(VENV)/.installed-test+yaml+dev ## mypy --strict (setup.cfg) on raypod, devtools and bench
+	$(BIN)/mypy raypod devtools $(wildcard bench)
 
 links: | $(BIN)/python ## every relative link and anchor in the Markdown resolves inside the clone
 	$(BIN)/python -m devtools.check_links

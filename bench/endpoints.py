@@ -11,7 +11,8 @@ agent (it runs submitted jobs, and serves both log streams), the other processes
 
 - the one-shot calls: ``GET /api/version``; the package check ``GET /api/packages/gcs/<name>``
   of a package Ray has and of one it has not; ``GET /api/jobs/<id>`` of a finished job and of a
-  running one; ``GET /api/v0/logs/file`` of a finished job's small log (read to its end);
+  running one; ``GET /api/v0/logs/file`` of a finished job's small log (read to its end), asked
+  for by the file's name as raypod does and by the job's id as it did;
 - ``POST /api/jobs/`` of a trivial job (``python -c pass``, no CPU asked): the window runs on
   SUBMIT_SETTLE seconds after the POSTs, so it holds what Ray does to run the job to its end
   (the agent starts the job's supervisor and driver): the fixed cost of a job, not only the call;
@@ -30,7 +31,7 @@ from __future__ import annotations
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from bench.pods import quiet_rates, run_phase, warm_up
@@ -58,6 +59,8 @@ PACKAGE_MISSING = "GET /api/packages/gcs/<name>, Ray has it not"
 STATUS_FINISHED = "GET /api/jobs/<id>, finished job"
 STATUS_RUNNING = "GET /api/jobs/<id>, running job"
 LOG_FILE = "GET /api/v0/logs/file, finished job, small log"
+#: The same file asked for by the job's id (raypod before 2026-12-05): Ray looks the job up among all of its jobs.
+LOG_FILE_BY_ID = "GET /api/v0/logs/file by the job's id, finished job, small log"
 SUBMIT = "POST /api/jobs/, trivial job, run to its end"
 STREAM = "GET /api/v0/logs/stream (interval=0.5), held"
 TAIL = "GET /api/jobs/<id>/logs/tail (WebSocket), held"
@@ -320,8 +323,10 @@ def run_endpoints(stage: Stage) -> tuple[list[Window], list[Request], float, flo
     bench.repeat(PACKAGE_FOUND, lambda: client.package_exists(known))
     bench.repeat(PACKAGE_MISSING, lambda: client.package_exists(unknown))
     bench.repeat(STATUS_FINISHED, lambda: client.get_job(finished.submission_id))
-    bench.repeat(LOG_FILE, lambda: b"".join(client.log_chunks(finished)))
     bench.measure(SUBMIT, lambda: submit_window(client))
+    # After the submissions, so that Ray has a few jobs to look through when asked by id.
+    bench.repeat(LOG_FILE, lambda: b"".join(client.log_chunks(finished)))
+    bench.repeat(LOG_FILE_BY_ID, lambda: b"".join(read_by_id(client, finished)))
 
     without = bench.idle
     running = wait_for(setup, submit(setup, printing_job(RUNNING_JOB_SECONDS)), lambda job: bool(job.driver_node_id))
@@ -333,7 +338,7 @@ def run_endpoints(stage: Stage) -> tuple[list[Window], list[Request], float, flo
     wait_for(setup, running.submission_id, lambda job: job.terminal)
 
     before = quiet_rates(bench.processes)
-    cpu, wall, runs = run_phase(stage, bench.processes, RAYPOD, 1, POD_JOB_SECONDS)
+    cpu, wall, runs, _ = run_phase(stage, bench.processes, RAYPOD, 1, POD_JOB_SECONDS, finished.submission_id)
     ended, recorded = time.monotonic(), stage.proxy.recorded()
     after = quiet_rates(bench.processes)
     idle = {name: (before[name] + after[name]) / 2 for name in bench.processes}
@@ -344,6 +349,11 @@ def run_endpoints(stage: Stage) -> tuple[list[Window], list[Request], float, flo
     client.close()
     job_seconds = sum(run.job_minutes for run in runs) * 60
     return bench.windows, recorded, ended, job_seconds, phase_ms
+
+
+def read_by_id(client: RayJobsClient, job: JobInfo) -> Iterator[bytes]:
+    assert job.driver_node_id is not None
+    return client.stream_chunks(client.open_log_stream(job.submission_id, job.driver_node_id, by_name=False))
 
 
 def submit_window(client: RayJobsClient) -> tuple[float, list[str]]:

@@ -159,8 +159,9 @@ def measure_footprints(ray_version: str) -> Footprints:
     }
     imports = {
         RAYPOD: import_rss_kib(
-            raypod_python, "import raypod.lean_imports as lean; lean.import_requests(); lean.import_minio(); "
-            "import raypod.cli, raypod.commands, raypod.runner, raypod.s3"
+            raypod_python,
+            "import raypod.lean_imports as lean; lean.import_requests(); lean.import_minio(); "
+            "import raypod.cli, raypod.commands, raypod.runner, raypod.s3",
         ),
         SDK: import_rss_kib(sdk_python, "from ray.job_submission import JobSubmissionClient; import minio"),
         "sdk+kubernetes": import_rss_kib(

@@ -128,6 +128,12 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "--pod-seconds", help="--pods: the jobs' lengths, a phase each (default 10,20,60; quick: 10,30)"
     )
+    parser.add_argument(
+        "--pod-repeats",
+        type=int,
+        default=1,
+        help="--pods: rounds of each phase, the tools in turn; a cell is the median round (default 1)",
+    )
     parser.add_argument("--scale-seconds", type=float, default=60.0, help="--scale: the jobs' length (default 60)")
     parser.add_argument(
         "--pod-tools",
@@ -148,6 +154,8 @@ def arguments() -> argparse.Namespace:
     args.pods = [int(n) for n in numbers(args.pods or ("1,5" if quick else "1,5,20"))] if (args.pods or every) else []
     args.pod_seconds = numbers(args.pod_seconds or ("10,30" if quick else "10,20,60"))
     args.pod_tools = [tool.strip() for tool in args.pod_tools.split(",") if tool.strip()]
+    if args.pod_repeats < 1:
+        parser.error("--pod-repeats: at least 1")
     unknown = set(args.pod_tools) - set(POD_TOOLS)
     if unknown:
         parser.error(f"--pod-tools: unknown {', '.join(sorted(unknown))}")
@@ -229,7 +237,7 @@ def run_modes(
                 for length in args.pod_seconds:
 
                     def pods(length: float = length) -> Section:
-                        phases = run_pods(stage, args.pods, args.pod_tools, length)
+                        phases = run_pods(stage, args.pods, args.pod_tools, length, args.pod_repeats)
                         return render_pods(phases, args.pods, args.pod_tools, length)
 
                     title = f"N pods on one dashboard, {length:g} s jobs"

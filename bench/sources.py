@@ -121,7 +121,7 @@ def timing(ray: LocalRay, repeats: int) -> None:
     client = RayJobsClient.connect(ray.address)
     for repeat in range(repeats):
         block_cpus(ray.address, 8.0)
-        jobs = {name: submit(client, **kw) for name, kw in KINDS.items()}  # type: ignore[arg-type]
+        jobs = {name: submit(client, **kw) for name, kw in KINDS.items()}
         jobs["PENDING about 8 s, then prints 15 s"] = submit(client, 15.0, cpus=PENDING_JOB_CPUS)
         with ThreadPoolExecutor(len(jobs)) as pool:
             futures = {name: pool.submit(follow, ray.address, sid, True, True) for name, sid in jobs.items()}
