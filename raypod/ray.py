@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import requests
 
-from raypod.contract import BridgeStatus, TextEnum, assert_never
+from raypod.contract import BridgeStatus, TextEnum, assert_never, submission_id_problem
 from raypod.credentials import RayCredentials
 from raypod.errors import ConfigError, RayApiError
 from raypod.http import (
@@ -534,7 +534,10 @@ class RayJobsClient:
         yield from self.stream_chunks(response)
 
     def _open_driver_log(self, submission_id: str, node_id: str) -> requests.Response:
-        """The driver's log by its file name; by the job's id when Ray says no file has that name."""
+        """The driver's log by its file name; by the job's id when Ray says no file has that name,
+        or when the id (Ray's answer, which any client may have set) would make the name a path."""
+        if submission_id_problem(submission_id) is not None:
+            return self.open_log_stream(submission_id, node_id, by_name=False)
         try:
             return self.open_log_stream(submission_id, node_id)
         except RayApiError as error:

@@ -107,6 +107,19 @@ def test_a_ray_that_names_the_driver_log_otherwise_is_asked_by_the_jobs_id_at_on
     ]
 
 
+@pytest.mark.parametrize("submission_id", ["../../etc/passwd", "a/b", "a\\b", ".."])
+def test_a_job_id_that_would_make_the_file_name_a_path_is_asked_for_by_id(
+    server: ScriptedServer, submission_id: str
+) -> None:
+    # Ray takes any string as an id; one another client chose is data, never part of a path.
+    server.route("GET", FILE, Answer(200, LOG.encode(), "text/plain"))
+
+    data = uploaded(server, JobInfo(submission_id, "SUCCEEDED", driver_node_id="node-1"))
+
+    assert data == LOG.encode()
+    assert file_reads(server) == [{"node_id": ["node-1"], "submission_id": [submission_id], "lines": ["-1"]}]
+
+
 def test_a_log_ray_has_no_file_for_fails_the_upload_at_once_with_rays_words(server: ScriptedServer) -> None:
     server.route("GET", FILE, NO_SUCH_FILE)
 
