@@ -22,6 +22,8 @@ from typing import Any
 import requests
 
 BIN = Path(sys.executable).parent
+#: A head that does not come up is started once more on new ports (``LocalRay.start``).
+START_ATTEMPTS = 2
 
 
 def free_port() -> int:
@@ -43,6 +45,14 @@ def wait_for_http(url: str, timeout: float, headers: Mapping[str, str] | None = 
             last = error
         time.sleep(0.3)
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s (last: {last})")
+
+
+def _tail_of(path: Path, limit: int = 3000) -> str:
+    """The end of a log that is about to be removed with its directory."""
+    try:
+        return path.read_text(errors="replace")[-limit:]
+    except OSError as error:
+        return f"(unreadable: {error})"
 
 
 def _stop_session(process: subprocess.Popen[bytes], grace: float) -> None:
@@ -132,13 +142,30 @@ class LocalRay:
         self.env = dict(env or {})
         self.num_cpus = num_cpus
         self.process: subprocess.Popen[bytes] | None = None
+        self._choose_places()
+
+    def _choose_places(self) -> None:
+        """A new temp dir and dashboard port (and so a new address and start-up log)."""
         # Ray's socket paths must stay short, so not under pytest's long tmp paths.
         self.temp_dir = Path(tempfile.mkdtemp(prefix="rp", dir="/tmp"))
         self.port = free_port()
         self.address = f"http://127.0.0.1:{self.port}"
         self.log_path = self.temp_dir / "ray-start.log"
 
-    def start(self, timeout: float = 120.0) -> LocalRay:
+    def start(self, timeout: float = 120.0, attempts: int = START_ATTEMPTS) -> LocalRay:
+        """Start the head; a head that does not come up is stopped and started once more on new
+        ports (``free_port`` can only pick a port another process may take before Ray binds it)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start_once(timeout)
+            except RuntimeError as error:
+                if attempt == attempts:
+                    raise
+                print(f"warning: {error}; starting it again on other ports", file=sys.stderr, flush=True)
+                self._choose_places()
+        raise ValueError("attempts must be at least 1")
+
+    def _start_once(self, timeout: float) -> LocalRay:
         args = [
             str(BIN / "ray"),
             "start",
@@ -189,9 +216,10 @@ class LocalRay:
             wait_for_http(f"{self.address}/api/version", timeout, headers)
             # The job agent answers a little after the dashboard head does.
             wait_for_http(f"{self.address}/api/jobs/", timeout, headers)
-        except RuntimeError:
+        except RuntimeError as error:
+            said = _tail_of(self.log_path)
             self.stop()
-            raise RuntimeError(f"Ray head did not start; see {self.log_path}") from None
+            raise RuntimeError(f"Ray head did not start ({error}); the end of its log:\n{said}") from None
         return self
 
     def stop(self) -> None:
