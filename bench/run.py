@@ -1,13 +1,13 @@
 """raypod against the Ray SDK: one machine, one run, one Ray head, one S3 server, several modes.
 
-    make bench                                        # logs, lag, pods, mix and pending (long: see docs/benchmark.md)
+    make bench                                        # every mode but endpoints (long: see docs/benchmark.md)
     make bench BENCH_ARGS=--quick                     # the same, smaller
     .venv/bin/python -m bench.run --logs --sizes 1,100 --repeats 5      # from the repository root
     .venv/bin/python -m bench.run --lag
     .venv/bin/python -m bench.run --pods 1,5,20
     .venv/bin/python -m bench.run --mix --mix-repeats 3 --before main
 
-The modes (no mode flag: logs, lag, pods, mix and pending):
+The modes (no mode flag: all but endpoints, so one run reports every goal of docs/benchmark.md):
 
 - ``--logs`` (bench/log_sizes.py): one job's lifecycle at several log sizes (memory, CPU, cold
   start, requests, the CPU of the log read with live output on and off), raypod against the SDK
@@ -22,8 +22,8 @@ The modes (no mode flag: logs, lag, pods, mix and pending):
 - ``--pending N`` (bench/pending.py): what N PENDING jobs cost the dashboard with raypod's log tail
   open and without it;
 - ``--scale N`` (bench/scale.py): N watched jobs on one head, raypod and the SDK's loop with its
-  tail: errors and the head's own ``GET /api/jobs/<id>`` answer time; not in the all-modes run
-  (N = 100 is 200 watchers and their jobs).
+  tail: errors and the head's own ``GET /api/jobs/<id>`` answer time (all modes: N = 100 with 60 s
+  jobs, 200 watchers and their jobs; quick: 5 with 10 s jobs). It runs last: it saturates the head.
 - ``--endpoints`` (bench/endpoints.py, not in the all-modes run): the dashboard's CPU for one call of
   each endpoint raypod uses, by process role, and where one job's goes.
 
@@ -104,7 +104,7 @@ def numbers(text: str) -> list[float]:
 
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    modes = parser.add_argument_group("modes (none given: all but --scale)")
+    modes = parser.add_argument_group("modes (none given: all but --endpoints)")
     modes.add_argument("--logs", action="store_true", help="the lifecycle at several log sizes")
     modes.add_argument("--lag", action="store_true", help="the completion lag of short jobs")
     modes.add_argument("--pods", metavar="N,...", help="N watchers started together, for each N (all modes: 1,5,20)")
@@ -112,7 +112,7 @@ def arguments() -> argparse.Namespace:
     modes.add_argument(
         "--pending", metavar="N", type=int, help="N PENDING jobs, raypod's tail open and not (all modes: 10)"
     )
-    modes.add_argument("--scale", metavar="N", type=int, help="N watched jobs on one head (not in the all-modes run)")
+    modes.add_argument("--scale", metavar="N", type=int, help="N watched jobs on one head (all modes: 100)")
     modes.add_argument("--endpoints", action="store_true", help="one call of each endpoint raypod uses (not in all)")
     parser.add_argument("--quick", action="store_true", help="smaller defaults for every mode (about 8 minutes)")
     parser.add_argument("--sizes", help="--logs: log sizes in MB (default 1,100,1000; quick: 1,100)")
@@ -134,7 +134,7 @@ def arguments() -> argparse.Namespace:
         default=1,
         help="--pods: rounds of each phase, the tools in turn; a cell is the median round (default 1)",
     )
-    parser.add_argument("--scale-seconds", type=float, default=60.0, help="--scale: the jobs' length (default 60)")
+    parser.add_argument("--scale-seconds", type=float, help="--scale: the jobs' length (default 60; quick: 10)")
     parser.add_argument(
         "--pod-tools",
         default=DEFAULT_POD_TOOLS,
@@ -151,6 +151,8 @@ def arguments() -> argparse.Namespace:
     args.mix_repeats = args.mix_repeats or (1 if quick else 5)
     args.pending = args.pending or ((5 if quick else 10) if every else 0)
     args.pending_seconds = args.pending_seconds or (20.0 if quick else 30.0)
+    args.scale = args.scale or ((5 if quick else 100) if every else 0)
+    args.scale_seconds = args.scale_seconds or (10.0 if quick else 60.0)
     args.pods = [int(n) for n in numbers(args.pods or ("1,5" if quick else "1,5,20"))] if (args.pods or every) else []
     args.pod_seconds = numbers(args.pod_seconds or ("10,30" if quick else "10,20,60"))
     args.pod_tools = [tool.strip() for tool in args.pod_tools.split(",") if tool.strip()]
