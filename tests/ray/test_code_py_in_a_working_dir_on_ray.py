@@ -20,8 +20,8 @@ from tests.support.cli import client_args, raypod
 from tests.support.helpers import Services
 
 #: How long the raylet waits for a worker to register before it tries again: 60 s by default, so a
-#: job whose supervisor cannot start fails after about 6 min; here after about 5 x 8 s.
-REGISTER_TIMEOUT = 8
+#: job whose supervisor cannot start fails after about 6 min; here after about 5 x 5 s.
+REGISTER_TIMEOUT = 5
 #: A Bridge script: it parses its arguments at the top level, so importing it exits (a worker's
 #: argv is Ray's, which argparse refuses).
 BRIDGE_CODE_PY = """\

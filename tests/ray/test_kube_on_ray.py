@@ -252,21 +252,22 @@ def in_process_runner(kube_job: KubeJob) -> tuple[Runner, io.StringIO]:
     return Runner(ConfigMapJob(api), api, options, status_out=out), out
 
 
-def test_status_writes_failing_past_every_retry_do_not_fail_the_job(kube_job: KubeJob) -> None:
-    kube_job.create(
-        jobdata__scriptLocation="inline",
-        jobdata__jobScript="import time\nfor i in range(30):\n    print('tick', i, flush=True)\n    time.sleep(1)\n",
-    )
+def test_status_writes_failing_past_every_retry_do_not_fail_the_job(kube_job: KubeJob, tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    kube_job.create(jobdata__scriptLocation="inline", jobdata__jobScript=waiting_script(release))
     # Every write is slow, so the writes after the id's are still on their way when the API starts failing.
     kube_job.fake.hold("patch", 2.0)
     runner, out = in_process_runner(kube_job)
     thread, outcome = run_in_thread(runner)
-    kube_job.wait_for("id")  # the pre-POST write went through: the job is submitted once
-    kube_job.fake.fail("patch", 503, None)
-    # A poll's write failed after all its attempts (sent in the background): the job keeps being watched.
-    wait_until(lambda: sum(r.status == 503 for r in kube_job.fake.calls("PATCH")) >= QUICK.attempts, "503s")
-    assert thread.is_alive()
-    kube_job.fake.clear_faults()
+    try:
+        kube_job.wait_for("id")  # the pre-POST write went through: the job is submitted once
+        kube_job.fake.fail("patch", 503, None)
+        # A poll's write failed after all its attempts (sent in the background): the job keeps being watched.
+        wait_until(lambda: sum(r.status == 503 for r in kube_job.fake.calls("PATCH")) >= QUICK.attempts, "503s")
+        assert thread.is_alive()
+        kube_job.fake.clear_faults()
+    finally:
+        release.touch()  # the job ends only now, after the failed writes
     thread.join(timeout=120)
     assert outcome == {"code": 0}, out.getvalue()
     data = kube_job.data()
