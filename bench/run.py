@@ -114,7 +114,7 @@ def arguments() -> argparse.Namespace:
     )
     modes.add_argument("--scale", metavar="N", type=int, help="N watched jobs on one head (all modes: 100)")
     modes.add_argument("--endpoints", action="store_true", help="one call of each endpoint raypod uses (not in all)")
-    parser.add_argument("--quick", action="store_true", help="smaller defaults for every mode (about 8 minutes)")
+    parser.add_argument("--quick", action="store_true", help="smaller defaults for every mode")
     parser.add_argument("--sizes", help="--logs: log sizes in MB (default 1,100,1000; quick: 1,100)")
     parser.add_argument(
         "--repeats",
