@@ -43,15 +43,22 @@ venv: $(VENV)/.installed-test+yaml+dev ## create .venv with the test, yaml and d
 demo: $(VENV)/.installed-demo+yaml ## run a job end to end on a local Ray and a local S3 (both started for you)
 	$(BIN)/python -m devtools.demo
 
+# The unit and loopback lanes share no server and mostly wait on loopback timeouts, so they run in
+# TEST_WORKERS processes (pytest-xdist); the ray and image lanes share one Ray head and the machine's
+# CPUs, so they run one test at a time, after them and with no other lane beside them.
+TEST_WORKERS ?= 4
 test: $(VENV)/.installed-test+yaml+dev ## install the test dependencies and run the whole suite (all four lanes of tests/)
-	$(BIN)/python -m pytest -q -ra --durations=15
+	$(BIN)/python -m pytest -q -ra --durations=10 -n $(TEST_WORKERS) tests/unit tests/loopback
+	$(BIN)/python -m pytest -q -ra --durations=15 tests/ray tests/image
 
 # One lane of tests/ each (tests/conftest.py marks every test with its lane, from its folder).
 ## make test-unit      the unit lane only: in-process tests on fakes (tests/unit, well under a minute)
 ## make test-loopback  the loopback lane: scripted servers, the fake Kubernetes API, raypod as a child (tests/loopback)
 ## make test-ray       the ray lane: tests on the real Ray head and the S3 server (tests/ray)
 ## make test-image     the image lane: the container image and the Dockerfile's replay (tests/image)
-test-unit test-loopback test-ray test-image: test-%: $(VENV)/.installed-test+yaml+dev
+test-unit test-loopback: test-%: $(VENV)/.installed-test+yaml+dev
+	$(BIN)/python -m pytest -q -ra -n $(TEST_WORKERS) tests/$*
+test-ray test-image: test-%: $(VENV)/.installed-test+yaml+dev
 	$(BIN)/python -m pytest -q -ra tests/$*
 
 # The pod model (tests/unit/test_pod_model.py) runs a few hundred examples in the unit lane; this runs
