@@ -155,6 +155,8 @@ class LocalRay:
     def start(self, timeout: float = 120.0, attempts: int = START_ATTEMPTS) -> LocalRay:
         """Start the head; a head that does not come up is stopped and started once more on new
         ports (``free_port`` can only pick a port another process may take before Ray binds it)."""
+        if attempts < 1:
+            raise ValueError(f"attempts must be at least 1, not {attempts}")
         for attempt in range(1, attempts + 1):
             try:
                 return self._start_once(timeout)
@@ -163,7 +165,7 @@ class LocalRay:
                     raise
                 print(f"warning: {error}; starting it again on other ports", file=sys.stderr, flush=True)
                 self._choose_places()
-        raise ValueError("attempts must be at least 1")
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _start_once(self, timeout: float) -> LocalRay:
         args = [

@@ -51,3 +51,20 @@ def test_a_head_that_never_comes_up_fails_after_the_second_try_with_its_logs_end
         assert len(calls) == 2
     finally:
         shutil.rmtree(ray.temp_dir, ignore_errors=True)
+
+
+def test_no_attempts_is_refused_before_any_head_is_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    ray = LocalRay()
+    calls: list[float] = []
+
+    def start_once(self: LocalRay, timeout: float) -> LocalRay:
+        calls.append(timeout)
+        return self
+
+    monkeypatch.setattr(LocalRay, "_start_once", start_once)
+    try:
+        with pytest.raises(ValueError, match="at least 1, not 0"):
+            ray.start(timeout=1.0, attempts=0)
+        assert calls == [] and ray.process is None
+    finally:
+        shutil.rmtree(ray.temp_dir, ignore_errors=True)
