@@ -242,7 +242,7 @@ class LogFollower:
         echo: LineEcho,
         *,
         on_end: Callable[[], None] | None = None,
-        on_output: Callable[[], None] | None = None,
+        on_output: Callable[[bytes], object] | None = None,
         on_driver_start: Callable[[], None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -372,9 +372,10 @@ class LogFollower:
         """Count a chunk of this connection; past what any connection reached, it is new output."""
         seen += len(chunk)
         if seen > self._reached:
+            new = seen - self._reached
             self._reached = seen
             if self.on_output is not None:
-                self.on_output()
+                self.on_output(chunk[-new:])
         return seen
 
     def _hold(self, abort: Callable[[], None]) -> None:
@@ -398,7 +399,7 @@ class LiveLog:
         ray: RayJobsClient,
         echo: LineEcho,
         on_end: Callable[[], None] | None = None,
-        on_output: Callable[[], None] | None = None,
+        on_output: Callable[[bytes], object] | None = None,
         on_driver_start: Callable[[], None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:

@@ -469,9 +469,15 @@ class JobOutput:
             on_end=self._poll_now,
             # The watch polls at once when the driver starts (no poll said RUNNING yet): its answer writes it.
             on_driver_start=self._poll_now if activity is not None and self.wake is not None else None,
-            on_output=activity.output if activity is not None else None,
+            on_output=self._heard_output if activity is not None else None,
             monotonic=self.monotonic,
         )
+
+    def _heard_output(self, piece: bytes) -> None:
+        # A drop (the job wrote less in the last second than before) may make a poll due in
+        # DROP_WAIT: the watch looks at its plan again now, not at its next replan.
+        if self.activity is not None and self.activity.output(piece) and self.wake is not None:
+            self.wake()
 
     def _poll_now(self) -> None:
         if self.activity is not None:

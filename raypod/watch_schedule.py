@@ -63,6 +63,23 @@ REPLAN_WAIT = 0.5
 BURST = 0.2
 #: How much a new gap moves the usual one (an exponential mean).
 BEAT_WEIGHT = 0.3
+#: Ray's tail sends the log in messages of at most this many lines or characters (``file_tail_iterator``
+#: yields a full chunk at once, and what it read before the end of the file only after its 1 s sleep).
+#: So a burst with fewer lines than a full chunk, and no full chunk right after it, says the job wrote
+#: fewer than that many lines in the second before: for a job that was writing more, a sign that its
+#: output stopped (``OutputActivity`` calls such a burst a drop).
+TAIL_CHUNK_LINES = 10
+TAIL_CHUNK_CHARS = 20_000
+#: A drop is polled this long after its burst, once no full chunk followed (one comes within a few
+#: tens of milliseconds of the piece before it: a longer wait than ``BURST``).
+DROP_WAIT = 0.3
+#: A full burst counts as steady output when it came within this long of the full burst before it:
+#: steady output at 10 lines a second arrives as 20 lines every 2 s (a read that ends on a full chunk
+#: makes Ray's agent sleep a second cycle).
+STEADY_FULL_GAP = 2 * TAIL_CYCLE + TAIL_SLACK
+#: At most one drop is polled in this long: output that swings between fast and slow costs at most
+#: this many polls more.
+DROP_SPACING = 10.0
 
 
 def quiet_threshold(beat: float, longest: float = 0.0) -> float:
@@ -92,15 +109,47 @@ def next_quiet_poll(quiet: float, interval: float, beat: float = 0.0, longest: f
     return min(interval, max(MIN_GAP, wait))
 
 
+class Burst:
+    """The pieces of output that came within ``BURST`` of each other: how many lines and bytes (a
+    line cut at the end counts as one, as Ray counts it), or not known (a piece given without its bytes)."""
+
+    def __init__(self, began: float) -> None:
+        self.began = began
+        self.lines = 0
+        self.size = 0
+        self.known = True
+        self._open_line = False
+
+    def add(self, piece: bytes | None) -> None:
+        if piece is None:
+            self.known = False
+            return
+        if piece:
+            self.lines += piece.count(b"\n")
+            self.size += len(piece)
+            self._open_line = not piece.endswith(b"\n")
+
+    @property
+    def line_count(self) -> int:
+        return self.lines + (1 if self._open_line else 0)
+
+    @property
+    def full(self) -> bool:
+        """As many lines or characters as one of Ray's messages holds (bytes: never fewer than characters)."""
+        return self.known and (self.line_count >= TAIL_CHUNK_LINES or self.size > TAIL_CHUNK_CHARS)
+
+
 class OutputActivity:
     """What the live log tells the watch: when the job last printed and its usual gap between two
     pieces of output (the log follower's thread calls ``output``), and what only a poll can tell
     more of (``poll_now``): the tail's end, or the driver's start.
 
-    ``poll_due`` answers when the next poll is due after one made at ``polled_at``: the schedule
-    from the last output, at once when a poll was asked for after that poll, or only the interval's poll
-    (``math.inf``) while the job has printed nothing: a job ends right after its last line, and
-    one that prints nothing (a PENDING one) gives no sign to act on."""
+    ``poll_due`` answers when the next poll is due after one made at ``polled_at``: ``DROP_WAIT`` after
+    a drop (a burst shorter than one of Ray's messages after steady full ones: the job wrote less in
+    the last second than before), the schedule from the last output, at once when a poll was asked
+    for after that poll, or only the interval's poll (``math.inf``) while the job has printed nothing:
+    a job ends right after its last line, and one that prints nothing (a PENDING one) gives no sign
+    to act on."""
 
     def __init__(self, monotonic: Callable[[], float]) -> None:
         self._monotonic = monotonic
@@ -109,15 +158,25 @@ class OutputActivity:
         self._beat = 0.0
         self._recent_gaps: deque[float] = deque(maxlen=RECENT_GAPS)
         self._asked_at: float | None = None
+        self._burst: Burst | None = None
+        #: The burst before the current one was full and steady (the first, or within
+        #: ``STEADY_FULL_GAP`` of a full one before it).
+        self._after_steady_full = False
+        self._bursts = 0
+        self._last_full_began: float | None = None
+        self._last_drop: float | None = None
 
     def began(self) -> None:
         """A new watch (an attempt submitted or attached to): nothing printed yet."""
         with self._lock:
             self._last, self._beat, self._asked_at = None, 0.0, None
             self._recent_gaps.clear()
+            self._burst, self._after_steady_full, self._bursts = None, False, 0
+            self._last_full_began, self._last_drop = None, None
 
-    def output(self) -> None:
-        """The job's log grew."""
+    def output(self, piece: bytes | None = None) -> bool:
+        """The job's log grew by ``piece`` (None: by bytes not shown). True when this makes a drop's
+        poll possible (the watch should look at its plan again)."""
         now = self._monotonic()
         with self._lock:
             if self._last is not None and now - self._last > BURST:
@@ -125,7 +184,34 @@ class OutputActivity:
                 if gap <= quiet_threshold(self._beat, self._longest()) + TAIL_CYCLE:
                     self._recent_gaps.append(gap)
                 self._beat = gap if not self._beat else self._beat + BEAT_WEIGHT * (gap - self._beat)
+            if self._burst is None or self._last is None or now - self._last > BURST:
+                self._next_burst(now)
+            assert self._burst is not None
+            self._burst.add(piece)
             self._last = now
+            return self._drop_pending()
+
+    def _next_burst(self, now: float) -> None:
+        ended = self._burst
+        if ended is not None:
+            if self._is_drop(ended):
+                self._last_drop = ended.began
+            first = self._bursts == 1
+            steady = first or (
+                self._last_full_began is not None and ended.began - self._last_full_began <= STEADY_FULL_GAP
+            )
+            self._after_steady_full = ended.full and steady
+            if ended.full:
+                self._last_full_began = ended.began
+        self._burst = Burst(now)
+        self._bursts += 1
+
+    def _is_drop(self, burst: Burst) -> bool:
+        spaced = self._last_drop is None or burst.began - self._last_drop >= DROP_SPACING
+        return self._after_steady_full and burst.known and not burst.full and spaced
+
+    def _drop_pending(self) -> bool:
+        return self._burst is not None and self._is_drop(self._burst)
 
     def _longest(self) -> float:
         return max(self._recent_gaps, default=0.0)
@@ -141,11 +227,12 @@ class OutputActivity:
         """When (the clock's monotonic time) the poll after one made at ``polled_at`` is due."""
         with self._lock:
             last, beat, longest, asked_at = self._last, self._beat, self._longest(), self._asked_at
+            drop = self._drop_pending()
         if asked_at is not None and asked_at > polled_at:
             return asked_at
         if last is None:
             return math.inf
         if last > polled_at:
-            # Output since that poll: the quiet starts at its last piece.
-            return last + next_quiet_poll(0.0, interval, beat, longest)
+            # Output since that poll: the quiet starts at its last piece (a drop is polled sooner).
+            return last + (DROP_WAIT if drop else next_quiet_poll(0.0, interval, beat, longest))
         return polled_at + next_quiet_poll(polled_at - last, interval, beat, longest)

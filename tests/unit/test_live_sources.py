@@ -98,7 +98,7 @@ def fake_connections(monkeypatch: pytest.MonkeyPatch) -> None:
 def follow(sources: FakeSources, first: JobInfo) -> tuple[LiveLog, io.StringIO, list[str]]:
     out = io.StringIO()
     heard: list[str] = []
-    live = LiveLog(sources, LineEcho(out), on_output=lambda: heard.append("output"))  # type: ignore[arg-type]
+    live = LiveLog(sources, LineEcho(out), on_output=lambda _piece: heard.append("output"))  # type: ignore[arg-type]
     live.observe(first)
     return live, out, heard
 
