@@ -10,6 +10,12 @@ is still seen within a few seconds), and from there a fraction again, so a job q
 soon polled every ``updateInterval`` again, as before. Quiet counts only once it is longer than the
 job's own rhythm of output, so a job that prints every few seconds is not polled after each line.
 
+The sizes of the tail's bursts tell one thing sooner: Ray sends a full message (10 lines) at once,
+and what it read before the end of the file only after its sleep, so a burst shorter than a message
+after steady full ones (a drop) says the job wrote fewer lines in the last second than before. A
+drop is polled ``DROP_WAIT`` after it, at most once in ``DROP_SPACING``: a job printing 10 lines a
+second to its end is seen about 0.2 s after its last burst, not 2.4 s.
+
 ``next_quiet_poll`` is the schedule (pure, a function of the quiet time); ``OutputActivity`` is
 what the log follower tells it (thread-safe; its clock is given, so tests run it on a fake one).
 Standard library only.
@@ -70,9 +76,9 @@ BEAT_WEIGHT = 0.3
 #: output stopped (``OutputActivity`` calls such a burst a drop).
 TAIL_CHUNK_LINES = 10
 TAIL_CHUNK_CHARS = 20_000
-#: A drop is polled this long after its burst, once no full chunk followed (one comes within a few
-#: tens of milliseconds of the piece before it: a longer wait than ``BURST``).
-DROP_WAIT = 0.3
+#: A drop is polled once its burst is over: no piece for ``BURST`` (a full chunk that follows comes
+#: within a few tens of milliseconds of the piece before it).
+DROP_WAIT = BURST
 #: A full burst counts as steady output when it came within this long of the full burst before it:
 #: steady output at 10 lines a second arrives as 20 lines every 2 s (a read that ends on a full chunk
 #: makes Ray's agent sleep a second cycle).
