@@ -35,6 +35,7 @@ from raypod.source import ConfigMapJob, MappingSource
 from raypod.status_store import StatusReporter
 from raypod.submission import RaySubmitter, SubmissionSettings
 from raypod.terminal import ByteProgress, no_progress
+from raypod.watch_schedule import OutputActivity
 from tests.support.ray_job_json import job_json
 
 T = TypeVar("T")
@@ -562,6 +563,19 @@ class Harness:
 
     def run(self) -> Outcome:
         return self.session().run()
+
+    def watch(self, activity: OutputActivity) -> tuple[Outcome, list[tuple[float, str]]]:
+        """Run a session whose watch hears ``activity`` (the live log's), and the polls it made: the
+        clock's elapsed time and Ray's status at each."""
+        polls: list[tuple[float, str]] = []
+
+        def polled(job: JobInfo) -> None:
+            polls.append((self.clock.elapsed, str(job.status)))
+
+        session = self.session()
+        session.on_poll = polled
+        session.activity = activity
+        return session.run(), polls
 
     def finish(self, outcome: Outcome) -> int:
         return finish(outcome, self.reporter, self.clock, self.said.append)

@@ -14,9 +14,7 @@ from hypothesis import strategies as s
 
 from raypod.contract import BridgeStatus
 from raypod.outcome import Ending, Outcome
-from raypod.ray import JobInfo
 from raypod.retry import RetryPolicy
-from raypod.session import JobSession
 from raypod.watch_schedule import (
     BACKOFF,
     BEATS,
@@ -173,15 +171,8 @@ def watched(
         h.clock.at(tail_ends, tail_closed)
     if kill_at is not None:
         h.set_kill_at(kill_at)
-    polls: list[tuple[float, str]] = []
-
-    def polled(job: JobInfo) -> None:
-        polls.append((h.clock.elapsed, str(job.status)))
-
-    session: JobSession = h.session()
-    session.on_poll = polled
-    session.activity = activity
-    return h, session.run(), polls
+    outcome, polls = h.watch(activity)
+    return h, outcome, polls
 
 
 def test_a_job_that_ends_right_after_its_last_line_is_seen_within_the_quiet_schedule() -> None:

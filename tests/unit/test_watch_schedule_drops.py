@@ -15,9 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as s
 
 from raypod.contract import BridgeStatus
-from raypod.ray import JobInfo
 from raypod.runner import JobOutput
-from raypod.session import JobSession
 from raypod.watch_schedule import (
     DROP_SPACING,
     DROP_WAIT,
@@ -38,6 +36,12 @@ def lines(count: int, width: int = 20) -> bytes:
     return b"".join(b"x" * (width - 1) + b"\n" for _ in range(count))
 
 
+def fresh() -> tuple[FakeClock, OutputActivity, float]:
+    """A fake clock, an activity on it, and the time of a poll made before any output."""
+    clock = FakeClock()
+    return clock, OutputActivity(clock.monotonic), clock.monotonic()
+
+
 def bursts(activity: OutputActivity, clock: FakeClock, sizes: list[int], gap: float = 2.0) -> None:
     """Bursts of ``sizes`` lines, ``gap`` s apart, the last one now."""
     for n, size in enumerate(sizes):
@@ -47,9 +51,7 @@ def bursts(activity: OutputActivity, clock: FakeClock, sizes: list[int], gap: fl
 
 
 def test_a_short_burst_after_steady_full_ones_is_polled_soon_after_it() -> None:
-    clock = FakeClock()
-    activity = OutputActivity(clock.monotonic)
-    polled_at = clock.monotonic()
+    clock, activity, polled_at = fresh()
     bursts(activity, clock, [20, 20, 20])
     clock.advance(1.0)
     assert activity.output(lines(8)) is True
@@ -58,9 +60,7 @@ def test_a_short_burst_after_steady_full_ones_is_polled_soon_after_it() -> None:
 
 def test_a_full_message_right_after_the_short_piece_is_no_drop() -> None:
     # A burst is the piece read before the sleep, then every full chunk read after it.
-    clock = FakeClock()
-    activity = OutputActivity(clock.monotonic)
-    polled_at = clock.monotonic()
+    clock, activity, polled_at = fresh()
     bursts(activity, clock, [20, 20])
     clock.advance(2.0)
     activity.output(lines(1))
@@ -70,9 +70,7 @@ def test_a_full_message_right_after_the_short_piece_is_no_drop() -> None:
 
 
 def test_a_job_printing_fewer_lines_than_a_message_is_not_polled_at_its_bursts() -> None:
-    clock = FakeClock()
-    activity = OutputActivity(clock.monotonic)
-    polled_at = clock.monotonic()
+    clock, activity, polled_at = fresh()
     for _ in range(10):
         assert activity.output(lines(3)) is False
         clock.advance(1.0)
@@ -95,9 +93,7 @@ def test_full_bursts_far_apart_are_no_steady_output_to_drop_from() -> None:
 
 
 def test_a_long_line_fills_a_message_as_ten_short_ones_do() -> None:
-    clock = FakeClock()
-    activity = OutputActivity(clock.monotonic)
-    polled_at = clock.monotonic()
+    clock, activity, polled_at = fresh()
     long_lines = lines(3, width=TAIL_CHUNK_CHARS // 2 - 2000)  # 3 lines, more characters than a message holds
     activity.output(long_lines)
     clock.advance(1.0)
@@ -119,9 +115,7 @@ def test_a_line_cut_at_the_end_of_a_piece_counts_once() -> None:
 
 
 def test_a_piece_of_unknown_size_is_never_a_drop() -> None:
-    clock = FakeClock()
-    activity = OutputActivity(clock.monotonic)
-    polled_at = clock.monotonic()
+    clock, activity, polled_at = fresh()
     bursts(activity, clock, [20, 20])
     clock.advance(1.0)
     assert activity.output() is False
@@ -182,15 +176,8 @@ def steady_printer_polls(sizes_known: bool) -> list[tuple[float, str]]:
     for at in range(2, 41, 2):
         h.clock.at(float(at), lambda: burst(20))
     h.clock.at(41.0, lambda: burst(8))
-    polls: list[tuple[float, str]] = []
-
-    def polled(job: JobInfo) -> None:
-        polls.append((h.clock.elapsed, str(job.status)))
-
-    session: JobSession = h.session()
-    session.on_poll = polled
-    session.activity = activity
-    assert session.run().status == BridgeStatus.SUCCEEDED
+    outcome, polls = h.watch(activity)
+    assert outcome.status == BridgeStatus.SUCCEEDED
     return polls
 
 
