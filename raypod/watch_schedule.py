@@ -121,23 +121,24 @@ class Burst:
 
     def __init__(self, began: float) -> None:
         self.began = began
-        self.lines = 0
         self.size = 0
         self.known = True
+        self._newlines = 0
         self._open_line = False
 
     def add(self, piece: bytes | None) -> None:
         if piece is None:
             self.known = False
             return
-        if piece:
-            self.lines += piece.count(b"\n")
+        # Once full, more pieces change nothing: a large log is not scanned for newlines twice.
+        if piece and not self.full:
+            self._newlines += piece.count(b"\n")
             self.size += len(piece)
             self._open_line = not piece.endswith(b"\n")
 
     @property
     def line_count(self) -> int:
-        return self.lines + (1 if self._open_line else 0)
+        return self._newlines + (1 if self._open_line else 0)
 
     @property
     def full(self) -> bool:
@@ -185,12 +186,12 @@ class OutputActivity:
         poll possible (the watch should look at its plan again)."""
         now = self._monotonic()
         with self._lock:
-            if self._last is not None and now - self._last > BURST:
-                gap = now - self._last
-                if gap <= quiet_threshold(self._beat, self._longest()) + TAIL_CYCLE:
-                    self._recent_gaps.append(gap)
-                self._beat = gap if not self._beat else self._beat + BEAT_WEIGHT * (gap - self._beat)
-            if self._burst is None or self._last is None or now - self._last > BURST:
+            if self._last is None or now - self._last > BURST:
+                if self._last is not None:
+                    gap = now - self._last
+                    if gap <= quiet_threshold(self._beat, self._longest()) + TAIL_CYCLE:
+                        self._recent_gaps.append(gap)
+                    self._beat = gap if not self._beat else self._beat + BEAT_WEIGHT * (gap - self._beat)
                 self._next_burst(now)
             assert self._burst is not None
             self._burst.add(piece)
