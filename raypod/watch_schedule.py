@@ -2,7 +2,7 @@
 
 No Ray endpoint tells when a job ends. But a job usually ends right after its last line, and the
 live log tells when the output stops: Ray's WebSocket tail brings a job's last line about 0.5 to
-1.4 s after Ray's end_time (docs/benchmark.md). So after the output goes quiet the watch polls
+2.1 s after Ray's end_time (docs/benchmark.md). So after the output goes quiet the watch polls
 a few times early (``next_quiet_poll``): the first as soon as the tail has missed one of its reads
 (``quiet_threshold``), then each wait a fraction of the quiet so far, at most
 ``STEADY_GAP`` through the first ``STEADY_UNTIL`` of quiet (a job silent for its last half minute
